@@ -1,0 +1,21 @@
+"""navbuild: a build tool that takes a trained model to its fastest correct deployable form."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["build", "plan", "__version__"]
+
+
+def build(*args, **kwargs):
+    """Build a recipe; see :func:`navbuild.api.build`."""
+    from navbuild.api import build as _build
+
+    return _build(*args, **kwargs)
+
+
+def plan(*args, **kwargs):
+    """Plan a recipe without running anything; see :func:`navbuild.api.plan`."""
+    from navbuild.api import plan as _plan
+
+    return _plan(*args, **kwargs)

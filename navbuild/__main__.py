@@ -1,0 +1,5 @@
+"""``python -m navbuild`` runs the command line."""
+
+from navbuild.cli import main
+
+main()

@@ -1,0 +1,176 @@
+"""The command line: ``navbuild [build|plan] recipe=NAME [overrides] [-m]`` and ``navbuild gc``.
+
+A thin layer over :mod:`navbuild.api`; Hydra composes recipes and runs multirun sweeps.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import traceback
+from pathlib import Path
+from typing import Sequence
+
+from navbuild.errors import NavbuildError
+
+USAGE = """\
+usage: navbuild [build] [recipe=NAME|FILE.yaml] [key=value ...] [-m]   build a recipe (default: mlp)
+       navbuild plan [recipe=NAME] [key=value ...] [-m]               show every target's status, run nothing
+       navbuild gc [--max-size 2G] [--max-age 30d] [--dry-run]        prune the cache
+
+Overrides use Hydra syntax (profile.batch_sizes=[1,4], onnx.opset=18); -m sweeps
+comma-separated values on one shared cache. Set NAVBUILD_TRACEBACK=1 (or pass
+--traceback) to see tracebacks of recipe errors.
+"""
+
+_exit_codes: list[int] = []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns (and exits with) the process exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    show_tb = os.environ.get("NAVBUILD_TRACEBACK", "") not in ("", "0")
+    if "--traceback" in args:
+        args.remove("--traceback")
+        show_tb = True
+    try:
+        code = _dispatch(args)
+    except NavbuildError as err:
+        code = _report_error(err, show_tb)
+    except KeyboardInterrupt:
+        print("navbuild: interrupted", file=sys.stderr)
+        code = 130
+    if argv is None:
+        sys.exit(code)
+    return code
+
+
+def _dispatch(args: list[str]) -> int:
+    if args and args[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    if args and args[0] == "gc":
+        from navbuild.gc_command import gc_main
+
+        return gc_main(args[1:])
+    mode = "build"
+    if args and args[0] in ("build", "plan"):
+        mode = args.pop(0)
+    multirun = False
+    for flag in ("-m", "--multirun"):
+        while flag in args:
+            args.remove(flag)
+            multirun = True
+    unknown = [a for a in args if a.startswith("-")]
+    if unknown:
+        from navbuild.errors import RecipeError
+
+        raise RecipeError(f"unknown option {unknown[0]}; see navbuild --help", where="command line")
+    if not any(a.startswith("recipe=") for a in args):
+        args.insert(0, "recipe=mlp")
+    cwd = Path.cwd()
+    if multirun:
+        return _multirun(mode, args, cwd)
+    return _run_one(mode, args, cwd)
+
+
+def _run_one(mode: str, overrides: list[str], cwd: Path, output_dir: str | None = None) -> int:
+    from navbuild.api import build_prepared, load_recipe, prepare
+    from navbuild.report.console import ConsoleReporter
+
+    ref = next(a.split("=", 1)[1] for a in overrides if a.startswith("recipe="))
+    recipe, path = load_recipe(ref, [a for a in overrides if not a.startswith("recipe=")], cwd)
+    if output_dir and not recipe.output_dir:
+        recipe.output_dir = output_dir
+    prep = prepare(recipe, path, cwd)
+    if mode == "plan":
+        return _print_plan(prep)
+    result = build_prepared(prep, ConsoleReporter())
+    return result.exit_code
+
+
+def _print_plan(prep) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from navbuild.plan.status import plan_statuses
+
+    plan = plan_statuses(prep.graph, prep.store, prep.records.load(prep.build_dir))
+    table = Table(title=f"plan of recipe {prep.recipe.name} → {prep.build_dir}")
+    table.add_column("target")
+    table.add_column("status")
+    colours = {"cached": "cyan", "stale": "yellow", "missing": "yellow", "unavailable": "magenta"}
+    for t in plan.targets:
+        table.add_row(t.id, f"[{colours.get(t.status, 'white')}]{t.label}[/]")
+    Console(highlight=False, width=max(120, Console().width)).print(table)
+    return 0
+
+
+def _multirun(mode: str, overrides: list[str], cwd: Path) -> int:
+    """Run a Hydra multirun sweep; every sweep point builds on the same cache.
+
+    Every point is composed and validated before any runs, so a bad value in the sweep is
+    reported at once (exit 2) rather than after the first points have built.
+    """
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+
+    from navbuild.recipe.load import (PRIMARY_CONFIG, check_override_keys, normalize_overrides,
+                                      package_data_dir, register, split_recipe_override)
+
+    refs, _ = split_recipe_override(overrides)
+    register(refs, cwd)
+    normalized = normalize_overrides(overrides)
+    check_override_keys(normalized)
+    points = _sweep_points(normalized)
+    from navbuild.api import load_recipe, prepare
+
+    for point in points:
+        ref = next(a.split("=", 1)[1] for a in point if a.startswith("recipe="))
+        recipe, path = load_recipe(ref, [a for a in point if not a.startswith("recipe=")], cwd)
+        prepare(recipe, path, cwd)
+    _exit_codes.clear()
+
+    def task(cfg) -> None:
+        hc = HydraConfig.get()
+        name = hc.runtime.choices.get("recipe") or "recipe"
+        job_overrides = [o for o in hc.overrides.task if not o.startswith("recipe=")]
+        label = _safe_dirname(",".join(job_overrides)) or f"job{hc.job.num}"
+        try:
+            code = _run_one(mode, [f"recipe={name}", *job_overrides], cwd, output_dir=f"build/{name}/{label}")
+        except NavbuildError as err:
+            code = _report_error(err, False)
+        _exit_codes.append(code)
+
+    saved = sys.argv
+    sys.argv = [saved[0], "-m", *normalized]
+    try:
+        hydra.main(config_path=str(package_data_dir("conf")), config_name=PRIMARY_CONFIG,
+                   version_base="1.3")(task)()
+    finally:
+        sys.argv = saved
+    return max(_exit_codes, default=0)
+
+
+def _sweep_points(overrides: list[str]) -> list[list[str]]:
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def _safe_dirname(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=,+-]+", "_", text).strip("_")[:120]
+
+
+def _report_error(err: NavbuildError, show_tb: bool) -> int:
+    if show_tb:
+        traceback.print_exception(err)
+    print(f"navbuild: error: {err}", file=sys.stderr)
+    return err.exit_code
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Runs one step in a child process: ``python -m navbuild.execute.child JOB [--out DIR]``.
+
+The parent keeps going if a conversion crashes the interpreter; the job file beside the
+output, with ``reproduce.sh``, re-runs exactly this step by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+#: exit code of a child whose step rejected the user's inputs (InputError).
+EXIT_INPUT_ERROR = 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m navbuild.execute.child")
+    parser.add_argument("job", type=Path)
+    parser.add_argument("--out", type=Path, default=None, help="write artifacts here instead of the job's out/")
+    args = parser.parse_args(argv)
+    job_dir = args.job.resolve().parent
+    job = json.loads(args.job.read_text())
+    out = args.out or (job_dir / job["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    result_path = out.parent / "result.json" if args.out is None else out / "result.json"
+    error_path = result_path.with_name("error.json")
+
+    from navbuild.errors import InputError
+    from navbuild.steps.base import StepContext, load_step, params_from_dict
+
+    start = time.perf_counter()
+    print(f"[navbuild] target {job['target']}: step {job['step']}", flush=True)
+    try:
+        step_cls = load_step(job["step"])
+        params = params_from_dict(step_cls.Params, job["params"])
+        ctx = StepContext(inputs={k: Path(v) for k, v in job["inputs"].items()}, out=out)
+        result = step_cls().run(params, ctx)
+    except InputError as exc:
+        _write(error_path, {"type": "InputError", "message": str(exc)})
+        print(f"[navbuild] input error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_INPUT_ERROR
+    except BaseException as exc:  # noqa: BLE001 - report anything, the parent decides
+        tb = traceback.format_exc()
+        print(tb, file=sys.stderr, flush=True)
+        message = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
+        _write(error_path, {"type": type(exc).__name__, "message": message, "traceback": tb})
+        return 1
+    _write(result_path, result if isinstance(result, dict) else {})
+    print(f"[navbuild] done in {time.perf_counter() - start:.2f}s", flush=True)
+    return 0
+
+
+def _write(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Start a step's child process: job file, log, reproduce script; collect its result or error."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from navbuild.execute.child import EXIT_INPUT_ERROR
+
+LOG_TAIL_LINES = 25
+
+
+@dataclass
+class ChildOutcome:
+    ok: bool
+    result: dict
+    input_error: bool = False
+    message: str = ""
+    log_tail: str = ""
+
+
+def write_job(staging: Path, target_id: str, step: str, params: dict, inputs: dict[str, Path], cwd: Path) -> Path:
+    """Write ``job.json`` and ``reproduce.sh`` into the staging dir (beside ``out/``)."""
+    job = {"target": target_id, "step": step, "params": params,
+           "inputs": {k: str(v) for k, v in inputs.items()}, "out": "out"}
+    job_path = staging / "job.json"
+    job_path.write_text(json.dumps(job, indent=2, sort_keys=True))
+    script = staging / "reproduce.sh"
+    script.write_text(
+        "#!/bin/sh\n"
+        f"# Re-runs target '{target_id}' ({step}) by hand, outside navbuild's cache.\n"
+        "# Usage: sh reproduce.sh [OUTPUT_DIR]   (default: a new temporary folder)\n"
+        "here=$(cd \"$(dirname \"$0\")\" && pwd)\n"
+        "out=${1:-$(mktemp -d)}\n"
+        f"cd {shlex.quote(str(cwd))}\n"
+        f"PYTHONPATH={shlex.quote(_pythonpath(cwd))} exec {shlex.quote(sys.executable)} "
+        "-m navbuild.execute.child \"$here/job.json\" --out \"$out\"\n")
+    script.chmod(0o755)
+    return job_path
+
+
+def run_child(staging: Path, cwd: Path, timeout: float | None = None) -> ChildOutcome:
+    """Run the job in ``staging`` in a fresh interpreter; stdout and stderr go to ``log.txt``."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = _pythonpath(cwd)
+    env.setdefault("PYTHONHASHSEED", "0")
+    log_path = staging / "log.txt"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "navbuild.execute.child", str(staging / "job.json")],
+                                cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            code = proc.wait(timeout=timeout)
+        except BaseException:
+            # Ctrl-C or timeout: the child (and anything it started) must not outlive us.
+            _kill_group(proc)
+            raise
+    tail = log_tail(log_path)
+    if code == 0 and (staging / "result.json").is_file():
+        return ChildOutcome(ok=True, result=json.loads((staging / "result.json").read_text()), log_tail=tail)
+    message = f"child process exited with code {code}"
+    if code < 0:
+        message = f"child process killed by signal {signal.Signals(-code).name}"
+    err_file = staging / "error.json"
+    if err_file.is_file():
+        try:
+            message = json.loads(err_file.read_text()).get("message", message)
+        except ValueError:
+            pass
+    return ChildOutcome(ok=False, result={}, input_error=code == EXIT_INPUT_ERROR, message=message, log_tail=tail)
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _pythonpath(cwd: Path) -> str:
+    # The child must import what the parent can: the user's modules in the working
+    # directory and anything on the parent's path (tests, editable installs).
+    parts = [str(cwd)] + [p for p in sys.path if p and Path(p).is_dir()]
+    seen: list[str] = []
+    for p in parts:
+        if p not in seen:
+            seen.append(p)
+    return os.pathsep.join(seen)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()

@@ -1,0 +1,48 @@
+"""``navbuild gc``: prune the cache of entries no build refers to, by age and by size."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Sequence
+
+from navbuild.errors import RecipeError
+
+
+def gc_main(argv: Sequence[str]) -> int:
+    from navbuild.cache.gc import collect, parse_age, parse_size
+    from navbuild.cache.records import Records
+    from navbuild.cache.store import Store, resolve_cache_dir
+
+    parser = argparse.ArgumentParser(prog="navbuild gc", description=__doc__)
+    parser.add_argument("--cache-dir", default=None, help="cache folder (default: $NAVBUILD_CACHE_DIR or ./.navbuild-cache)")
+    parser.add_argument("--max-size", default=None, help="evict least recently used entries above this size (e.g. 2G)")
+    parser.add_argument("--max-age", default=None, help="remove entries not used for this long (e.g. 30d, 12h)")
+    parser.add_argument("--keep-unreferenced", action="store_true", help="keep entries no recorded build refers to")
+    parser.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    try:
+        args = parser.parse_args(list(argv))
+    except SystemExit as exc:
+        return int(exc.code or 0) and 2
+    try:
+        max_size = parse_size(args.max_size) if args.max_size else None
+        max_age = parse_age(args.max_age) if args.max_age else None
+    except ValueError as exc:
+        raise RecipeError(str(exc), where="navbuild gc") from None
+    root = resolve_cache_dir(args.cache_dir, Path.cwd())
+    if not root.exists():
+        print(f"navbuild gc: no cache at {root}; nothing to do")
+        return 0
+    store = Store(root)
+    records = Records(root / "records")
+    report = collect(store, records, max_size=max_size, max_age_s=max_age,
+                     keep_unreferenced=args.keep_unreferenced, dry_run=args.dry_run)
+    for w in records.warnings + store.warnings:
+        print(f"warning: {w}")
+    verb = "would remove" if args.dry_run else "removed"
+    for key, size, reason in report.removed:
+        print(f"{verb} {key[:16]}  {size / 1e6:9.2f} MB  {reason}")
+    print(f"navbuild gc: {verb} {len(report.removed)} entries ({report.freed_bytes / 1e6:.2f} MB) and "
+          f"{report.staging_removed} stale staging folders; kept {report.kept_entries} entries "
+          f"({report.kept_bytes / 1e6:.2f} MB) in {root}")
+    return 0

@@ -1,0 +1,380 @@
+"""Recipe validation in two passes: structure and types against the schema, then semantics.
+
+Both passes collect every problem with its key path before raising one ``RecipeError``.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import importlib.util
+import re
+import typing
+from pathlib import Path
+from typing import Any, Iterable
+
+from navbuild.errors import RecipeError
+from navbuild.model_io import BATCH_AXIS
+from navbuild.recipe import schema
+from navbuild.recipe.schema import Recipe
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+# ----------------------------------------------------------------------------- pass 1
+
+def check_structure(data: Any, where: str = "recipe") -> None:
+    """Check a recipe's raw mapping (a YAML file's content) against the schema.
+
+    Unknown keys get a "did you mean" suggestion; values of the wrong type are named with
+    their key path. Interpolations (``${...}``) are left for composition to resolve.
+    """
+    problems: list[str] = []
+    if not isinstance(data, dict):
+        raise RecipeError(f"(top level): expected a mapping of recipe keys, got {type(data).__name__}", where)
+    extra = {"defaults"}  # Hydra's defaults list may appear in a recipe file
+    _walk(Recipe, data, "", problems, allowed_extra=extra)
+    if problems:
+        raise RecipeError(problems, where)
+
+
+def check_key_path(path: str) -> str | None:
+    """Return a problem message if ``path`` (e.g. ``onnx.opsett``) is not a recipe key, else None."""
+    cls: Any = Recipe
+    walked: list[str] = []
+    for part in path.split("."):
+        name = re.sub(r"\[\d+\]$", "", part)
+        if not dataclasses.is_dataclass(cls):
+            return None  # inside a free-form mapping (kwargs, axes) or list: anything goes
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        if name not in fields:
+            here = ".".join(walked + [name])
+            return f"{here}: unknown key{_suggest(name, fields)}"
+        walked.append(name)
+        hint = typing.get_type_hints(cls)[name]
+        cls = _strip_optional(hint)
+        if typing.get_origin(cls) in (list, typing.List) and part.endswith("]"):
+            cls = typing.get_args(cls)[0]
+    return None
+
+
+def _walk(cls: type, data: dict, prefix: str, problems: list[str], allowed_extra: Iterable[str] = ()) -> None:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if key not in names:
+            if key in allowed_extra:
+                continue
+            problems.append(f"{path}: unknown key{_suggest(str(key), names)}")
+            continue
+        _check_value(hints[key], value, path, problems)
+
+
+def _check_value(hint: Any, value: Any, path: str, problems: list[str]) -> None:
+    if isinstance(value, str) and "${" in value:
+        return  # an interpolation: resolved and type-checked at composition
+    optional = _is_optional(hint)
+    hint = _strip_optional(hint)
+    if value is None:
+        if not optional and hint is not Any:
+            problems.append(f"{path}: must not be null")
+        return
+    if value == "???":
+        return
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            problems.append(f"{path}: expected a mapping, got {_show(value)}")
+        else:
+            _walk(hint, value, path + ".", problems)
+    elif origin in (list, typing.List):
+        if not isinstance(value, list):
+            problems.append(f"{path}: expected a list, got {_show(value)}")
+            return
+        (inner,) = typing.get_args(hint) or (Any,)
+        for i, item in enumerate(value):
+            _check_value(inner, item, f"{path}[{i}]", problems)
+    elif origin in (dict, typing.Dict):
+        if not isinstance(value, dict):
+            problems.append(f"{path}: expected a mapping, got {_show(value)}")
+            return
+        args = typing.get_args(hint)
+        if args and args[1] is not Any:
+            for k, v in value.items():
+                _check_value(args[1], v, f"{path}.{k}", problems)
+    elif hint is bool:
+        if not isinstance(value, bool):
+            problems.append(f"{path}: expected true or false, got {_show(value)}")
+    elif hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            problems.append(f"{path}: expected an integer, got {_show(value)}")
+    elif hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            problems.append(f"{path}: expected a number, got {_show(value)}")
+    elif hint is str:
+        if not isinstance(value, str):
+            problems.append(f"{path}: expected a string, got {_show(value)}")
+
+
+def _is_optional(hint: Any) -> bool:
+    return typing.get_origin(hint) is typing.Union and type(None) in typing.get_args(hint)
+
+
+def _strip_optional(hint: Any) -> Any:
+    if _is_optional(hint):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return args[0] if len(args) == 1 else Any
+    return hint
+
+
+def _show(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def _suggest(name: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(choices), n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean '{close[0]}'?)"
+    return f" (known keys: {', '.join(sorted(choices))})"
+
+
+def _choice(value: str, choices: Iterable[str], path: str) -> str | None:
+    choices = list(choices)
+    if value in choices:
+        return None
+    close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.6)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"{path}: unknown value '{value}'{hint}; choose one of {', '.join(choices)}"
+
+
+# ----------------------------------------------------------------------------- pass 2
+
+def check_semantics(recipe: Recipe, cwd: Path, where: str = "recipe") -> None:
+    """Check what types cannot: ranges, choices, cross-references, files. Raise every problem at once."""
+    p: list[str] = []
+    _check_source(recipe, cwd, p)
+    _check_inputs(recipe, p)
+    names = [o for o in recipe.outputs]
+    for i, name in enumerate(names):
+        if names.index(name) != i:
+            p.append(f"outputs[{i}]: duplicate output name '{name}'")
+    if not recipe.formats:
+        p.append("formats: must name at least one format")
+    for i, fmt in enumerate(recipe.formats):
+        if (msg := _choice(fmt, schema.FORMATS, f"formats[{i}]")):
+            p.append(msg)
+        elif fmt == "torch" and recipe.source.onnx:
+            p.append(f"formats[{i}]: 'torch' needs a torch source; this recipe's source is an ONNX file")
+        elif recipe.formats.index(fmt) != i:
+            p.append(f"formats[{i}]: '{fmt}' is listed twice")
+    for i, prec in enumerate(recipe.precisions):
+        if (msg := _choice(prec, schema.PRECISIONS, f"precisions[{i}]")):
+            p.append(msg)
+    if not 7 <= recipe.onnx.opset <= 25:
+        p.append(f"onnx.opset: {recipe.onnx.opset} must be between 7 and 25")
+    if (msg := _choice(recipe.onnx.exporter, schema.EXPORTERS, "onnx.exporter")):
+        p.append(msg)
+    if (msg := _choice(recipe.onnx_opt.level, schema.ORT_LEVELS, "onnx_opt.level")):
+        p.append(msg)
+    if recipe.onnx_opt.fusion is not None and (
+            msg := _choice(recipe.onnx_opt.fusion, schema.FUSION_MODEL_TYPES, "onnx_opt.fusion")):
+        p.append(msg)
+    for key in ("num_heads", "hidden_size"):
+        if getattr(recipe.onnx_opt, key) < 0:
+            p.append(f"onnx_opt.{key}: {getattr(recipe.onnx_opt, key)} must be >= 0 (0 = detect)")
+    rt = recipe.runtime
+    for key in ("intra_op_threads", "inter_op_threads"):
+        if getattr(rt, key) < 1:
+            p.append(f"runtime.{key}: {getattr(rt, key)} must be >= 1")
+    if (msg := _choice(rt.graph_level, schema.RUNTIME_GRAPH_LEVELS, "runtime.graph_level")):
+        p.append(msg)
+    for key in ("atol", "rtol"):
+        if getattr(recipe.correctness, key) < 0:
+            p.append(f"correctness.{key}: {getattr(recipe.correctness, key)} must be >= 0")
+    _check_profile(recipe, p)
+    _check_select(recipe, p)
+    _check_samples(recipe, cwd, p)
+    if p:
+        raise RecipeError(p, where)
+
+
+def _check_source(recipe: Recipe, cwd: Path, p: list[str]) -> None:
+    src = recipe.source
+    if bool(src.torch) == bool(src.onnx):
+        p.append("source: set exactly one of source.torch (module:function) or source.onnx (a .onnx file)")
+        return
+    if src.torch:
+        module, sep, func = src.torch.partition(":")
+        if not sep or not module or not _IDENT.match(func or ""):
+            p.append(f"source.torch: '{src.torch}' must look like 'package.module:function'")
+        else:
+            problem = _find_factory(module, func, cwd)
+            if problem:
+                p.append(f"source.torch: {problem}")
+    else:
+        path = resolve_path(src.onnx, cwd)
+        if not path.is_file():
+            p.append(f"source.onnx: file '{src.onnx}' does not exist (looked at {path})")
+        elif path.suffix != ".onnx":
+            p.append(f"source.onnx: '{src.onnx}' is not a .onnx file")
+    for i, w in enumerate(src.watch):
+        if not resolve_path(w, cwd).exists():
+            p.append(f"source.watch[{i}]: '{w}' does not exist")
+
+
+def _find_factory(module: str, func: str, cwd: Path) -> str | None:
+    """Find ``module`` and check that it defines ``func``, without importing the module.
+
+    Importing would pull torch into `plan`; reading the module's syntax tree is enough to
+    catch a misspelt name.
+    """
+    import sys
+
+    added = str(cwd) not in sys.path
+    if added:
+        sys.path.insert(0, str(cwd))
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError) as exc:
+        return f"module '{module}' cannot be found ({exc})"
+    finally:
+        if added:
+            sys.path.remove(str(cwd))
+    if spec is None:
+        return f"module '{module}' not found (is it installed, or in the working directory {cwd}?)"
+    origin = spec.origin
+    if not origin or not origin.endswith(".py"):
+        return None  # compiled or namespace module: checked when the model is loaded
+    try:
+        tree = ast.parse(Path(origin).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError) as exc:
+        return f"module '{module}' ({origin}) cannot be read: {exc}"
+    defined: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, ast.Assign):
+            defined.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            defined.update((a.asname or a.name).split(".")[0] for a in node.names)
+    if func not in defined:
+        return f"function '{func}' not found in module '{module}' ({origin}){_suggest(func, defined) if defined else ''}"
+    return None
+
+
+def _check_inputs(recipe: Recipe, p: list[str]) -> None:
+    if not recipe.inputs:
+        p.append("inputs: declare at least one input (name, dtype, shape)")
+    seen: set[str] = set()
+    for i, inp in enumerate(recipe.inputs):
+        at = f"inputs[{i}]"
+        if not _IDENT.match(inp.name or "") and not re.match(r"^[\w.:/-]+$", inp.name or ""):
+            p.append(f"{at}.name: '{inp.name}' is not a valid tensor name")
+        if inp.name in seen:
+            p.append(f"{at}.name: duplicate input name '{inp.name}'")
+        seen.add(inp.name)
+        if (msg := _choice(inp.dtype, schema.DTYPES, f"{at}.dtype")):
+            p.append(msg)
+        if not inp.shape:
+            p.append(f"{at}.shape: must have at least the batch axis")
+        elif inp.shape[0] != BATCH_AXIS:
+            p.append(f"{at}.shape[0]: the first axis must be '{BATCH_AXIS}' (got {inp.shape[0]!r})")
+        for j, d in enumerate(inp.shape):
+            if isinstance(d, bool) or not isinstance(d, (int, str)):
+                p.append(f"{at}.shape[{j}]: {d!r} must be a positive integer or an axis name")
+            elif isinstance(d, int) and d < 1:
+                p.append(f"{at}.shape[{j}]: {d} must be >= 1")
+            elif isinstance(d, str) and not _IDENT.match(d):
+                p.append(f"{at}.shape[{j}]: '{d}' is not a valid axis name")
+            elif isinstance(d, str) and d != BATCH_AXIS and d not in recipe.samples.axes and not recipe.samples.file:
+                p.append(f"{at}.shape[{j}]: dynamic axis '{d}' needs a size in samples.axes.{d}")
+            elif d == BATCH_AXIS and j != 0:
+                p.append(f"{at}.shape[{j}]: '{BATCH_AXIS}' may only be the first axis")
+        if len(inp.range) != 2:
+            p.append(f"{at}.range: expected [low, high], got {list(inp.range)}")
+        elif inp.range[0] >= inp.range[1] and inp.dtype != "bool":
+            p.append(f"{at}.range: low {inp.range[0]} must be below high {inp.range[1]}")
+
+
+def _check_profile(recipe: Recipe, p: list[str]) -> None:
+    prof = recipe.profile
+    if not prof.batch_sizes:
+        p.append("profile.batch_sizes: must list at least one batch size")
+    for i, b in enumerate(prof.batch_sizes):
+        if b < 1:
+            p.append(f"profile.batch_sizes[{i}]: {b} must be >= 1")
+        elif prof.batch_sizes.index(b) != i:
+            p.append(f"profile.batch_sizes[{i}]: {b} is listed twice")
+    for key, low in (("warmup_iters", 0), ("min_window_iters", 1), ("stable_windows", 2), ("max_windows", 2)):
+        if getattr(prof, key) < low:
+            p.append(f"profile.{key}: {getattr(prof, key)} must be >= {low}")
+    if prof.window_s <= 0:
+        p.append(f"profile.window_s: {prof.window_s} must be > 0")
+    if not 0 < prof.stability < 1:
+        p.append(f"profile.stability: {prof.stability} must be between 0 and 1 (a relative spread)")
+    if prof.max_windows < prof.stable_windows:
+        p.append(f"profile.max_windows: {prof.max_windows} must be >= profile.stable_windows ({prof.stable_windows})")
+
+
+def _check_select(recipe: Recipe, p: list[str]) -> None:
+    sel = recipe.select
+    if (msg := _choice(sel.objective, schema.OBJECTIVES, "select.objective")):
+        p.append(msg)
+    if (msg := _choice(sel.percentile, schema.LATENCY_PERCENTILES, "select.percentile")):
+        p.append(msg)
+    if sel.batch_size is not None and sel.batch_size not in recipe.profile.batch_sizes:
+        p.append(f"select.batch_size: {sel.batch_size} is not one of profile.batch_sizes {list(recipe.profile.batch_sizes)}")
+    if not 0 <= sel.noise < 1:
+        p.append(f"select.noise: {sel.noise} must be between 0 and 1")
+
+
+def _check_samples(recipe: Recipe, cwd: Path, p: list[str]) -> None:
+    s = recipe.samples
+    if s.count < 1:
+        p.append(f"samples.count: {s.count} must be >= 1")
+    for axis, size in s.axes.items():
+        if size < 1:
+            p.append(f"samples.axes.{axis}: {size} must be >= 1")
+    if s.file:
+        path = resolve_path(s.file, cwd)
+        if not path.is_file():
+            p.append(f"samples.file: '{s.file}' does not exist (looked at {path})")
+        elif path.suffix != ".npz":
+            p.append(f"samples.file: '{s.file}' must be a .npz file")
+        else:
+            p.extend(_npz_problems(path, recipe))
+
+
+def _npz_problems(path: Path, recipe: Recipe) -> list[str]:
+    import numpy as np
+
+    problems = []
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: (data[k].dtype, data[k].shape) for k in data.files}
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input problem
+        return [f"samples.file: '{path}' cannot be read as .npz: {exc}"]
+    for i, inp in enumerate(recipe.inputs):
+        if inp.name not in arrays:
+            problems.append(f"samples.file: '{path.name}' has no array '{inp.name}' "
+                            f"(inputs[{i}]); it has {', '.join(sorted(arrays)) or 'none'}")
+            continue
+        dtype, shape = arrays[inp.name]
+        if str(dtype) != inp.dtype:
+            problems.append(f"samples.file: array '{inp.name}' has dtype {dtype}, inputs[{i}].dtype declares {inp.dtype}")
+        if len(shape) != len(inp.shape):
+            problems.append(f"samples.file: array '{inp.name}' has shape {tuple(shape)}, "
+                            f"inputs[{i}].shape declares {list(inp.shape)}")
+            continue
+        for j, (got, want) in enumerate(zip(shape, inp.shape)):
+            if isinstance(want, int) and got != want:
+                problems.append(f"samples.file: array '{inp.name}' dim {j} is {got}, inputs[{i}].shape[{j}] declares {want}")
+    return problems
+
+
+def resolve_path(path: str, cwd: Path) -> Path:
+    """A recipe path: absolute, or relative to the working directory."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else (cwd / p)

@@ -1,0 +1,104 @@
+"""The rich console reporter: progress while building, then the variant table and the choice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from navbuild.report.events import Reporter
+
+_STYLE = {"built": "green", "cached": "cyan", "failed": "bold red", "skipped": "yellow",
+          "unavailable": "magenta", "missing": "yellow", "stale": "yellow"}
+
+
+class ConsoleReporter(Reporter):
+    """Prints to a rich console (stderr by default so stdout stays clean for pipes)."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True, highlight=False)
+        self._status: Any = None
+        self._total = 0
+        self._done = 0
+
+    def warning(self, message: str) -> None:
+        self.console.print(f"[yellow]warning:[/] {message}")
+
+    def planned(self, plan: Any) -> None:
+        self._total = len(plan.targets)
+        todo = [t for t in plan.targets if t.status != "cached"]
+        self.console.print(f"[bold]navbuild[/]: {self._total} targets, "
+                           f"{self._total - len(todo)} cached, {len(todo)} to check or build")
+
+    def target_started(self, target_id: str, kind: str) -> None:
+        self._stop_status()
+        self._status = self.console.status(f"[{self._done + 1}/{self._total}] building {target_id} …")
+        self._status.start()
+
+    def target_finished(self, outcome: Any) -> None:
+        self._stop_status()
+        self._done += 1
+        style = _STYLE.get(outcome.status, "white")
+        verdict = ""
+        if outcome.kind == "correctness" and outcome.result:
+            v = outcome.result.get("verdict")
+            verdict = f"  [{'green' if v == 'pass' else 'red'}]{v}[/]"
+        reason = f"  [dim]{outcome.reason}[/]" if outcome.reason and outcome.status != "failed" else ""
+        self.console.print(f"  [{self._done}/{self._total}] [{style}]{outcome.status:<11}[/] "
+                           f"{outcome.id:<26} {outcome.seconds:7.2f}s{verdict}{reason}")
+        if outcome.status == "failed":
+            self.console.print(f"      [red]{outcome.reason}[/]")
+            for line in (outcome.log_tail or "").splitlines()[-12:]:
+                self.console.print(f"      [dim]│ {line}[/]", markup=True)
+            self.console.print(f"      log: {outcome.log_path}\n      reproduce: sh {outcome.reproduce}")
+
+    def build_finished(self, summary: dict) -> None:
+        self._stop_status()
+        counts = summary["counts"]
+        if counts.get("cached", 0) == len(summary["targets"]):
+            self.console.print("[cyan]nothing to do: every target is cached (no conversion, no profile ran)[/]")
+        self.console.print(variant_table(summary))
+        best = summary["best"]
+        colour = "green" if best["variant"] else "red"
+        self.console.print(f"[bold {colour}]best: {best['variant'] or 'none'}[/] — {best['why']}")
+        self.console.print(f"[dim]{summary['build_dir']}/summary.json  "
+                           f"({', '.join(f'{n} {k}' for k, n in sorted(counts.items()))}; {summary['seconds']:.1f}s)[/]")
+
+    def _stop_status(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+
+def variant_table(summary: dict) -> Table:
+    """One row per variant and batch size: verdict, accuracy, latency, throughput."""
+    table = Table(title=f"recipe {summary['recipe']}", show_lines=False)
+    for col, just in (("variant", "left"), ("correct", "left"), ("max abs err", "right"),
+                      ("cos min", "right"), ("batch", "right"), ("p50 ms", "right"),
+                      ("p99 ms", "right"), ("samples/s", "right")):
+        table.add_column(col, justify=just, no_wrap=True)
+    best = summary["best"]["variant"]
+    for name, row in summary["variants"].items():
+        verdict = row["verdict"]
+        colour = {"pass": "green", "reference": "cyan"}.get(verdict, "red")
+        worst = (row.get("correctness") or {}).get("worst") or {}
+        head = [f"{name}{' *' if name == best else ''}", f"[{colour}]{verdict}[/]",
+                _num(worst.get("max_abs")), _num(worst.get("cosine_min"), ".6f")]
+        prof = row.get("profile") or {}
+        if not prof:
+            table.add_row(*head, "-", "-", "-", row.get("profile_status", "-"))
+        for i, (b, fig) in enumerate(sorted(prof.items(), key=lambda kv: int(kv[0]))):
+            mark = "" if fig.get("stable", True) else "~"
+            cells = head if i == 0 else ["", "", "", ""]
+            table.add_row(*cells, str(b), f"{fig['latency_ms']['p50']:.3f}{mark}",
+                          f"{fig['latency_ms']['p99']:.3f}", f"{fig['throughput']:.1f}")
+    notes = [f"{name}: {row['reason']}" for name, row in summary["variants"].items()
+             if row.get("reason") and row["verdict"] not in ("pass", "reference")]
+    notes.append("* best variant; ~ profile window cap hit before the figures were stable")
+    table.caption = "\n".join(notes)
+    return table
+
+
+def _num(value: Any, fmt: str = ".3g") -> str:
+    return "-" if value is None else format(value, fmt)

@@ -1,0 +1,46 @@
+"""The reporter interface: library code emits events, reporters decide how to show them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Reporter:
+    """Receives build events. The base class ignores them all (the API's default)."""
+
+    def warning(self, message: str) -> None:
+        """Something the user should know that does not stop the build."""
+
+    def planned(self, plan: Any) -> None:
+        """The plan of a build, before anything runs."""
+
+    def target_started(self, target_id: str, kind: str) -> None:
+        """A target starts building (it was not in the cache)."""
+
+    def target_finished(self, outcome: Any) -> None:
+        """A target ended: built, cached, failed, skipped or unavailable."""
+
+    def build_finished(self, summary: dict) -> None:
+        """The whole build ended; ``summary`` is what summary.json holds."""
+
+
+class CollectingReporter(Reporter):
+    """Keeps every event in a list (tests, the Python API)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Any]] = []
+
+    def warning(self, message: str) -> None:
+        self.events.append(("warning", message))
+
+    def planned(self, plan: Any) -> None:
+        self.events.append(("planned", plan))
+
+    def target_started(self, target_id: str, kind: str) -> None:
+        self.events.append(("started", target_id))
+
+    def target_finished(self, outcome: Any) -> None:
+        self.events.append(("finished", outcome))
+
+    def build_finished(self, summary: dict) -> None:
+        self.events.append(("summary", summary))

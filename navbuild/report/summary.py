@@ -1,0 +1,100 @@
+"""The build summary: summary.json (machine-readable) and summary.txt (for people)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from navbuild import __version__
+from navbuild.hardware import fingerprint
+from navbuild.select import choose
+
+
+def variant_table(outcomes: dict[str, Any], variants: list[str]) -> dict[str, dict]:
+    """Per variant: verdict (and why), correctness figures, profile figures, artifact folder."""
+    table: dict[str, dict] = {}
+    for v in variants:
+        check = outcomes.get(f"correctness/{v}")
+        prof = outcomes.get(f"profile/{v}")
+        conv = outcomes.get(v)
+        row: dict[str, Any] = {"verdict": "reference" if v == "torch" else "unchecked", "reason": ""}
+        if conv is not None and conv.status not in ("built", "cached"):
+            row["verdict"] = conv.status
+            row["reason"] = f"{v}: {conv.reason}"
+        if check is not None:
+            if check.status in ("built", "cached"):
+                row["verdict"] = check.result.get("verdict", "unchecked")
+                row["reason"] = check.result.get("reason", "")
+                row["correctness"] = {k: check.result.get(k) for k in ("atol", "rtol", "worst", "batches")}
+            elif row["verdict"] == "unchecked":
+                row["verdict"] = check.status
+                row["reason"] = f"correctness/{v}: {check.reason}"
+        if prof is not None and prof.status in ("built", "cached"):
+            row["profile"] = prof.result.get("batches", {})
+        elif prof is not None:
+            row["profile_status"] = f"{prof.status}: {prof.reason}"
+        if conv is not None and conv.path is not None and conv.status in ("built", "cached"):
+            row["artifact"] = str(conv.path)
+        table[v] = row
+    return table
+
+
+def make_summary(recipe: Any, recipe_file: Path | None, build_dir: Path, cache_dir: Path,
+                 outcomes: dict[str, Any], variants: list[str], seconds: float) -> dict:
+    table = variant_table(outcomes, variants)
+    sel = recipe.select
+    best = choose(table, sel.objective, sel.batch_size, sel.percentile, sel.noise)
+    counts: dict[str, int] = {}
+    for o in outcomes.values():
+        counts[o.status] = counts.get(o.status, 0) + 1
+    failed = [o.id for o in outcomes.values() if o.status == "failed"]
+    return {
+        "navbuild": __version__,
+        "recipe": recipe.name,
+        "recipe_file": str(recipe_file) if recipe_file else None,
+        "build_dir": str(build_dir),
+        "cache_dir": str(cache_dir),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "seconds": round(seconds, 3),
+        "hardware": fingerprint(),
+        "counts": counts,
+        "targets": [o.to_json() for o in outcomes.values()],
+        "variants": table,
+        "best": best.to_json(),
+        "failed": failed,
+        "exit_code": 1 if failed or best.variant is None else 0,
+    }
+
+
+def write_summary(build_dir: Path, summary: dict) -> None:
+    build_dir.mkdir(parents=True, exist_ok=True)
+    tmp = build_dir / "summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2, sort_keys=False, default=str))
+    tmp.replace(build_dir / "summary.json")
+    (build_dir / "summary.txt").write_text(render_text(summary))
+
+
+def render_text(summary: dict) -> str:
+    """A plain-text rendering of the summary (the same facts as the console table)."""
+    lines = [f"navbuild {summary['navbuild']} — recipe {summary['recipe']} ({summary['seconds']:.1f}s)",
+             f"build dir: {summary['build_dir']}   cache: {summary['cache_dir']}", ""]
+    lines.append("targets: " + ", ".join(f"{n} {k}" for k, n in sorted(summary["counts"].items())))
+    for t in summary["targets"]:
+        extra = f"  ({t['reason']})" if t["reason"] else ""
+        lines.append(f"  {t['id']:<28} {t['status']:<12} {t['seconds']:>8.2f}s{extra}")
+    lines.append("")
+    for name, row in summary["variants"].items():
+        verdict = row["verdict"] + (f" — {row['reason']}" if row.get("reason") else "")
+        lines.append(f"variant {name}: {verdict}")
+        worst = (row.get("correctness") or {}).get("worst")
+        if worst:
+            lines.append("  accuracy: " + ", ".join(f"{k} {v:.3g}" for k, v in worst.items() if isinstance(v, (int, float))))
+        for b, fig in sorted((row.get("profile") or {}).items(), key=lambda kv: int(kv[0])):
+            lat = fig["latency_ms"]
+            lines.append(f"  batch {b:>4}: p50 {lat['p50']:.3f} ms  p99 {lat['p99']:.3f} ms  "
+                         f"throughput {fig['throughput']:.1f}/s{'' if fig.get('stable', True) else '  (not stable: window cap hit)'}")
+    best = summary["best"]
+    lines += ["", f"best: {best['variant'] or 'none'} — {best['why']}"]
+    return "\n".join(lines) + "\n"

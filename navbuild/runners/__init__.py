@@ -1,0 +1,7 @@
+"""Runners: how each model format is executed on numpy feeds (torch eager, ONNX Runtime)."""
+
+from __future__ import annotations
+
+from navbuild.runners.factory import RUNNER_FORMATS, Runner, make_runner
+
+__all__ = ["RUNNER_FORMATS", "Runner", "make_runner"]

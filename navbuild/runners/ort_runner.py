@@ -1,0 +1,59 @@
+"""Running an ONNX model with ONNX Runtime on the CPU execution provider."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from navbuild.steps.common import GRAPH_LEVELS, RuntimeOptions
+
+
+def graph_optimization_level(name: str) -> Any:
+    """The ``onnxruntime.GraphOptimizationLevel`` for a recipe level name."""
+    import onnxruntime as ort
+
+    levels = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }
+    if name not in levels:
+        raise ValueError(f"graph level '{name}' is not one of {', '.join(GRAPH_LEVELS)}")
+    return levels[name]
+
+
+def session_options(options: RuntimeOptions) -> Any:
+    """SessionOptions with the thread counts and graph level of ``options``; warnings silenced."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(options.intra_op_threads)
+    so.inter_op_num_threads = int(options.inter_op_threads)
+    so.graph_optimization_level = graph_optimization_level(options.graph_level)
+    # 3 = errors only: ORT's warnings about unused initializers etc. drown the step log
+    so.log_severity_level = 3
+    return so
+
+
+class OrtRunner:
+    """An ONNX Runtime CPU session over one model file."""
+
+    def __init__(self, path: Path, options: RuntimeOptions) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        self.session = ort.InferenceSession(str(self.path), sess_options=session_options(options),
+                                            providers=["CPUExecutionProvider"])
+        self.input_names: list[str] = [i.name for i in self.session.get_inputs()]
+        self.output_names: list[str] = [o.name for o in self.session.get_outputs()]
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """Run the model on ``feeds`` (extra names are ignored: the model may have pruned inputs)."""
+        inputs = {n: feeds[n] for n in self.input_names if n in feeds}
+        return list(self.session.run(None, inputs))
+
+
+__all__ = ["OrtRunner", "session_options", "graph_optimization_level"]

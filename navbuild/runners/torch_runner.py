@@ -1,0 +1,97 @@
+"""Loading a torch model from its factory and running it eagerly on numpy feeds."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from navbuild.errors import InputError
+from navbuild.steps.common import TorchFactory
+
+
+def load_torch_model(factory: TorchFactory) -> Any:
+    """Import ``factory.factory`` ("pkg.mod:function"), call it with its kwargs, return the module in eval mode."""
+    import torch
+
+    module_name, sep, func_name = factory.factory.partition(":")
+    if not sep or not module_name or not func_name:
+        raise InputError(f"source.torch: factory '{factory.factory}' must be 'package.module:function'")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        # only the named module itself missing is the user's mistake; a missing dependency
+        # inside it is an environment problem and keeps its own traceback
+        if e.name is not None and (module_name == e.name or module_name.startswith(e.name + ".")):
+            raise InputError(f"source.torch: module '{module_name}' not found; check the spelling "
+                             "and that its package is installed or on PYTHONPATH") from e
+        raise
+    func = getattr(module, func_name, None)
+    if func is None or not callable(func):
+        raise InputError(f"source.torch: function '{func_name}' not found in module '{module_name}'")
+    model = func(**dict(factory.kwargs))
+    if not isinstance(model, torch.nn.Module):
+        raise InputError(f"source.torch: {factory.factory} did not return a torch.nn.Module "
+                         f"(got {type(model).__name__})")
+    return model.eval()
+
+
+def flatten_outputs(result: Any) -> tuple[list[str] | None, list[Any]]:
+    """Normalize what a forward returns into (names or None, tensors in order).
+
+    Tensor -> [t]; tuple/list -> items (nested ones flattened); dict / transformers
+    ModelOutput -> values in order with None skipped, and their keys as names.
+    """
+    import torch
+
+    if isinstance(result, torch.Tensor):
+        return None, [result]
+    if isinstance(result, Mapping):
+        names, values = [], []
+        for k, v in result.items():
+            if v is None:
+                continue
+            sub_names, sub_values = flatten_outputs(v)
+            if len(sub_values) == 1:
+                names.append(str(k))
+            else:
+                names.extend(f"{k}.{i}" if sub_names is None else f"{k}.{n}"
+                             for i, n in enumerate(sub_names or range(len(sub_values))))
+            values.extend(sub_values)
+        return names, values
+    if isinstance(result, (tuple, list)):
+        values = []
+        for item in result:
+            if item is None:
+                continue
+            values.extend(flatten_outputs(item)[1])
+        return None, values
+    raise TypeError(f"model returned {type(result).__name__}; expected a Tensor, tuple, list or dict")
+
+
+class TorchRunner:
+    """Runs an eager torch module on numpy feeds under ``torch.inference_mode``."""
+
+    def __init__(self, model: Any, input_names: Sequence[str], threads: int) -> None:
+        import torch
+
+        torch.set_num_threads(max(1, int(threads)))
+        self.model = model
+        self.input_names = list(input_names)
+        #: output names when the model returns a dict / ModelOutput, else None (set by ``run``)
+        self.output_names: list[str] | None = None
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """Call ``model(**feeds)`` and return its outputs as numpy arrays."""
+        import torch
+
+        tensors = {n: torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in self.input_names}
+        with torch.inference_mode():
+            result = self.model(**tensors)
+        names, values = flatten_outputs(result)
+        self.output_names = names
+        return [v.detach().cpu().numpy() for v in values]
+
+
+__all__ = ["load_torch_model", "flatten_outputs", "TorchRunner"]

@@ -1,0 +1,128 @@
+"""The Step contract: a small class with a version, typed Params, requirements and one ``run``."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import typing
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+from navbuild.model_io import TensorSpec
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a step sees when it runs (in a child process).
+
+    ``inputs`` maps an upstream name to a Path: a directory (the output of a built target)
+    or a file (a leaf source such as a user's ``.onnx`` or ``.npz``). ``out`` is an empty
+    directory the step writes its artifacts into; everything in it is published to the cache.
+    The step prints progress to stdout; the child process sends stdout/stderr to the log.
+    """
+
+    inputs: Mapping[str, Path]
+    out: Path
+
+
+class Step(ABC):
+    """One kind of build action. Subclasses set the class attributes and implement ``run``."""
+
+    name: ClassVar[str]
+    version: ClassVar[int]
+    Params: ClassVar[type]
+    #: import names that must be importable for the step to run (checked with find_spec).
+    requires: ClassVar[tuple[str, ...]] = ()
+    #: distribution names whose installed versions enter the cache key.
+    tools: ClassVar[tuple[str, ...]] = ()
+    #: whether the hardware fingerprint enters the cache key (profiles, engines).
+    hardware_dependent: ClassVar[bool] = False
+
+    @abstractmethod
+    def run(self, params: Any, ctx: StepContext) -> dict:
+        """Build the target into ``ctx.out``; return a JSON-able result (metrics, facts)."""
+
+    @classmethod
+    def missing_requirements(cls) -> list[str]:
+        """Import names in ``requires`` that are not installed (no import is performed)."""
+        missing = []
+        for mod in cls.requires:
+            try:
+                if importlib.util.find_spec(mod) is None:
+                    missing.append(mod)
+            except (ImportError, ValueError):
+                missing.append(mod)
+        return missing
+
+
+def model_file(path: Path, name: str = "model.onnx") -> Path:
+    """The model file of an upstream input: the path itself for a leaf file, else ``path/name``."""
+    return path if path.is_file() else path / name
+
+
+def params_to_dict(params: Any) -> dict:
+    """Params dataclass -> JSON-able dict (tuples become lists)."""
+    return json_ready(dataclasses.asdict(params))
+
+
+def json_ready(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value
+
+
+def params_from_dict(cls: type, data: Mapping[str, Any]) -> Any:
+    """Rebuild a (possibly nested) frozen Params dataclass from its JSON form."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        kwargs[f.name] = _coerce(hints[f.name], data[f.name])
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if value is None:
+        return None
+    if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
+        return params_from_dict(hint, value)
+    if origin is tuple:
+        inner = args[0] if args else Any
+        return tuple(_coerce(inner, v) for v in value)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        for a in args:
+            if a is type(None):
+                continue
+            if dataclasses.is_dataclass(a) and isinstance(value, Mapping):
+                return params_from_dict(a, value)
+        return value
+    return value
+
+
+#: step name -> "module:Class"; modules are imported only when a step is needed, and step
+#: modules import heavy packages (torch, onnxruntime) only inside ``run``.
+STEP_REGISTRY: dict[str, str] = {
+    "ReferenceFromSource": "navbuild.steps.reference:ReferenceFromSource",
+    "OnnxFromTorch": "navbuild.steps.onnx_from_torch:OnnxFromTorch",
+    "OrtOptimizedFromOnnx": "navbuild.steps.ort_optimized:OrtOptimizedFromOnnx",
+    "CheckCorrectness": "navbuild.steps.correctness:CheckCorrectness",
+    "ProfilePerformance": "navbuild.steps.profile:ProfilePerformance",
+}
+
+
+def load_step(name: str) -> type[Step]:
+    """The Step class registered under ``name``."""
+    module, _, cls = STEP_REGISTRY[name].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+__all__ = ["Step", "StepContext", "TensorSpec", "model_file", "params_to_dict",
+           "params_from_dict", "load_step", "STEP_REGISTRY"]

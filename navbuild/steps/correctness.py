@@ -1,0 +1,160 @@
+"""CheckCorrectness: run a variant at every batch size and compare its outputs with the reference under a tolerance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from navbuild.samples import read_npz, take_batch
+from navbuild.steps.base import Step, StepContext, model_file
+from navbuild.steps.common import RuntimeOptions, TorchFactory, first_line
+from navbuild.steps.reference import SAMPLES_FILE, reference_file
+
+#: floor of the denominator of relative errors, so exact zeros in the reference do not divide by 0
+_TINY = 1e-12
+
+
+@dataclass(frozen=True)
+class CorrectnessParams:
+    variant_format: str             # "torch" | "onnx"
+    factory: TorchFactory | None    # for torch variants
+    outputs: tuple[str, ...]        # outputs to compare; empty = every reference output
+    batch_sizes: tuple[int, ...]
+    atol: float
+    rtol: float
+    runtime: RuntimeOptions
+
+
+class CheckCorrectness(Step):
+    """Compare a variant with the source at every batch size; a mismatch is a ``fail`` verdict, not an error.
+
+    Checking every batch size matters: an export that traced the batch size as a constant is
+    right at batch 1 and wrong everywhere else.
+    """
+
+    name: ClassVar[str] = "CheckCorrectness"
+    version: ClassVar[int] = 1
+    Params: ClassVar[type] = CorrectnessParams
+    requires: ClassVar[tuple[str, ...]] = ("numpy",)
+    tools: ClassVar[tuple[str, ...]] = ("torch", "onnxruntime", "numpy")
+
+    def run(self, params: CorrectnessParams, ctx: StepContext) -> dict:
+        from navbuild.runners import make_runner
+
+        ref_dir = ctx.inputs["reference"]
+        samples = read_npz(ref_dir / SAMPLES_FILE)
+        model_path = model_file(ctx.inputs["model"]) if "model" in ctx.inputs else None
+        reasons: list[str] = []
+        batches: dict[str, Any] = {}
+        worst = {"max_abs": 0.0, "max_rel": 0.0, "cosine_min": 1.0}
+        try:
+            runner = make_runner(params.variant_format, model_path, params.factory,
+                                 list(samples), params.runtime)
+        except Exception as e:  # a variant that cannot even load fails the check
+            reason = f"load: {type(e).__name__}: {first_line(e)}"
+            print(f"FAIL {reason}", flush=True)
+            return {"verdict": "fail", "reason": reason, "atol": params.atol, "rtol": params.rtol,
+                    "batches": {}, "worst": worst}
+
+        for b in params.batch_sizes:
+            reference = read_npz(ref_dir / reference_file(b))
+            names = list(params.outputs) or list(reference)
+            try:
+                got = _named_outputs(runner, runner.run(take_batch(samples, b)), list(reference))
+            except Exception as e:
+                msg = f"batch {b}: {type(e).__name__}: {first_line(e)}"
+                reasons.append(msg)
+                batches[str(b)] = {"error": msg}
+                print(f"FAIL {msg}", flush=True)
+                continue
+            batch_report: dict[str, Any] = {}
+            for name in names:
+                if name not in got:
+                    msg = f"batch {b}, output {name}: missing from the variant's outputs ({', '.join(got)})"
+                    batch_report[name] = {"within_tolerance": False, "error": msg}
+                    reasons.append(msg)
+                    continue
+                m = compare(got[name], reference[name], params.atol, params.rtol)
+                batch_report[name] = m
+                if not m["within_tolerance"]:
+                    reasons.append(f"batch {b}, output {name}: {_describe_failure(m, params.atol, params.rtol)}")
+                if "max_abs" in m:
+                    worst["max_abs"] = max(worst["max_abs"], m["max_abs"])
+                    worst["max_rel"] = max(worst["max_rel"], m["max_rel"])
+                    worst["cosine_min"] = min(worst["cosine_min"], m["cosine_min"])
+                status = "ok" if m["within_tolerance"] else "OUT"
+                print(f"batch {b}, output {name}: {status} max_abs {m.get('max_abs', float('nan')):.3g} "
+                      f"max_rel {m.get('max_rel', float('nan')):.3g} "
+                      f"cosine_min {m.get('cosine_min', float('nan')):.6f}", flush=True)
+            batches[str(b)] = batch_report
+
+        verdict = "fail" if reasons else "pass"
+        reason = reasons[0] if reasons else ""
+        if len(reasons) > 1:
+            reason += f" (and {len(reasons) - 1} more)"
+        print(f"verdict: {verdict}{': ' + reason if reason else ''}", flush=True)
+        return {"verdict": verdict, "reason": reason, "atol": params.atol, "rtol": params.rtol,
+                "batches": batches, "worst": worst}
+
+
+def _named_outputs(runner: Any, arrays: list[np.ndarray], reference_names: list[str]) -> dict[str, np.ndarray]:
+    """Key the variant's outputs by name: by the runner's names when they match the reference, else by position."""
+    names = getattr(runner, "output_names", None)
+    if names is not None and set(reference_names) <= set(names):
+        return dict(zip(names, arrays))
+    return dict(zip(reference_names, arrays))
+
+
+def compare(actual: np.ndarray, expected: np.ndarray, atol: float, rtol: float) -> dict[str, Any]:
+    """Tolerance metrics of ``actual`` against ``expected`` (allclose: |a-e| <= atol + rtol*|e|).
+
+    Cosine similarity is per sample (each row flattened), so one bad row in a batch is visible
+    in ``cosine_min`` instead of being averaged away.
+    """
+    if tuple(actual.shape) != tuple(expected.shape):
+        return {"within_tolerance": False, "shape": list(actual.shape),
+                "expected_shape": list(expected.shape),
+                "error": f"shape {tuple(actual.shape)} != reference {tuple(expected.shape)}"}
+    a = actual.astype(np.float64)
+    e = expected.astype(np.float64)
+    if a.size == 0:
+        return {"within_tolerance": True, "max_abs": 0.0, "max_rel": 0.0, "out_fraction": 0.0,
+                "cosine_min": 1.0, "cosine_mean": 1.0, "shape": list(a.shape)}
+    diff = np.abs(a - e)
+    # NaN/inf in one and not the other is a mismatch; identical non-finite values are not
+    same = (a == e) | (np.isnan(a) & np.isnan(e))
+    diff = np.where(same, 0.0, diff)
+    diff = np.where(np.isnan(diff), np.inf, diff)
+    within = diff <= atol + rtol * np.abs(np.where(np.isfinite(e), e, 0.0))
+    rel = diff / np.maximum(np.abs(e), _TINY)
+    cos = _cosine_rows(a, e)
+    out_fraction = float(1.0 - within.mean())
+    return {"within_tolerance": bool(within.all()), "max_abs": float(diff.max()),
+            "max_rel": float(np.nan_to_num(rel, nan=np.inf).max()), "out_fraction": out_fraction,
+            "cosine_min": float(cos.min()), "cosine_mean": float(cos.mean()), "shape": list(a.shape)}
+
+
+def _cosine_rows(a: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each sample (row of dim 0) flattened; two all-zero rows count as 1."""
+    if a.ndim == 0:
+        a, e = a.reshape(1, 1), e.reshape(1, 1)
+    a2 = np.nan_to_num(a.reshape(a.shape[0], -1), nan=0.0, posinf=0.0, neginf=0.0)
+    e2 = np.nan_to_num(e.reshape(e.shape[0], -1), nan=0.0, posinf=0.0, neginf=0.0)
+    na = np.linalg.norm(a2, axis=1)
+    ne = np.linalg.norm(e2, axis=1)
+    dot = (a2 * e2).sum(axis=1)
+    both_zero = (na == 0) & (ne == 0)
+    cos = dot / np.maximum(na * ne, _TINY)
+    return np.where(both_zero, 1.0, np.clip(cos, -1.0, 1.0))
+
+
+def _describe_failure(m: dict[str, Any], atol: float, rtol: float) -> str:
+    if "max_abs" not in m:
+        return str(m.get("error", "mismatch"))
+    return (f"max_abs {m['max_abs']:.3g} > atol {atol:g} + rtol {rtol:g} "
+            f"({100 * m['out_fraction']:.3g}% of elements out)")
+
+
+__all__ = ["CheckCorrectness", "CorrectnessParams", "compare"]

@@ -1,0 +1,149 @@
+"""OnnxFromTorch: export a torch model to ONNX (TorchScript or dynamo exporter) with dynamic axes."""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+from navbuild.errors import InputError
+from navbuild.model_io import BATCH_AXIS, TensorSpec
+from navbuild.samples import generate_samples
+from navbuild.steps.base import Step, StepContext
+from navbuild.steps.common import TorchFactory, first_line, resolve_output_names
+
+EXPORTERS: tuple[str, ...] = ("torchscript", "dynamo")
+#: rows of the example input: 2, not 1, so that no exporter can treat the batch dim as a constant 1
+EXAMPLE_BATCH = 2
+
+
+@dataclass(frozen=True)
+class OnnxFromTorchParams:
+    factory: TorchFactory
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[str, ...]
+    axes: Mapping[str, int]
+    opset: int
+    exporter: str   # "torchscript" | "dynamo"
+    seed: int
+
+
+class OnnxFromTorch(Step):
+    """Export the torch source to ``model.onnx`` with every named axis dynamic."""
+
+    name: ClassVar[str] = "OnnxFromTorch"
+    version: ClassVar[int] = 1
+    Params: ClassVar[type] = OnnxFromTorchParams
+    requires: ClassVar[tuple[str, ...]] = ("torch", "onnx")
+    tools: ClassVar[tuple[str, ...]] = ("torch", "onnx", "onnxscript")
+
+    def run(self, params: OnnxFromTorchParams, ctx: StepContext) -> dict:
+        import onnx
+        import torch
+
+        from navbuild.runners.torch_runner import flatten_outputs, load_torch_model
+
+        if params.exporter not in EXPORTERS:
+            raise ValueError(f"exporter '{params.exporter}' is not one of {EXPORTERS}")
+        model = load_torch_model(params.factory)
+        examples = generate_samples(params.inputs, EXAMPLE_BATCH, params.seed, params.axes)
+        kwargs = {n: torch.from_numpy(a) for n, a in examples.items()}
+        # bind inputs by name: the ONNX graph inputs follow forward's signature order
+        input_names = _signature_order(model, [s.name for s in params.inputs])
+
+        with torch.no_grad():
+            try:
+                result = model(**kwargs)
+            except Exception as e:
+                raise InputError(f"source: the model raised on example inputs at batch "
+                                 f"{EXAMPLE_BATCH}: {type(e).__name__}: {first_line(e)}") from e
+        model_names, traced = flatten_outputs(result)
+        output_names = resolve_output_names(params.outputs, model_names, len(traced), True)
+        if model_names is not None:
+            by_name = dict(zip(model_names, traced))
+            traced = [by_name[n] for n in output_names]
+
+        path = ctx.out / "model.onnx"
+        print(f"exporting with the {params.exporter} exporter, opset {params.opset}", flush=True)
+        if params.exporter == "torchscript":
+            dynamic_axes = _dynamic_axes(params, traced, output_names)
+            print(f"dynamic axes: {dynamic_axes}", flush=True)
+            with warnings.catch_warnings():
+                # the legacy exporter announces its own deprecation on every call
+                warnings.simplefilter("ignore", DeprecationWarning)
+                torch.onnx.export(model, (), str(path), kwargs=kwargs, dynamo=False,
+                                  input_names=input_names, output_names=output_names,
+                                  dynamic_axes=dynamic_axes, opset_version=params.opset,
+                                  do_constant_folding=True)
+        else:
+            _export_dynamo(model, kwargs, params, output_names, path)
+
+        onnx.checker.check_model(str(path))
+        proto = onnx.load(str(path), load_external_data=False)
+        graph_inputs = [i.name for i in proto.graph.input]
+        unexpected = [n for n in graph_inputs if n not in input_names]
+        if unexpected:
+            raise RuntimeError(f"exported graph has inputs {graph_inputs}, expected a subset of {input_names}")
+        size = sum(p.stat().st_size for p in ctx.out.iterdir() if p.is_file())
+        print(f"model.onnx: {len(proto.graph.node)} nodes, {size} bytes", flush=True)
+        return {"exporter": params.exporter, "opset": params.opset, "nodes": len(proto.graph.node),
+                "size_bytes": size}
+
+
+def _signature_order(model: Any, names: list[str]) -> list[str]:
+    """``names`` ordered as forward's parameters (names forward does not list keep their order last)."""
+    try:
+        params = list(inspect.signature(model.forward).parameters)
+    except (TypeError, ValueError):
+        return names
+    ordered = [p for p in params if p in names]
+    return ordered + [n for n in names if n not in ordered]
+
+
+def _dynamic_axes(params: OnnxFromTorchParams, traced: list[Any],
+                  output_names: list[str]) -> dict[str, dict[int, str]]:
+    """dynamic_axes for the TorchScript exporter.
+
+    Inputs: every named dim. Outputs: dim 0 is the batch when it has the example batch size,
+    and a later dim is named after a non-batch dynamic axis whose example size it equals
+    (e.g. the sequence dim of hidden states); the first matching axis wins.
+    """
+    axes: dict[str, dict[int, str]] = {s.name: s.dynamic_axes() for s in params.inputs if s.dynamic_axes()}
+    sizes = {name: int(size) for name, size in params.axes.items()
+             if any(name in s.dynamic_axes().values() for s in params.inputs) and name != BATCH_AXIS}
+    for name, t in zip(output_names, traced):
+        out: dict[int, str] = {}
+        for i, d in enumerate(t.shape):
+            if i == 0 and d == EXAMPLE_BATCH:
+                out[0] = BATCH_AXIS
+            elif i > 0:
+                match = next((a for a, s in sizes.items() if s == d), None)
+                if match is not None:
+                    out[i] = match
+        if out:
+            axes[name] = out
+    return axes
+
+
+def _export_dynamo(model: Any, kwargs: dict[str, Any], params: OnnxFromTorchParams,
+                   output_names: list[str], path: Path) -> None:
+    """Export with ``torch.export`` + the ONNX translator; one ``Dim`` object per axis name."""
+    import torch
+
+    dims: dict[str, Any] = {}
+    dynamic_shapes: dict[str, dict[int, Any]] = {}
+    for spec in params.inputs:
+        dynamic_shapes[spec.name] = {
+            i: dims.setdefault(axis, torch.export.Dim(axis)) for i, axis in spec.dynamic_axes().items()}
+    program = torch.onnx.export(model, (), kwargs=kwargs, dynamic_shapes=dynamic_shapes, dynamo=True,
+                                opset_version=params.opset, output_names=output_names)
+    if program is None:
+        raise RuntimeError("torch.onnx.export(dynamo=True) returned no program")
+    # external_data=None lets torch decide: one file below the 2 GB protobuf limit, else
+    # weights beside it in model.onnx.data
+    program.save(str(path))
+
+
+__all__ = ["OnnxFromTorch", "OnnxFromTorchParams", "EXPORTERS"]

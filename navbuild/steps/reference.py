@@ -1,0 +1,131 @@
+"""ReferenceFromSource: the samples and the source model's outputs at every batch size, the ground truth for correctness."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+
+from navbuild.errors import InputError
+from navbuild.model_io import TensorSpec
+from navbuild.samples import generate_samples, load_samples, save_npz, take_batch
+from navbuild.steps.base import Step, StepContext, model_file
+from navbuild.steps.common import (RuntimeOptions, TorchFactory, describe_feeds, first_line,
+                                   order_by_name, resolve_output_names)
+
+SOURCE_FORMATS: tuple[str, ...] = ("torch", "onnx")
+
+
+def reference_file(batch: int) -> str:
+    """File name of the reference outputs at ``batch`` inside a reference target's folder."""
+    return f"reference_b{batch}.npz"
+
+
+SAMPLES_FILE = "samples.npz"
+
+
+@dataclass(frozen=True)
+class ReferenceParams:
+    source_format: str                 # "torch" | "onnx"
+    factory: TorchFactory | None       # the torch source; None for onnx
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[str, ...]           # declared output names; empty = model's names or output_i
+    count: int                         # rows of generated samples
+    seed: int
+    axes: Mapping[str, int]            # sizes of the non-batch dynamic axes
+    batch_sizes: tuple[int, ...]
+    threads: int
+
+
+class ReferenceFromSource(Step):
+    """Generate (or load) the samples and run the source model on them at each batch size.
+
+    Each batch size gets its own run rather than a slice of batch 1, so a source whose
+    outputs depend on batch composition is still the ground truth for that batch.
+    """
+
+    name: ClassVar[str] = "ReferenceFromSource"
+    version: ClassVar[int] = 1
+    Params: ClassVar[type] = ReferenceParams
+    # torch or onnxruntime is needed depending on the source format; the planner checks the
+    # source's own step for those, so only numpy is a hard requirement here
+    requires: ClassVar[tuple[str, ...]] = ("numpy",)
+    tools: ClassVar[tuple[str, ...]] = ("torch", "onnxruntime", "numpy")
+
+    def run(self, params: ReferenceParams, ctx: StepContext) -> dict:
+        specs = tuple(params.inputs)
+        if "samples_file" in ctx.inputs:
+            samples = load_samples(ctx.inputs["samples_file"], specs, params.axes)
+            print(f"loaded {next(iter(samples.values())).shape[0]} samples from "
+                  f"{ctx.inputs['samples_file'].name}", flush=True)
+        else:
+            samples = generate_samples(specs, params.count, params.seed, params.axes)
+            print(f"generated {params.count} samples (seed {params.seed})", flush=True)
+        save_npz(ctx.out / SAMPLES_FILE, samples)
+
+        runner, strict_names = self._runner(params, ctx)
+        outputs_info: dict[str, dict[str, Any]] = {}
+        names: list[str] | None = None
+        for b in params.batch_sizes:
+            feeds = take_batch(samples, b)
+            try:
+                arrays = runner.run(feeds)
+            except InputError:
+                raise
+            except Exception as e:  # the user's model rejected the user's inputs
+                raise InputError(
+                    f"source: the model raised on the recipe's inputs ({describe_feeds(feeds)}) "
+                    f"at batch {b}: {type(e).__name__}: {first_line(e)}; check inputs' names, "
+                    "dtypes and shapes against the model's forward") from e
+            model_names = runner.output_names
+            batch_names = resolve_output_names(params.outputs, model_names, len(arrays), strict_names)
+            if names is not None and batch_names != names:
+                raise InputError(f"outputs: the model returns {batch_names} at batch {b} but "
+                                 f"{names} at batch {params.batch_sizes[0]}")
+            names = batch_names
+            arrays = order_by_name(names, model_names, arrays)
+            save_npz(ctx.out / reference_file(b), dict(zip(names, arrays)))
+            for n, a in zip(names, arrays):
+                info = outputs_info.setdefault(n, {"name": n, "dtype": str(a.dtype), "shape_at_batch": {}})
+                info["shape_at_batch"][str(b)] = list(a.shape)
+            print(f"batch {b}: " + ", ".join(f"{n} {tuple(a.shape)}" for n, a in zip(names, arrays)),
+                  flush=True)
+        return {
+            "inputs": [{"name": s.name, "dtype": s.dtype, "shape": list(s.shape)} for s in specs],
+            "outputs": list(outputs_info.values()),
+            "count": int(next(iter(samples.values())).shape[0]),
+        }
+
+    @staticmethod
+    def _runner(params: ReferenceParams, ctx: StepContext) -> tuple[Any, bool]:
+        """The source's runner and whether its output names are binding (ONNX graph outputs)."""
+        names = [s.name for s in params.inputs]
+        if params.source_format == "torch":
+            if params.factory is None:
+                raise ValueError("a torch source needs a factory")
+            from navbuild.runners.torch_runner import TorchRunner, load_torch_model
+
+            # dict outputs make the runner report names; those are binding too (strict)
+            return TorchRunner(load_torch_model(params.factory), names, params.threads), True
+        if params.source_format == "onnx":
+            from navbuild.runners.ort_runner import OrtRunner
+
+            path = model_file(ctx.inputs["source"])
+            # no graph rewrites: the reference must be the model exactly as the user gave it
+            options = RuntimeOptions(intra_op_threads=params.threads, inter_op_threads=1,
+                                     graph_level="disable")
+            try:
+                runner = OrtRunner(path, options)
+            except Exception as e:
+                raise InputError(f"source.onnx: {path.name} cannot be loaded by ONNX Runtime: "
+                                 f"{first_line(e)}") from e
+            missing = [n for n in runner.input_names if n not in names]
+            if missing:
+                raise InputError(f"inputs: {path.name} has input(s) {', '.join(missing)} that the "
+                                 f"recipe does not declare (it declares {', '.join(names)})")
+            return runner, True
+        raise ValueError(f"source format '{params.source_format}' is not one of {SOURCE_FORMATS}")
+
+
+__all__ = ["ReferenceFromSource", "ReferenceParams", "SAMPLES_FILE", "reference_file"]

@@ -1,0 +1,129 @@
+"""Tiny torch models for the tests: factories the steps import by "tests.models:<name>"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def tiny_mlp(in_features: int = 8, hidden: int = 16, out_features: int = 4, seed: int = 0) -> Any:
+    """A two-layer GELU MLP with seeded weights: forward(x) -> y."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    return _Named(nn.Sequential(nn.Linear(in_features, hidden), nn.GELU(),
+                                nn.Linear(hidden, out_features)))
+
+
+def _Named(body: Any) -> Any:
+    """Wrap ``body`` so its forward takes the input by the name ``x`` (runners call model(**feeds))."""
+    from torch import nn
+
+    class Named(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = body
+
+        def forward(self, x: Any) -> Any:
+            return self.body(x)
+
+    return Named().eval()
+
+
+def two_outputs(in_features: int = 8) -> Any:
+    """forward(x) -> (x @ W, sum(x)): a tuple of two outputs of different shapes."""
+    import torch
+    from torch import nn
+
+    class TwoOutputs(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(1)
+            self.lin = nn.Linear(in_features, 3)
+
+        def forward(self, x: Any) -> Any:
+            return self.lin(x), x.sum(dim=1, keepdim=True)
+
+    return TwoOutputs().eval()
+
+
+def dict_outputs(in_features: int = 8) -> Any:
+    """forward(x) -> {"logits": ..., "norm": ...}: named outputs as a dict."""
+    import torch
+    from torch import nn
+
+    class DictOutputs(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(2)
+            self.lin = nn.Linear(in_features, 3)
+
+        def forward(self, x: Any) -> Any:
+            return {"logits": self.lin(x), "norm": x.norm(dim=1, keepdim=True)}
+
+    return DictOutputs().eval()
+
+
+def two_inputs(features: int = 8) -> Any:
+    """forward(mask, x) -> x * mask summed over seq: an int input and a float input with a seq axis.
+
+    The forward signature lists ``mask`` before ``x`` on purpose: the exporters must bind inputs
+    by name, not by the order the recipe lists them.
+    """
+    import torch
+    from torch import nn
+
+    class TwoInputs(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(3)
+            self.lin = nn.Linear(features, features)
+
+        def forward(self, mask: Any, x: Any) -> Any:
+            h = self.lin(x) * mask.unsqueeze(-1).to(x.dtype)
+            return h
+
+    return TwoInputs().eval()
+
+
+def batch_one_only(in_features: int = 8, out_features: int = 4) -> Any:
+    """A model whose traced ONNX export is right at batch 1 and 2 but wrong at batch 4.
+
+    ``int(x.shape[0])`` is a Python int at trace time, so the tracer bakes the example batch
+    (2) into a Slice: the export keeps at most 2 rows. Eager torch is correct at any batch.
+    """
+    import torch
+    from torch import nn
+
+    class BatchOneOnly(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(4)
+            self.lin = nn.Linear(in_features, out_features)
+
+        def forward(self, x: Any) -> Any:
+            rows = int(x.shape[0])  # traced as a constant: the bug this model exists to show
+            return self.lin(x)[:rows]
+
+    return BatchOneOnly().eval()
+
+
+def raises_on_input(in_features: int = 8) -> Any:
+    """A model whose forward expects 5 features: any 8-feature input makes it raise."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(5)
+    return _Named(nn.Linear(5, 2))
+
+
+def not_a_module() -> Any:
+    """A factory that returns something other than a torch.nn.Module."""
+    return {"not": "a module"}
+
+
+def tiny_bert(layers: int = 2, hidden: int = 32, heads: int = 2, seed: int = 0) -> Any:
+    """A 2-layer BERT with random seeded weights (forward(input_ids, attention_mask) -> hidden states)."""
+    from navbuild.examples.models import bert
+
+    return bert(layers=layers, hidden=hidden, heads=heads, seed=seed)

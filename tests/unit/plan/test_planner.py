@@ -1,0 +1,123 @@
+"""Planner and graph: what targets a recipe expands to, with a fake store for statuses."""
+
+from pathlib import Path
+
+import pytest
+
+from navbuild.cache.keys import cache_key
+from navbuild.plan.graph import Graph
+from navbuild.plan.planner import expand
+from navbuild.plan.status import plan_statuses
+from navbuild.plan.target import Leaf, Target
+from navbuild.recipe.schema import InputConfig, Recipe, SourceConfig
+
+
+def mlp_recipe(**changes) -> Recipe:
+    r = Recipe(name="t", source=SourceConfig(torch="navbuild.examples.models:mlp"),
+               inputs=[InputConfig(name="x", shape=["batch", 64])], outputs=["y"])
+    for k, v in changes.items():
+        setattr(r, k, v)
+    return r
+
+
+class FakeMemo:
+    def digest(self, path: Path) -> str:
+        return "d-" + Path(path).name
+
+
+class FakeStore:
+    """Entries are the keys in ``present``; each target's output digest is derived from its key."""
+
+    def __init__(self, present=()):
+        self.memo = FakeMemo()
+        self.present = set(present)
+
+    def peek(self, key):
+        return {"digest": "out-" + key[:8]} if key in self.present else None
+
+
+def test_torch_recipe_expands_to_every_variant_check_and_profile():
+    graph = expand(mlp_recipe(), Path("."))
+    assert list(graph.leaves) == ["source"]
+    assert graph.order == ["reference", "onnx", "onnx-opt", "correctness/onnx", "correctness/onnx-opt",
+                           "profile/torch", "profile/onnx", "profile/onnx-opt"]
+    assert graph.targets["onnx-opt"].inputs == {"onnx": "onnx"}
+    assert graph.targets["profile/torch"].inputs == {"reference": "reference", "source": "source"}
+    assert graph.variants() == ["torch", "onnx", "onnx-opt"]
+    assert graph.dependents("onnx") == ["onnx-opt", "correctness/onnx", "correctness/onnx-opt",
+                                        "profile/onnx", "profile/onnx-opt"]
+
+
+def test_onnx_source_uses_the_file_as_the_onnx_variant(tmp_path: Path):
+    (tmp_path / "m.onnx").write_bytes(b"fake")
+    recipe = mlp_recipe(source=SourceConfig(onnx="m.onnx"), formats=["onnx", "onnx-opt"])
+    graph = expand(recipe, tmp_path)
+    assert "onnx" not in graph.targets
+    assert graph.targets["onnx-opt"].inputs == {"onnx": "source"}
+    assert graph.targets["correctness/onnx"].inputs["model"] == "source"
+
+
+def test_graph_rejects_unknown_inputs_and_duplicates():
+    g = Graph()
+    g.add(Leaf("source", Path("x"), ()))
+    with pytest.raises(ValueError, match="unknown 'nope'"):
+        g.add(Target("a", "S", None, {"m": "nope"}))
+    g.add(Target("a", "S", None, {"m": "source"}))
+    with pytest.raises(ValueError, match="duplicate"):
+        g.add(Target("a", "S", None, {}))
+
+
+def test_statuses_missing_then_cached_then_stale_with_reasons():
+    recipe = mlp_recipe()
+    graph = expand(recipe, Path("."))
+    empty = plan_statuses(graph, FakeStore(), previous=None)
+    assert {t.status for t in empty.targets} == {"missing"}
+    keys = {t.id: t.key for t in empty.targets if t.key}
+    assert set(keys) == {"reference", "onnx"}  # the rest wait for their inputs' digests
+
+    # Pretend every target was built: a fixed point of the plan with a store that has them.
+    store = FakeStore()
+    for _ in range(5):
+        plan = plan_statuses(graph, store, previous=None)
+        store.present |= {t.key for t in plan.targets if t.key}
+    plan = plan_statuses(graph, store, previous=None)
+    assert [t.status for t in plan.targets] == ["cached"] * len(graph.order)
+    record = {"targets": {t.id: {"key": t.key, "payload": t.payload} for t in plan.targets}}
+
+    recipe.onnx.opset = 18
+    recipe.correctness.atol = 1e-3
+    changed = plan_statuses(expand(recipe, Path(".")), store, previous=record).by_id()
+    assert changed["reference"].status == "cached"
+    assert changed["profile/torch"].status == "cached"
+    assert changed["onnx"].label == "stale: params.opset: 17 -> 18"
+    assert changed["onnx-opt"].label == "stale: input onnx will be rebuilt"
+    assert changed["profile/onnx"].label == "stale: input onnx will be rebuilt"
+
+
+def test_a_threads_change_leaves_torch_keys_alone_but_not_onnx_runtime_options():
+    recipe = mlp_recipe()
+    before = expand(recipe, Path("."))
+    recipe.runtime.graph_level = "basic"
+    after = expand(recipe, Path("."))
+    assert before.targets["profile/torch"].params == after.targets["profile/torch"].params
+    assert before.targets["reference"].params == after.targets["reference"].params
+    assert before.targets["profile/onnx"].params != after.targets["profile/onnx"].params
+
+
+def test_missing_package_makes_targets_unavailable(monkeypatch):
+    from navbuild.steps.base import load_step
+
+    opt = load_step("OrtOptimizedFromOnnx")
+    monkeypatch.setattr(opt, "missing_requirements", classmethod(lambda cls: ["onnxruntime"]))
+    plan = plan_statuses(expand(mlp_recipe(), Path(".")), FakeStore(), previous=None).by_id()
+    assert plan["onnx-opt"].label == "unavailable: onnxruntime not installed"
+    assert plan["correctness/onnx-opt"].label == "unavailable: input onnx-opt is unavailable"
+    assert plan["onnx"].status == "missing"
+
+
+def test_keys_ignore_paths(tmp_path: Path):
+    """The same recipe in two different folders has the same keys (no paths in keys)."""
+    a = plan_statuses(expand(mlp_recipe(), tmp_path), FakeStore(), None).by_id()["onnx"].key
+    b = plan_statuses(expand(mlp_recipe(), Path("/")), FakeStore(), None).by_id()["onnx"].key
+    assert a == b and a == cache_key(plan_statuses(expand(mlp_recipe(), tmp_path), FakeStore(), None)
+                                     .by_id()["onnx"].payload)

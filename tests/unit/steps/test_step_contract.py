@@ -1,0 +1,66 @@
+"""The step classes keep the contract: light imports, registered names, Params that survive JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from navbuild.model_io import TensorSpec
+from navbuild.steps.base import STEP_REGISTRY, Step, load_step, params_from_dict, params_to_dict
+from navbuild.steps.common import RuntimeOptions, TorchFactory
+
+ROOT = Path(__file__).resolve().parents[3]
+MODULES = ["navbuild.steps.reference", "navbuild.steps.onnx_from_torch", "navbuild.steps.ort_optimized",
+           "navbuild.steps.correctness", "navbuild.steps.profile", "navbuild.runners",
+           "navbuild.runners.torch_runner", "navbuild.runners.ort_runner", "navbuild.samples",
+           "navbuild.examples.models"]
+
+X = (TensorSpec("x", "float32", ("batch", 8), low=-1.0, high=1.0),)
+FACTORY = TorchFactory("tests.models:tiny_mlp", {"hidden": 4, "nested": {"a": [1, 2]}})
+EXAMPLES = {
+    "ReferenceFromSource": dict(source_format="torch", factory=FACTORY, inputs=X, outputs=("y",), count=3,
+                                seed=0, axes={"seq": 4}, batch_sizes=(1, 4), threads=2),
+    "OnnxFromTorch": dict(factory=FACTORY, inputs=X, outputs=("y",), axes={}, opset=17,
+                          exporter="dynamo", seed=0),
+    "OrtOptimizedFromOnnx": dict(level="all", fusion="bert", num_heads=12, hidden_size=768),
+    "CheckCorrectness": dict(variant_format="onnx", factory=None, outputs=(), batch_sizes=(1, 8),
+                             atol=1e-4, rtol=1e-3, runtime=RuntimeOptions(2, 1, "basic")),
+    "ProfilePerformance": dict(variant_format="torch", factory=FACTORY, batch_sizes=(1,),
+                               runtime=RuntimeOptions(), warmup_iters=5, window_s=0.5,
+                               min_window_iters=10, stable_windows=3, stability=0.05,
+                               max_windows=20, pin_cores=True),
+}
+
+
+def test_step_modules_do_not_import_heavy_packages() -> None:
+    code = ("import sys\n"
+            f"for m in {MODULES!r}: __import__(m)\n"
+            "heavy = [m for m in ('torch', 'onnx', 'onnxruntime', 'transformers') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+@pytest.mark.parametrize("name", sorted(STEP_REGISTRY))
+def test_registered_step(name: str) -> None:
+    cls = load_step(name)
+    assert issubclass(cls, Step) and cls.name == name and cls.version >= 1
+    assert cls.missing_requirements() == []
+    assert all(isinstance(t, str) for t in cls.tools)
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_params_round_trip_through_json(name: str) -> None:
+    cls = load_step(name)
+    params = cls.Params(**EXAMPLES[name])
+    data = json.loads(json.dumps(params_to_dict(params), sort_keys=True))
+    rebuilt = params_from_dict(cls.Params, data)
+    assert params_to_dict(rebuilt) == params_to_dict(params)
+    assert rebuilt == params  # nested TensorSpec / TorchFactory / RuntimeOptions come back typed
+
+
+def test_only_profile_is_hardware_dependent() -> None:
+    assert [n for n in sorted(STEP_REGISTRY) if load_step(n).hardware_dependent] == ["ProfilePerformance"]
