@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from navbuild.errors import RecipeError
-from navbuild.plan.graph import Graph
-from navbuild.plan.status import Plan, plan_statuses
+from navbuild.planning.graph import Graph
+from navbuild.planning.status import Plan, plan_statuses
 from navbuild.recipe.schema import Recipe
 from navbuild.report.events import Reporter
 
@@ -74,7 +74,7 @@ def prepare(recipe: Recipe, recipe_file: Path | None, cwd: Path | None = None) -
     """Validate semantics, expand the graph and open the cache (nothing is built)."""
     from navbuild.cache.records import Records
     from navbuild.cache.store import Store, resolve_cache_dir
-    from navbuild.plan.planner import expand
+    from navbuild.planning.planner import expand
     from navbuild.recipe.validate import check_semantics, resolve_path
 
     cwd = Path(cwd or Path.cwd()).resolve()

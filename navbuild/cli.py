@@ -94,16 +94,18 @@ def _print_plan(prep) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from navbuild.plan.status import plan_statuses
+    from navbuild.planning.status import plan_statuses
 
     plan = plan_statuses(prep.graph, prep.store, prep.records.load(prep.build_dir))
-    table = Table(title=f"plan of recipe {prep.recipe.name} → {prep.build_dir}")
-    table.add_column("target")
-    table.add_column("status")
+    console = Console(highlight=False, soft_wrap=True)
+    console.print(f"plan of recipe {prep.recipe.name} → {prep.build_dir} (cache {prep.store.root})")
+    table = Table()
+    table.add_column("target", no_wrap=True)
+    table.add_column("status", overflow="fold")
     colours = {"cached": "cyan", "stale": "yellow", "missing": "yellow", "unavailable": "magenta"}
     for t in plan.targets:
         table.add_row(t.id, f"[{colours.get(t.status, 'white')}]{t.label}[/]")
-    Console(highlight=False, width=max(120, Console().width)).print(table)
+    console.print(table)
     return 0
 
 

@@ -9,7 +9,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from navbuild.errors import InputError
-from navbuild.model_io import TensorSpec
+from navbuild.model_io import BATCH_AXIS, TensorSpec
 
 #: fixed zip member timestamp so that saving the same arrays twice gives identical bytes
 #: (the cache hashes output contents; a timestamp would make every rebuild look like a change).
@@ -26,6 +26,10 @@ def generate_samples(specs: Sequence[TensorSpec], count: int, seed: int,
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}
     for spec in specs:
+        unsized = [d for d in spec.dynamic_axes().values() if d != BATCH_AXIS and d not in axes]
+        if unsized:
+            raise InputError(f"inputs.{spec.name}: axis {', '.join(repr(d) for d in unsized)} has no "
+                             "size; give it one in the recipe's axes")
         dtype = np.dtype(spec.dtype)
         shape = spec.concrete_shape(count, dict(axes))
         if dtype == np.bool_:

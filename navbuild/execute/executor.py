@@ -11,9 +11,9 @@ from typing import Any
 from navbuild.cache.keys import cache_key
 from navbuild.errors import InputError
 from navbuild.execute.isolation import run_child, write_job
-from navbuild.plan.graph import Graph
-from navbuild.plan.status import leaf_digest, payload_for, unavailable_reason
-from navbuild.plan.target import CORRECTNESS, PROFILE
+from navbuild.planning.graph import Graph
+from navbuild.planning.status import leaf_digest, payload_for, unavailable_reason
+from navbuild.planning.target import CORRECTNESS, PROFILE
 from navbuild.report.events import Reporter
 from navbuild.steps.base import load_step, params_to_dict
 

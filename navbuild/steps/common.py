@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from navbuild.model_io import TensorSpec
 
 
 @dataclass(frozen=True)

@@ -60,10 +60,11 @@ class OnnxFromTorch(Step):
                 raise InputError(f"source: the model raised on example inputs at batch "
                                  f"{EXAMPLE_BATCH}: {type(e).__name__}: {first_line(e)}") from e
         model_names, traced = flatten_outputs(result)
-        output_names = resolve_output_names(params.outputs, model_names, len(traced), True)
-        if model_names is not None:
-            by_name = dict(zip(model_names, traced))
-            traced = [by_name[n] for n in output_names]
+        resolve_output_names(params.outputs, model_names, len(traced), True)  # raises on mismatch
+        # the exporters name graph outputs by position in the model's own output order, so
+        # named (dict) outputs keep the model's order; consumers match outputs by name
+        output_names = model_names if model_names is not None else \
+            resolve_output_names(params.outputs, None, len(traced), False)
 
         path = ctx.out / "model.onnx"
         print(f"exporting with the {params.exporter} exporter, opset {params.opset}", flush=True)
@@ -137,13 +138,38 @@ def _export_dynamo(model: Any, kwargs: dict[str, Any], params: OnnxFromTorchPara
     for spec in params.inputs:
         dynamic_shapes[spec.name] = {
             i: dims.setdefault(axis, torch.export.Dim(axis)) for i, axis in spec.dynamic_axes().items()}
-    program = torch.onnx.export(model, (), kwargs=kwargs, dynamic_shapes=dynamic_shapes, dynamo=True,
-                                opset_version=params.opset, output_names=output_names)
+    with warnings.catch_warnings():
+        # torch warns when inputs share a Dim ("axis name ... will not be used") — sharing is the
+        # intent — and about its own pytree internals; neither is actionable for the user
+        warnings.filterwarnings("ignore", message=r"# The axis name")
+        warnings.filterwarnings("ignore", message=r".*LeafSpec", category=FutureWarning)
+        program = torch.onnx.export(model, (), kwargs=kwargs, dynamic_shapes=dynamic_shapes,
+                                    dynamo=True, opset_version=params.opset,
+                                    output_names=output_names)
     if program is None:
         raise RuntimeError("torch.onnx.export(dynamo=True) returned no program")
+    _strip_stack_traces(program.model)
     # external_data=None lets torch decide: one file below the 2 GB protobuf limit, else
     # weights beside it in model.onnx.data
     program.save(str(path))
+
+
+#: node metadata the dynamo exporter fills with Python stack traces (absolute source paths, line numbers)
+_STACK_TRACE_KEY = "pkg.torch.onnx.stack_trace"
+
+
+def _strip_stack_traces(model: Any) -> None:
+    """Drop stack-trace metadata so the file does not depend on where the code is installed.
+
+    Without this, the same model exported from another checkout, venv or with a comment
+    added above ``forward`` gives different bytes, and every downstream target rebuilds.
+    """
+    from onnx_ir.traversal import RecursiveGraphIterator
+
+    graphs = [model.graph, *model.functions.values()]
+    for graph in graphs:
+        for node in RecursiveGraphIterator(graph):
+            node.metadata_props.pop(_STACK_TRACE_KEY, None)
 
 
 __all__ = ["OnnxFromTorch", "OnnxFromTorchParams", "EXPORTERS"]

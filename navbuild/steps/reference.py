@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
-import numpy as np
 
 from navbuild.errors import InputError
 from navbuild.model_io import TensorSpec

@@ -95,3 +95,8 @@ def test_load_samples_not_an_npz(tmp_path: Path) -> None:
     (tmp_path / "data.npz").write_text("hello")
     with pytest.raises(InputError, match="samples file data.npz: cannot be read"):
         load_samples(tmp_path / "data.npz", SPECS, AXES)
+
+
+def test_generate_needs_every_axis_size() -> None:
+    with pytest.raises(InputError, match=r"inputs.input_ids: axis 'seq' has no size"):
+        generate_samples(SPECS, 2, seed=0, axes={})

@@ -107,3 +107,14 @@ def test_compare_metrics() -> None:
     assert not compare(nan, expected, 1.0, 1.0)["within_tolerance"]
     assert compare(nan, nan, 0.0, 0.0)["within_tolerance"]
     assert compare(expected[:1], expected, 1.0, 1.0)["error"] == "shape (1, 2) != reference (2, 2)"
+
+
+def test_named_outputs_match_by_name_through_export(tmp_path: Path, make_reference: Callable[..., Path],
+                                                    make_onnx: Callable[..., Path]) -> None:
+    # declared in the opposite order of the model's dict: names, not positions, must line up
+    declared = ("norm", "logits")
+    reference = make_reference(model="dict_outputs", outputs=declared)
+    model = make_onnx(model="dict_outputs", outputs=declared)
+    result = _check(tmp_path, {"model": model, "reference": reference})
+    assert result["verdict"] == "pass", result["reason"]
+    assert set(result["batches"]["4"]) == {"norm", "logits"}

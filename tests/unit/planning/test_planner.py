@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 
 from navbuild.cache.keys import cache_key
-from navbuild.plan.graph import Graph
-from navbuild.plan.planner import expand
-from navbuild.plan.status import plan_statuses
-from navbuild.plan.target import Leaf, Target
+from navbuild.planning.graph import Graph
+from navbuild.planning.planner import expand
+from navbuild.planning.status import plan_statuses
+from navbuild.planning.target import Leaf, Target
 from navbuild.recipe.schema import InputConfig, Recipe, SourceConfig
 
 

@@ -6,8 +6,8 @@ import importlib.util
 from pathlib import Path
 
 from navbuild.model_io import TensorSpec
-from navbuild.plan.graph import Graph
-from navbuild.plan.target import CONVERT, CORRECTNESS, PROFILE, REFERENCE, SOURCE, Leaf, Target
+from navbuild.planning.graph import Graph
+from navbuild.planning.target import CONVERT, CORRECTNESS, PROFILE, REFERENCE, SOURCE, Leaf, Target
 from navbuild.recipe.schema import FORMATS, Recipe
 from navbuild.recipe.validate import resolve_path
 from navbuild.steps.base import load_step

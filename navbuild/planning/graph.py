@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from navbuild.plan.target import Leaf, Target
+from navbuild.planning.target import Leaf, Target
 
 
 @dataclass

@@ -8,8 +8,8 @@ from typing import Any
 
 from navbuild.cache.keys import cache_key, canonical_json, explain_change, key_payload, tool_versions
 from navbuild.hardware import fingerprint
-from navbuild.plan.graph import Graph
-from navbuild.plan.target import Leaf, Target
+from navbuild.planning.graph import Graph
+from navbuild.planning.target import Leaf, Target
 from navbuild.steps.base import load_step, params_to_dict
 
 CACHED, STALE, MISSING, UNAVAILABLE = "cached", "stale", "missing", "unavailable"
