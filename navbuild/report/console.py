@@ -17,7 +17,11 @@ class ConsoleReporter(Reporter):
     """Prints to a rich console (stderr by default so stdout stays clean for pipes)."""
 
     def __init__(self, console: Console | None = None) -> None:
-        self.console = console or Console(stderr=True, highlight=False)
+        if console is None:
+            console = Console(stderr=True, highlight=False)
+            if not console.is_terminal:  # logs and CI: do not squeeze tables into 80 columns
+                console = Console(stderr=True, highlight=False, width=140)
+        self.console = console
         self._status: Any = None
         self._total = 0
         self._done = 0

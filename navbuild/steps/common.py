@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from navbuild.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,6 @@ def resolve_output_names(declared: Sequence[str], model_names: Sequence[str] | N
     outputs) the names must match too, in any order; the declared order is returned. Without
     declared names the model's names are used, else ``output_0..N-1``.
     """
-    from navbuild.errors import InputError
-
     declared = list(declared)
     if declared:
         mismatch = len(declared) != count or (

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
-
 from navbuild.errors import InputError
 from navbuild.model_io import TensorSpec
 from navbuild.samples import generate_samples, load_samples, save_npz, take_batch
@@ -14,14 +13,13 @@ from navbuild.steps.common import (RuntimeOptions, TorchFactory, describe_feeds,
                                    order_by_name, resolve_output_names)
 
 SOURCE_FORMATS: tuple[str, ...] = ("torch", "onnx")
+#: the samples every downstream check and profile feeds, inside a reference target's folder
+SAMPLES_FILE = "samples.npz"
 
 
 def reference_file(batch: int) -> str:
     """File name of the reference outputs at ``batch`` inside a reference target's folder."""
     return f"reference_b{batch}.npz"
-
-
-SAMPLES_FILE = "samples.npz"
 
 
 @dataclass(frozen=True)
