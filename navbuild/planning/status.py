@@ -26,7 +26,7 @@ def payload_for(target: Target, upstream: dict[str, str]) -> dict:
     step = load_step(target.step)
     return key_payload(step=step.name, step_version=step.version, params=params_to_dict(target.params),
                        inputs=upstream, tools=tool_versions(step.tools),
-                       hardware=fingerprint() if step.hardware_dependent else None)
+                       hardware=fingerprint() if step.depends_on_hardware(target.params) else None)
 
 
 def unavailable_reason(target: Target) -> str | None:

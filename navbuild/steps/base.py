@@ -46,6 +46,11 @@ class Step(ABC):
         """Build the target into ``ctx.out``; return a JSON-able result (metrics, facts)."""
 
     @classmethod
+    def depends_on_hardware(cls, params: Any) -> bool:
+        """Whether these params make the output depend on the machine (its fingerprint joins the key)."""
+        return cls.hardware_dependent
+
+    @classmethod
     def missing_requirements(cls) -> list[str]:
         """Import names in ``requires`` that are not installed (no import is performed)."""
         missing = []

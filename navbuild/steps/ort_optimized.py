@@ -39,6 +39,11 @@ class OrtOptimizedFromOnnx(Step):
     requires: ClassVar[tuple[str, ...]] = ("onnxruntime", "onnx")
     tools: ClassVar[tuple[str, ...]] = ("onnxruntime", "onnx")
 
+    @classmethod
+    def depends_on_hardware(cls, params: OrtOptimizedParams) -> bool:
+        # Level "all" bakes layout transforms chosen for this CPU into the saved file.
+        return params.level == "all"
+
     def run(self, params: OrtOptimizedParams, ctx: StepContext) -> dict:
         if params.level not in LEVELS:
             raise ValueError(f"level '{params.level}' is not one of {LEVELS}")
