@@ -51,16 +51,26 @@ class Step(ABC):
         return cls.hardware_dependent
 
     @classmethod
-    def missing_requirements(cls) -> list[str]:
-        """Import names in ``requires`` that are not installed (no import is performed)."""
+    def requirements(cls, params: Any = None) -> tuple[str, ...]:
+        """Import names these params need; steps whose runtime depends on the format override it."""
+        return cls.requires
+
+    @classmethod
+    def missing_requirements(cls, params: Any = None) -> list[str]:
+        """Import names required for ``params`` that are not installed (no import is performed)."""
         missing = []
-        for mod in cls.requires:
+        for mod in cls.requirements(params):
             try:
                 if importlib.util.find_spec(mod) is None:
                     missing.append(mod)
             except (ImportError, ValueError):
                 missing.append(mod)
         return missing
+
+
+def runtime_requirements(variant_format: str | None) -> tuple[str, ...]:
+    """What running a variant of this format needs besides numpy."""
+    return {"torch": ("torch",), "onnx": ("onnxruntime",)}.get(variant_format or "", ())
 
 
 def model_file(path: Path, name: str = "model.onnx") -> Path:

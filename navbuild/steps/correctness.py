@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from navbuild.samples import read_npz, take_batch
-from navbuild.steps.base import Step, StepContext, model_file
+from navbuild.steps.base import Step, StepContext, model_file, runtime_requirements
 from navbuild.steps.common import RuntimeOptions, TorchFactory, first_line
 from navbuild.steps.reference import SAMPLES_FILE, reference_file
 
@@ -38,6 +38,10 @@ class CheckCorrectness(Step):
     version: ClassVar[int] = 1
     Params: ClassVar[type] = CorrectnessParams
     requires: ClassVar[tuple[str, ...]] = ("numpy",)
+
+    @classmethod
+    def requirements(cls, params: Any = None) -> tuple[str, ...]:
+        return cls.requires + runtime_requirements(getattr(params, "variant_format", None))
     tools: ClassVar[tuple[str, ...]] = ("torch", "onnxruntime", "numpy")
 
     def run(self, params: CorrectnessParams, ctx: StepContext) -> dict:

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 
 from navbuild.samples import read_npz, take_batch
-from navbuild.steps.base import Step, StepContext, model_file
+from navbuild.steps.base import Step, StepContext, model_file, runtime_requirements
 from navbuild.steps.common import RuntimeOptions, TorchFactory
 from navbuild.steps.reference import SAMPLES_FILE
 
@@ -41,6 +41,10 @@ class ProfilePerformance(Step):
     version: ClassVar[int] = 1
     Params: ClassVar[type] = ProfileParams
     requires: ClassVar[tuple[str, ...]] = ("numpy",)
+
+    @classmethod
+    def requirements(cls, params: Any = None) -> tuple[str, ...]:
+        return cls.requires + runtime_requirements(getattr(params, "variant_format", None))
     tools: ClassVar[tuple[str, ...]] = ("torch", "onnxruntime", "numpy")
     hardware_dependent: ClassVar[bool] = True
 

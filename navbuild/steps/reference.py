@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Mapping
 from navbuild.errors import InputError
 from navbuild.model_io import TensorSpec
 from navbuild.samples import generate_samples, load_samples, save_npz, take_batch
-from navbuild.steps.base import Step, StepContext, model_file
+from navbuild.steps.base import Step, StepContext, model_file, runtime_requirements
 from navbuild.steps.common import (RuntimeOptions, TorchFactory, describe_feeds, first_line,
                                    order_by_name, resolve_output_names)
 
@@ -48,6 +48,10 @@ class ReferenceFromSource(Step):
     # torch or onnxruntime is needed depending on the source format; the planner checks the
     # source's own step for those, so only numpy is a hard requirement here
     requires: ClassVar[tuple[str, ...]] = ("numpy",)
+
+    @classmethod
+    def requirements(cls, params: Any = None) -> tuple[str, ...]:
+        return cls.requires + runtime_requirements(getattr(params, "source_format", None))
     tools: ClassVar[tuple[str, ...]] = ("torch", "onnxruntime", "numpy")
 
     def run(self, params: ReferenceParams, ctx: StepContext) -> dict:

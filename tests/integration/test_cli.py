@@ -131,3 +131,21 @@ def test_two_concurrent_builds_share_the_cache_without_building_a_key_twice(proj
     sa, sb = project.statuses("build/a"), project.statuses("build/b")
     for tid in sa:
         assert sorted([sa[tid], sb[tid]]) == ["built", "cached"], (tid, sa[tid], sb[tid])
+
+
+def test_plan_works_where_torch_and_onnxruntime_are_not_installed(project):
+    """The planner is pure: with torch and onnxruntime unimportable, plan still runs."""
+    code = ("import sys; sys.modules['torch'] = None; sys.modules['onnxruntime'] = None; "
+            "from navbuild.cli import main; sys.exit(main(['plan', 'recipe=mlp']))")
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", code], cwd=project.root, env=project.env(),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in proc.stdout.splitlines()
+             if line.count("│") >= 3}
+    assert lines["reference"] == "unavailable: torch not installed"
+    assert lines["onnx"] == "unavailable: torch not installed"
+    assert lines["onnx-opt"] == "unavailable: onnxruntime not installed"
+    assert lines["profile/onnx"] == "unavailable: onnxruntime not installed"

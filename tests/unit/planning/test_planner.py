@@ -108,7 +108,7 @@ def test_missing_package_makes_targets_unavailable(monkeypatch):
     from navbuild.steps.base import load_step
 
     opt = load_step("OrtOptimizedFromOnnx")
-    monkeypatch.setattr(opt, "missing_requirements", classmethod(lambda cls: ["onnxruntime"]))
+    monkeypatch.setattr(opt, "missing_requirements", classmethod(lambda cls, params=None: ["onnxruntime"]))
     plan = plan_statuses(expand(mlp_recipe(), Path(".")), FakeStore(), previous=None).by_id()
     assert plan["onnx-opt"].label == "unavailable: onnxruntime not installed"
     assert plan["correctness/onnx-opt"].label == "unavailable: input onnx-opt is unavailable"
