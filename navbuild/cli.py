@@ -54,14 +54,14 @@ def _dispatch(args: list[str]) -> int:
         from navbuild.gc_command import gc_main
 
         return gc_main(args[1:])
-    mode = "build"
-    if args and args[0] in ("build", "plan"):
-        mode = args.pop(0)
     multirun = False
     for flag in ("-m", "--multirun"):
         while flag in args:
             args.remove(flag)
             multirun = True
+    mode = "build"
+    if args and args[0] in ("build", "plan"):
+        mode = args.pop(0)
     unknown = [a for a in args if a.startswith("-")]
     if unknown:
         from navbuild.errors import RecipeError
@@ -138,7 +138,7 @@ def _multirun(mode: str, overrides: list[str], cwd: Path) -> int:
         hc = HydraConfig.get()
         name = hc.runtime.choices.get("recipe") or "recipe"
         job_overrides = [o for o in hc.overrides.task if not o.startswith("recipe=")]
-        label = _safe_dirname(",".join(job_overrides)) or f"job{hc.job.num}"
+        label = _safe_dirname("+".join(job_overrides)) or f"job{hc.job.num}"
         try:
             code = _run_one(mode, [f"recipe={name}", *job_overrides], cwd, output_dir=f"build/{name}/{label}")
         except NavbuildError as err:
@@ -164,6 +164,8 @@ def _sweep_points(overrides: list[str]) -> list[list[str]]:
 
 
 def _safe_dirname(text: str) -> str:
+    """A sweep point's folder name from its overrides: ``profile.batch_sizes=[1,2]`` -> ``profile.batch_sizes=1,2``."""
+    text = text.replace("[", "").replace("]", "").replace(" ", "")
     return re.sub(r"[^A-Za-z0-9_.=,+-]+", "_", text).strip("_")[:120]
 
 
