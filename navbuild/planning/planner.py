@@ -36,8 +36,8 @@ def expand_source(graph: Graph, recipe: Recipe, cwd: Path) -> None:
     src = recipe.source
     watch = tuple(resolve_path(w, cwd) for w in src.watch)
     facts = {f"package:{p}": _dist_version(p) for p in src.packages}
-    if src.onnx:
-        path = resolve_path(src.onnx, cwd)
+    if src.onnx or src.torchscript:
+        path = resolve_path(src.onnx or src.torchscript, cwd)
         graph.add(Leaf(SOURCE_ID, path, (path, *watch), facts))
     else:
         module = src.torch.partition(":")[0]
@@ -145,8 +145,10 @@ def tensor_specs(recipe: Recipe) -> tuple[TensorSpec, ...]:
 
 
 def _factory(recipe: Recipe):
-    from navbuild.steps.common import TorchFactory
+    from navbuild.steps.common import SERIALIZED_SOURCE, TorchFactory
 
+    if recipe.source.torchscript:
+        return TorchFactory(factory=SERIALIZED_SOURCE, kwargs={})
     if not recipe.source.torch:
         return None
     return TorchFactory(factory=recipe.source.torch, kwargs=dict(recipe.source.kwargs))

@@ -26,6 +26,10 @@ class SourceConfig:
     torch: Optional[str] = None  # "package.module:function" returning a torch.nn.Module
     kwargs: Dict[str, Any] = field(default_factory=dict)
     onnx: Optional[str] = None  # path to an existing .onnx file
+    # a serialized torch model: TorchScript (.pt, torch.jit.save) or exported program (.pt2)
+    torchscript: Optional[str] = None
+    # a .nav package written by navbuild.export: continue from it without the training code
+    package: Optional[str] = None
     # Files and installed distributions that define the model besides the factory's module
     # (checkpoints, helper modules, the package that ships the weights): their content or
     # version is part of the source's identity, so changing them rebuilds what depends on it.
@@ -85,7 +89,7 @@ class CorrectnessConfig:
 @dataclass
 class ProfileConfig:
     batch_sizes: List[int] = field(default_factory=lambda: [1, 8])
-    warmup_iters: int = 3
+    warmup_iters: int = 6  # TorchScript needs ~5 calls before its optimized plan runs
     window_s: float = 0.5
     min_window_iters: int = 5
     stable_windows: int = 3

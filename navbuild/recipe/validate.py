@@ -165,8 +165,6 @@ def check_semantics(recipe: Recipe, cwd: Path, where: str = "recipe") -> None:
     for i, fmt in enumerate(recipe.formats):
         if (msg := _choice(fmt, schema.FORMATS, f"formats[{i}]")):
             p.append(msg)
-        elif fmt == "torch" and recipe.source.onnx:
-            p.append(f"formats[{i}]: 'torch' needs a torch source; this recipe's source is an ONNX file")
         elif recipe.formats.index(fmt) != i:
             p.append(f"formats[{i}]: '{fmt}' is listed twice")
     for i, prec in enumerate(recipe.precisions):
@@ -202,8 +200,11 @@ def check_semantics(recipe: Recipe, cwd: Path, where: str = "recipe") -> None:
 
 def _check_source(recipe: Recipe, cwd: Path, p: list[str]) -> None:
     src = recipe.source
-    if bool(src.torch) == bool(src.onnx):
-        p.append("source: set exactly one of source.torch (module:function) or source.onnx (a .onnx file)")
+    given = [k for k in ("torch", "onnx", "torchscript", "package") if getattr(src, k)]
+    if len(given) != 1:
+        p.append("source: set exactly one of source.torch (module:function), source.onnx (a .onnx file), "
+                 "source.torchscript (a .pt/.pt2 file) or source.package (a .nav package)"
+                 + (f"; got {', '.join('source.' + g for g in given)}" if given else ""))
         return
     if src.torch:
         module, sep, func = src.torch.partition(":")
@@ -213,12 +214,19 @@ def _check_source(recipe: Recipe, cwd: Path, p: list[str]) -> None:
             problem = _find_factory(module, func, cwd)
             if problem:
                 p.append(f"source.torch: {problem}")
-    else:
-        path = resolve_path(src.onnx, cwd)
+    for key, suffixes in (("onnx", (".onnx",)), ("torchscript", (".pt", ".pt2")), ("package", (".nav",))):
+        value = getattr(src, key)
+        if not value:
+            continue
+        path = resolve_path(value, cwd)
         if not path.is_file():
-            p.append(f"source.onnx: file '{src.onnx}' does not exist (looked at {path})")
-        elif path.suffix != ".onnx":
-            p.append(f"source.onnx: '{src.onnx}' is not a .onnx file")
+            p.append(f"source.{key}: file '{value}' does not exist (looked at {path})")
+        elif path.suffix not in suffixes:
+            p.append(f"source.{key}: '{value}' must be a {' or '.join(suffixes)} file")
+    if src.onnx:
+        for i, fmt in enumerate(recipe.formats):
+            if fmt == "torch":
+                p.append(f"formats[{i}]: 'torch' needs a torch source; this recipe's source is an ONNX file")
     for i, w in enumerate(src.watch):
         if not resolve_path(w, cwd).exists():
             p.append(f"source.watch[{i}]: '{w}' does not exist")

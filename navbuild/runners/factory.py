@@ -23,14 +23,14 @@ RUNNER_FORMATS: tuple[str, ...] = ("torch", "onnx")
 
 
 def make_runner(variant_format: str, model_path: Path | None, factory: TorchFactory | None,
-                input_names: Sequence[str], options: RuntimeOptions) -> Runner:
+                input_names: Sequence[str], options: RuntimeOptions, source: Path | None = None) -> Runner:
     """A runner for ``variant_format``: "torch" runs ``factory`` eagerly, "onnx" runs ``model_path`` in ORT."""
     if variant_format == "torch":
         if factory is None:
             raise ValueError("a torch variant needs a factory")
         from navbuild.runners.torch_runner import TorchRunner, load_torch_model
 
-        return TorchRunner(load_torch_model(factory), input_names, options.intra_op_threads)
+        return TorchRunner(load_torch_model(factory, source), input_names, options.intra_op_threads)
     if variant_format == "onnx":
         if model_path is None:
             raise ValueError("an onnx variant needs a model path")

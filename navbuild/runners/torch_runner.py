@@ -3,17 +3,42 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from navbuild.errors import InputError
-from navbuild.steps.common import TorchFactory
+from navbuild.steps.common import SERIALIZED_SOURCE, TorchFactory
 
 
-def load_torch_model(factory: TorchFactory) -> Any:
-    """Import ``factory.factory`` ("pkg.mod:function"), call it with its kwargs, return the module in eval mode."""
+
+
+def load_serialized(path: Path) -> Any:
+    """Load a TorchScript (``torch.jit.save``) or exported-program (``torch.export.save``) file."""
     import torch
+
+    if path is None or not Path(path).is_file():
+        raise InputError(f"source.torchscript: serialized model '{path}' does not exist")
+    try:
+        if Path(path).suffix == ".pt2":
+            return torch.export.load(str(path)).module()
+        return torch.jit.load(str(path), map_location="cpu").eval()
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the user's input problem
+        raise InputError(f"source.torchscript: '{path}' cannot be loaded as TorchScript or an "
+                         f"exported program: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+
+
+def load_torch_model(factory: TorchFactory, source: Path | None = None) -> Any:
+    """Import ``factory.factory`` ("pkg.mod:function"), call it with its kwargs, return the module in eval mode.
+
+    A serialized source (``SERIALIZED_SOURCE``) is loaded from ``source`` instead, without
+    the code that defined the model.
+    """
+    import torch
+
+    if factory.factory == SERIALIZED_SOURCE:
+        return load_serialized(source)
 
     module_name, sep, func_name = factory.factory.partition(":")
     if not sep or not module_name or not func_name:
@@ -71,7 +96,12 @@ def flatten_outputs(result: Any) -> tuple[list[str] | None, list[Any]]:
 
 
 class TorchRunner:
-    """Runs an eager torch module on numpy feeds under ``torch.inference_mode``."""
+    """Runs a torch module on numpy feeds without autograd.
+
+    Eager modules run under ``torch.inference_mode``; TorchScript modules under
+    ``torch.no_grad``, because with inference tensors TorchScript's profiling executor never
+    settles on an optimized plan (measured: ~45 ms per call instead of ~0.07 ms for a small MLP).
+    """
 
     def __init__(self, model: Any, input_names: Sequence[str], threads: int) -> None:
         import torch
@@ -87,11 +117,12 @@ class TorchRunner:
         import torch
 
         tensors = {n: torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in self.input_names}
-        with torch.inference_mode():
+        no_autograd = torch.no_grad if isinstance(self.model, torch.jit.ScriptModule) else torch.inference_mode
+        with no_autograd():
             result = self.model(**tensors)
         names, values = flatten_outputs(result)
         self.output_names = names
         return [v.detach().cpu().numpy() for v in values]
 
 
-__all__ = ["load_torch_model", "flatten_outputs", "TorchRunner"]
+__all__ = ["SERIALIZED_SOURCE", "load_serialized", "load_torch_model", "flatten_outputs", "TorchRunner"]

@@ -8,6 +8,12 @@ from typing import Any, Mapping, Sequence
 from navbuild.errors import InputError
 
 
+#: the factory of a source given as a serialized file (TorchScript ``.pt`` or exported
+#: program ``.pt2``): the file itself arrives as the step's ``source`` input, so the code
+#: that defined the model is not needed.
+SERIALIZED_SOURCE = "navbuild:serialized-source"
+
+
 @dataclass(frozen=True)
 class TorchFactory:
     """A torch model given as an importable callable and its keyword arguments.

@@ -55,7 +55,8 @@ class CheckCorrectness(Step):
         worst = {"max_abs": 0.0, "max_rel": 0.0, "cosine_min": 1.0}
         try:
             runner = make_runner(params.variant_format, model_path, params.factory,
-                                 list(samples), params.runtime)
+                                 list(samples), params.runtime,
+                                 source=ctx.inputs.get("source"))
         except Exception as e:  # a variant that cannot even load fails the check
             reason = f"load: {type(e).__name__}: {first_line(e)}"
             print(f"FAIL {reason}", flush=True)

@@ -47,7 +47,7 @@ class OnnxFromTorch(Step):
 
         if params.exporter not in EXPORTERS:
             raise ValueError(f"exporter '{params.exporter}' is not one of {EXPORTERS}")
-        model = load_torch_model(params.factory)
+        model = load_torch_model(params.factory, ctx.inputs.get("source"))
         examples = generate_samples(params.inputs, EXAMPLE_BATCH, params.seed, params.axes)
         kwargs = {n: torch.from_numpy(a) for n, a in examples.items()}
         # bind inputs by name: the ONNX graph inputs follow forward's signature order

@@ -57,7 +57,8 @@ class ProfilePerformance(Step):
         pinned = sorted(os.sched_getaffinity(0)) if params.pin_cores else []
         try:
             runner = make_runner(params.variant_format, model_path, params.factory,
-                                 list(samples), params.runtime)
+                                 list(samples), params.runtime,
+                                 source=ctx.inputs.get("source"))
             batches = {}
             for b in params.batch_sizes:
                 batches[str(b)] = measure(runner.run, take_batch(samples, b), b, params)

@@ -108,7 +108,8 @@ class ReferenceFromSource(Step):
             from navbuild.runners.torch_runner import TorchRunner, load_torch_model
 
             # dict outputs make the runner report names; those are binding too (strict)
-            return TorchRunner(load_torch_model(params.factory), names, params.threads), True
+            return TorchRunner(load_torch_model(params.factory, ctx.inputs.get("source")), names,
+                               params.threads), True
         if params.source_format == "onnx":
             from navbuild.runners.ort_runner import OrtRunner
 
