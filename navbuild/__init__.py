@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["build", "plan", "__version__"]
+__all__ = ["build", "plan", "export", "load", "__version__"]
 
 
 def build(*args, **kwargs):
@@ -19,3 +19,17 @@ def plan(*args, **kwargs):
     from navbuild.api import plan as _plan
 
     return _plan(*args, **kwargs)
+
+
+def export(*args, **kwargs):
+    """Build a live model at training time and write a ``.nav`` package; see :func:`navbuild.api.export`."""
+    from navbuild.api import export as _export
+
+    return _export(*args, **kwargs)
+
+
+def load(*args, **kwargs):
+    """Open and verify a ``.nav`` package; see :func:`navbuild.api.load`."""
+    from navbuild.api import load as _load
+
+    return _load(*args, **kwargs)

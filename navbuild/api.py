@@ -70,26 +70,46 @@ def load_recipe(recipe: RecipeLike, overrides: Sequence[str] = (), cwd: Path | N
     return to_recipe(cfg, data.get("name") or "recipe"), None
 
 
-def prepare(recipe: Recipe, recipe_file: Path | None, cwd: Path | None = None) -> Prepared:
-    """Validate semantics, expand the graph and open the cache (nothing is built)."""
+def prepare(recipe: Recipe, recipe_file: Path | None, cwd: Path | None = None,
+            overrides: Sequence[str] = ()) -> Prepared:
+    """Validate semantics, expand the graph and open the cache (nothing is built).
+
+    A recipe whose source is a ``.nav`` package is first resolved against the package (which
+    is verified, unpacked and seeds the cache with the targets it carries).
+    """
     from navbuild.cache.records import Records
     from navbuild.cache.store import Store, resolve_cache_dir
     from navbuild.planning.planner import expand
     from navbuild.recipe.validate import check_semantics, resolve_path
 
     cwd = Path(cwd or Path.cwd()).resolve()
-    check_semantics(recipe, cwd, where=f"recipe {recipe_file or recipe.name}")
-    graph = expand(recipe, cwd)
+    where = f"recipe {recipe_file or recipe.name}"
+    if recipe.source.package:
+        pkg = resolve_path(recipe.source.package, cwd)
+        if not pkg.is_file():
+            raise RecipeError(f"source.package: file '{recipe.source.package}' does not exist (looked at {pkg})",
+                              where=where)
+    else:
+        check_semantics(recipe, cwd, where=where)
     store = Store(resolve_cache_dir(recipe.cache.dir, cwd))
     records = Records(store.root / "records")
-    build_dir = resolve_path(recipe.output_dir or f"build/{recipe.name}", cwd).resolve()
-    return Prepared(recipe, recipe_file, graph, store, records, build_dir, cwd)
+
+    def build_dir_of(r: Recipe) -> Path:
+        return resolve_path(r.output_dir or f"build/{r.name}", cwd).resolve()
+
+    if recipe.source.package:
+        from navbuild.package.continue_from import resolve
+
+        recipe, _ = resolve(recipe, recipe_file, overrides, cwd, store, records, build_dir_of)
+        check_semantics(recipe, cwd, where=f"{where} (continued from {recipe.source.torchscript})")
+    graph = expand(recipe, cwd)
+    return Prepared(recipe, recipe_file, graph, store, records, build_dir_of(recipe), cwd)
 
 
 def plan(recipe: RecipeLike = "mlp", overrides: Sequence[str] = (), *, cwd: Path | None = None) -> Plan:
     """Every target's status (cached / stale: why / missing / unavailable: why); runs nothing."""
     rec, path = load_recipe(recipe, overrides, cwd)
-    prep = prepare(rec, path, cwd)
+    prep = prepare(rec, path, cwd, overrides)
     return plan_statuses(prep.graph, prep.store, prep.records.load(prep.build_dir))
 
 
@@ -97,7 +117,7 @@ def build(recipe: RecipeLike = "mlp", overrides: Sequence[str] = (), *, cwd: Pat
           reporter: Reporter | None = None) -> BuildResult:
     """Build every target of a recipe, reusing the cache; write ``<build_dir>/summary.json``."""
     rec, path = load_recipe(recipe, overrides, cwd)
-    return build_prepared(prepare(rec, path, cwd), reporter or Reporter())
+    return build_prepared(prepare(rec, path, cwd, overrides), reporter or Reporter())
 
 
 def build_prepared(prep: Prepared, reporter: Reporter) -> BuildResult:
@@ -125,4 +145,18 @@ def build_prepared(prep: Prepared, reporter: Reporter) -> BuildResult:
     return BuildResult(summary=summary, outcomes=outcomes)
 
 
-__all__ = ["build", "plan", "load_recipe", "prepare", "BuildResult", "RecipeError"]
+def export(model: Any, samples: Any, **kwargs: Any) -> Any:
+    """Build a live model at training time and write a ``.nav`` package; see :mod:`navbuild.package.export`."""
+    from navbuild.package.export import export as _export
+
+    return _export(model, samples, **kwargs)
+
+
+def load(path: str | Path) -> Any:
+    """Open and verify a ``.nav`` package (digests, format version) for inspection."""
+    from navbuild.package.view import Package
+
+    return Package.open(path)
+
+
+__all__ = ["build", "plan", "export", "load", "load_recipe", "prepare", "BuildResult", "RecipeError"]

@@ -18,6 +18,8 @@ USAGE = """\
 usage: navbuild [build] [recipe=NAME|FILE.yaml] [key=value ...] [-m]   build a recipe (default: mlp)
        navbuild plan [recipe=NAME] [key=value ...] [-m]               show every target's status, run nothing
        navbuild gc [--max-size 2G] [--max-age 30d] [--dry-run]        prune the cache
+       navbuild show model.nav                                       inspect a package (verified)
+       navbuild [recipe=NAME] source.package=model.nav               continue from a package
 
 Overrides use Hydra syntax (profile.batch_sizes=[1,4], onnx.opset=18); -m sweeps
 comma-separated values on one shared cache. Set NAVBUILD_TRACEBACK=1 (or pass
@@ -50,6 +52,8 @@ def _dispatch(args: list[str]) -> int:
     if args and args[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0
+    if args and args[0] == "show":
+        return _show(args[1:])
     if args and args[0] == "gc":
         from navbuild.gc_command import gc_main
 
@@ -68,7 +72,9 @@ def _dispatch(args: list[str]) -> int:
 
         raise RecipeError(f"unknown option {unknown[0]}; see navbuild --help", where="command line")
     if not any(a.startswith("recipe=") for a in args):
-        args.insert(0, "recipe=mlp")
+        # `navbuild source.package=model.nav` continues the package with its own recipe
+        default = "package" if any(a.startswith("source.package=") for a in args) else "mlp"
+        args.insert(0, f"recipe={default}")
     cwd = Path.cwd()
     if multirun:
         return _multirun(mode, args, cwd)
@@ -83,11 +89,21 @@ def _run_one(mode: str, overrides: list[str], cwd: Path, output_dir: str | None 
     recipe, path = load_recipe(ref, [a for a in overrides if not a.startswith("recipe=")], cwd)
     if output_dir and not recipe.output_dir:
         recipe.output_dir = output_dir
-    prep = prepare(recipe, path, cwd)
+    prep = prepare(recipe, path, cwd, [a for a in overrides if not a.startswith("recipe=")])
     if mode == "plan":
         return _print_plan(prep)
     result = build_prepared(prep, ConsoleReporter())
     return result.exit_code
+
+
+def _show(args: list[str]) -> int:
+    from navbuild.errors import RecipeError
+    from navbuild.package.view import Package
+
+    if len(args) != 1:
+        raise RecipeError("usage: navbuild show PACKAGE.nav", where="command line")
+    print(Package.open(args[0]).describe())
+    return 0
 
 
 def _print_plan(prep) -> int:

@@ -12,6 +12,9 @@ _ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "av
               "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve")
 
 
+TAG_ENV = "NAVBUILD_HARDWARE_TAG"
+
+
 @functools.lru_cache(maxsize=1)
 def fingerprint() -> dict:
     """Facts about this machine that change measured speed; cheap (reads /proc, no subprocess)."""
@@ -30,7 +33,7 @@ def fingerprint() -> dict:
         usable = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         usable = os.cpu_count() or 0
-    return {
+    facts = {
         "machine": platform.machine(),
         "cpu_model": cpu_model or platform.processor() or "unknown",
         "cpu_count": os.cpu_count() or 0,
@@ -38,6 +41,12 @@ def fingerprint() -> dict:
         "isa": sorted(f for f in _ISA_FLAGS if f in flags),
         "gpus": _gpus(),
     }
+    # Machines that look alike from inside (same CPU model, different hosts or power
+    # settings) can be told apart by a tag, so that their profiles are never mixed.
+    tag = os.environ.get(TAG_ENV, "")
+    if tag:
+        facts["tag"] = tag
+    return facts
 
 
 def _gpus() -> list[str]:

@@ -126,23 +126,25 @@ def _build_one(target: Any, out: TargetOutcome, inputs: dict[str, Path], store: 
 
 def _run_and_publish(target: Any, out: TargetOutcome, inputs: dict[str, Path], store: Any, cwd: Path):
     staging = store.staging(out.key)
-    step = load_step(target.step)
-    write_job(staging, target.id, step.name, params_to_dict(target.params), inputs, cwd)
-    started = time.time()
     try:
+        # Ctrl-C (or any error) anywhere until the commit rename must not leave the staging
+        # folder behind: gc only trusts a staging folder to be dead after an hour.
+        step = load_step(target.step)
+        write_job(staging, target.id, step.name, params_to_dict(target.params), inputs, cwd)
+        started = time.time()
         child = run_child(staging, cwd)
+        if not child.ok:
+            out.status, out.reason, out.log_tail = FAILED, child.message, child.log_tail
+            _keep_failure_files(staging, out)
+            store.discard(staging)
+            if child.input_error:
+                raise InputError(f"{target.id}: {child.message}")
+            return None
+        info = {"target_id": target.id, "seconds": round(time.time() - started, 3), "created": time.time()}
+        return store.publish(out.key, staging, payload=out.payload, result=child.result, info=info)
     except BaseException:
-        store.discard(staging)
+        store.discard(staging)  # a no-op once publish has renamed it into place
         raise
-    if not child.ok:
-        out.status, out.reason, out.log_tail = FAILED, child.message, child.log_tail
-        _keep_failure_files(staging, out)
-        store.discard(staging)
-        if child.input_error:
-            raise InputError(f"{target.id}: {child.message}")
-        return None
-    info = {"target_id": target.id, "seconds": round(time.time() - started, 3), "created": time.time()}
-    return store.publish(out.key, staging, payload=out.payload, result=child.result, info=info)
 
 
 def _place(store: Any, entry: Any, out: TargetOutcome) -> None:

@@ -11,6 +11,7 @@ from navbuild.errors import RecipeError
 RECIPE_GROUP = "recipe"
 PRIMARY_CONFIG = "navbuild"
 SCHEMA_NODE = "navbuild_schema"
+PACKAGE_RECIPE = "package"
 
 
 def package_data_dir(name: str) -> Path:
@@ -78,6 +79,10 @@ def register(refs: Sequence[str], cwd: Path) -> dict[str, Path]:
     found: dict[str, Path] = {}
     problems: list[str] = []
     for ref in refs:
+        if ref == PACKAGE_RECIPE and not any((d / f"{ref}.yaml").is_file() for d in recipe_dirs(cwd)):
+            # the empty recipe used to continue a .nav package with the package's own recipe
+            cs.store(group=RECIPE_GROUP, name=ref, node={}, package="_global_")
+            continue
         path = find_recipe(ref, cwd)
         try:
             node = OmegaConf.load(path)

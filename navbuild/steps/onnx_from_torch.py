@@ -74,7 +74,10 @@ class OnnxFromTorch(Step):
             with warnings.catch_warnings():
                 # the legacy exporter announces its own deprecation on every call
                 warnings.simplefilter("ignore", DeprecationWarning)
-                torch.onnx.export(model, (), str(path), kwargs=kwargs, dynamo=False,
+                # a TorchScript module (a serialized source) binds only positional inputs
+                scripted = isinstance(model, torch.jit.ScriptModule)
+                args = tuple(kwargs[n] for n in input_names) if scripted else ()
+                torch.onnx.export(model, args, str(path), kwargs=None if scripted else kwargs, dynamo=False,
                                   input_names=input_names, output_names=output_names,
                                   dynamic_axes=dynamic_axes, opset_version=params.opset,
                                   do_constant_folding=True)
@@ -95,8 +98,12 @@ class OnnxFromTorch(Step):
 
 def _signature_order(model: Any, names: list[str]) -> list[str]:
     """``names`` ordered as forward's parameters (names forward does not list keep their order last)."""
+    schema = getattr(getattr(model, "forward", None), "schema", None)
     try:
-        params = list(inspect.signature(model.forward).parameters)
+        if schema is not None:  # TorchScript: the schema names forward's arguments (self first)
+            params = [a.name for a in schema.arguments][1:]
+        else:
+            params = list(inspect.signature(model.forward).parameters)
     except (TypeError, ValueError):
         return names
     ordered = [p for p in params if p in names]
