@@ -260,6 +260,30 @@ def test_ctrl_c_exits_130_and_leaves_no_child_and_no_staging(project):
     assert set(project.statuses().values()) <= {"built", "cached"}
 
 
+@pytest.mark.parametrize("where", ["write_job", "publish"])
+def test_ctrl_c_outside_the_child_leaves_no_staging_either(project, monkeypatch, where):
+    """Ctrl-C can land while the job is written or while the entry is fsynced, not only in the child."""
+    import navbuild.execute.executor as executor
+    from navbuild.cache.store import Store
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    if where == "write_job":
+        monkeypatch.setattr(executor, "write_job", interrupted)
+    else:
+        monkeypatch.setattr(Store, "publish", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        navbuild.build("tiny", ["formats=[torch]"])
+    tmp = project.cache / "tmp"
+    assert (sorted(p.name for p in tmp.iterdir()) if tmp.exists() else []) == []
+    assert project.objects() == []
+    monkeypatch.undo()
+    monkeypatch.setenv("NAVBUILD_CACHE_DIR", str(project.cache))
+    monkeypatch.chdir(project.root)
+    assert navbuild.build("tiny", ["formats=[torch]"]).exit_code == 0
+
+
 # 7. A recipe error in one sweep point ---------------------------------------------------
 
 
