@@ -42,6 +42,8 @@ def export(model: Any, samples: Any, *, formats: Sequence[str] = ("torch", "onnx
     from navbuild.report.events import Reporter
 
     cwd = Path(cwd or Path.cwd()).resolve()
+    if recipe is not None and dataclasses.is_dataclass(recipe):
+        recipe = _without_defaults(dataclasses.asdict(recipe))
     model = model.eval() if hasattr(model, "eval") else model
     arrays, specs, axes = infer_samples(samples, model, input_names, dynamic_axes, max_samples)
     outputs = list(output_names or _output_names(model, arrays))
@@ -139,6 +141,21 @@ def _save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     from navbuild.samples import save_npz
 
     save_npz(path, dict(arrays))
+
+
+def _without_defaults(data: dict) -> dict:
+    """A Recipe object's values that differ from the schema's defaults (the ones the user set)."""
+    from navbuild.recipe.schema import Recipe
+
+    defaults = dataclasses.asdict(Recipe())
+
+    def diff(mine: Any, default: Any) -> Any:
+        if isinstance(mine, dict) and isinstance(default, dict):
+            out = {k: diff(v, default.get(k)) for k, v in mine.items() if v != default.get(k)}
+            return out
+        return mine
+
+    return {k: diff(v, defaults.get(k)) for k, v in data.items() if v != defaults.get(k)}
 
 
 def _deep_merge(base: dict, over: Mapping[str, Any]) -> dict:
