@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 from navbuild.model_io import TensorSpec
 from navbuild.planning.graph import Graph
 from navbuild.planning.target import CONVERT, CORRECTNESS, PROFILE, REFERENCE, SOURCE, Leaf, Target
 from navbuild.recipe.schema import FORMATS, Recipe
-from navbuild.recipe.validate import resolve_path
+from navbuild.recipe.validate import module_origin, resolve_path
 from navbuild.steps.base import load_step
 
 SOURCE_ID = "source"
@@ -170,21 +169,10 @@ def _format(variant: str) -> str:
 
 
 def _module_file(module: str, cwd: Path) -> Path | None:
-    import sys
-
-    added = str(cwd) not in sys.path
-    if added:
-        sys.path.insert(0, str(cwd))
     try:
-        spec = importlib.util.find_spec(module)
+        return module_origin(module, cwd)
     except (ImportError, ValueError):
         return None
-    finally:
-        if added:
-            sys.path.remove(str(cwd))
-    if spec is None or not spec.origin or spec.origin in ("built-in", "frozen"):
-        return None
-    return Path(spec.origin)
 
 
 def _dist_version(dist: str) -> str:

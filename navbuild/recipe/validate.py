@@ -238,22 +238,14 @@ def _find_factory(module: str, func: str, cwd: Path) -> str | None:
     Importing would pull torch into `plan`; reading the module's syntax tree is enough to
     catch a misspelt name.
     """
-    import sys
-
-    added = str(cwd) not in sys.path
-    if added:
-        sys.path.insert(0, str(cwd))
     try:
-        spec = importlib.util.find_spec(module)
+        origin = module_origin(module, cwd)
     except (ImportError, ValueError) as exc:
         return f"module '{module}' cannot be found ({exc})"
-    finally:
-        if added:
-            sys.path.remove(str(cwd))
-    if spec is None:
+    if origin is None:
         return f"module '{module}' not found (is it installed, or in the working directory {cwd}?)"
-    origin = spec.origin
-    if not origin or not origin.endswith(".py"):
+    origin = str(origin)
+    if not origin.endswith(".py"):
         return None  # compiled or namespace module: checked when the model is loaded
     try:
         tree = ast.parse(Path(origin).read_text(encoding="utf-8"))
@@ -380,6 +372,36 @@ def _npz_problems(path: Path, recipe: Recipe) -> list[str]:
             if isinstance(want, int) and got != want:
                 problems.append(f"samples.file: array '{inp.name}' dim {j} is {got}, inputs[{i}].shape[{j}] declares {want}")
     return problems
+
+
+def module_origin(module: str, cwd: Path) -> Path | None:
+    """The file that defines ``module`` for a build in ``cwd``, without importing it.
+
+    The working directory comes first, as in the child processes that import it; a module of
+    the same name already imported in this process (a notebook, a test run) must not hide the
+    project's own file.
+    """
+    import importlib.machinery
+    import sys
+
+    parts = module.split(".")
+    local = cwd.joinpath(*parts)
+    for candidate in (local.with_suffix(".py"), local / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    if importlib.machinery.PathFinder.find_spec(parts[0], [str(cwd)]) is not None:
+        return None  # a local package that does not hold this submodule
+    added = str(cwd) not in sys.path
+    if added:
+        sys.path.insert(0, str(cwd))
+    try:
+        spec = importlib.util.find_spec(module)
+    finally:
+        if added:
+            sys.path.remove(str(cwd))
+    if spec is None or not spec.origin or spec.origin in ("built-in", "frozen"):
+        return None
+    return Path(spec.origin)
 
 
 def resolve_path(path: str, cwd: Path) -> Path:

@@ -28,8 +28,8 @@ def export_tiny(path: Path, seed: int = 0) -> None:
 
     import torch
 
-    # Loaded by path under another name: importing `tinymodels` here would leave it in
-    # sys.modules, and in-process planning would then hash that module's file (see the xfail below).
+    # Loaded by path under another name, so this test process does not keep a `tinymodels`
+    # module of its own (the planner must find the project's file regardless: tested below).
     spec = importlib.util.spec_from_file_location("_tinymodels_for_export", path.parent / "tinymodels.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -172,10 +172,6 @@ def test_a_byte_identical_re_export_does_not_cascade(project):
     assert now["onnx"] != keys["onnx"] and now["onnx-opt"] == keys["onnx-opt"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "navbuild/planning/planner.py _module_file: importlib.util.find_spec returns the spec of a module "
-    "already in sys.modules, so in a process that imported another `tinymodels` the source digest "
-    "hashes that other file instead of the project's module"))
 def test_the_source_digest_hashes_the_projects_module_even_if_another_is_imported(project, tmp_path):
     import importlib
     import sys
