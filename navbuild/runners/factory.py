@@ -18,27 +18,28 @@ class Runner(Protocol):
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]: ...
 
 
-#: variant formats a runner exists for
-RUNNER_FORMATS: tuple[str, ...] = ("torch", "onnx")
+#: runner format -> "module:function" building its runner; each module imports its runtime lazily.
+#: ``function(model_path, factory, input_names, options, source) -> Runner``
+RUNNER_REGISTRY: dict[str, str] = {
+    "torch": "navbuild.runners.torch_runner:make",
+    "onnx": "navbuild.runners.ort_runner:make",
+    "torchscript": "navbuild.runners.torchscript_runner:make",
+    "torch-export": "navbuild.runners.torch_export_runner:make",
+    "openvino": "navbuild.runners.openvino_runner:make",
+}
+RUNNER_FORMATS: tuple[str, ...] = tuple(RUNNER_REGISTRY)
 
 
 def make_runner(variant_format: str, model_path: Path | None, factory: TorchFactory | None,
                 input_names: Sequence[str], options: RuntimeOptions, source: Path | None = None) -> Runner:
-    """A runner for ``variant_format``: "torch" runs ``factory`` eagerly, "onnx" runs ``model_path`` in ORT."""
-    if variant_format == "torch":
-        if factory is None:
-            raise ValueError("a torch variant needs a factory")
-        from navbuild.runners.torch_runner import TorchRunner, load_torch_model
+    """The runner for ``variant_format`` (see RUNNER_REGISTRY), honouring ``options.mode``."""
+    import importlib
 
-        return TorchRunner(load_torch_model(factory, source), input_names, options.intra_op_threads)
-    if variant_format == "onnx":
-        if model_path is None:
-            raise ValueError("an onnx variant needs a model path")
-        from navbuild.runners.ort_runner import OrtRunner
-
-        return OrtRunner(model_path, options)
-    raise ValueError(f"no runner for variant format '{variant_format}' "
-                     f"(known: {', '.join(RUNNER_FORMATS)})")
+    if variant_format not in RUNNER_REGISTRY:
+        raise ValueError(f"no runner for variant format '{variant_format}' "
+                         f"(known: {', '.join(RUNNER_FORMATS)})")
+    module, _, func = RUNNER_REGISTRY[variant_format].partition(":")
+    return getattr(importlib.import_module(module), func)(model_path, factory, input_names, options, source)
 
 
-__all__ = ["Runner", "RUNNER_FORMATS", "make_runner"]
+__all__ = ["Runner", "RUNNER_FORMATS", "RUNNER_REGISTRY", "make_runner"]

@@ -57,3 +57,13 @@ class OrtRunner:
 
 
 __all__ = ["OrtRunner", "session_options", "graph_optimization_level"]
+
+
+def make(model_path: Path | None, factory: Any, input_names: Any, options: RuntimeOptions,
+         source: Path | None = None) -> "OrtRunner":
+    """Runner registry entry: an ONNX Runtime session on ``model_path``."""
+    if model_path is None:
+        raise ValueError("an onnx variant needs a model path")
+    if getattr(options, "mode", ""):
+        raise ValueError(f"ONNX Runtime has no runtime mode '{options.mode}'")
+    return OrtRunner(model_path, options)

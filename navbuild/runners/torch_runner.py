@@ -126,3 +126,13 @@ class TorchRunner:
 
 
 __all__ = ["SERIALIZED_SOURCE", "load_serialized", "load_torch_model", "flatten_outputs", "TorchRunner"]
+
+
+def make(model_path: Path | None, factory: TorchFactory | None, input_names: Sequence[str],
+         options: Any, source: Path | None = None) -> "TorchRunner":
+    """Runner registry entry: the source model run eagerly (``options.mode`` "" only, for now)."""
+    if factory is None:
+        raise ValueError("a torch variant needs a factory")
+    if getattr(options, "mode", ""):
+        raise ValueError(f"torch runtime mode '{options.mode}' is not supported")
+    return TorchRunner(load_torch_model(factory, source), input_names, options.intra_op_threads)

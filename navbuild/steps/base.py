@@ -130,6 +130,15 @@ STEP_REGISTRY: dict[str, str] = {
     "OrtOptimizedFromOnnx": "navbuild.steps.ort_optimized:OrtOptimizedFromOnnx",
     "CheckCorrectness": "navbuild.steps.correctness:CheckCorrectness",
     "ProfilePerformance": "navbuild.steps.profile:ProfilePerformance",
+    "TorchScriptFromTorch": "navbuild.steps.torchscript_from_torch:TorchScriptFromTorch",
+    "ExportedProgramFromTorch": "navbuild.steps.exported_program_from_torch:ExportedProgramFromTorch",
+    "OrtQuantizedDynamic": "navbuild.steps.ort_quantized:OrtQuantizedDynamic",
+    "OrtQuantizedStatic": "navbuild.steps.ort_quantized:OrtQuantizedStatic",
+    "OnnxFp16FromOnnx": "navbuild.steps.onnx_fp16:OnnxFp16FromOnnx",
+    "OpenVinoFromOnnx": "navbuild.steps.openvino_convert:OpenVinoFromOnnx",
+    "OpenVinoQuantized": "navbuild.steps.openvino_quantized:OpenVinoQuantized",
+    "OpenVinoWeightCompressed": "navbuild.steps.openvino_quantized:OpenVinoWeightCompressed",
+    "CompareFinalists": "navbuild.steps.finalists:CompareFinalists",
 }
 
 

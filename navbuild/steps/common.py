@@ -37,6 +37,10 @@ class RuntimeOptions:
     intra_op_threads: int = 2
     inter_op_threads: int = 1
     graph_level: str = "all"  # disable|basic|extended|all; the torch runner ignores it
+    # A runtime variant of a format, applied when the model is loaded (no conversion target):
+    # torch: "" (eager fp32) | "autocast-bf16" | "cast-bf16" | "dynamic-int8" | "compile" | "compile-bf16";
+    # openvino: "" (f32 inference precision) | "bf16". Other runners accept only "".
+    mode: str = ""
 
 
 def first_line(error: BaseException) -> str:
