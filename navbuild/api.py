@@ -131,9 +131,11 @@ def build_prepared(prep: Prepared, reporter: Reporter) -> BuildResult:
     reporter.planned(plan_statuses(prep.graph, prep.store, previous))
     outcomes = execute(prep.graph, prep.store, prep.build_dir, prep.cwd, reporter,
                        keep_going=prep.recipe.keep_going)
+    variants = {v: prep.graph.variant_models.get(v) for v in prep.graph.variants()}
+    outcomes = _compare_finalists(prep, variants, outcomes, reporter)
     prep.store.memo.save()
     summary = make_summary(prep.recipe, prep.recipe_file, prep.build_dir, prep.store.root, outcomes,
-                           prep.graph.variants(), time.perf_counter() - start)
+                           variants, time.perf_counter() - start)
     write_summary(prep.build_dir, summary)
     # Targets that got no key this time (skipped, unavailable) keep their previous record,
     # so the next plan can still say why they changed.
@@ -157,6 +159,24 @@ def load(path: str | Path) -> Any:
     from navbuild.package.view import Package
 
     return Package.open(path)
+
+
+def _compare_finalists(prep: Prepared, variants: dict[str, str | None], outcomes: dict[str, Any],
+                       reporter: Reporter) -> dict[str, Any]:
+    """Second phase: once profiles name the fastest correct variants, re-measure them interleaved."""
+    from navbuild.execute.executor import execute
+    from navbuild.planning.finalists import finalists_target
+    from navbuild.report.summary import variant_table
+    from navbuild.select import choose
+
+    sel = prep.recipe.select
+    first = choose(variant_table(outcomes, variants), sel.objective, sel.batch_size, sel.percentile, sel.noise)
+    target = finalists_target(prep.graph, prep.recipe, [n for n, _ in first.ranking], first.batch_size)
+    if target is None:
+        return outcomes
+    prep.graph.add(target)
+    return execute(prep.graph, prep.store, prep.build_dir, prep.cwd, reporter,
+                   keep_going=prep.recipe.keep_going, done=outcomes)
 
 
 __all__ = ["build", "plan", "export", "load", "load_recipe", "prepare", "BuildResult", "RecipeError"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from navbuild.recipe.schema import FORMATS
+from navbuild.planning.variants import simplicity
 
 
 @dataclass
@@ -21,11 +21,6 @@ class Choice:
     def to_json(self) -> dict:
         return {"variant": self.variant, "batch_size": self.batch_size, "value": self.value, "unit": self.unit,
                 "why": self.why, "ranking": [{"variant": v, "value": x} for v, x in self.ranking]}
-
-
-def simplicity(variant: str) -> int:
-    """Lower is simpler: the order of FORMATS (torch, onnx, onnx-opt)."""
-    return FORMATS.index(variant) if variant in FORMATS else len(FORMATS)
 
 
 def choose(variants: dict[str, dict], objective: str, batch_size: int | None, percentile: str,
@@ -79,3 +74,35 @@ def choose(variants: dict[str, dict], objective: str, batch_size: int | None, pe
     if excluded:
         why += f"; excluded: {', '.join(excluded)}"
     return Choice(winner[0], b, winner[1], unit, why, ranking)
+
+
+def choose_per_batch(variants: dict[str, dict], objective: str, percentile: str, noise: float) -> dict[str, dict]:
+    """The best correct variant at every profiled batch size."""
+    sizes = sorted({int(b) for v in variants.values() for b in (v.get("profile") or {})})
+    return {str(b): choose(variants, objective, b, percentile, noise).to_json() for b in sizes}
+
+
+def choose_from_finalists(finalists: dict, objective: str, noise: float) -> Choice:
+    """Rank finalists on their interleaved re-measurement; within the noise, the simpler wins."""
+    figures = finalists["variants"]
+    b = finalists["batch_size"]
+    higher = objective == "throughput"
+    key = "throughput" if higher else "latency_ms"
+    ranked = sorted(figures.items(), key=lambda kv: -kv[1][key] if higher else kv[1][key])
+    best_name, best = ranked[0]
+    tied = [(n, f) for n, f in ranked
+            if abs(f[key] - best[key]) <= max(noise, best["spread"], f["spread"]) * abs(best[key])]
+    winner, fig = min(tied, key=lambda nf: simplicity(nf[0]))
+    unit = "samples/s" if higher else "ms"
+    parts = [f"{n} {f[key]:.4g} (spread {100 * f['spread']:.1f}%)" for n, f in ranked]
+    why = (f"{winner}: best {key} at batch {b} when the finalists were re-measured interleaved "
+           f"({finalists['rounds']} rounds): " + ", ".join(parts))
+    if winner != best_name:
+        why += f"; {best_name} is within noise of it, so the simpler {winner} wins (a tie)"
+    elif len(tied) > 1:
+        why += f"; tie within noise with {', '.join(n for n, _ in tied if n != winner)} (simpler kept)"
+    elif len(ranked) > 1:
+        runner = ranked[1]
+        ratio = fig[key] / runner[1][key] if higher else runner[1][key] / fig[key]
+        why += f"; {ratio:.2f}x {runner[0]}, beyond the noise"
+    return Choice(winner, b, fig[key], unit, why, [(n, f[key]) for n, f in ranked])

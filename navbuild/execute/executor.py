@@ -36,6 +36,7 @@ class TargetOutcome:
     result: dict = field(default_factory=dict)
     reason: str = ""
     path: Path | None = None  # the target's folder under the build dir
+    out_dir: Path | None = None  # the cache entry's out/ folder (what dependents read)
     log_path: Path | None = None
     reproduce: Path | None = None
     log_tail: str = ""
@@ -48,7 +49,7 @@ class TargetOutcome:
 
 
 def execute(graph: Graph, store: Any, build_dir: Path, cwd: Path, reporter: Reporter,
-            keep_going: bool = True) -> dict[str, TargetOutcome]:
+            keep_going: bool = True, done: dict[str, TargetOutcome] | None = None) -> dict[str, TargetOutcome]:
     """Build every target of ``graph`` in order; return each target's outcome.
 
     A failing target does not stop its siblings (unless ``keep_going`` is false); its
@@ -60,6 +61,11 @@ def execute(graph: Graph, store: Any, build_dir: Path, cwd: Path, reporter: Repo
     outcomes: dict[str, TargetOutcome] = {}
     stop = False
     for tid in graph.order:
+        if done and tid in done:  # settled earlier in this build (a second phase adds targets)
+            outcomes[tid] = done[tid]
+            if done[tid].digest is not None and done[tid].out_dir is not None:
+                digests[tid], paths[tid] = done[tid].digest, done[tid].out_dir
+            continue
         target = graph.targets[tid]
         out = TargetOutcome(id=tid, kind=target.kind, variant=target.variant, status=SKIPPED,
                             path=build_dir / tid)
@@ -69,8 +75,9 @@ def execute(graph: Graph, store: Any, build_dir: Path, cwd: Path, reporter: Repo
         elif (why := unavailable_reason(target)):
             out.status, out.reason = UNAVAILABLE, why
         elif (blocked := [up for up in target.inputs.values() if up not in digests]):
-            up_status = outcomes[blocked[0]].status if blocked[0] in outcomes else "missing"
-            out.reason = f"input {blocked[0]} {up_status}"
+            up = blocked[0]
+            up_status = outcomes[up].status if up in outcomes else "missing"
+            out.reason = f"input {up} {up_status}"
         elif target.kind == PROFILE and (why := _failed_check(outcomes, target.variant)):
             out.reason = why
         else:
@@ -119,6 +126,7 @@ def _build_one(target: Any, out: TargetOutcome, inputs: dict[str, Path], store: 
         out.status = CACHED
     out.seconds = time.perf_counter() - start
     out.digest = entry.digest
+    out.out_dir = entry.out
     out.result = entry.result
     _place(store, entry, out)
     return entry

@@ -13,6 +13,8 @@ class Graph:
 
     targets: dict[str, Target] = field(default_factory=dict)
     leaves: dict[str, Leaf] = field(default_factory=dict)
+    #: variant -> id of the target (or leaf) that provides its model; None: it runs the source
+    variant_models: dict[str, str | None] = field(default_factory=dict)
 
     def add(self, node: Target | Leaf) -> str:
         if node.id in self.targets or node.id in self.leaves:
@@ -43,7 +45,7 @@ class Graph:
 
     def variants(self) -> list[str]:
         """Variant names, simplest first (the order in which ties are broken)."""
-        from navbuild.select import simplicity
+        from navbuild.planning.variants import simplicity
 
-        names = {t.variant for t in self.targets.values() if t.variant}
+        names = set(self.variant_models) | {t.variant for t in self.targets.values() if t.variant}
         return sorted(names, key=lambda v: (simplicity(v), v))

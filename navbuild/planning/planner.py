@@ -7,12 +7,14 @@ from pathlib import Path
 from navbuild.model_io import TensorSpec
 from navbuild.planning.graph import Graph
 from navbuild.planning.target import CONVERT, CORRECTNESS, PROFILE, REFERENCE, SOURCE, Leaf, Target
-from navbuild.recipe.schema import FORMATS, Recipe
+from navbuild.planning.variants import VariantDef, selected
+from navbuild.recipe.schema import Recipe
 from navbuild.recipe.validate import module_origin, resolve_path
 from navbuild.steps.base import load_step
 
 SOURCE_ID = "source"
 SAMPLES_FILE_ID = "samples-file"
+METRIC_ID = "metric"
 REFERENCE_ID = "reference"
 # The reference run's thread count is fixed, not the recipe's: changing the threads to
 # profile with must not change the reference outputs every check compares against.
@@ -24,9 +26,11 @@ def expand(recipe: Recipe, cwd: Path) -> Graph:
     graph = Graph()
     expand_source(graph, recipe, cwd)
     expand_reference(graph, recipe)
-    models = expand_conversions(graph, recipe)
-    expand_checks(graph, recipe, models)
-    expand_profiles(graph, recipe, models)
+    variants = selected(list(recipe.formats), list(recipe.precisions), list(recipe.variants))
+    models = expand_conversions(graph, recipe, variants)
+    expand_checks(graph, recipe, variants, models)
+    expand_profiles(graph, recipe, variants, models)
+    graph.variant_models = {v.name: models[v.model] if v.model else None for v in variants}
     return graph
 
 
@@ -47,6 +51,12 @@ def expand_source(graph: Graph, recipe: Recipe, cwd: Path) -> None:
     if recipe.samples.file:
         path = resolve_path(recipe.samples.file, cwd)
         graph.add(Leaf(SAMPLES_FILE_ID, path, (path,)))
+    if recipe.correctness.metric is not None:
+        # the metric's code decides verdicts: its file is part of every check's key
+        module = recipe.correctness.metric.function.partition(":")[0]
+        origin = _module_file(module, cwd)
+        graph.add(Leaf(METRIC_ID, origin or cwd, (origin,) if origin else (),
+                       {"metric": recipe.correctness.metric.function}))
 
 
 def expand_reference(graph: Graph, recipe: Recipe) -> None:
@@ -69,73 +79,138 @@ def expand_reference(graph: Graph, recipe: Recipe) -> None:
     graph.add(Target(REFERENCE_ID, step.name, params, inputs, kind=REFERENCE))
 
 
-def expand_conversions(graph: Graph, recipe: Recipe) -> dict[str, str | None]:
-    """One target per requested format; returns variant -> the id its model comes from.
+def expand_conversions(graph: Graph, recipe: Recipe, variants: list[VariantDef]) -> dict[str, str]:
+    """One target per model the selected variants need (and what those depend on).
 
-    ``None`` means the variant runs the source itself (torch eager).
+    Returns model name -> the id of the target (or leaf) that provides it.
     """
-    models: dict[str, str | None] = {}
-    wanted = [f for f in FORMATS if f in recipe.formats]  # canonical order
-    onnx_id: str | None = None
-    if "onnx" in wanted or "onnx-opt" in wanted:
+    wanted = {v.model for v in variants if v.model}
+    needs_onnx = wanted & {"onnx", "onnx-opt", "onnx-fp16", "onnx-int8-dynamic", "onnx-int8-static",
+                           "openvino", "openvino-int8", "openvino-int8-wo"}
+    if wanted & {"openvino-int8", "openvino-int8-wo"}:
+        wanted.add("openvino")
+    models: dict[str, str] = {}
+    convert = _Converter(graph)
+    if needs_onnx:
         if recipe.source.onnx:
-            onnx_id = SOURCE_ID
+            models["onnx"] = SOURCE_ID
         else:
-            step = load_step("OnnxFromTorch")
-            params = step.Params(factory=_factory(recipe), inputs=tensor_specs(recipe),
-                                 outputs=tuple(recipe.outputs), axes=dict(recipe.samples.axes),
-                                 opset=recipe.onnx.opset, exporter=recipe.onnx.exporter,
-                                 seed=recipe.samples.seed)
-            onnx_id = graph.add(Target("onnx", step.name, params, {"source": SOURCE_ID},
-                                       kind=CONVERT, variant="onnx"))
-    for fmt in wanted:
-        if fmt == "torch":
-            models["torch"] = None
-        elif fmt == "onnx":
-            models["onnx"] = onnx_id
-        elif fmt == "onnx-opt":
-            step = load_step("OrtOptimizedFromOnnx")
-            opt = recipe.onnx_opt
-            params = step.Params(level=opt.level, fusion=opt.fusion, num_heads=opt.num_heads,
-                                 hidden_size=opt.hidden_size)
-            models["onnx-opt"] = graph.add(Target("onnx-opt", step.name, params, {"onnx": onnx_id},
-                                                  kind=CONVERT, variant="onnx-opt"))
+            models["onnx"] = convert.add("onnx", "OnnxFromTorch", {"source": SOURCE_ID},
+                                         factory=_factory(recipe), inputs=tensor_specs(recipe),
+                                         outputs=tuple(recipe.outputs), axes=dict(recipe.samples.axes),
+                                         opset=recipe.onnx.opset, exporter=recipe.onnx.exporter,
+                                         seed=recipe.samples.seed)
+    onnx = {"onnx": models.get("onnx", SOURCE_ID)}
+    with_samples = {**onnx, "reference": REFERENCE_ID}
+    dyn, sta = recipe.quantization.dynamic, recipe.quantization.static
+    ovq = recipe.openvino.quantization
+    builders = {
+        "torchscript": lambda: convert.add(
+            "torchscript", "TorchScriptFromTorch", {"source": SOURCE_ID}, factory=_factory(recipe),
+            inputs=tensor_specs(recipe), axes=dict(recipe.samples.axes), seed=recipe.samples.seed,
+            method=recipe.torchscript.method, freeze=recipe.torchscript.freeze),
+        "torch-export": lambda: convert.add(
+            "torch-export", "ExportedProgramFromTorch", {"source": SOURCE_ID}, factory=_factory(recipe),
+            inputs=tensor_specs(recipe), axes=dict(recipe.samples.axes), seed=recipe.samples.seed),
+        "onnx-opt": lambda: convert.add(
+            "onnx-opt", "OrtOptimizedFromOnnx", onnx, level=recipe.onnx_opt.level, fusion=recipe.onnx_opt.fusion,
+            num_heads=recipe.onnx_opt.num_heads, hidden_size=recipe.onnx_opt.hidden_size),
+        "onnx-fp16": lambda: convert.add(
+            "onnx-fp16", "OnnxFp16FromOnnx", onnx, keep_io_types=recipe.fp16.keep_io_types, op_block_list=()),
+        "onnx-int8-dynamic": lambda: convert.add(
+            "onnx-int8-dynamic", "OrtQuantizedDynamic", onnx, per_channel=dyn.per_channel,
+            reduce_range=dyn.reduce_range, weight_type=dyn.weight_type, exclude=tuple(dyn.exclude),
+            op_types=tuple(dyn.op_types)),
+        "onnx-int8-static": lambda: convert.add(
+            "onnx-int8-static", "OrtQuantizedStatic", with_samples, calibration=sta.calibration,
+            per_channel=sta.per_channel, reduce_range=sta.reduce_range, activation_type=sta.activation_type,
+            weight_type=sta.weight_type, exclude=tuple(sta.exclude), op_types=tuple(sta.op_types),
+            max_samples=sta.max_samples, batch_size=sta.batch_size),
+        "openvino": lambda: convert.add("openvino", "OpenVinoFromOnnx", onnx, compress_to_fp16=False),
+        "openvino-int8": lambda: convert.add(
+            "openvino-int8", "OpenVinoQuantized", {"openvino": models["openvino"], "reference": REFERENCE_ID},
+            preset=ovq.preset, subset_size=ovq.subset_size, fast_bias_correction=ovq.fast_bias_correction,
+            model_type=ovq.model_type, ignored_patterns=tuple(ovq.ignored_patterns)),
+        "openvino-int8-wo": lambda: convert.add(
+            "openvino-int8-wo", "OpenVinoWeightCompressed", {"openvino": models["openvino"]},
+            mode=recipe.openvino.weight_compression),
+    }
+    for name in ("torchscript", "torch-export", "onnx-opt", "onnx-fp16", "onnx-int8-dynamic",
+                 "onnx-int8-static", "openvino", "openvino-int8", "openvino-int8-wo"):
+        if name in wanted:
+            models[name] = builders[name]()
     return models
 
 
-def expand_checks(graph: Graph, recipe: Recipe, models: dict[str, str | None]) -> None:
+class _Converter:
+    """Adds conversion targets: the step's Params built from keyword arguments."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+
+    def add(self, target_id: str, step_name: str, upstream: dict[str, str], /, **params) -> str:
+        step = load_step(step_name)
+        return self.graph.add(Target(target_id, step.name, step.Params(**params), upstream, kind=CONVERT))
+
+
+def _variant_inputs(v: VariantDef, models: dict[str, str]) -> dict[str, str]:
+    inputs = {"reference": REFERENCE_ID}
+    if v.model:
+        inputs["model"] = models[v.model]
+    else:  # runs the source itself, in a runtime mode
+        inputs["source"] = SOURCE_ID
+    return inputs
+
+
+def tolerances(recipe: Recipe, precision: str) -> tuple[float, float]:
+    """(atol, rtol) of a precision: fp32 from correctness.atol/rtol, others from correctness.precisions."""
+    if precision == "fp32" or precision not in recipe.correctness.precisions:
+        return recipe.correctness.atol, recipe.correctness.rtol
+    tol = recipe.correctness.precisions[precision]
+    return tol.atol, tol.rtol
+
+
+def expand_checks(graph: Graph, recipe: Recipe, variants: list[VariantDef], models: dict[str, str]) -> None:
     """A correctness check of every variant against the source, at every profiled batch size.
 
     The torch variant is the source itself: it is the reference and gets no check.
     """
+    from navbuild.steps.correctness import MetricSpec
+
     step = load_step("CheckCorrectness")
-    for variant, model_id in models.items():
-        if model_id is None:
+    metric = recipe.correctness.metric
+    spec = None if metric is None else MetricSpec(function=metric.function, name=metric.name, min=metric.min,
+                                                  max=metric.max, replaces_tolerance=metric.replaces_tolerance)
+    for v in variants:
+        if v.name == "torch":
             continue
-        params = step.Params(variant_format=_format(variant), factory=None,
+        atol, rtol = tolerances(recipe, v.precision)
+        inputs = _variant_inputs(v, models)
+        if metric is not None:
+            inputs["metric"] = METRIC_ID
+        params = step.Params(variant_format=v.runner, factory=_factory(recipe) if v.model is None else None,
                              outputs=tuple(recipe.outputs),
-                             batch_sizes=tuple(sorted(recipe.profile.batch_sizes)),
-                             atol=recipe.correctness.atol, rtol=recipe.correctness.rtol,
-                             runtime=_runtime(recipe))
-        graph.add(Target(f"correctness/{variant}", step.name, params,
-                         {"model": model_id, "reference": REFERENCE_ID}, kind=CORRECTNESS, variant=variant))
+                             batch_sizes=tuple(sorted(recipe.profile.batch_sizes)), atol=atol, rtol=rtol,
+                             runtime=_runtime(recipe, v), precision=v.precision,
+                             output_tolerances={k: {"atol": t.atol, "rtol": t.rtol}
+                                                for k, t in recipe.correctness.outputs.items()},
+                             metric=spec)
+        graph.add(Target(f"correctness/{v.name}", step.name, params, inputs, kind=CORRECTNESS, variant=v.name))
 
 
-def expand_profiles(graph: Graph, recipe: Recipe, models: dict[str, str | None]) -> None:
+def expand_profiles(graph: Graph, recipe: Recipe, variants: list[VariantDef], models: dict[str, str]) -> None:
     """Latency and throughput of every variant at every batch size (hardware in the key)."""
     step = load_step("ProfilePerformance")
     prof = recipe.profile
-    for variant, model_id in models.items():
-        inputs = {"reference": REFERENCE_ID}
-        inputs.update({"model": model_id} if model_id else {"source": SOURCE_ID})
-        params = step.Params(variant_format=_format(variant),
-                             factory=_factory(recipe) if model_id is None else None,
-                             batch_sizes=tuple(sorted(prof.batch_sizes)), runtime=_runtime(recipe, variant),
+    for v in variants:
+        params = step.Params(variant_format=v.runner, factory=_factory(recipe) if v.model is None else None,
+                             batch_sizes=tuple(sorted(prof.batch_sizes)), runtime=_runtime(recipe, v),
                              warmup_iters=prof.warmup_iters, window_s=prof.window_s,
                              min_window_iters=prof.min_window_iters, stable_windows=prof.stable_windows,
                              stability=prof.stability, max_windows=prof.max_windows,
                              pin_cores=prof.pin_cores)
-        graph.add(Target(f"profile/{variant}", step.name, params, inputs, kind=PROFILE, variant=variant))
+        graph.add(Target(f"profile/{v.name}", step.name, params, _variant_inputs(v, models), kind=PROFILE,
+                         variant=v.name))
 
 
 def tensor_specs(recipe: Recipe) -> tuple[TensorSpec, ...]:
@@ -153,19 +228,16 @@ def _factory(recipe: Recipe):
     return TorchFactory(factory=recipe.source.torch, kwargs=dict(recipe.source.kwargs))
 
 
-def _runtime(recipe: Recipe, variant: str = "onnx"):
+def _runtime(recipe: Recipe, v: VariantDef):
     from navbuild.steps.common import RuntimeOptions
 
     rt = recipe.runtime
-    if variant == "torch":
-        # torch eager reads only the intra-op thread count: keep the rest out of its key.
-        return RuntimeOptions(intra_op_threads=rt.intra_op_threads, inter_op_threads=1, graph_level="n/a")
+    if v.runner != "onnx":
+        # only ONNX Runtime reads the inter-op threads and graph level: keep them out of other keys.
+        return RuntimeOptions(intra_op_threads=rt.intra_op_threads, inter_op_threads=1, graph_level="n/a",
+                              mode=v.mode)
     return RuntimeOptions(intra_op_threads=rt.intra_op_threads, inter_op_threads=rt.inter_op_threads,
-                          graph_level=rt.graph_level)
-
-
-def _format(variant: str) -> str:
-    return "torch" if variant == "torch" else "onnx"
+                          graph_level=rt.graph_level, mode=v.mode)
 
 
 def _module_file(module: str, cwd: Path) -> Path | None:
@@ -184,4 +256,5 @@ def _dist_version(dist: str) -> str:
         return "not installed"
 
 
-__all__ = ["expand", "SOURCE_ID", "REFERENCE_ID", "SAMPLES_FILE_ID", "SOURCE", "tensor_specs"]
+__all__ = ["expand", "SOURCE_ID", "REFERENCE_ID", "SAMPLES_FILE_ID", "METRIC_ID", "SOURCE", "tensor_specs",
+           "tolerances"]

@@ -77,7 +77,8 @@ def plan_statuses(graph: Graph, store: Any, previous: dict | None) -> Plan:
             continue
         blocked = [(name, up) for name, up in target.inputs.items() if digests.get(up) is None]
         if blocked:
-            name, up = blocked[0]
+            # an unavailable input explains more than one that merely waits to be built
+            name, up = min(blocked, key=lambda b: pending.get(b[1]) != "unavailable")
             if pending.get(up) == "unavailable":
                 tp.status, tp.reason = UNAVAILABLE, f"input {up} is unavailable"
             elif tid in prev_targets:

@@ -7,9 +7,10 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
-#: variant formats this version can build, in order of simplicity (simpler wins ties).
-FORMATS = ("torch", "onnx", "onnx-opt")
-PRECISIONS = ("fp32",)
+#: formats a recipe may name (the variants each one yields are in navbuild/planning/variants.py).
+FORMATS = ("torch", "torchscript", "torch-export", "torch-compile", "onnx", "onnx-opt", "openvino")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+CALIBRATIONS = ("minmax", "entropy", "percentile")
 EXPORTERS = ("torchscript", "dynamo")
 ORT_LEVELS = ("basic", "extended", "all")
 RUNTIME_GRAPH_LEVELS = ("disable", "basic", "extended", "all")
@@ -72,6 +73,60 @@ class OnnxOptConfig:
 
 
 @dataclass
+class TorchScriptConfig:
+    method: str = "trace"  # trace | script
+    freeze: bool = True
+
+
+@dataclass
+class DynamicQuantConfig:
+    per_channel: bool = True
+    reduce_range: bool = False
+    weight_type: str = "qint8"
+    exclude: List[str] = field(default_factory=list)  # node name / op type patterns kept in float
+    op_types: List[str] = field(default_factory=list)  # empty: ONNX Runtime's default set
+
+
+@dataclass
+class StaticQuantConfig:
+    calibration: str = "minmax"
+    per_channel: bool = True
+    reduce_range: bool = False
+    activation_type: str = "quint8"
+    weight_type: str = "qint8"
+    exclude: List[str] = field(default_factory=list)
+    op_types: List[str] = field(default_factory=list)
+    max_samples: int = 64
+    batch_size: int = 1
+
+
+@dataclass
+class QuantizationConfig:
+    dynamic: DynamicQuantConfig = field(default_factory=DynamicQuantConfig)
+    static: StaticQuantConfig = field(default_factory=StaticQuantConfig)
+
+
+@dataclass
+class OpenVinoQuantConfig:
+    preset: str = "performance"
+    subset_size: int = 300
+    fast_bias_correction: bool = True
+    model_type: Optional[str] = None  # "transformer" for transformer models
+    ignored_patterns: List[str] = field(default_factory=list)
+
+
+@dataclass
+class OpenVinoConfig:
+    quantization: OpenVinoQuantConfig = field(default_factory=OpenVinoQuantConfig)
+    weight_compression: str = "int8_asym"
+
+
+@dataclass
+class Fp16Config:
+    keep_io_types: bool = True
+
+
+@dataclass
 class RuntimeConfig:
     """Runtime options for checks and profiles (part of their cache keys)."""
 
@@ -81,9 +136,37 @@ class RuntimeConfig:
 
 
 @dataclass
-class CorrectnessConfig:
+class ToleranceConfig:
     atol: float = 1e-4
     rtol: float = 1e-3
+
+
+def _precision_tolerances() -> Dict[str, ToleranceConfig]:
+    # Looser for lower precisions; fp32 uses correctness.atol/rtol.
+    return {"bf16": ToleranceConfig(5e-2, 5e-2), "fp16": ToleranceConfig(1e-2, 1e-2),
+            "int8": ToleranceConfig(1e-1, 1e-1)}
+
+
+@dataclass
+class MetricConfig:
+    """A user metric ``module:function(reference_outputs, variant_outputs, inputs) -> {name: value}``
+    and its pass condition on ``name`` (the worst value over batch sizes must satisfy min/max)."""
+
+    function: str = MISSING
+    name: str = MISSING
+    min: Optional[float] = None
+    max: Optional[float] = None
+    # when true the metric alone decides pass/fail (tolerance figures are still reported)
+    replaces_tolerance: bool = True
+
+
+@dataclass
+class CorrectnessConfig:
+    atol: float = 1e-4  # fp32 tolerances
+    rtol: float = 1e-3
+    precisions: Dict[str, ToleranceConfig] = field(default_factory=_precision_tolerances)
+    outputs: Dict[str, ToleranceConfig] = field(default_factory=dict)  # per output, all precisions
+    metric: Optional[MetricConfig] = None
 
 
 @dataclass
@@ -96,6 +179,9 @@ class ProfileConfig:
     stability: float = 0.1  # window medians must agree within this relative spread
     max_windows: int = 15
     pin_cores: bool = True
+    finalists: int = 3  # re-measured interleaved (A B A B ...) before a winner is named; <2: off
+    finalist_rounds: int = 10
+    finalist_iters: int = 3  # runs per variant and round
 
 
 @dataclass
@@ -123,10 +209,16 @@ class Recipe:
     inputs: List[InputConfig] = field(default_factory=list)
     outputs: List[str] = field(default_factory=list)
     samples: SamplesConfig = field(default_factory=SamplesConfig)
-    formats: List[str] = field(default_factory=lambda: list(FORMATS))
+    formats: List[str] = field(default_factory=lambda: ["torch", "onnx", "onnx-opt"])
     precisions: List[str] = field(default_factory=lambda: ["fp32"])
+    # explicit variant names (navbuild/planning/variants.py); non-empty replaces formats x precisions
+    variants: List[str] = field(default_factory=list)
     onnx: OnnxConfig = field(default_factory=OnnxConfig)
     onnx_opt: OnnxOptConfig = field(default_factory=OnnxOptConfig)
+    torchscript: TorchScriptConfig = field(default_factory=TorchScriptConfig)
+    quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
+    openvino: OpenVinoConfig = field(default_factory=OpenVinoConfig)
+    fp16: Fp16Config = field(default_factory=Fp16Config)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     correctness: CorrectnessConfig = field(default_factory=CorrectnessConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)

@@ -170,6 +170,7 @@ def check_semantics(recipe: Recipe, cwd: Path, where: str = "recipe") -> None:
     for i, prec in enumerate(recipe.precisions):
         if (msg := _choice(prec, schema.PRECISIONS, f"precisions[{i}]")):
             p.append(msg)
+    _check_variants(recipe, p)
     if not 7 <= recipe.onnx.opset <= 25:
         p.append(f"onnx.opset: {recipe.onnx.opset} must be between 7 and 25")
     if (msg := _choice(recipe.onnx.exporter, schema.EXPORTERS, "onnx.exporter")):
@@ -224,9 +225,11 @@ def _check_source(recipe: Recipe, cwd: Path, p: list[str]) -> None:
         elif path.suffix not in suffixes:
             p.append(f"source.{key}: '{value}' must be a {' or '.join(suffixes)} file")
     if src.onnx:
+        from navbuild.planning.variants import TORCH_SOURCE_FORMATS
+
         for i, fmt in enumerate(recipe.formats):
-            if fmt == "torch":
-                p.append(f"formats[{i}]: 'torch' needs a torch source; this recipe's source is an ONNX file")
+            if fmt in TORCH_SOURCE_FORMATS:
+                p.append(f"formats[{i}]: '{fmt}' needs a torch source; this recipe's source is an ONNX file")
     for i, w in enumerate(src.watch):
         if not resolve_path(w, cwd).exists():
             p.append(f"source.watch[{i}]: '{w}' does not exist")
@@ -298,6 +301,56 @@ def _check_inputs(recipe: Recipe, p: list[str]) -> None:
             p.append(f"{at}.range: low {inp.range[0]} must be below high {inp.range[1]}")
 
 
+def _check_variants(recipe: Recipe, p: list[str]) -> None:
+    from navbuild.planning.variants import BY_NAME, TORCH_SOURCE_FORMATS, selected
+
+    for i, name in enumerate(recipe.variants):
+        if (msg := _choice(name, BY_NAME, f"variants[{i}]")):
+            p.append(msg)
+        elif recipe.source.onnx and BY_NAME[name].format in TORCH_SOURCE_FORMATS:
+            p.append(f"variants[{i}]: '{name}' needs a torch source; this recipe's source is an ONNX file")
+    if recipe.formats and not recipe.variants and all(f in schema.FORMATS for f in recipe.formats) \
+            and all(x in schema.PRECISIONS for x in recipe.precisions) \
+            and not selected(list(recipe.formats), list(recipe.precisions), []):
+        p.append(f"formats {list(recipe.formats)} x precisions {list(recipe.precisions)}: selects no variant")
+    if (msg := _choice(recipe.torchscript.method, ("trace", "script"), "torchscript.method")):
+        p.append(msg)
+    dyn, sta = recipe.quantization.dynamic, recipe.quantization.static
+    for where, value, choices in (
+            ("quantization.dynamic.weight_type", dyn.weight_type, ("qint8", "quint8")),
+            ("quantization.static.weight_type", sta.weight_type, ("qint8", "quint8")),
+            ("quantization.static.activation_type", sta.activation_type, ("qint8", "quint8")),
+            ("quantization.static.calibration", sta.calibration, schema.CALIBRATIONS),
+            ("openvino.quantization.preset", recipe.openvino.quantization.preset, ("performance", "mixed")),
+            ("openvino.weight_compression", recipe.openvino.weight_compression, ("int8_asym", "int8_sym"))):
+        if (msg := _choice(value, choices, where)):
+            p.append(msg)
+    if recipe.openvino.quantization.model_type not in (None, "transformer"):
+        p.append(f"openvino.quantization.model_type: '{recipe.openvino.quantization.model_type}' must be null or 'transformer'")
+    for key in ("max_samples", "batch_size"):
+        if getattr(sta, key) < 1:
+            p.append(f"quantization.static.{key}: {getattr(sta, key)} must be >= 1")
+    for patterns, where in ((dyn.exclude, "quantization.dynamic.exclude"), (sta.exclude, "quantization.static.exclude"),
+                            (recipe.openvino.quantization.ignored_patterns, "openvino.quantization.ignored_patterns")):
+        for i, pattern in enumerate(patterns):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                p.append(f"{where}[{i}]: '{pattern}' is not a regular expression ({exc})")
+    for prec, tol in recipe.correctness.precisions.items():
+        if (msg := _choice(prec, schema.PRECISIONS, f"correctness.precisions.{prec}")):
+            p.append(msg)
+        if tol.atol < 0 or tol.rtol < 0:
+            p.append(f"correctness.precisions.{prec}: atol and rtol must be >= 0")
+    metric = recipe.correctness.metric
+    if metric is not None:
+        module, sep, func = metric.function.partition(":")
+        if not sep or not module or not _IDENT.match(func):
+            p.append(f"correctness.metric.function: '{metric.function}' must look like 'package.module:function'")
+        if metric.min is None and metric.max is None:
+            p.append("correctness.metric: set min or max (the pass condition on the metric's value)")
+
+
 def _check_profile(recipe: Recipe, p: list[str]) -> None:
     prof = recipe.profile
     if not prof.batch_sizes:
@@ -314,6 +367,8 @@ def _check_profile(recipe: Recipe, p: list[str]) -> None:
         p.append(f"profile.window_s: {prof.window_s} must be > 0")
     if not 0 < prof.stability < 1:
         p.append(f"profile.stability: {prof.stability} must be between 0 and 1 (a relative spread)")
+    if prof.finalist_rounds < 1 or prof.finalist_iters < 1:
+        p.append("profile.finalist_rounds and profile.finalist_iters must be >= 1")
     if prof.max_windows < prof.stable_windows:
         p.append(f"profile.max_windows: {prof.max_windows} must be >= profile.stable_windows ({prof.stable_windows})")
 

@@ -76,29 +76,43 @@ class ConsoleReporter(Reporter):
 
 
 def variant_table(summary: dict) -> Table:
-    """One row per variant and batch size: verdict, accuracy, latency, throughput."""
+    """One row per variant and batch size: verdict, accuracy next to latency and throughput."""
     table = Table(title=f"recipe {summary['recipe']}", show_lines=False)
-    for col, just in (("variant", "left"), ("correct", "left"), ("max abs err", "right"),
-                      ("cos min", "right"), ("batch", "right"), ("p50 ms", "right"),
-                      ("p99 ms", "right"), ("samples/s", "right")):
+    metric_name = next((((row.get("correctness") or {}).get("metric") or {}).get("name")
+                        for row in summary["variants"].values()
+                        if ((row.get("correctness") or {}).get("metric") or {}).get("name")), None)
+    columns = [("variant", "left"), ("prec", "left"), ("correct", "left"), ("max abs err", "right"),
+               ("cos min", "right")]
+    if metric_name:
+        columns.append((metric_name, "right"))
+    columns += [("batch", "right"), ("p50 ms", "right"), ("p99 ms", "right"), ("samples/s", "right")]
+    for col, just in columns:
         table.add_column(col, justify=just, no_wrap=True)
     best = summary["best"]["variant"]
     for name, row in summary["variants"].items():
         verdict = row["verdict"]
         colour = {"pass": "green", "reference": "cyan"}.get(verdict, "red")
-        worst = (row.get("correctness") or {}).get("worst") or {}
-        head = [f"{name}{' *' if name == best else ''}", f"[{colour}]{verdict}[/]",
+        corr = row.get("correctness") or {}
+        worst = corr.get("worst") or {}
+        head = [f"{name}{' *' if name == best else ''}", row.get("precision", ""), f"[{colour}]{verdict}[/]",
                 _num(worst.get("max_abs")), _num(worst.get("cosine_min"), ".6f")]
+        if metric_name:
+            head.append(_num((corr.get("metric") or {}).get("worst"), ".6f"))
         prof = row.get("profile") or {}
         if not prof:
             table.add_row(*head, "-", "-", "-", row.get("profile_status", "-"))
         for i, (b, fig) in enumerate(sorted(prof.items(), key=lambda kv: int(kv[0]))):
             mark = "" if fig.get("stable", True) else "~"
-            cells = head if i == 0 else ["", "", "", ""]
+            cells = head if i == 0 else [""] * len(head)
             table.add_row(*cells, str(b), f"{fig['latency_ms']['p50']:.3f}{mark}",
                           f"{fig['latency_ms']['p99']:.3f}", f"{fig['throughput']:.1f}")
     notes = [f"{name}: {row['reason']}" for name, row in summary["variants"].items()
              if row.get("reason") and row["verdict"] not in ("pass", "reference")]
+    notes += [f"{name}: {row['note']}" for name, row in summary["variants"].items() if row.get("note")]
+    per_batch = summary.get("best_per_batch") or {}
+    if per_batch:
+        notes.append("best per batch size: " + ", ".join(f"b={b}: {c['variant'] or 'none'}"
+                                                         for b, c in per_batch.items()))
     notes.append("* best variant; ~ profile window cap hit before the figures were stable")
     table.caption = "\n".join(notes)
     return table

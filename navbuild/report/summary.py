@@ -9,17 +9,26 @@ from typing import Any
 
 from navbuild import __version__
 from navbuild.hardware import fingerprint
-from navbuild.select import choose
+from navbuild.select import choose, choose_from_finalists, choose_per_batch
 
 
-def variant_table(outcomes: dict[str, Any], variants: list[str]) -> dict[str, dict]:
-    """Per variant: verdict (and why), correctness figures, profile figures, artifact folder."""
+def variant_table(outcomes: dict[str, Any], variants: dict[str, str | None]) -> dict[str, dict]:
+    """Per variant: verdict (and why), correctness figures, profile figures, artifact folder.
+
+    ``variants`` maps each variant (simplest first) to the target that builds its model.
+    """
+    from navbuild.planning.variants import BY_NAME
+
     table: dict[str, dict] = {}
-    for v in variants:
+    for v, model in variants.items():
         check = outcomes.get(f"correctness/{v}")
         prof = outcomes.get(f"profile/{v}")
-        conv = outcomes.get(v)
+        conv = outcomes.get(model) if model else None
         row: dict[str, Any] = {"verdict": "reference" if v == "torch" else "unchecked", "reason": ""}
+        if v in BY_NAME:
+            row.update(precision=BY_NAME[v].precision, runner=BY_NAME[v].runner, mode=BY_NAME[v].mode)
+            if BY_NAME[v].note:
+                row["note"] = BY_NAME[v].note
         if conv is not None and conv.status not in ("built", "cached"):
             row["verdict"] = conv.status
             row["reason"] = f"{v}: {conv.reason}"
@@ -27,7 +36,8 @@ def variant_table(outcomes: dict[str, Any], variants: list[str]) -> dict[str, di
             if check.status in ("built", "cached"):
                 row["verdict"] = check.result.get("verdict", "unchecked")
                 row["reason"] = check.result.get("reason", "")
-                row["correctness"] = {k: check.result.get(k) for k in ("atol", "rtol", "worst", "batches")}
+                row["correctness"] = {k: check.result.get(k) for k in ("atol", "rtol", "worst", "metric",
+                                                                         "tolerance_verdict", "batches")}
             elif row["verdict"] == "unchecked":
                 row["verdict"] = check.status
                 row["reason"] = f"correctness/{v}: {check.reason}"
@@ -42,10 +52,14 @@ def variant_table(outcomes: dict[str, Any], variants: list[str]) -> dict[str, di
 
 
 def make_summary(recipe: Any, recipe_file: Path | None, build_dir: Path, cache_dir: Path,
-                 outcomes: dict[str, Any], variants: list[str], seconds: float) -> dict:
+                 outcomes: dict[str, Any], variants: dict[str, str | None], seconds: float) -> dict:
     table = variant_table(outcomes, variants)
     sel = recipe.select
-    best = choose(table, sel.objective, sel.batch_size, sel.percentile, sel.noise)
+    finalists = outcomes.get("finalists")
+    if finalists is not None and finalists.status in ("built", "cached"):
+        best = choose_from_finalists(finalists.result, sel.objective, sel.noise)
+    else:
+        best = choose(table, sel.objective, sel.batch_size, sel.percentile, sel.noise)
     counts: dict[str, int] = {}
     for o in outcomes.values():
         counts[o.status] = counts.get(o.status, 0) + 1
@@ -63,6 +77,8 @@ def make_summary(recipe: Any, recipe_file: Path | None, build_dir: Path, cache_d
         "targets": [o.to_json() for o in outcomes.values()],
         "variants": table,
         "best": best.to_json(),
+        "best_per_batch": choose_per_batch(table, sel.objective, sel.percentile, sel.noise),
+        "finalists": finalists.result if finalists is not None and finalists.status in ("built", "cached") else None,
         "failed": failed,
         "exit_code": 1 if failed or best.variant is None else 0,
     }
@@ -91,10 +107,23 @@ def render_text(summary: dict) -> str:
         worst = (row.get("correctness") or {}).get("worst")
         if worst:
             lines.append("  accuracy: " + ", ".join(f"{k} {v:.3g}" for k, v in worst.items() if isinstance(v, (int, float))))
+        metric = (row.get("correctness") or {}).get("metric")
+        if metric and metric.get("worst") is not None:
+            bound = f">= {metric['min']:g}" if metric.get("min") is not None else f"<= {metric['max']:g}"
+            lines.append(f"  metric: {metric['name']} {metric['worst']:.6g} (needs {bound})")
         for b, fig in sorted((row.get("profile") or {}).items(), key=lambda kv: int(kv[0])):
             lat = fig["latency_ms"]
             lines.append(f"  batch {b:>4}: p50 {lat['p50']:.3f} ms  p99 {lat['p99']:.3f} ms  "
                          f"throughput {fig['throughput']:.1f}/s{'' if fig.get('stable', True) else '  (not stable: window cap hit)'}")
+    if summary.get("finalists"):
+        lines.append("")
+        lines.append(f"finalists re-measured interleaved at batch {summary['finalists']['batch_size']}:")
+        for name, fig in summary["finalists"]["variants"].items():
+            lines.append(f"  {name:<22} {fig['latency_ms']:.3f} ms  {fig['throughput']:.1f}/s  "
+                         f"spread {100 * fig['spread']:.1f}%")
+    per_batch = summary.get("best_per_batch") or {}
+    if per_batch:
+        lines.append("best per batch size: " + ", ".join(f"b={b}: {c['variant'] or 'none'}" for b, c in per_batch.items()))
     best = summary["best"]
     lines += ["", f"best: {best['variant'] or 'none'} — {best['why']}"]
     return "\n".join(lines) + "\n"

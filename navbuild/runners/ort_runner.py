@@ -66,4 +66,6 @@ def make(model_path: Path | None, factory: Any, input_names: Any, options: Runti
         raise ValueError("an onnx variant needs a model path")
     if getattr(options, "mode", ""):
         raise ValueError(f"ONNX Runtime has no runtime mode '{options.mode}'")
-    return OrtRunner(model_path, options)
+    from navbuild.steps.base import model_file
+
+    return OrtRunner(model_file(Path(model_path)), options)

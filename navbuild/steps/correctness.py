@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
 from navbuild.samples import read_npz, take_batch
-from navbuild.steps.base import Step, StepContext, model_file, runtime_requirements
+from navbuild.steps.base import Step, StepContext, runtime_requirements
 from navbuild.steps.common import RuntimeOptions, TorchFactory, first_line
 from navbuild.steps.reference import SAMPLES_FILE, reference_file
 
@@ -17,14 +17,29 @@ _TINY = 1e-12
 
 
 @dataclass(frozen=True)
+class MetricSpec:
+    """A user metric ``module:function(reference_outputs, variant_outputs, inputs) -> {name: value}``
+    and the pass condition on ``name``: the worst value over batch sizes within [min, max]."""
+
+    function: str
+    name: str
+    min: float | None = None
+    max: float | None = None
+    replaces_tolerance: bool = True  # the metric alone decides (tolerance figures still reported)
+
+
+@dataclass(frozen=True)
 class CorrectnessParams:
-    variant_format: str             # "torch" | "onnx"
-    factory: TorchFactory | None    # for torch variants
+    variant_format: str             # a runner format: "torch" | "onnx" | "openvino" | ...
+    factory: TorchFactory | None    # for variants that run the source
     outputs: tuple[str, ...]        # outputs to compare; empty = every reference output
     batch_sizes: tuple[int, ...]
-    atol: float
+    atol: float                     # the variant's precision's tolerance ...
     rtol: float
     runtime: RuntimeOptions
+    precision: str = "fp32"
+    output_tolerances: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # ... per output
+    metric: MetricSpec | None = None
 
 
 class CheckCorrectness(Step):
@@ -35,7 +50,7 @@ class CheckCorrectness(Step):
     """
 
     name: ClassVar[str] = "CheckCorrectness"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
     Params: ClassVar[type] = CorrectnessParams
     requires: ClassVar[tuple[str, ...]] = ("numpy",)
 
@@ -49,7 +64,8 @@ class CheckCorrectness(Step):
 
         ref_dir = ctx.inputs["reference"]
         samples = read_npz(ref_dir / SAMPLES_FILE)
-        model_path = model_file(ctx.inputs["model"]) if "model" in ctx.inputs else None
+        # the model's file or folder: each runner finds its own file in a folder (model.onnx, model.xml, ...)
+        model_path = ctx.inputs.get("model")
         reasons: list[str] = []
         batches: dict[str, Any] = {}
         worst = {"max_abs": 0.0, "max_rel": 0.0, "cosine_min": 1.0}
@@ -63,11 +79,15 @@ class CheckCorrectness(Step):
             return {"verdict": "fail", "reason": reason, "atol": params.atol, "rtol": params.rtol,
                     "batches": {}, "worst": worst}
 
+        metric_fn = _load_metric(params.metric) if params.metric else None
+        metric_values: dict[str, dict[str, float]] = {}
+        tolerance_reasons: list[str] = []
         for b in params.batch_sizes:
             reference = read_npz(ref_dir / reference_file(b))
             names = list(params.outputs) or list(reference)
+            feeds = take_batch(samples, b)
             try:
-                got = _named_outputs(runner, runner.run(take_batch(samples, b)), list(reference))
+                got = _named_outputs(runner, runner.run(feeds), list(reference))
             except Exception as e:
                 msg = f"batch {b}: {type(e).__name__}: {first_line(e)}"
                 reasons.append(msg)
@@ -81,10 +101,13 @@ class CheckCorrectness(Step):
                     batch_report[name] = {"within_tolerance": False, "error": msg}
                     reasons.append(msg)
                     continue
-                m = compare(got[name], reference[name], params.atol, params.rtol)
+                tol = params.output_tolerances.get(name, {})
+                atol, rtol = float(tol.get("atol", params.atol)), float(tol.get("rtol", params.rtol))
+                m = compare(got[name], reference[name], atol, rtol)
                 batch_report[name] = m
                 if not m["within_tolerance"]:
-                    reasons.append(f"batch {b}, output {name}: {_describe_failure(m, params.atol, params.rtol)}")
+                    where = reasons if "max_abs" not in m else tolerance_reasons
+                    where.append(f"batch {b}, output {name}: {_describe_failure(m, atol, rtol)}")
                 if "max_abs" in m:
                     worst["max_abs"] = max(worst["max_abs"], m["max_abs"])
                     worst["max_rel"] = max(worst["max_rel"], m["max_rel"])
@@ -94,14 +117,74 @@ class CheckCorrectness(Step):
                       f"max_rel {m.get('max_rel', float('nan')):.3g} "
                       f"cosine_min {m.get('cosine_min', float('nan')):.6f}", flush=True)
             batches[str(b)] = batch_report
+            if metric_fn is not None:
+                try:
+                    values = metric_fn(reference_outputs=dict(reference), variant_outputs=got, inputs=feeds)
+                    metric_values[str(b)] = {k: float(v) for k, v in dict(values).items()}
+                except Exception as e:  # noqa: BLE001 - a metric that breaks fails the check, visibly
+                    reasons.append(f"batch {b}: metric {params.metric.function} raised "
+                                   f"{type(e).__name__}: {first_line(e)}")
 
+        metric_report = None
+        if params.metric is not None and metric_values:
+            metric_report, problem = _judge_metric(params.metric, metric_values)
+            if problem:
+                reasons.append(problem)
+            print(f"metric {params.metric.name}: worst {metric_report.get('worst')}", flush=True)
+        if params.metric is None or not params.metric.replaces_tolerance:
+            reasons.extend(tolerance_reasons)
         verdict = "fail" if reasons else "pass"
         reason = reasons[0] if reasons else ""
         if len(reasons) > 1:
             reason += f" (and {len(reasons) - 1} more)"
         print(f"verdict: {verdict}{': ' + reason if reason else ''}", flush=True)
+        pass_rate = _pass_rate(batches)
         return {"verdict": verdict, "reason": reason, "atol": params.atol, "rtol": params.rtol,
-                "batches": batches, "worst": worst}
+                "precision": params.precision, "batches": batches,
+                "worst": {**worst, "tolerance_pass_rate": pass_rate}, "metric": metric_report,
+                "tolerance_verdict": "fail" if tolerance_reasons else "pass"}
+
+
+def _pass_rate(batches: dict[str, Any]) -> float:
+    """Fraction of compared elements within atol/rtol, over every batch and output (element-weighted)."""
+    inside = total = 0.0
+    for report in batches.values():
+        for m in report.values() if isinstance(report, dict) else ():
+            if isinstance(m, dict) and "out_fraction" in m:
+                n = float(np.prod(m["shape"])) if m.get("shape") else 1.0
+                total += n
+                inside += n * (1.0 - m["out_fraction"])
+    return inside / total if total else 0.0
+
+
+def _load_metric(spec: MetricSpec) -> Any:
+    import importlib
+
+    from navbuild.errors import InputError
+
+    module, _, func = spec.function.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), func)
+    except (ImportError, AttributeError) as e:
+        raise InputError(f"correctness.metric.function: cannot load '{spec.function}': {first_line(e)}") from e
+    return fn
+
+
+def _judge_metric(spec: MetricSpec, values: dict[str, dict[str, float]]) -> tuple[dict, str | None]:
+    """The worst value of ``spec.name`` over batch sizes and whether it meets the condition."""
+    named = {b: v[spec.name] for b, v in values.items() if spec.name in v}
+    report: dict[str, Any] = {"name": spec.name, "min": spec.min, "max": spec.max, "per_batch": values}
+    if not named:
+        return report, f"metric {spec.function} returned no value named '{spec.name}'"
+    worst_low, worst_high = min(named.values()), max(named.values())
+    report["worst"] = worst_low if spec.min is not None or spec.max is None else worst_high
+    if spec.min is not None and worst_low < spec.min:
+        b = min(named, key=named.get)
+        return report, f"batch {b}: {spec.name} {worst_low:.6g} < {spec.min:g}"
+    if spec.max is not None and worst_high > spec.max:
+        b = max(named, key=named.get)
+        return report, f"batch {b}: {spec.name} {worst_high:.6g} > {spec.max:g}"
+    return report, None
 
 
 def _named_outputs(runner: Any, arrays: list[np.ndarray], reference_names: list[str]) -> dict[str, np.ndarray]:
@@ -162,4 +245,4 @@ def _describe_failure(m: dict[str, Any], atol: float, rtol: float) -> str:
             f"({100 * m['out_fraction']:.3g}% of elements out)")
 
 
-__all__ = ["CheckCorrectness", "CorrectnessParams", "compare"]
+__all__ = ["CheckCorrectness", "CorrectnessParams", "MetricSpec", "compare"]

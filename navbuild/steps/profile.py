@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 
 from navbuild.samples import read_npz, take_batch
-from navbuild.steps.base import Step, StepContext, model_file, runtime_requirements
+from navbuild.steps.base import Step, StepContext, runtime_requirements
 from navbuild.steps.common import RuntimeOptions, TorchFactory
 from navbuild.steps.reference import SAMPLES_FILE
 
@@ -52,7 +52,8 @@ class ProfilePerformance(Step):
         from navbuild.runners import make_runner
 
         samples = read_npz(ctx.inputs["reference"] / SAMPLES_FILE)
-        model_path = model_file(ctx.inputs["model"]) if "model" in ctx.inputs else None
+        # the model's file or folder: each runner finds its own file in a folder (model.onnx, model.xml, ...)
+        model_path = ctx.inputs.get("model")
         previous_affinity = _pin(params) if params.pin_cores else None
         pinned = sorted(os.sched_getaffinity(0)) if params.pin_cores else []
         try:

@@ -82,6 +82,8 @@ RECIPE = textwrap.dedent('''
       stability: 0.5
       max_windows: 4
       pin_cores: false
+      finalist_rounds: 3
+      finalist_iters: 2
 ''')
 
 

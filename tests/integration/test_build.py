@@ -12,7 +12,7 @@ from navbuild.errors import InputError, RecipeError
 from navbuild.report.events import CollectingReporter
 
 ALL = ["reference", "onnx", "onnx-opt", "correctness/onnx", "correctness/onnx-opt",
-       "profile/torch", "profile/onnx", "profile/onnx-opt"]
+       "profile/torch", "profile/onnx", "profile/onnx-opt", "finalists"]
 
 
 def statuses(result) -> dict[str, str]:

@@ -1,0 +1,62 @@
+"""The variant catalogue: which variants a recipe's formats and precisions name, and how each runs.
+
+A variant is a model form plus how it is executed. Some have a conversion target that builds
+their model (``model`` names it); the rest run the source (or another variant's model) in a
+runtime mode (``mode``): torch autocast, dynamic int8, torch.compile, an OpenVINO precision hint.
+The order is the simplicity order: a difference within noise goes to the earlier variant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class VariantDef:
+    name: str
+    format: str  # the recipe format that selects it
+    precision: str  # fp32 | bf16 | fp16 | int8
+    runner: str  # runner format (navbuild/runners/factory.py)
+    model: str | None = None  # id of the target that builds its model; None: the source itself
+    mode: str = ""  # runtime mode (RuntimeOptions.mode)
+    note: str = ""
+
+
+CATALOGUE: tuple[VariantDef, ...] = (
+    VariantDef("torch", "torch", "fp32", "torch"),
+    VariantDef("torchscript", "torchscript", "fp32", "torchscript", model="torchscript"),
+    VariantDef("torch-export", "torch-export", "fp32", "torch-export", model="torch-export"),
+    VariantDef("onnx", "onnx", "fp32", "onnx", model="onnx"),
+    VariantDef("onnx-opt", "onnx-opt", "fp32", "onnx", model="onnx-opt"),
+    VariantDef("openvino", "openvino", "fp32", "openvino", model="openvino"),
+    VariantDef("torch-compile", "torch-compile", "fp32", "torch", mode="compile"),
+    VariantDef("torch-bf16-autocast", "torch", "bf16", "torch", mode="autocast-bf16"),
+    VariantDef("torch-bf16", "torch", "bf16", "torch", mode="cast-bf16"),
+    VariantDef("torch-compile-bf16", "torch-compile", "bf16", "torch", mode="compile-bf16"),
+    VariantDef("openvino-bf16", "openvino", "bf16", "openvino", model="openvino", mode="bf16"),
+    VariantDef("onnx-fp16", "onnx", "fp16", "onnx", model="onnx-fp16",
+               note="fp16 is kept for GPU targets; on CPU it is usually slower than fp32"),
+    VariantDef("torch-int8-dynamic", "torch", "int8", "torch", mode="dynamic-int8"),
+    VariantDef("onnx-int8-dynamic", "onnx", "int8", "onnx", model="onnx-int8-dynamic"),
+    VariantDef("onnx-int8-static", "onnx", "int8", "onnx", model="onnx-int8-static"),
+    VariantDef("openvino-int8-wo", "openvino", "int8", "openvino", model="openvino-int8-wo"),
+    VariantDef("openvino-int8", "openvino", "int8", "openvino", model="openvino-int8"),
+)
+
+BY_NAME = {v.name: v for v in CATALOGUE}
+
+#: what each conversion target needs to be built, as (step name, python packages for the plan's reasons)
+TORCH_SOURCE_FORMATS = ("torch", "torchscript", "torch-export", "torch-compile")
+
+
+def selected(formats: list[str], precisions: list[str], explicit: list[str]) -> list[VariantDef]:
+    """The variants a recipe asks for, in catalogue (simplicity) order."""
+    if explicit:
+        return [v for v in CATALOGUE if v.name in explicit]
+    return [v for v in CATALOGUE if v.format in formats and v.precision in precisions]
+
+
+def simplicity(variant: str) -> int:
+    """Lower is simpler: the catalogue order."""
+    names = [v.name for v in CATALOGUE]
+    return names.index(variant) if variant in names else len(names)

@@ -1,0 +1,136 @@
+"""CompareFinalists: re-measure the fastest correct variants interleaved (A B A B ...) in one run."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from navbuild.steps.base import Step, StepContext, runtime_requirements
+from navbuild.steps.common import RuntimeOptions, TorchFactory
+
+
+@dataclass(frozen=True)
+class FinalistSpec:
+    variant: str
+    runner: str  # runner format
+    runtime: RuntimeOptions
+    factory: TorchFactory | None  # for variants that run the source
+    input: str  # the name of its model in ctx.inputs ("model-<variant>" or "source")
+
+
+@dataclass(frozen=True)
+class FinalistsParams:
+    finalists: tuple[FinalistSpec, ...]
+    batch_size: int
+    rounds: int
+    iters: int  # runs per variant and round
+    pin_cores: bool
+
+
+class CompareFinalists(Step):
+    """Profiles measured one variant after another see different moments of a noisy machine.
+
+    Here every finalist lives in its own worker process (so one runtime's thread pool cannot
+    slow another) and all are timed in alternation, round after round, so slow periods hit
+    every variant alike. Rankings use these paired measurements; the spread across rounds is
+    the noise a difference must beat.
+    """
+
+    name: ClassVar[str] = "CompareFinalists"
+    version: ClassVar[int] = 1
+    Params: ClassVar[type] = FinalistsParams
+    requires: ClassVar[tuple[str, ...]] = ("numpy",)
+    tools: ClassVar[tuple[str, ...]] = ("torch", "onnxruntime", "openvino", "numpy")
+    hardware_dependent: ClassVar[bool] = True
+
+    @classmethod
+    def requirements(cls, params: Any = None) -> tuple[str, ...]:
+        needs = list(cls.requires)
+        for spec in getattr(params, "finalists", ()):
+            needs += [m for m in runtime_requirements(spec.runner) if m not in needs]
+        return tuple(needs)
+
+    def run(self, params: FinalistsParams, ctx: StepContext) -> dict:
+        from navbuild.samples import read_npz, take_batch
+        from navbuild.steps.reference import SAMPLES_FILE
+
+        feeds = take_batch(read_npz(ctx.inputs["reference"] / SAMPLES_FILE), params.batch_size)
+        threads = max(s.runtime.intra_op_threads for s in params.finalists)
+        cpus = _cpus(threads) if params.pin_cores else None
+        context = mp.get_context("spawn")
+        workers: dict[str, Any] = {}
+        try:
+            for spec in params.finalists:
+                parent, child = context.Pipe()
+                path = ctx.inputs.get(spec.input)
+                proc = context.Process(target=_worker, daemon=True,
+                                       args=(child, spec, str(path) if path else None, feeds, cpus))
+                proc.start()
+                status = parent.recv()
+                if status != "ready":
+                    raise RuntimeError(f"finalist {spec.variant} could not start: {status}")
+                workers[spec.variant] = (parent, proc)
+                print(f"{spec.variant}: ready", flush=True)
+            per_round: dict[str, list[float]] = {v: [] for v in workers}
+            order = list(workers)
+            for r in range(params.rounds):
+                # rotate who goes first, so no variant always runs right after the same neighbour
+                for variant in order[r % len(order):] + order[:r % len(order)]:
+                    conn, _ = workers[variant]
+                    conn.send(params.iters)
+                    per_round[variant].append(statistics.median(conn.recv()))
+            for conn, _ in workers.values():
+                conn.send(0)
+        finally:
+            for conn, proc in workers.values():
+                proc.join(timeout=10)
+                if proc.is_alive():
+                    proc.kill()
+        figures = {}
+        for variant, times in per_round.items():
+            med = statistics.median(times)
+            q = statistics.quantiles(times, n=4) if len(times) >= 2 else [med, med, med]
+            figures[variant] = {"latency_ms": med, "throughput": params.batch_size / (med / 1000.0),
+                                "spread": (q[2] - q[0]) / med if med else 0.0, "rounds_ms": times}
+            print(f"{variant}: median {med:.3f} ms over {len(times)} rounds, "
+                  f"spread {figures[variant]['spread']:.3f}", flush=True)
+        return {"batch_size": params.batch_size, "rounds": params.rounds, "iters": params.iters,
+                "pinned_cpus": sorted(cpus) if cpus else None, "variants": figures}
+
+
+def _cpus(threads: int) -> set[int] | None:
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+    return set(allowed[:max(1, threads)])
+
+
+def _worker(conn: Any, spec: FinalistSpec, path: str | None, feeds: dict, cpus: set[int] | None) -> None:
+    """Load one finalist; on each request run it ``n`` times and send the latencies in ms."""
+    try:
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+        from navbuild.runners import make_runner
+
+        model = Path(path) if path and spec.input != "source" else None
+        source = Path(path) if path and spec.input == "source" else None
+        runner = make_runner(spec.runner, model, spec.factory, list(feeds), spec.runtime, source=source)
+        for _ in range(3):
+            runner.run(feeds)
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails the step
+        conn.send(f"{type(exc).__name__}: {exc}")
+        return
+    conn.send("ready")
+    while (n := conn.recv()) > 0:
+        times = []
+        for _ in range(n):
+            start = time.perf_counter()
+            runner.run(feeds)
+            times.append((time.perf_counter() - start) * 1000.0)
+        conn.send(times)

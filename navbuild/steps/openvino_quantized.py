@@ -1,0 +1,127 @@
+"""OpenVinoQuantized and OpenVinoWeightCompressed: NNCF int8 post-training quantization of an OpenVINO IR."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from navbuild.steps.base import Step, StepContext
+from navbuild.steps.reference import SAMPLES_FILE
+
+PRESETS: tuple[str, ...] = ("performance", "mixed")
+MODEL_TYPES: tuple[str, ...] = ("transformer",)
+WEIGHT_MODES: tuple[str, ...] = ("int8_asym", "int8_sym")
+
+
+@dataclass(frozen=True)
+class OpenVinoQuantizedParams:
+    preset: str                           # "performance" (symmetric activations) | "mixed" (asymmetric)
+    subset_size: int                      # calibration samples NNCF reads at most
+    fast_bias_correction: bool            # False = NNCF's slower, more exact bias correction
+    model_type: str | None = None         # "transformer" enables NNCF's transformer patterns; None = generic
+    ignored_patterns: tuple[str, ...] = ()  # node-name regexes kept in float (nncf.IgnoredScope)
+
+
+@dataclass(frozen=True)
+class OpenVinoWeightCompressedParams:
+    mode: str  # "int8_asym" | "int8_sym"
+
+
+class OpenVinoQuantized(Step):
+    """Quantize weights and activations to int8 with ``nncf.quantize``, calibrated on the reference samples.
+
+    The result holds FakeQuantize nodes; the CPU plugin runs them as int8 kernels when it
+    compiles the model.
+    """
+
+    name: ClassVar[str] = "OpenVinoQuantized"
+    version: ClassVar[int] = 1
+    Params: ClassVar[type] = OpenVinoQuantizedParams
+    requires: ClassVar[tuple[str, ...]] = ("openvino", "nncf")
+    tools: ClassVar[tuple[str, ...]] = ("openvino", "nncf")
+
+    def run(self, params: OpenVinoQuantizedParams, ctx: StepContext) -> dict:
+        if params.preset not in PRESETS:
+            raise ValueError(f"preset '{params.preset}' is not one of {PRESETS}")
+        if params.model_type is not None and params.model_type not in MODEL_TYPES:
+            raise ValueError(f"model_type '{params.model_type}' is not one of {MODEL_TYPES} or None")
+        if params.subset_size < 1:
+            raise ValueError(f"subset_size {params.subset_size} must be >= 1")
+        import nncf
+
+        from navbuild.runners.openvino_runner import ir_size, read_model, save_ir
+
+        model = read_model(ctx.inputs["openvino"])
+        batches = calibration_batches(model, ctx.inputs["reference"] / SAMPLES_FILE)
+        used = min(params.subset_size, len(batches))
+        print(f"nncf.quantize: preset {params.preset}, model_type {params.model_type}, "
+              f"{used} calibration sample(s), ignoring {list(params.ignored_patterns)}", flush=True)
+        quantized = nncf.quantize(
+            model, nncf.Dataset(batches),
+            preset=getattr(nncf.QuantizationPreset, params.preset.upper()),
+            subset_size=params.subset_size,
+            fast_bias_correction=params.fast_bias_correction,
+            model_type=nncf.ModelType.TRANSFORMER if params.model_type == "transformer" else None,
+            ignored_scope=(nncf.IgnoredScope(patterns=list(params.ignored_patterns))
+                           if params.ignored_patterns else None))
+        save_ir(quantized, ctx.out)
+        fake_quantize = sum(op.get_type_name() == "FakeQuantize" for op in quantized.get_ops())
+        print(f"{fake_quantize} FakeQuantize node(s) inserted", flush=True)
+        return {"preset": params.preset, "subset_size": params.subset_size,
+                "model_type": params.model_type, "size_bytes": ir_size(ctx.out),
+                "calibration_samples": used, "fake_quantize": fake_quantize}
+
+
+class OpenVinoWeightCompressed(Step):
+    """Store the weights of MatMul/Conv/Gather as int8 with ``nncf.compress_weights`` (activations stay float)."""
+
+    name: ClassVar[str] = "OpenVinoWeightCompressed"
+    version: ClassVar[int] = 1
+    Params: ClassVar[type] = OpenVinoWeightCompressedParams
+    requires: ClassVar[tuple[str, ...]] = ("openvino", "nncf")
+    tools: ClassVar[tuple[str, ...]] = ("openvino", "nncf")
+
+    def run(self, params: OpenVinoWeightCompressedParams, ctx: StepContext) -> dict:
+        if params.mode not in WEIGHT_MODES:
+            raise ValueError(f"mode '{params.mode}' is not one of {WEIGHT_MODES}")
+        import nncf
+
+        from navbuild.runners.openvino_runner import ir_size, read_model, save_ir
+
+        model = read_model(ctx.inputs["openvino"])
+        print(f"nncf.compress_weights: mode {params.mode}", flush=True)
+        compressed = nncf.compress_weights(model, mode=getattr(nncf.CompressWeightsMode,
+                                                                params.mode.upper()))
+        save_ir(compressed, ctx.out)
+        return {"mode": params.mode, "size_bytes": ir_size(ctx.out)}
+
+
+def calibration_batches(model: Any, samples_path: Path) -> list[dict[str, Any]]:
+    """One batch-of-1 feed dict per sample row, holding only the model's inputs in their declared dtypes.
+
+    Batch 1 keeps every calibration item the same shape whatever the sample count, and NNCF's
+    ``subset_size`` then counts samples rather than batches.
+    """
+    from navbuild.runners.openvino_runner import numpy_dtype, port_name
+    from navbuild.samples import read_npz
+
+    samples = read_npz(samples_path)
+    ports = [(port_name(p, f"input_{i}"), numpy_dtype(p.get_element_type()))
+             for i, p in enumerate(model.inputs)]
+    missing = [n for n, _ in ports if n not in samples]
+    if missing:
+        raise ValueError(f"{samples_path.name} has no array for model input(s) {', '.join(missing)}; "
+                         f"it has {', '.join(samples) or 'none'}")
+    rows = next(iter(samples.values())).shape[0]
+
+    def row(i: int) -> dict[str, Any]:
+        return {n: samples[n][i:i + 1] if d is None else samples[n][i:i + 1].astype(d)
+                for n, d in ports}
+
+    return [row(i) for i in range(rows)]
+
+
+__all__ = ["OpenVinoQuantized", "OpenVinoWeightCompressed", "OpenVinoQuantizedParams",
+           "OpenVinoWeightCompressedParams", "PRESETS", "MODEL_TYPES", "WEIGHT_MODES",
+           "calibration_batches"]
