@@ -50,6 +50,12 @@ def run_child(staging: Path, cwd: Path, timeout: float | None = None) -> ChildOu
     env = dict(os.environ)
     env["PYTHONPATH"] = _pythonpath(cwd)
     env.setdefault("PYTHONHASHSEED", "0")
+    # torch.compile's inductor (and triton) caches go inside the store, not $TMPDIR: they are
+    # reused across targets and builds, and removing the store removes them. Staging dirs are
+    # <store>/tmp/<name>; a user's own setting wins.
+    compile_cache = Path(staging).absolute().parent.parent / "compile-cache"
+    env.setdefault("TORCHINDUCTOR_CACHE_DIR", str(compile_cache / "inductor"))
+    env.setdefault("TRITON_CACHE_DIR", str(compile_cache / "triton"))
     log_path = staging / "log.txt"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "navbuild.execute.child", str(staging / "job.json")],

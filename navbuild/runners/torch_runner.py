@@ -95,3 +95,187 @@ def flatten_outputs(result: Any) -> tuple[list[str] | None, list[Any]]:
     raise TypeError(f"model returned {type(result).__name__}; expected a Tensor, tuple, list or dict")
 
 
+#: the torch runner's runtime modes (``RuntimeOptions.mode``), applied when the model is loaded:
+#: eager fp32, eager under bf16 autocast, eager with bf16 weights and inputs, eager with int8
+#: dynamically quantized Linear layers, and torch.compile (inductor, frozen weights) in fp32 or bf16.
+TORCH_MODES: tuple[str, ...] = ("", "autocast-bf16", "cast-bf16", "dynamic-int8", "compile", "compile-bf16")
+
+
+class TorchRunner:
+    """Runs a torch module on numpy feeds without autograd.
+
+    Eager modules run under ``torch.inference_mode``; TorchScript modules under
+    ``torch.no_grad``, because with inference tensors TorchScript's profiling executor never
+    settles on an optimized plan (measured: ~45 ms per call instead of ~0.07 ms for a small MLP).
+    ``no_grad=True`` forces ``torch.no_grad`` (torch.compile's frozen graphs are built for it).
+
+    ``cast_dtype`` casts floating inputs (the weights must already be in it); ``autocast_dtype``
+    runs every call under ``torch.autocast("cpu", dtype=...)``. With either, floating outputs
+    come back as float32, as bfloat16 outputs always do (numpy has no bfloat16).
+    """
+
+    def __init__(self, model: Any, input_names: Sequence[str], threads: int, *,
+                 cast_dtype: Any = None, autocast_dtype: Any = None, no_grad: bool | None = None) -> None:
+        import torch
+
+        torch.set_num_threads(max(1, int(threads)))
+        self.model = model
+        self.input_names = list(input_names)
+        #: output names when the model returns a dict / ModelOutput, else None (set by ``run``)
+        self.output_names: list[str] | None = None
+        self.cast_dtype = cast_dtype
+        self.autocast_dtype = autocast_dtype
+        self.no_grad = isinstance(model, torch.jit.ScriptModule) if no_grad is None else no_grad
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """Call the model on ``feeds`` (by input name) and return its outputs as numpy arrays."""
+        import contextlib
+
+        import torch
+
+        tensors = {n: self._tensor(feeds[n]) for n in self.input_names}
+        no_autograd = torch.no_grad() if self.no_grad else torch.inference_mode()
+        autocast = (torch.autocast("cpu", dtype=self.autocast_dtype) if self.autocast_dtype is not None
+                    else contextlib.nullcontext())
+        with no_autograd, autocast:
+            result = self._call(tensors)
+        names, values = flatten_outputs(result)
+        self.output_names = names
+        low_precision = self.cast_dtype is not None or self.autocast_dtype is not None
+        return [_to_numpy(v, low_precision) for v in values]
+
+    def _call(self, tensors: dict[str, Any]) -> Any:
+        return self.model(**tensors)
+
+    def _tensor(self, array: np.ndarray) -> Any:
+        import torch
+
+        t = torch.from_numpy(np.ascontiguousarray(array))
+        # integer inputs (token ids, masks) keep their dtype: only floating data changes precision
+        if self.cast_dtype is not None and t.is_floating_point():
+            t = t.to(self.cast_dtype)
+        return t
+
+
+def _to_numpy(value: Any, to_float32: bool) -> np.ndarray:
+    import torch
+
+    value = value.detach()
+    if value.dtype == torch.bfloat16 or (to_float32 and value.is_floating_point()):
+        value = value.float()
+    return value.cpu().numpy()
+
+
+def serialized_model_path(model_path: Path | None, name: str) -> Path:
+    """The serialized model of a variant: ``model_path`` itself, or ``name`` in that folder.
+
+    A ``model_path`` that does not exist but whose folder holds ``name`` is accepted too:
+    callers that pass ``model_file(dir)`` get the ONNX default name in a torch variant's folder.
+    """
+    from navbuild.steps.base import model_file
+
+    if model_path is None:
+        raise ValueError(f"a serialized torch variant needs a model path ({name})")
+    path = Path(model_path)
+    if not path.exists() and (path.parent / name).is_file():
+        return path.parent / name
+    path = model_file(path, name)
+    if not path.is_file():
+        raise FileNotFoundError(f"no {name} at {model_path}")
+    return path
+
+
+def _quantize_dynamic_int8(model: Any) -> Any:
+    """``model`` with every ``nn.Linear`` replaced by an int8 dynamically quantized Linear."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        # torch.ao eager quantization announces its move to torchao on every call; it still works
+        warnings.simplefilter("ignore")
+        quantized = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    if not any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in quantized.modules()):
+        # a serialized source (TorchScript, exported program) hides its Linear modules: without
+        # this check the "int8" variant would silently be the fp32 model
+        raise ValueError("torch mode 'dynamic-int8': the model has no torch.nn.Linear module to quantize")
+    return quantized
+
+
+def check_mode(mode: str) -> None:
+    """Raise ValueError naming the known modes unless ``mode`` is one of TORCH_MODES."""
+    if mode not in TORCH_MODES:
+        raise ValueError(f"torch runtime mode '{mode}' is unknown; known modes: "
+                         + ", ".join(repr(m) for m in TORCH_MODES))
+
+
+def apply_mode(model: Any, mode: str, input_names: Sequence[str], threads: int) -> TorchRunner:
+    """A runner for ``model`` in runtime mode ``mode`` (one of TORCH_MODES)."""
+    import torch
+
+    check_mode(mode)
+    if mode == "":
+        return TorchRunner(model, input_names, threads)
+    if mode == "autocast-bf16":
+        return TorchRunner(model, input_names, threads, autocast_dtype=torch.bfloat16)
+    if mode == "cast-bf16":
+        return TorchRunner(model.to(torch.bfloat16), input_names, threads, cast_dtype=torch.bfloat16)
+    if mode == "dynamic-int8":
+        return TorchRunner(_quantize_dynamic_int8(model), input_names, threads)
+    # compile / compile-bf16
+    if isinstance(model, torch.jit.ScriptModule):
+        raise ValueError(f"torch mode '{mode}': a TorchScript source cannot be compiled by torch.compile; "
+                         "use the torchscript format or mode ''")
+    _keep_precompiled_headers_in_cache_dir()
+    cast = torch.bfloat16 if mode == "compile-bf16" else None
+    if cast is not None:
+        # bf16 weights (not autocast): freezing folds them as bf16 constants and inductor's
+        # CPU GEMM templates see one dtype end to end
+        model = model.to(cast)
+    # Freezing folds the weights into the graph as constants (valid: the runner never trains
+    # and runs under no_grad). It is set for the whole process because it must hold at every
+    # (re)compile, which happens lazily at the first run of each new input shape (profile
+    # warm-up covers it), and runners live in a step's child process. Measured on torch 2.13:
+    # torch.compile(options={"freezing": True}) silently does not freeze (weights stay graph
+    # inputs), and config.patch around each call costs ~35 us.
+    import torch._inductor.config as inductor_config
+
+    inductor_config.freezing = True
+    compiled = torch.compile(model, backend="inductor")
+    return TorchRunner(compiled, input_names, threads, cast_dtype=cast, no_grad=True)
+
+
+def _keep_precompiled_headers_in_cache_dir() -> None:
+    """Put inductor's precompiled C++ headers under its cache dir instead of ``$TMPDIR/torchinductor_<user>``.
+
+    Inductor honours TORCHINDUCTOR_CACHE_DIR for everything except its precompiled headers
+    (~150 MB, torch 2.13), which it keeps in the default cache dir on purpose; navbuild keeps
+    compile artifacts inside its store, so they follow the cache dir here. Where this torch
+    has no such module global, header precompilation is turned off instead (slower compiles,
+    nothing outside the cache dir).
+    """
+    import os
+
+    import torch._inductor.codecache as codecache
+    import torch._inductor.config as inductor_config
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+    if hasattr(codecache, "_HEADER_DIR") and hasattr(codecache, "_HEADER_LOCK_DIR"):
+        codecache._HEADER_DIR = os.path.join(cache_dir(), "precompiled_headers")
+        codecache._HEADER_LOCK_DIR = os.path.join(codecache._HEADER_DIR, "locks")
+    else:
+        inductor_config.cpp_cache_precompile_headers = False
+
+
+__all__ = ["SERIALIZED_SOURCE", "TORCH_MODES", "load_serialized", "load_torch_model", "flatten_outputs",
+           "TorchRunner", "check_mode", "apply_mode", "serialized_model_path"]
+
+
+def make(model_path: Path | None, factory: TorchFactory | None, input_names: Sequence[str],
+         options: Any, source: Path | None = None) -> TorchRunner:
+    """Runner registry entry: the source model, eager or in runtime mode ``options.mode`` (TORCH_MODES)."""
+    if factory is None:
+        raise ValueError("a torch variant needs a factory")
+    mode = getattr(options, "mode", "") or ""
+    check_mode(mode)  # before loading: a typo should not cost a model load
+    return apply_mode(load_torch_model(factory, source), mode, input_names, options.intra_op_threads)

@@ -70,7 +70,8 @@ class Step(ABC):
 
 def runtime_requirements(variant_format: str | None) -> tuple[str, ...]:
     """What running a variant of this format needs besides numpy."""
-    return {"torch": ("torch",), "onnx": ("onnxruntime",)}.get(variant_format or "", ())
+    return {"torch": ("torch",), "torchscript": ("torch",), "torch-export": ("torch",),
+            "onnx": ("onnxruntime",), "openvino": ("openvino",)}.get(variant_format or "", ())
 
 
 def model_file(path: Path, name: str = "model.onnx") -> Path:

@@ -185,3 +185,19 @@ def test_weight_compressed_bad_mode(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="mode 'int4' is not one of"):
         _run(OpenVinoWeightCompressed(), OpenVinoWeightCompressed.Params(mode="int4"),
              {"openvino": tmp_path}, tmp_path / "w8")
+
+
+@pytest.mark.parametrize("params", [
+    OpenVinoFromOnnx.Params(compress_to_fp16=True),
+    OpenVinoQuantized.Params(preset="mixed", subset_size=300, fast_bias_correction=False,
+                             model_type="transformer", ignored_patterns=(r".*Softmax.*", "^/head/.*")),
+    OpenVinoQuantized.Params(preset="performance", subset_size=8, fast_bias_correction=True),
+    OpenVinoWeightCompressed.Params(mode="int8_sym"),
+])
+def test_params_round_trip_through_json(params: object) -> None:
+    import json
+
+    from navbuild.steps.base import params_from_dict, params_to_dict
+
+    data = json.loads(json.dumps(params_to_dict(params), sort_keys=True))
+    assert params_from_dict(type(params), data) == params

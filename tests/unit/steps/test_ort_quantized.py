@@ -32,10 +32,10 @@ def mlp(make_onnx: Callable[..., Path]) -> Path:
 
 @pytest.fixture
 def reference(tmp_path: Path) -> Path:
-    """A reference folder holding only samples.npz: 16 rows of x."""
+    """A reference folder holding only samples.npz: 64 rows of x."""
     out = tmp_path / "reference"
     out.mkdir()
-    save_npz(out / SAMPLES_FILE, generate_samples(X, 16, seed=7, axes={}))
+    save_npz(out / SAMPLES_FILE, generate_samples(X, 64, seed=7, axes={}))
     return out
 
 
@@ -55,7 +55,7 @@ def _dynamic(tmp_path: Path, source: Path, name: str = "q", **params: Any) -> tu
 def _static(tmp_path: Path, source: Path, reference: Path, name: str = "qs", **params: Any) -> tuple[Path, dict]:
     params = {"calibration": "minmax", "per_channel": False, "reduce_range": False,
               "activation_type": "quint8", "weight_type": "qint8", "exclude": (), "op_types": (),
-              "max_samples": 16, "batch_size": 4, **params}
+              "max_samples": 64, "batch_size": 8, **params}
     return _quantize(tmp_path, OrtQuantizedStatic(), {"onnx": source, "reference": reference}, name, **params)
 
 
@@ -64,11 +64,11 @@ def _assert_close_to_fp32(quantized: Path, source: Path, specs: tuple[TensorSpec
     opts = RuntimeOptions(intra_op_threads=1, graph_level="all")
     q, ref = OrtRunner(quantized, opts), OrtRunner(source, opts)
     samples = generate_samples(specs, 4, seed=3, axes={})
+    spans = [float(w.max() - w.min()) for w in ref.run(samples)]  # over all 4 rows
     for batch in (1, 4):
         feeds = take_batch(samples, batch)
-        for got, want in zip(q.run(feeds), ref.run(feeds)):
+        for got, want, span in zip(q.run(feeds), ref.run(feeds), spans):
             assert got.shape == want.shape and got.dtype == np.float32
-            span = float(want.max() - want.min())
             assert np.abs(got - want).max() <= 5e-2 * span, (batch, np.abs(got - want).max(), span)
 
 
@@ -118,7 +118,7 @@ def test_exclude_by_op_type_and_restricting_op_types(tmp_path: Path, mlp: Path) 
 
 
 def test_op_type_gemm_leaves_plain_matmuls_float(tmp_path: Path, make_onnx: Callable[..., Path]) -> None:
-    # tiny_bert's Linears on (batch, seq, hidden) export as MatMul + Add, its pooler... none: all MatMul
+    # tiny_bert's Linears act on (batch, seq, hidden), so they export as MatMul + Add, not Gemm
     source = make_onnx(model="tiny_bert", inputs=BERT_INPUTS, outputs=("last_hidden_state",),
                        axes={"seq": 8}) / "model.onnx"
     _, result = _dynamic(tmp_path, source, op_types=("Gemm",))
@@ -153,9 +153,28 @@ def test_static_minmax_qdq(tmp_path: Path, mlp: Path, reference: Path) -> None:
 @pytest.mark.parametrize("calibration", ["percentile", "entropy"])
 def test_static_histogram_calibrations(tmp_path: Path, mlp: Path, reference: Path, calibration: str) -> None:
     path, result = _static(tmp_path, mlp, reference, calibration=calibration, per_channel=True)
-    assert result["calibration"] == calibration and result["calibration_rows"] == 16
+    # histograms need enough values: with 16 rows entropy clips the GELU output to ~6% error
+    assert result["calibration"] == calibration and result["calibration_rows"] == 64
     assert result["quantized_ops"].get("DequantizeLinear", 0) >= 4
     _assert_close_to_fp32(path, mlp)
+
+
+def test_entropy_clips_heavy_tails_that_minmax_keeps(tmp_path: Path, mlp: Path) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    reference = tmp_path / "heavy"
+    reference.mkdir()
+    x = np.random.default_rng(0).normal(0.0, 0.3, size=(64, 8)).astype(np.float32)
+    x[0] = 30.0  # one outlier row: min-max must cover it, entropy should clip it
+    save_npz(reference / SAMPLES_FILE, {"x": x})
+
+    def first_output_scale(calibration: str) -> float:
+        path, _ = _static(tmp_path, mlp, reference, name=calibration, calibration=calibration, max_samples=64)
+        inits = {i.name: i for i in onnx.load(str(path)).graph.initializer}
+        return float(numpy_helper.to_array(inits[f"{FIRST_GEMM}_output_0_scale"]))
+
+    assert first_output_scale("entropy") < 0.5 * first_output_scale("minmax")
 
 
 def test_static_exclude_keeps_node_out_of_qdq(tmp_path: Path, mlp: Path, reference: Path) -> None:
@@ -167,11 +186,16 @@ def test_static_exclude_keeps_node_out_of_qdq(tmp_path: Path, mlp: Path, referen
     assert producers.get(nodes[FIRST_GEMM].input[1]) is None
 
 
-def test_dynamic_int8_on_tiny_bert(tmp_path: Path, make_onnx: Callable[..., Path]) -> None:
+def test_dynamic_int8_on_tiny_bert(tmp_path: Path, make_onnx: Callable[..., Path],
+                                   capsys: pytest.CaptureFixture[str]) -> None:
     source = make_onnx(model="tiny_bert", inputs=BERT_INPUTS, outputs=("last_hidden_state",),
                        axes={"seq": 8}) / "model.onnx"
+    capsys.readouterr()
     path, result = _dynamic(tmp_path, source, per_channel=True)
-    assert result["quantized_ops"].get("MatMulInteger", 0) >= 8, result  # Q, K, V, out, 2 FFN per layer
+    # symbolic shape inference cannot follow transformers' mask code; the step goes on without it
+    assert "retrying without it" in capsys.readouterr().out
+    # Q, K, V, attention output and 2 FFN per layer; QK^T and attention x V stay float
+    assert result["quantized_ops"].get("MatMulInteger") == 12, result
     opts = RuntimeOptions(intra_op_threads=1)
     feeds = generate_samples(BERT_INPUTS, 4, seed=1, axes={"seq": 12})
     feeds["attention_mask"][2, 7:] = 0

@@ -1,0 +1,31 @@
+"""Running an exported program (``model.pt2``, ``torch.export.save``) on numpy feeds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from navbuild.runners.torch_runner import TorchRunner, serialized_model_path
+
+
+class ExportedProgramRunner(TorchRunner):
+    """The module of a ``torch.export.load``-ed program, run under ``torch.no_grad`` with inputs by name."""
+
+    def __init__(self, path: Path, input_names: Sequence[str], threads: int) -> None:
+        import torch
+
+        module = torch.export.load(str(path)).module()
+        super().__init__(module, input_names, threads, no_grad=True)
+        self.path = Path(path)
+
+
+def make(model_path: Path | None, factory: Any, input_names: Sequence[str], options: Any,
+         source: Path | None = None) -> ExportedProgramRunner:
+    """Runner registry entry: the exported program at ``model_path`` (``model.pt2`` or a folder holding it)."""
+    if getattr(options, "mode", ""):
+        raise ValueError(f"the torch-export runner has no runtime mode '{options.mode}' (only '')")
+    return ExportedProgramRunner(serialized_model_path(model_path, "model.pt2"), input_names,
+                                 options.intra_op_threads)
+
+
+__all__ = ["ExportedProgramRunner", "make"]
