@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import tempfile
 from collections import Counter
@@ -246,8 +248,12 @@ def _pre_process(source: Path, target: Path, large: bool) -> Path:
 
     kwargs: dict[str, Any] = dict(save_as_external_data=large, all_tensors_to_one_file=True,
                                   external_data_location=f"{target.name}.data")
+    source, target = source.resolve(), target.resolve()
     try:
-        quant_pre_process(str(source), str(target), **kwargs)
+        # on failure ORT's symbolic shape inference dumps sym_shape_infer_temp.onnx and a
+        # model-sized <uuid>.data into the working directory: let that land in our temp folder
+        with _working_directory(target.parent):
+            quant_pre_process(str(source), str(target), **kwargs)
         print("pre-processing: symbolic shape inference, ONNX shape inference, basic optimization",
               flush=True)
     except Exception as e:  # SymbolicShapeInference raises a bare Exception on incomplete inference
@@ -256,6 +262,17 @@ def _pre_process(source: Path, target: Path, large: bool) -> Path:
         quant_pre_process(str(source), str(target), skip_symbolic_shape=True, **kwargs)
     _name_unnamed_nodes(target, large)
     return target
+
+
+@contextlib.contextmanager
+def _working_directory(path: Path) -> Iterator[None]:
+    """``os.chdir`` to ``path`` for the block (contextlib.chdir needs Python 3.11)."""
+    previous = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
 
 
 def _name_unnamed_nodes(path: Path, large: bool) -> None:
