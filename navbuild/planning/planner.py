@@ -15,6 +15,7 @@ from navbuild.steps.base import load_step
 SOURCE_ID = "source"
 SAMPLES_FILE_ID = "samples-file"
 METRIC_ID = "metric"
+GENERATOR_ID = "samples-generator"
 REFERENCE_ID = "reference"
 # The reference run's thread count is fixed, not the recipe's: changing the threads to
 # profile with must not change the reference outputs every check compares against.
@@ -51,6 +52,11 @@ def expand_source(graph: Graph, recipe: Recipe, cwd: Path) -> None:
     if recipe.samples.file:
         path = resolve_path(recipe.samples.file, cwd)
         graph.add(Leaf(SAMPLES_FILE_ID, path, (path,)))
+    if recipe.samples.generator:
+        module = recipe.samples.generator.partition(":")[0]
+        origin = _module_file(module, cwd)
+        graph.add(Leaf(GENERATOR_ID, origin or cwd, (origin,) if origin else (),
+                       {"generator": recipe.samples.generator}))
     if recipe.correctness.metric is not None:
         # the metric's code decides verdicts: its file is part of every check's key
         module = recipe.correctness.metric.function.partition(":")[0]
@@ -65,6 +71,8 @@ def expand_reference(graph: Graph, recipe: Recipe) -> None:
     inputs = {"source": SOURCE_ID}
     if recipe.samples.file:
         inputs["samples_file"] = SAMPLES_FILE_ID
+    elif recipe.samples.generator:
+        inputs["samples_generator"] = GENERATOR_ID  # its code makes the samples: part of the key
     params = step.Params(
         source_format="onnx" if recipe.source.onnx else "torch",
         factory=_factory(recipe),
@@ -75,6 +83,8 @@ def expand_reference(graph: Graph, recipe: Recipe) -> None:
         axes=dict(recipe.samples.axes),
         batch_sizes=tuple(sorted(recipe.profile.batch_sizes)),
         threads=REFERENCE_THREADS,
+        generator=None if recipe.samples.file else recipe.samples.generator,
+        generator_kwargs=dict(recipe.samples.generator_kwargs),
     )
     graph.add(Target(REFERENCE_ID, step.name, params, inputs, kind=REFERENCE))
 

@@ -53,6 +53,10 @@ class SamplesConfig:
     """The samples every check and profile runs on: a ``.npz`` file, or generated (seeded)."""
 
     file: Optional[str] = None
+    # or a generator "module:function(count, seed, axes, **kwargs) -> {input name: array}"
+    # (e.g. real tokenized sentences); otherwise random values in each input's range
+    generator: Optional[str] = None
+    generator_kwargs: Dict[str, Any] = field(default_factory=dict)
     count: int = 8
     seed: int = 0
     axes: Dict[str, int] = field(default_factory=dict)  # size of each dynamic axis except batch

@@ -389,6 +389,14 @@ def _check_samples(recipe: Recipe, cwd: Path, p: list[str]) -> None:
     s = recipe.samples
     if s.count < 1:
         p.append(f"samples.count: {s.count} must be >= 1")
+    if s.generator:
+        module, sep, func = s.generator.partition(":")
+        if not sep or not module or not _IDENT.match(func):
+            p.append(f"samples.generator: '{s.generator}' must look like 'package.module:function'")
+        elif s.file:
+            p.append("samples: set samples.file or samples.generator, not both")
+        elif (problem := _find_factory(module, func, cwd)):
+            p.append(f"samples.generator: {problem}")
     for axis, size in s.axes.items():
         if size < 1:
             p.append(f"samples.axes.{axis}: {size} must be >= 1")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping
+
+import numpy as np
 
 from navbuild.errors import InputError
 from navbuild.model_io import TensorSpec
@@ -33,6 +35,44 @@ class ReferenceParams:
     axes: Mapping[str, int]            # sizes of the non-batch dynamic axes
     batch_sizes: tuple[int, ...]
     threads: int
+    generator: str | None = None       # "module:function(count, seed, axes, **kwargs)" making samples
+    generator_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _call_generator(params: ReferenceParams) -> dict:
+    import importlib
+
+    module, _, func = params.generator.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), func)
+    except (ImportError, AttributeError) as e:
+        raise InputError(f"samples.generator: cannot load '{params.generator}': {first_line(e)}") from e
+    arrays = fn(count=params.count, seed=params.seed, axes=dict(params.axes), **dict(params.generator_kwargs))
+    return {k: np.asarray(v) for k, v in dict(arrays).items()}
+
+
+def _count_flops(runner: Any, samples: Mapping[str, Any], batch_sizes: tuple[int, ...]) -> dict[str, float]:
+    """FLOPs of one forward of a torch source per batch size (torch's FlopCounterMode); {} otherwise.
+
+    Profiles turn these into achieved GFLOP/s, to compare with the machine's GEMM peak.
+    """
+    model = getattr(runner, "model", None)
+    if model is None:
+        return {}
+    try:
+        import torch
+        from torch.utils.flop_counter import FlopCounterMode
+
+        out = {}
+        for b in batch_sizes:
+            feeds = {n: torch.from_numpy(a) for n, a in take_batch(samples, b).items()}
+            with torch.no_grad(), FlopCounterMode(display=False) as counter:
+                model(**feeds)
+            out[str(b)] = float(counter.get_total_flops())
+        return out
+    except Exception as e:  # noqa: BLE001 - a count is a nicety; never fail the reference for it
+        print(f"FLOP count skipped: {type(e).__name__}: {first_line(e)}", flush=True)
+        return {}
 
 
 class ReferenceFromSource(Step):
@@ -43,7 +83,7 @@ class ReferenceFromSource(Step):
     """
 
     name: ClassVar[str] = "ReferenceFromSource"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2
     Params: ClassVar[type] = ReferenceParams
     # torch or onnxruntime is needed depending on the source format; the planner checks the
     # source's own step for those, so only numpy is a hard requirement here
@@ -60,6 +100,11 @@ class ReferenceFromSource(Step):
             samples = load_samples(ctx.inputs["samples_file"], specs, params.axes)
             print(f"loaded {next(iter(samples.values())).shape[0]} samples from "
                   f"{ctx.inputs['samples_file'].name}", flush=True)
+        elif params.generator:
+            save_npz(ctx.out / SAMPLES_FILE, _call_generator(params))
+            # the same checks as a user's samples file: names, dtypes, shapes
+            samples = load_samples(ctx.out / SAMPLES_FILE, specs, params.axes)
+            print(f"generated {params.count} samples with {params.generator} (seed {params.seed})", flush=True)
         else:
             samples = generate_samples(specs, params.count, params.seed, params.axes)
             print(f"generated {params.count} samples (seed {params.seed})", flush=True)
@@ -96,6 +141,7 @@ class ReferenceFromSource(Step):
             "inputs": [{"name": s.name, "dtype": s.dtype, "shape": list(s.shape)} for s in specs],
             "outputs": list(outputs_info.values()),
             "count": int(next(iter(samples.values())).shape[0]),
+            "flops": _count_flops(runner, samples, params.batch_sizes),
         }
 
     @staticmethod
