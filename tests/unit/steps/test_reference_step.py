@@ -46,6 +46,8 @@ def test_torch_source_writes_samples_and_each_batch(tmp_path: Path) -> None:
     with torch.no_grad():
         want = model(x=torch.from_numpy(take_batch(samples, 4)["x"])).numpy()
     np.testing.assert_allclose(ref4["y"], want, atol=1e-6)
+    flops = result.pop("flops")
+    assert flops["1"] > 0 and flops["4"] == 4 * flops["1"]  # linear layers: FLOPs scale with the batch
     assert result == {"inputs": [{"name": "x", "dtype": "float32", "shape": ["batch", 8]}],
                       "outputs": [{"name": "y", "dtype": "float32",
                                    "shape_at_batch": {"1": [1, 4], "4": [4, 4]}}],
