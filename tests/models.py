@@ -127,3 +127,17 @@ def tiny_bert(layers: int = 2, hidden: int = 32, heads: int = 2, seed: int = 0) 
     from navbuild.examples.models import bert
 
     return bert(layers=layers, hidden=hidden, heads=heads, seed=seed)
+
+
+def counting_samples(count: int, seed: int, axes: Any, scale: float = 1.0) -> Any:
+    """A sample generator for tests: row i is filled with i * scale (float32, 8 features)."""
+    import numpy as np
+
+    return {"x": (np.arange(count, dtype=np.float32)[:, None] * scale).repeat(8, axis=1)}
+
+
+def wrong_dtype_samples(count: int, seed: int, axes: Any) -> Any:
+    """A sample generator that returns float64 where the recipe declares float32."""
+    import numpy as np
+
+    return {"x": np.zeros((count, 8), dtype=np.float64)}

@@ -129,3 +129,18 @@ def test_onnx_source_undeclared_input(tmp_path: Path, make_onnx: Callable[..., P
                                          r"not declare \(it declares features\)"):
         _run(tmp_path, _params(source_format="onnx", factory=None, inputs=wrong),
              inputs={"source": onnx_dir})
+
+
+def test_a_sample_generator_makes_the_samples(tmp_path: Path) -> None:
+    out, result = _run(tmp_path, _params(generator="tests.models:counting_samples",
+                                         generator_kwargs={"scale": 2.0}, count=4))
+    samples = read_npz(out / "samples.npz")
+    assert samples["x"].shape == (4, 8) and samples["x"][3, 0] == 6.0
+    assert result["count"] == 4
+
+
+def test_a_generator_with_the_wrong_dtype_is_an_input_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="dtype float64.*float32"):
+        _run(tmp_path, _params(generator="tests.models:wrong_dtype_samples"))
+    with pytest.raises(InputError, match="samples.generator: cannot load 'tests.models:nope'"):
+        _run(tmp_path, _params(generator="tests.models:nope"), name="ref2")
