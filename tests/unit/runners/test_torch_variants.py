@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from navbuild.runners import make_runner
-from navbuild.runners.torch_runner import TORCH_MODES, TorchRunner, serialized_model_path
+from navbuild.runners.torch_runner import TORCH_MODES, serialized_model_path
 from navbuild.steps.common import SERIALIZED_SOURCE, RuntimeOptions, TorchFactory
 
 MLP = TorchFactory("tests.models:tiny_mlp", {})

@@ -62,5 +62,10 @@ def test_params_round_trip_through_json(name: str) -> None:
     assert rebuilt == params  # nested TensorSpec / TorchFactory / RuntimeOptions come back typed
 
 
-def test_only_profile_is_hardware_dependent() -> None:
-    assert [n for n in sorted(STEP_REGISTRY) if load_step(n).hardware_dependent] == ["ProfilePerformance"]
+def test_only_measurements_are_hardware_dependent() -> None:
+    assert [n for n in sorted(STEP_REGISTRY) if load_step(n).hardware_dependent] == ["CompareFinalists",
+                                                                                     "ProfilePerformance"]
+    # ORT's level-"all" graphs bake in CPU-specific layouts: hardware joins their key
+    opt = load_step("OrtOptimizedFromOnnx")
+    assert opt.depends_on_hardware(opt.Params(level="all", fusion=None))
+    assert not opt.depends_on_hardware(opt.Params(level="extended", fusion=None))
