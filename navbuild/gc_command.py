@@ -19,6 +19,8 @@ def gc_main(argv: Sequence[str]) -> int:
     parser.add_argument("--max-size", default=None, help="evict least recently used entries above this size (e.g. 2G)")
     parser.add_argument("--max-age", default=None, help="remove entries not used for this long (e.g. 30d, 12h)")
     parser.add_argument("--keep-unreferenced", action="store_true", help="keep entries no recorded build refers to")
+    parser.add_argument("--compile-cache", action="store_true",
+                        help="also clear torch.compile's cache (compile-cache/, rebuilt when needed)")
     parser.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     try:
         args = parser.parse_args(list(argv))
@@ -40,6 +42,17 @@ def gc_main(argv: Sequence[str]) -> int:
     for w in records.warnings + store.warnings:
         print(f"warning: {w}")
     verb = "would remove" if args.dry_run else "removed"
+    compile_cache = root / "compile-cache"
+    if compile_cache.is_dir():
+        size = sum(f.stat().st_size for f in compile_cache.rglob("*") if f.is_file())
+        if args.compile_cache:
+            if not args.dry_run:
+                import shutil
+
+                shutil.rmtree(compile_cache, ignore_errors=True)
+            print(f"{verb} torch.compile cache ({size / 1e6:.2f} MB)")
+        else:
+            print(f"torch.compile cache: {size / 1e6:.2f} MB (clear it with --compile-cache)")
     for key, size, reason in report.removed:
         print(f"{verb} {key[:16]}  {size / 1e6:9.2f} MB  {reason}")
     print(f"navbuild gc: {verb} {len(report.removed)} entries ({report.freed_bytes / 1e6:.2f} MB) and "

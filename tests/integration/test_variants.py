@@ -1,0 +1,80 @@
+"""Every CPU variant kind on a tiny real model: built, checked against its budget, profiled, keyed honestly."""
+
+from __future__ import annotations
+
+import navbuild
+
+VARIANTS = ["torch", "torchscript", "torch-export", "onnx", "onnx-opt", "openvino", "torch-bf16-autocast",
+            "torch-bf16", "openvino-bf16", "onnx-fp16", "torch-int8-dynamic", "onnx-int8-dynamic",
+            "onnx-int8-static", "openvino-int8-wo", "openvino-int8"]
+LOOSE = ["correctness.precisions.int8.atol=1.0", "correctness.precisions.int8.rtol=1.0",
+         "correctness.precisions.bf16.atol=0.5", "correctness.precisions.fp16.atol=0.1",
+         "openvino.quantization.subset_size=4", "quantization.static.max_samples=4"]
+
+
+def by_id(result) -> dict:
+    return {o.id: o for o in result.outcomes.values()}
+
+
+def test_every_variant_kind_builds_checks_and_profiles(project):
+    result = navbuild.build("tiny", ["variants=[" + ",".join(VARIANTS) + "]", *LOOSE])
+    out = by_id(result)
+    table = result.summary["variants"]
+    assert list(table) == VARIANTS  # simplest first
+    for v in VARIANTS[1:]:
+        assert out[f"correctness/{v}"].status == "built", (v, out[f"correctness/{v}"].reason)
+        assert table[v]["verdict"] == "pass", (v, table[v].get("reason"))
+        assert set(table[v]["profile"]) == {"1", "4"}, v
+    # each conversion wrote its artifact
+    for target, artifact in (("torchscript", "model.pt"), ("torch-export", "model.pt2"),
+                             ("onnx-int8-dynamic", "model.onnx"), ("onnx-int8-static", "model.onnx"),
+                             ("onnx-fp16", "model.onnx"), ("openvino", "model.xml"), ("openvino-int8", "model.xml"),
+                             ("openvino-int8-wo", "model.bin")):
+        assert (out[target].path / artifact).is_file(), target
+    assert table["onnx-fp16"]["note"].startswith("fp16 is kept for GPU targets")
+    assert table["openvino-bf16"]["precision"] == "bf16" and table["openvino-bf16"]["mode"] == "bf16"
+    assert result.summary["best"]["variant"] in VARIANTS
+    assert set(result.summary["best_per_batch"]) == {"1", "4"}
+    assert out["finalists"].status == "built"
+    assert len(result.summary["finalists"]["variants"]) == 3
+
+
+def test_a_tight_budget_rejects_int8_and_a_loose_one_accepts_it(project):
+    tight = navbuild.build("tiny", ["variants=[torch,onnx-int8-dynamic]", "correctness.precisions.int8.atol=1e-7",
+                                    "correctness.precisions.int8.rtol=0"])
+    row = tight.summary["variants"]["onnx-int8-dynamic"]
+    assert row["verdict"] == "fail" and "max_abs" in row["reason"]
+    assert tight.summary["best"]["variant"] == "torch"
+    assert by_id(tight)["profile/onnx-int8-dynamic"].status == "skipped"
+    loose = navbuild.build("tiny", ["variants=[torch,onnx-int8-dynamic]", *LOOSE])
+    assert loose.summary["variants"]["onnx-int8-dynamic"]["verdict"] == "pass"
+    # the conversion did not change: only the check (and what follows it) ran again
+    assert by_id(loose)["onnx-int8-dynamic"].status == "cached"
+
+
+def test_a_user_metric_decides_the_verdict(project):
+    (project.root / "mymetrics.py").write_text(
+        "import numpy as np\n\n"
+        "def worst_abs(reference_outputs, variant_outputs, inputs):\n"
+        "    return {'worst_abs': float(np.abs(reference_outputs['y'] - variant_outputs['y']).max())}\n")
+    metric = ["+correctness.metric={function: 'mymetrics:worst_abs', name: worst_abs, max: 0.5}"]
+    result = navbuild.build("tiny", ["variants=[torch,onnx-int8-dynamic]",
+                                     "correctness.precisions.int8.atol=1e-7", *metric])
+    row = result.summary["variants"]["onnx-int8-dynamic"]
+    assert row["verdict"] == "pass"  # the metric replaced the (failing) tolerance gate
+    assert row["correctness"]["tolerance_verdict"] == "fail"
+    assert row["correctness"]["metric"]["worst"] <= 0.5
+    strict = navbuild.build("tiny", ["variants=[torch,onnx-int8-dynamic]", *metric[:0],
+                                     "+correctness.metric={function: 'mymetrics:worst_abs', name: worst_abs, max: 1e-9}"])
+    assert strict.summary["variants"]["onnx-int8-dynamic"]["verdict"] == "fail"
+    assert "worst_abs" in strict.summary["variants"]["onnx-int8-dynamic"]["reason"]
+
+
+def test_a_quantization_knob_rebuilds_only_that_variants_targets(project):
+    base = ["variants=[torch,onnx,onnx-int8-dynamic,onnx-int8-static]", *LOOSE]
+    navbuild.build("tiny", base)
+    changed = navbuild.build("tiny", [*base, "quantization.dynamic.per_channel=false"])
+    built = {o.id for o in changed.outcomes.values() if o.status == "built"}
+    assert {"onnx-int8-dynamic", "correctness/onnx-int8-dynamic", "profile/onnx-int8-dynamic"} <= built
+    assert not built & {"onnx", "onnx-int8-static", "correctness/onnx", "correctness/onnx-int8-static",
+                        "profile/onnx", "profile/onnx-int8-static", "profile/torch", "reference"}
