@@ -37,7 +37,8 @@ class ConsoleReporter(Reporter):
 
     def target_started(self, target_id: str, kind: str) -> None:
         self._stop_status()
-        self._status = self.console.status(f"[{self._done + 1}/{self._total}] building {target_id} …")
+        self._status = self.console.status(f"[{self._done + 1}/{max(self._total, self._done + 1)}] "
+                                           f"building {target_id} …")
         self._status.start()
 
     def target_finished(self, outcome: Any) -> None:
@@ -49,6 +50,7 @@ class ConsoleReporter(Reporter):
             v = outcome.result.get("verdict")
             verdict = f"  [{'green' if v == 'pass' else 'red'}]{v}[/]"
         reason = f"  [dim]{outcome.reason}[/]" if outcome.reason and outcome.status != "failed" else ""
+        self._total = max(self._total, self._done)  # the finalists target joins after the profiles
         self.console.print(f"  [{self._done}/{self._total}] [{style}]{outcome.status:<11}[/] "
                            f"{outcome.id:<26} {outcome.seconds:7.2f}s{verdict}{reason}")
         if outcome.status == "failed":
@@ -60,7 +62,7 @@ class ConsoleReporter(Reporter):
     def build_finished(self, summary: dict) -> None:
         self._stop_status()
         counts = summary["counts"]
-        if counts.get("cached", 0) == len(summary["targets"]):
+        if not counts.get("built") and not counts.get("failed"):
             self.console.print("[cyan]nothing to do: every target is cached (no conversion, no profile ran)[/]")
         self.console.print(variant_table(summary))
         best = summary["best"]
@@ -99,8 +101,8 @@ def variant_table(summary: dict) -> Table:
         if metric_name:
             head.append(_num((corr.get("metric") or {}).get("worst"), ".6f"))
         prof = row.get("profile") or {}
-        if not prof:
-            table.add_row(*head, "-", "-", "-", row.get("profile_status", "-"))
+        if not prof:  # why is in the caption (failed check) or in the target lines above
+            table.add_row(*head, "-", "-", "-", row.get("profile_status", "-").split(":")[0])
         for i, (b, fig) in enumerate(sorted(prof.items(), key=lambda kv: int(kv[0]))):
             mark = "" if fig.get("stable", True) else "~"
             cells = head if i == 0 else [""] * len(head)
