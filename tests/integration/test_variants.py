@@ -57,17 +57,20 @@ def test_a_user_metric_decides_the_verdict(project):
         "import numpy as np\n\n"
         "def worst_abs(reference_outputs, variant_outputs, inputs):\n"
         "    return {'worst_abs': float(np.abs(reference_outputs['y'] - variant_outputs['y']).max())}\n")
-    metric = ["+correctness.metric={function: 'mymetrics:worst_abs', name: worst_abs, max: 0.5}"]
-    result = navbuild.build("tiny", ["variants=[torch,onnx-int8-dynamic]",
-                                     "correctness.precisions.int8.atol=1e-7", *metric])
+    recipe = (project.root / "recipes" / "tiny.yaml").read_text()
+    (project.root / "recipes" / "tinymetric.yaml").write_text(
+        recipe + "correctness:\n  metric: {function: 'mymetrics:worst_abs', name: worst_abs, max: 0.5}\n")
+    result = navbuild.build("tinymetric", ["variants=[torch,onnx-int8-dynamic]",
+                                           "correctness.precisions.int8.atol=1e-7"])
     row = result.summary["variants"]["onnx-int8-dynamic"]
     assert row["verdict"] == "pass"  # the metric replaced the (failing) tolerance gate
     assert row["correctness"]["tolerance_verdict"] == "fail"
     assert row["correctness"]["metric"]["worst"] <= 0.5
-    strict = navbuild.build("tiny", ["variants=[torch,onnx-int8-dynamic]", *metric[:0],
-                                     "+correctness.metric={function: 'mymetrics:worst_abs', name: worst_abs, max: 1e-9}"])
+    strict = navbuild.build("tinymetric", ["variants=[torch,onnx-int8-dynamic]", "correctness.metric.max=1e-9"])
     assert strict.summary["variants"]["onnx-int8-dynamic"]["verdict"] == "fail"
     assert "worst_abs" in strict.summary["variants"]["onnx-int8-dynamic"]["reason"]
+    # the conversion is shared: only the check ran again
+    assert {o.id: o.status for o in strict.outcomes.values()}["onnx-int8-dynamic"] == "cached"
 
 
 def test_a_quantization_knob_rebuilds_only_that_variants_targets(project):
