@@ -53,16 +53,16 @@ def expand_source(graph: Graph, recipe: Recipe, cwd: Path) -> None:
         path = resolve_path(recipe.samples.file, cwd)
         graph.add(Leaf(SAMPLES_FILE_ID, path, (path,)))
     if recipe.samples.generator:
-        module = recipe.samples.generator.partition(":")[0]
-        origin = _module_file(module, cwd)
-        graph.add(Leaf(GENERATOR_ID, origin or cwd, (origin,) if origin else (),
-                       {"generator": recipe.samples.generator}))
+        _code_leaf(graph, GENERATOR_ID, recipe.samples.generator, cwd)
     if recipe.correctness.metric is not None:
         # the metric's code decides verdicts: its file is part of every check's key
-        module = recipe.correctness.metric.function.partition(":")[0]
-        origin = _module_file(module, cwd)
-        graph.add(Leaf(METRIC_ID, origin or cwd, (origin,) if origin else (),
-                       {"metric": recipe.correctness.metric.function}))
+        _code_leaf(graph, METRIC_ID, recipe.correctness.metric.function, cwd)
+
+
+def _code_leaf(graph: Graph, leaf_id: str, function: str, cwd: Path) -> None:
+    """A leaf for user code named ``module:function``: its module file's content identifies it."""
+    origin = _module_file(function.partition(":")[0], cwd)
+    graph.add(Leaf(leaf_id, origin or cwd, (origin,) if origin else (), {"function": function}))
 
 
 def expand_reference(graph: Graph, recipe: Recipe) -> None:
