@@ -83,26 +83,37 @@ def choose_per_batch(variants: dict[str, dict], objective: str, percentile: str,
 
 
 def choose_from_finalists(finalists: dict, objective: str, noise: float) -> Choice:
-    """Rank finalists on their interleaved re-measurement; within the noise, the simpler wins."""
+    """Rank finalists on their interleaved re-measurement, comparing them pairwise round by round.
+
+    In every round each finalist ran back to back, so slow moments of the machine hit them
+    alike; the per-round latency ratio of a challenger to the fastest cancels that. The
+    challenger ties with the fastest when its ratio is within ``noise`` of 1 in at least a
+    quarter of the rounds (its lower quartile); a tie goes to the simpler variant.
+    """
+    import statistics
+
     figures = finalists["variants"]
     b = finalists["batch_size"]
-    higher = objective == "throughput"
-    key = "throughput" if higher else "latency_ms"
-    ranked = sorted(figures.items(), key=lambda kv: -kv[1][key] if higher else kv[1][key])
+    ranked = sorted(figures.items(), key=lambda kv: kv[1]["latency_ms"])  # both objectives: fastest first
     best_name, best = ranked[0]
-    tied = [(n, f) for n, f in ranked
-            if abs(f[key] - best[key]) <= max(noise, best["spread"], f["spread"]) * abs(best[key])]
-    winner, fig = min(tied, key=lambda nf: simplicity(nf[0]))
-    unit = "samples/s" if higher else "ms"
-    parts = [f"{n} {f[key]:.4g} (spread {100 * f['spread']:.1f}%)" for n, f in ranked]
-    why = (f"{winner}: best {key} at batch {b} when the finalists were re-measured interleaved "
-           f"({finalists['rounds']} rounds): " + ", ".join(parts))
+    pairs = {}
+    for name, fig in ranked[1:]:
+        ratios = [o / f for o, f in zip(fig["rounds_ms"], best["rounds_ms"]) if f > 0]
+        q1 = statistics.quantiles(ratios, n=4)[0] if len(ratios) >= 2 else (ratios or [1.0])[0]
+        pairs[name] = (statistics.median(ratios) if ratios else 1.0, q1)
+    tied = [best_name] + [n for n, (_, q1) in pairs.items() if q1 < 1.0 + noise]
+    winner = min(tied, key=simplicity)
+    key = "throughput" if objective == "throughput" else "latency_ms"
+    unit = "samples/s" if objective == "throughput" else "ms"
+    parts = [f"{best_name} {best['latency_ms']:.2f} ms"] + [
+        f"{n} {figures[n]['latency_ms']:.2f} ms ({ratio:.2f}x slower, lower quartile {q1:.2f}x)"
+        for n, (ratio, q1) in pairs.items()]
+    why = (f"{winner}: fastest at batch {b} when the finalists were re-measured interleaved, compared "
+           f"round by round ({finalists['rounds']} rounds): " + ", ".join(parts))
     if winner != best_name:
-        why += f"; {best_name} is within noise of it, so the simpler {winner} wins (a tie)"
+        why += f"; {winner} ties with {best_name} within the noise ({noise:.0%}), and the simpler one wins"
     elif len(tied) > 1:
-        why += f"; tie within noise with {', '.join(n for n, _ in tied if n != winner)} (simpler kept)"
-    elif len(ranked) > 1:
-        runner = ranked[1]
-        ratio = fig[key] / runner[1][key] if higher else runner[1][key] / fig[key]
-        why += f"; {ratio:.2f}x {runner[0]}, beyond the noise"
-    return Choice(winner, b, fig[key], unit, why, [(n, f[key]) for n, f in ranked])
+        why += f"; within noise of {', '.join(n for n in tied if n != winner)} (a tie, the simpler kept)"
+    elif pairs:
+        why += "; beyond the noise"
+    return Choice(winner, b, figures[winner][key], unit, why, [(n, f[key]) for n, f in ranked])

@@ -47,3 +47,23 @@ def test_no_correct_variant_means_no_choice():
     c = choose(variants, "throughput", None, "p50", 0.05)
     assert c.variant is None
     assert "no variant is both correct and profiled" in c.why
+
+
+def finalist(median: float, rounds: list[float]) -> dict:
+    return {"latency_ms": median, "throughput": 8 / (median / 1000), "spread": 0.0, "rounds_ms": rounds}
+
+
+def test_finalists_are_compared_round_by_round():
+    from navbuild.select import choose_from_finalists
+
+    # noisy rounds hit both alike: onnx-opt is faster in every round, by ~20%
+    slow = [100, 150, 90, 200, 110, 95]
+    fast = [x * 0.8 for x in slow]
+    result = {"batch_size": 8, "rounds": 6, "variants": {"onnx": finalist(120, slow), "onnx-opt": finalist(96, fast)}}
+    c = choose_from_finalists(result, "throughput", 0.05)
+    assert c.variant == "onnx-opt" and "beyond the noise" in c.why
+    # within 5% in most rounds: a tie, and the simpler onnx wins
+    close = [x * 0.98 for x in slow]
+    result["variants"]["onnx-opt"] = finalist(117, close)
+    c = choose_from_finalists(result, "throughput", 0.05)
+    assert c.variant == "onnx" and "ties with onnx-opt" in c.why
