@@ -19,7 +19,9 @@ import navbuild
 
 ONNX_SOURCE = ["source.torch=null", "source.onnx=model.onnx", "formats=[onnx,onnx-opt]"]
 ONNX_SOURCE_TARGETS = {"reference", "onnx-opt", "correctness/onnx", "correctness/onnx-opt",
-                       "profile/onnx", "profile/onnx-opt"}
+                       "profile/onnx", "profile/onnx-opt", "finalists"}
+# the finalists are chosen after the profiles, so the plan does not list that target
+PLANNED = ONNX_SOURCE_TARGETS - {"finalists"}
 
 
 def export_tiny(path: Path, seed: int = 0) -> None:
@@ -85,7 +87,7 @@ def test_an_onnx_file_source_builds_checks_profiles_and_caches_by_content(projec
     # New bytes (other weights): everything downstream of the file is stale, then rebuilt.
     export_tiny(model, seed=1)
     plan = navbuild.plan("tiny", ONNX_SOURCE).by_id()
-    assert {tid: plan[tid].status for tid in ONNX_SOURCE_TARGETS} == {tid: "stale" for tid in ONNX_SOURCE_TARGETS}
+    assert {tid: plan[tid].status for tid in PLANNED} == {tid: "stale" for tid in PLANNED}
     shown = project.run("plan", "recipe=tiny", *ONNX_SOURCE, check=True)
     assert "stale" in shown.stdout and "cached" not in shown.stdout
     project.run("recipe=tiny", *ONNX_SOURCE, check=True)
