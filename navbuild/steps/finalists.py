@@ -48,7 +48,7 @@ class CompareFinalists(Step):
     """
 
     name: ClassVar[str] = "CompareFinalists"
-    version: ClassVar[int] = 2
+    version: ClassVar[int] = 3
     Params: ClassVar[type] = FinalistsParams
     requires: ClassVar[tuple[str, ...]] = ("numpy",)
     tools: ClassVar[tuple[str, ...]] = ("torch", "onnxruntime", "openvino", "numpy")

@@ -38,7 +38,8 @@ class ProfilePerformance(Step):
     """
 
     name: ClassVar[str] = "ProfilePerformance"
-    version: ClassVar[int] = 1
+    # 2: OpenVINO variants run shape-specialized (static) compiled models
+    version: ClassVar[int] = 2
     Params: ClassVar[type] = ProfileParams
     requires: ClassVar[tuple[str, ...]] = ("numpy",)
 

@@ -95,7 +95,7 @@ def test_bf16_hint_runs_and_is_close(ir: Path) -> None:
         pytest.skip("this CPU has no native bf16")
     feeds = _feeds(4)
     bf16 = OpenVinoRunner(ir, RuntimeOptions(intra_op_threads=1, mode="bf16"))
-    assert bf16.compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.bf16
+    assert bf16.compiled_for(feeds).get_property("INFERENCE_PRECISION_HINT") == ov.Type.bf16
     (got,) = bf16.run(feeds)
     (want,) = OpenVinoRunner(ir, F32).run(feeds)
     assert got.dtype == np.float32
@@ -106,9 +106,14 @@ def test_f32_config_pins_precision_threads_and_one_stream(ir: Path) -> None:
     import openvino as ov
 
     runner = OpenVinoRunner(ir, RuntimeOptions(intra_op_threads=2))
-    assert runner.compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.f32
-    assert int(runner.compiled.get_property("INFERENCE_NUM_THREADS")) == 2
-    assert int(runner.compiled.get_property("NUM_STREAMS")) == 1
+    compiled = runner.compiled_for(_feeds(4))
+    assert compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.f32
+    assert int(compiled.get_property("INFERENCE_NUM_THREADS")) == 2
+    assert int(compiled.get_property("NUM_STREAMS")) == 1
+    # one compiled specialization per input shape: a profile at one batch size runs static code
+    runner.run(_feeds(4))
+    runner.run(_feeds(1))
+    assert len(runner._requests) == 2
 
 
 def test_unknown_mode_raises(ir: Path) -> None:
