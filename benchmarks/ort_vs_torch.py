@@ -77,8 +77,11 @@ def main() -> None:
         assert parent.recv() == "ready"
         workers[kind] = (parent, proc)
     rounds: dict[str, list[float]] = {k: [] for k in workers}
+    from navbuild.steps.finalists import SETTLE_S
+
     for _ in range(args.rounds):
         for kind, (conn, _) in workers.items():
+            time.sleep(SETTLE_S)  # let the other runtime's spinning threads go idle first
             conn.send(args.iters)
             rounds[kind].append(statistics.median(conn.recv()))
     for conn, proc in workers.values():
