@@ -98,3 +98,14 @@ def describe_feeds(feeds: Mapping[str, Any]) -> str:
 
 __all__ = ["TorchFactory", "RuntimeOptions", "GRAPH_LEVELS", "first_line", "describe_outputs",
            "resolve_output_names", "order_by_name", "describe_feeds"]
+
+
+def load_callable(spec: str, key: str) -> Any:
+    """Import the user's ``module:function`` named at recipe key ``key`` (an InputError if absent)."""
+    import importlib
+
+    module, _, func = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module), func)
+    except (ImportError, AttributeError) as e:
+        raise InputError(f"{key}: cannot load '{spec}': {first_line(e)}") from e

@@ -9,7 +9,7 @@ import numpy as np
 
 from navbuild.samples import read_npz, take_batch
 from navbuild.steps.base import Step, StepContext, runtime_requirements
-from navbuild.steps.common import RuntimeOptions, TorchFactory, first_line
+from navbuild.steps.common import RuntimeOptions, TorchFactory, first_line, load_callable
 from navbuild.steps.reference import SAMPLES_FILE, reference_file
 
 #: floor of the denominator of relative errors, so exact zeros in the reference do not divide by 0
@@ -79,7 +79,7 @@ class CheckCorrectness(Step):
             return {"verdict": "fail", "reason": reason, "atol": params.atol, "rtol": params.rtol,
                     "batches": {}, "worst": worst}
 
-        metric_fn = _load_metric(params.metric) if params.metric else None
+        metric_fn = load_callable(params.metric.function, "correctness.metric.function") if params.metric else None
         metric_values: dict[str, dict[str, float]] = {}
         tolerance_reasons: list[str] = []
         for b in params.batch_sizes:
@@ -155,19 +155,6 @@ def _pass_rate(batches: dict[str, Any]) -> float:
                 total += n
                 inside += n * (1.0 - m["out_fraction"])
     return inside / total if total else 0.0
-
-
-def _load_metric(spec: MetricSpec) -> Any:
-    import importlib
-
-    from navbuild.errors import InputError
-
-    module, _, func = spec.function.partition(":")
-    try:
-        fn = getattr(importlib.import_module(module), func)
-    except (ImportError, AttributeError) as e:
-        raise InputError(f"correctness.metric.function: cannot load '{spec.function}': {first_line(e)}") from e
-    return fn
 
 
 def _judge_metric(spec: MetricSpec, values: dict[str, dict[str, float]]) -> tuple[dict, str | None]:

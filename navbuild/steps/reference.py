@@ -11,7 +11,7 @@ from navbuild.errors import InputError
 from navbuild.model_io import TensorSpec
 from navbuild.samples import generate_samples, load_samples, save_npz, take_batch
 from navbuild.steps.base import Step, StepContext, model_file, runtime_requirements
-from navbuild.steps.common import (RuntimeOptions, TorchFactory, describe_feeds, first_line,
+from navbuild.steps.common import (RuntimeOptions, load_callable, TorchFactory, describe_feeds, first_line,
                                    order_by_name, resolve_output_names)
 
 SOURCE_FORMATS: tuple[str, ...] = ("torch", "onnx")
@@ -40,13 +40,7 @@ class ReferenceParams:
 
 
 def _call_generator(params: ReferenceParams) -> dict:
-    import importlib
-
-    module, _, func = params.generator.partition(":")
-    try:
-        fn = getattr(importlib.import_module(module), func)
-    except (ImportError, AttributeError) as e:
-        raise InputError(f"samples.generator: cannot load '{params.generator}': {first_line(e)}") from e
+    fn = load_callable(params.generator, "samples.generator")
     arrays = fn(count=params.count, seed=params.seed, axes=dict(params.axes), **dict(params.generator_kwargs))
     return {k: np.asarray(v) for k, v in dict(arrays).items()}
 
