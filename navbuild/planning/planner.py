@@ -100,12 +100,11 @@ def expand_conversions(graph: Graph, recipe: Recipe, variants: list[VariantDef])
     if wanted & {"openvino-int8", "openvino-int8-wo"}:
         wanted.add("openvino")
     models: dict[str, str] = {}
-    convert = _Converter(graph)
     if needs_onnx:
         if recipe.source.onnx:
             models["onnx"] = SOURCE_ID
         else:
-            models["onnx"] = convert.add("onnx", "OnnxFromTorch", {"source": SOURCE_ID},
+            models["onnx"] = _add_conversion(graph, "onnx", "OnnxFromTorch", {"source": SOURCE_ID},
                                          factory=_factory(recipe), inputs=tensor_specs(recipe),
                                          outputs=tuple(recipe.outputs), axes=dict(recipe.samples.axes),
                                          opset=recipe.onnx.opset, exporter=recipe.onnx.exporter,
@@ -115,34 +114,34 @@ def expand_conversions(graph: Graph, recipe: Recipe, variants: list[VariantDef])
     dyn, sta = recipe.quantization.dynamic, recipe.quantization.static
     ovq = recipe.openvino.quantization
     builders = {
-        "torchscript": lambda: convert.add(
-            "torchscript", "TorchScriptFromTorch", {"source": SOURCE_ID}, factory=_factory(recipe),
+        "torchscript": lambda: _add_conversion(
+            graph,             "torchscript", "TorchScriptFromTorch", {"source": SOURCE_ID}, factory=_factory(recipe),
             inputs=tensor_specs(recipe), axes=dict(recipe.samples.axes), seed=recipe.samples.seed,
             method=recipe.torchscript.method, freeze=recipe.torchscript.freeze),
-        "torch-export": lambda: convert.add(
-            "torch-export", "ExportedProgramFromTorch", {"source": SOURCE_ID}, factory=_factory(recipe),
+        "torch-export": lambda: _add_conversion(
+            graph,             "torch-export", "ExportedProgramFromTorch", {"source": SOURCE_ID}, factory=_factory(recipe),
             inputs=tensor_specs(recipe), axes=dict(recipe.samples.axes), seed=recipe.samples.seed),
-        "onnx-opt": lambda: convert.add(
-            "onnx-opt", "OrtOptimizedFromOnnx", onnx, level=recipe.onnx_opt.level, fusion=recipe.onnx_opt.fusion,
+        "onnx-opt": lambda: _add_conversion(
+            graph,             "onnx-opt", "OrtOptimizedFromOnnx", onnx, level=recipe.onnx_opt.level, fusion=recipe.onnx_opt.fusion,
             num_heads=recipe.onnx_opt.num_heads, hidden_size=recipe.onnx_opt.hidden_size),
-        "onnx-fp16": lambda: convert.add(
-            "onnx-fp16", "OnnxFp16FromOnnx", onnx, keep_io_types=recipe.fp16.keep_io_types, op_block_list=()),
-        "onnx-int8-dynamic": lambda: convert.add(
-            "onnx-int8-dynamic", "OrtQuantizedDynamic", onnx, per_channel=dyn.per_channel,
+        "onnx-fp16": lambda: _add_conversion(
+            graph,             "onnx-fp16", "OnnxFp16FromOnnx", onnx, keep_io_types=recipe.fp16.keep_io_types, op_block_list=()),
+        "onnx-int8-dynamic": lambda: _add_conversion(
+            graph,             "onnx-int8-dynamic", "OrtQuantizedDynamic", onnx, per_channel=dyn.per_channel,
             reduce_range=dyn.reduce_range, weight_type=dyn.weight_type, exclude=tuple(dyn.exclude),
             op_types=tuple(dyn.op_types)),
-        "onnx-int8-static": lambda: convert.add(
-            "onnx-int8-static", "OrtQuantizedStatic", with_samples, calibration=sta.calibration,
+        "onnx-int8-static": lambda: _add_conversion(
+            graph,             "onnx-int8-static", "OrtQuantizedStatic", with_samples, calibration=sta.calibration,
             per_channel=sta.per_channel, reduce_range=sta.reduce_range, activation_type=sta.activation_type,
             weight_type=sta.weight_type, exclude=tuple(sta.exclude), op_types=tuple(sta.op_types),
             max_samples=sta.max_samples, batch_size=sta.batch_size),
-        "openvino": lambda: convert.add("openvino", "OpenVinoFromOnnx", onnx, compress_to_fp16=False),
-        "openvino-int8": lambda: convert.add(
-            "openvino-int8", "OpenVinoQuantized", {"openvino": models["openvino"], "reference": REFERENCE_ID},
+        "openvino": lambda: _add_conversion(graph, "openvino", "OpenVinoFromOnnx", onnx, compress_to_fp16=False),
+        "openvino-int8": lambda: _add_conversion(
+            graph,             "openvino-int8", "OpenVinoQuantized", {"openvino": models["openvino"], "reference": REFERENCE_ID},
             preset=ovq.preset, subset_size=ovq.subset_size, fast_bias_correction=ovq.fast_bias_correction,
             model_type=ovq.model_type, ignored_patterns=tuple(ovq.ignored_patterns)),
-        "openvino-int8-wo": lambda: convert.add(
-            "openvino-int8-wo", "OpenVinoWeightCompressed", {"openvino": models["openvino"]},
+        "openvino-int8-wo": lambda: _add_conversion(
+            graph,             "openvino-int8-wo", "OpenVinoWeightCompressed", {"openvino": models["openvino"]},
             mode=recipe.openvino.weight_compression),
     }
     for name in ("torchscript", "torch-export", "onnx-opt", "onnx-fp16", "onnx-int8-dynamic",
@@ -152,15 +151,10 @@ def expand_conversions(graph: Graph, recipe: Recipe, variants: list[VariantDef])
     return models
 
 
-class _Converter:
-    """Adds conversion targets: the step's Params built from keyword arguments."""
-
-    def __init__(self, graph: Graph) -> None:
-        self.graph = graph
-
-    def add(self, target_id: str, step_name: str, upstream: dict[str, str], /, **params) -> str:
-        step = load_step(step_name)
-        return self.graph.add(Target(target_id, step.name, step.Params(**params), upstream, kind=CONVERT))
+def _add_conversion(graph: Graph, target_id: str, step_name: str, upstream: dict[str, str], /, **params) -> str:
+    """Add a conversion target whose step Params are built from keyword arguments."""
+    step = load_step(step_name)
+    return graph.add(Target(target_id, step.name, step.Params(**params), upstream, kind=CONVERT))
 
 
 def _variant_inputs(v: VariantDef, models: dict[str, str]) -> dict[str, str]:

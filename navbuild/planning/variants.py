@@ -45,7 +45,7 @@ CATALOGUE: tuple[VariantDef, ...] = (
 
 BY_NAME = {v.name: v for v in CATALOGUE}
 
-#: what each conversion target needs to be built, as (step name, python packages for the plan's reasons)
+#: formats that run or convert the torch source (not available for an ONNX-file source)
 TORCH_SOURCE_FORMATS = ("torch", "torchscript", "torch-export", "torch-compile")
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import ast
 import dataclasses
 import difflib
-import importlib.util
 import re
 import typing
 from pathlib import Path
@@ -445,6 +444,7 @@ def module_origin(module: str, cwd: Path) -> Path | None:
     project's own file.
     """
     import importlib.machinery
+    import importlib.util
     import sys
 
     parts = module.split(".")
