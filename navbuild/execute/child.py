@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 import traceback
@@ -22,6 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("job", type=Path)
     parser.add_argument("--out", type=Path, default=None, help="write artifacts here instead of the job's out/")
     args = parser.parse_args(argv)
+    # The parent stops a child with SIGTERM before SIGKILL: turned into SystemExit, it lets a
+    # step's ``finally`` stop what the step started in its own process group (a Triton server,
+    # Model Analyzer), which a kill of this child's group would not reach.
+    signal.signal(signal.SIGTERM, _exit_on_term)
     job_dir = args.job.resolve().parent
     job = json.loads(args.job.read_text())
     out = args.out or (job_dir / job["out"])
@@ -52,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     _write(result_path, result if isinstance(result, dict) else {})
     print(f"[navbuild] done in {time.perf_counter() - start:.2f}s", flush=True)
     return 0
+
+
+def _exit_on_term(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _write(path: Path, data: dict) -> None:

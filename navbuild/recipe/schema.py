@@ -198,6 +198,72 @@ class SelectConfig:
     noise: float = 0.05  # differences below this relative margin are ties (simpler wins)
 
 
+TRITON_OBJECTIVES = ("throughput", "latency", "weighted")
+TRITON_PROTOCOLS = ("http", "grpc")
+INSTANCE_KINDS = ("KIND_CPU", "KIND_GPU")
+
+
+@dataclass
+class TritonServerConfig:
+    """Which Triton server runs the search and the validation."""
+
+    path: Optional[str] = None  # another tritonserver binary; default: the one nvidia-pytriton bundles
+    url: Optional[str] = None  # an already running server ("host:port", HTTP) for the validation
+    startup_timeout_s: float = 120.0
+
+
+@dataclass
+class TritonSearchConfig:
+    """The model configurations to measure (their cartesian product; Triton's default is always added)."""
+
+    max_batch_sizes: List[int] = field(default_factory=lambda: [8])
+    instance_counts: List[int] = field(default_factory=lambda: [1, 2])
+    instance_kind: str = "KIND_CPU"
+    dynamic_batching: List[bool] = field(default_factory=lambda: [False, True])
+    max_queue_delays_us: List[int] = field(default_factory=lambda: [0])
+    # per native backend, option name -> values to try, e.g.
+    # {onnxruntime_onnx: {intra_op_thread_count: [1, 2]}}; names as the backend's config.pbtxt spells them
+    backend_options: Dict[str, Dict[str, List[Any]]] = field(default_factory=dict)
+
+
+@dataclass
+class TritonLoadConfig:
+    """The load perf_analyzer applies to every configuration."""
+
+    concurrency: List[int] = field(default_factory=list)  # empty: automatic (1, 2, 4, ... max_concurrency)
+    max_concurrency: int = 8
+    batch_size: int = 1  # the batch of each client request
+    measurement_interval_ms: int = 1000
+    stability_percentage: int = 10
+    max_trials: int = 10
+
+
+@dataclass
+class TritonConstraintsConfig:
+    """What a configuration must meet to be chosen (None: no bound)."""
+
+    p99_latency_ms: Optional[float] = None
+    min_throughput: Optional[float] = None  # inferences per second
+    max_memory_mb: Optional[float] = None  # server CPU memory
+
+
+@dataclass
+class TritonConfig:
+    """Deploy the best variants to Triton and search its model configuration (off unless enabled)."""
+
+    enabled: bool = False
+    variants: List[str] = field(default_factory=list)  # empty: the top `top` correct deployable variants
+    top: int = 1
+    server: TritonServerConfig = field(default_factory=TritonServerConfig)
+    search: TritonSearchConfig = field(default_factory=TritonSearchConfig)
+    load: TritonLoadConfig = field(default_factory=TritonLoadConfig)
+    constraints: TritonConstraintsConfig = field(default_factory=TritonConstraintsConfig)
+    objective: str = "throughput"  # throughput | latency | weighted
+    weights: Dict[str, float] = field(default_factory=lambda: {"throughput": 1.0, "latency": 1.0})
+    validate: bool = True  # serve the winner and check its outputs through HTTP and gRPC
+    protocols: List[str] = field(default_factory=lambda: ["http", "grpc"])
+
+
 @dataclass
 class CacheConfig:
     dir: Optional[str] = None  # default: $NAVBUILD_CACHE_DIR, else ./.navbuild-cache
@@ -227,6 +293,7 @@ class Recipe:
     correctness: CorrectnessConfig = field(default_factory=CorrectnessConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
+    triton: TritonConfig = field(default_factory=TritonConfig)
     output_dir: Optional[str] = None  # default: build/<name>
     cache: CacheConfig = field(default_factory=CacheConfig)
     keep_going: bool = True  # a failing target does not stop its siblings

@@ -16,6 +16,7 @@ from typing import Any, Iterable
 from navbuild.errors import RecipeError
 from navbuild.model_io import BATCH_AXIS
 from navbuild.recipe import schema
+from navbuild.recipe.validate_triton import check_triton
 from navbuild.recipe.schema import Recipe
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -194,6 +195,7 @@ def check_semantics(recipe: Recipe, cwd: Path, where: str = "recipe") -> None:
     _check_profile(recipe, p)
     _check_select(recipe, p)
     _check_samples(recipe, cwd, p)
+    check_triton(recipe, p)
     if p:
         raise RecipeError(p, where)
 

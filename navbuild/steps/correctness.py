@@ -66,9 +66,6 @@ class CheckCorrectness(Step):
         samples = read_npz(ref_dir / SAMPLES_FILE)
         # the model's file or folder: each runner finds its own file in a folder (model.onnx, model.xml, ...)
         model_path = ctx.inputs.get("model")
-        reasons: list[str] = []
-        batches: dict[str, Any] = {}
-        worst = {"max_abs": 0.0, "max_rel": 0.0, "cosine_min": 1.0}
         try:
             runner = make_runner(params.variant_format, model_path, params.factory,
                                  list(samples), params.runtime,
@@ -77,72 +74,83 @@ class CheckCorrectness(Step):
             reason = f"load: {type(e).__name__}: {first_line(e)}"
             print(f"FAIL {reason}", flush=True)
             return {"verdict": "fail", "reason": reason, "atol": params.atol, "rtol": params.rtol,
-                    "batches": {}, "worst": worst}
+                    "batches": {}, "worst": {"max_abs": 0.0, "max_rel": 0.0, "cosine_min": 1.0}}
 
-        metric_fn = load_callable(params.metric.function, "correctness.metric.function") if params.metric else None
-        metric_values: dict[str, dict[str, float]] = {}
-        tolerance_reasons: list[str] = []
-        for b in params.batch_sizes:
-            reference = read_npz(ref_dir / reference_file(b))
-            names = list(params.outputs) or list(reference)
-            feeds = take_batch(samples, b)
-            try:
-                got = _named_outputs(runner, runner.run(feeds), list(reference))
-            except Exception as e:
-                msg = f"batch {b}: {type(e).__name__}: {first_line(e)}"
+        return judge_runner(runner, params, ref_dir, samples)
+
+
+def judge_runner(runner: Any, params: CorrectnessParams, ref_dir: Any, samples: Mapping[str, np.ndarray]) -> dict:
+    """Run ``runner`` at every batch size of ``params`` and judge its outputs against the reference.
+
+    The verdict of a correctness check; also how a model served by Triton is judged.
+    """
+    reasons: list[str] = []
+    batches: dict[str, Any] = {}
+    worst = {"max_abs": 0.0, "max_rel": 0.0, "cosine_min": 1.0}
+    metric_fn = load_callable(params.metric.function, "correctness.metric.function") if params.metric else None
+    metric_values: dict[str, dict[str, float]] = {}
+    tolerance_reasons: list[str] = []
+    for b in params.batch_sizes:
+        reference = read_npz(ref_dir / reference_file(b))
+        names = list(params.outputs) or list(reference)
+        feeds = take_batch(samples, b)
+        try:
+            got = _named_outputs(runner, runner.run(feeds), list(reference))
+        except Exception as e:
+            msg = f"batch {b}: {type(e).__name__}: {first_line(e)}"
+            reasons.append(msg)
+            batches[str(b)] = {"error": msg}
+            print(f"FAIL {msg}", flush=True)
+            continue
+        batch_report: dict[str, Any] = {}
+        for name in names:
+            if name not in got:
+                msg = f"batch {b}, output {name}: missing from the variant's outputs ({', '.join(got)})"
+                batch_report[name] = {"within_tolerance": False, "error": msg}
                 reasons.append(msg)
-                batches[str(b)] = {"error": msg}
-                print(f"FAIL {msg}", flush=True)
                 continue
-            batch_report: dict[str, Any] = {}
-            for name in names:
-                if name not in got:
-                    msg = f"batch {b}, output {name}: missing from the variant's outputs ({', '.join(got)})"
-                    batch_report[name] = {"within_tolerance": False, "error": msg}
-                    reasons.append(msg)
-                    continue
-                tol = params.output_tolerances.get(name, {})
-                atol, rtol = float(tol.get("atol", params.atol)), float(tol.get("rtol", params.rtol))
-                m = compare(got[name], reference[name], atol, rtol)
-                batch_report[name] = m
-                if not m["within_tolerance"]:
-                    where = reasons if "max_abs" not in m else tolerance_reasons
-                    where.append(f"batch {b}, output {name}: {_describe_failure(m, atol, rtol)}")
-                if "max_abs" in m:
-                    worst["max_abs"] = max(worst["max_abs"], m["max_abs"])
-                    worst["max_rel"] = max(worst["max_rel"], m["max_rel"])
-                    worst["cosine_min"] = min(worst["cosine_min"], m["cosine_min"])
-                status = "ok" if m["within_tolerance"] else "OUT"
-                print(f"batch {b}, output {name}: {status} max_abs {m.get('max_abs', float('nan')):.3g} "
-                      f"max_rel {m.get('max_rel', float('nan')):.3g} "
-                      f"cosine_min {m.get('cosine_min', float('nan')):.6f}", flush=True)
-            batches[str(b)] = batch_report
-            if metric_fn is not None:
-                try:
-                    values = metric_fn(reference_outputs=dict(reference), variant_outputs=got, inputs=feeds)
-                    metric_values[str(b)] = {k: float(v) for k, v in dict(values).items()}
-                except Exception as e:  # noqa: BLE001 - a metric that breaks fails the check, visibly
-                    reasons.append(f"batch {b}: metric {params.metric.function} raised "
-                                   f"{type(e).__name__}: {first_line(e)}")
+            tol = params.output_tolerances.get(name, {})
+            atol, rtol = float(tol.get("atol", params.atol)), float(tol.get("rtol", params.rtol))
+            m = compare(got[name], reference[name], atol, rtol)
+            batch_report[name] = m
+            if not m["within_tolerance"]:
+                where = reasons if "max_abs" not in m else tolerance_reasons
+                where.append(f"batch {b}, output {name}: {_describe_failure(m, atol, rtol)}")
+            if "max_abs" in m:
+                worst["max_abs"] = max(worst["max_abs"], m["max_abs"])
+                worst["max_rel"] = max(worst["max_rel"], m["max_rel"])
+                worst["cosine_min"] = min(worst["cosine_min"], m["cosine_min"])
+            status = "ok" if m["within_tolerance"] else "OUT"
+            print(f"batch {b}, output {name}: {status} max_abs {m.get('max_abs', float('nan')):.3g} "
+                  f"max_rel {m.get('max_rel', float('nan')):.3g} "
+                  f"cosine_min {m.get('cosine_min', float('nan')):.6f}", flush=True)
+        batches[str(b)] = batch_report
+        if metric_fn is not None:
+            try:
+                values = metric_fn(reference_outputs=dict(reference), variant_outputs=got, inputs=feeds)
+                metric_values[str(b)] = {k: float(v) for k, v in dict(values).items()}
+            except Exception as e:  # noqa: BLE001 - a metric that breaks fails the check, visibly
+                reasons.append(f"batch {b}: metric {params.metric.function} raised "
+                               f"{type(e).__name__}: {first_line(e)}")
 
-        metric_report = None
-        if params.metric is not None and metric_values:
-            metric_report, problem = _judge_metric(params.metric, metric_values)
-            if problem:
-                reasons.append(problem)
-            print(f"metric {params.metric.name}: worst {metric_report.get('worst')}", flush=True)
-        if params.metric is None or not params.metric.replaces_tolerance:
-            reasons.extend(tolerance_reasons)
-        verdict = "fail" if reasons else "pass"
-        reason = reasons[0] if reasons else ""
-        if len(reasons) > 1:
-            reason += f" (and {len(reasons) - 1} more)"
-        print(f"verdict: {verdict}{': ' + reason if reason else ''}", flush=True)
-        pass_rate = _pass_rate(batches)
-        return {"verdict": verdict, "reason": reason, "atol": params.atol, "rtol": params.rtol,
-                "precision": params.precision, "batches": batches,
-                "worst": {**worst, "tolerance_pass_rate": pass_rate}, "metric": metric_report,
-                "tolerance_verdict": "fail" if tolerance_reasons else "pass"}
+    metric_report = None
+    if params.metric is not None and metric_values:
+        metric_report, problem = _judge_metric(params.metric, metric_values)
+        if problem:
+            reasons.append(problem)
+        print(f"metric {params.metric.name}: worst {metric_report.get('worst')}", flush=True)
+    if params.metric is None or not params.metric.replaces_tolerance:
+        reasons.extend(tolerance_reasons)
+    verdict = "fail" if reasons else "pass"
+    reason = reasons[0] if reasons else ""
+    if len(reasons) > 1:
+        reason += f" (and {len(reasons) - 1} more)"
+    print(f"verdict: {verdict}{': ' + reason if reason else ''}", flush=True)
+    pass_rate = _pass_rate(batches)
+    return {"verdict": verdict, "reason": reason, "atol": params.atol, "rtol": params.rtol,
+            "precision": params.precision, "batches": batches,
+            "worst": {**worst, "tolerance_pass_rate": pass_rate}, "metric": metric_report,
+            "tolerance_verdict": "fail" if tolerance_reasons else "pass"}
 
 
 def _pass_rate(batches: dict[str, Any]) -> float:
@@ -232,4 +240,4 @@ def _describe_failure(m: dict[str, Any], atol: float, rtol: float) -> str:
             f"({100 * m['out_fraction']:.3g}% of elements out)")
 
 
-__all__ = ["CheckCorrectness", "CorrectnessParams", "MetricSpec", "compare"]
+__all__ = ["CheckCorrectness", "CorrectnessParams", "MetricSpec", "compare", "judge_runner"]

@@ -1,0 +1,135 @@
+"""Semantic checks of a recipe's ``triton:`` section (search space, load, constraints, objective)."""
+
+from __future__ import annotations
+
+import difflib
+
+from navbuild.recipe import schema
+from navbuild.recipe.schema import Recipe
+
+#: runner format -> the native Triton backend that serves it (others have none).
+NATIVE_BACKENDS = {"onnx": "onnxruntime_onnx", "torchscript": "pytorch_libtorch", "openvino": "openvino"}
+
+
+def deployable(variant: str) -> str | None:
+    """Why ``variant`` cannot be deployed to a native Triton backend, or None when it can."""
+    from navbuild.planning.variants import BY_NAME
+
+    v = BY_NAME.get(variant)
+    if v is None:
+        return f"unknown variant '{variant}'"
+    if v.runner not in NATIVE_BACKENDS:
+        return f"{variant} runs the torch source ({v.runner}): Triton has no native backend for it"
+    if v.mode and v.runner != "openvino":
+        return f"{variant} is a runtime mode ({v.mode}) that no Triton backend offers"
+    return None
+
+
+def check_triton(recipe: Recipe, p: list[str]) -> None:
+    """Append every problem of ``recipe.triton`` to ``p`` (nothing when the section is off)."""
+    t = recipe.triton
+    if not t.enabled:
+        return
+    _check_variants(recipe, p)
+    if t.top < 1:
+        p.append(f"triton.top: {t.top} must be >= 1")
+    _check_search(t.search, p)
+    _check_load(t.load, t.search, p)
+    c = t.constraints
+    for key in ("p99_latency_ms", "min_throughput", "max_memory_mb"):
+        value = getattr(c, key)
+        if value is not None and value <= 0:
+            p.append(f"triton.constraints.{key}: {value} must be > 0 (or null for no bound)")
+    if (msg := _choice(t.objective, schema.TRITON_OBJECTIVES, "triton.objective")):
+        p.append(msg)
+    for key, weight in t.weights.items():
+        if key not in ("throughput", "latency"):
+            p.append(_unknown(key, ("throughput", "latency"), "triton.weights"))
+        elif weight < 0:
+            p.append(f"triton.weights.{key}: {weight} must be >= 0")
+    if t.objective == "weighted" and not any(t.weights.get(k, 0) > 0 for k in ("throughput", "latency")):
+        p.append("triton.weights: a weighted objective needs a positive weight on throughput or latency")
+    for i, proto in enumerate(t.protocols):
+        if (msg := _choice(proto, schema.TRITON_PROTOCOLS, f"triton.protocols[{i}]")):
+            p.append(msg)
+    if t.server.startup_timeout_s <= 0:
+        p.append(f"triton.server.startup_timeout_s: {t.server.startup_timeout_s} must be > 0")
+    if t.server.url is not None and ":" not in t.server.url:
+        p.append(f"triton.server.url: '{t.server.url}' must look like 'host:port' (the HTTP endpoint)")
+
+
+def _check_variants(recipe: Recipe, p: list[str]) -> None:
+    from navbuild.planning.variants import selected
+
+    built = [v.name for v in selected(list(recipe.formats), list(recipe.precisions), list(recipe.variants))]
+    for i, name in enumerate(recipe.triton.variants):
+        where = f"triton.variants[{i}]"
+        if name not in built:
+            close = difflib.get_close_matches(name, built, n=1, cutoff=0.6)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            p.append(f"{where}: '{name}' is not a variant this recipe builds{hint}; built: {', '.join(built)}")
+        elif (why := deployable(name)):
+            p.append(f"{where}: {why}")
+    if not recipe.triton.variants and not any(deployable(n) is None for n in built):
+        p.append("triton: none of this recipe's variants has a native Triton backend "
+                 f"(built: {', '.join(built)}); add onnx, torchscript or openvino to formats")
+
+
+def _check_search(s: schema.TritonSearchConfig, p: list[str]) -> None:
+    from navbuild.triton.model_config import BACKENDS, check_backend_parameters
+
+    for key in ("max_batch_sizes", "instance_counts", "dynamic_batching"):
+        if not getattr(s, key):
+            p.append(f"triton.search.{key}: must list at least one value")
+    for i, value in enumerate(s.max_batch_sizes):
+        if value < 1:
+            p.append(f"triton.search.max_batch_sizes[{i}]: {value} must be >= 1")
+    for i, value in enumerate(s.instance_counts):
+        if value < 1:
+            p.append(f"triton.search.instance_counts[{i}]: {value} must be >= 1")
+    for i, value in enumerate(s.max_queue_delays_us):
+        if value < 0:
+            p.append(f"triton.search.max_queue_delays_us[{i}]: {value} must be >= 0")
+    if (msg := _choice(s.instance_kind, schema.INSTANCE_KINDS, "triton.search.instance_kind")):
+        p.append(msg)
+    for backend, options in s.backend_options.items():
+        where = f"triton.search.backend_options.{backend}"
+        if backend not in BACKENDS or backend == "python":
+            p.append(_unknown(backend, [b for b in BACKENDS if b != "python"], "triton.search.backend_options"))
+            continue
+        for problem in check_backend_parameters(backend, {k: "" for k in options}):
+            p.append(f"{where}: {problem}")
+        for name, values in options.items():
+            if not isinstance(values, (list, tuple)) or not values:
+                p.append(f"{where}.{name}: give a non-empty list of values to try")
+
+
+def _check_load(load: schema.TritonLoadConfig, search: schema.TritonSearchConfig, p: list[str]) -> None:
+    for i, value in enumerate(load.concurrency):
+        if value < 1:
+            p.append(f"triton.load.concurrency[{i}]: {value} must be >= 1")
+    if load.max_concurrency < 1:
+        p.append(f"triton.load.max_concurrency: {load.max_concurrency} must be >= 1")
+    if load.batch_size < 1:
+        p.append(f"triton.load.batch_size: {load.batch_size} must be >= 1")
+    elif search.max_batch_sizes and load.batch_size > min(search.max_batch_sizes):
+        p.append(f"triton.load.batch_size: {load.batch_size} exceeds triton.search.max_batch_sizes "
+                 f"{list(search.max_batch_sizes)}: a request must fit the smallest max_batch_size")
+    for key in ("measurement_interval_ms", "stability_percentage", "max_trials"):
+        if getattr(load, key) < 1:
+            p.append(f"triton.load.{key}: {getattr(load, key)} must be >= 1")
+
+
+def _choice(value: str, choices: tuple[str, ...] | list[str], path: str) -> str | None:
+    if value in choices:
+        return None
+    return _unknown(value, choices, path, value_word="value")
+
+
+def _unknown(value: str, choices: tuple[str, ...] | list[str], path: str, value_word: str = "key") -> str:
+    close = difflib.get_close_matches(str(value), list(choices), n=1, cutoff=0.6)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"{path}: unknown {value_word} '{value}'{hint}; choose one of {', '.join(choices)}"
+
+
+__all__ = ["check_triton", "deployable", "NATIVE_BACKENDS"]

@@ -1,0 +1,1 @@
+"""Triton Inference Server: model configurations (pure), model repositories, the embedded server."""

@@ -1,0 +1,248 @@
+"""Triton Model Analyzer: its config from a recipe's load, constraints and objective; a run; its results.
+
+navbuild measures one model configuration per Model Analyzer run (the configuration is the
+model's own ``config.pbtxt``, which Model Analyzer profiles as its "default"), so that every
+measurement is a cached target of its own. Model Analyzer's checkpoint knows nothing of the
+model's content: each run gets a fresh checkpoint folder that is thrown away afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from navbuild.errors import NavbuildError
+
+#: recipe constraint -> (Model Analyzer metric, bound)
+CONSTRAINT_METRICS = {"p99_latency_ms": ("perf_latency_p99", "max"),
+                      "min_throughput": ("perf_throughput", "min"),
+                      "max_memory_mb": ("cpu_used_ram", "max")}
+
+
+class AnalyzerError(NavbuildError):
+    """Model Analyzer failed or measured nothing; the message holds its log's relevant lines."""
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """The load perf_analyzer applies: client concurrencies, request batch size, stability rules."""
+
+    concurrency: tuple[int, ...]
+    batch_size: int = 1
+    measurement_interval_ms: int = 1000
+    stability_percentage: int = 10
+    max_trials: int = 10
+
+
+@dataclass(frozen=True)
+class Constraints:
+    p99_latency_ms: float | None = None
+    min_throughput: float | None = None
+    max_memory_mb: float | None = None
+
+    def met_by(self, row: Mapping[str, Any]) -> bool:
+        """Whether a measurement row (``p99_ms``, ``throughput``, ``memory_mb``) meets every bound."""
+        if self.p99_latency_ms is not None and row["p99_ms"] > self.p99_latency_ms:
+            return False
+        if self.min_throughput is not None and row["throughput"] < self.min_throughput:
+            return False
+        memory = row.get("memory_mb")
+        return not (self.max_memory_mb is not None and memory is not None and memory > self.max_memory_mb)
+
+
+def constraints_section(constraints: Constraints) -> dict[str, dict[str, float]]:
+    """The recipe's constraints as Model Analyzer's ``constraints:`` (metric -> {min|max: value})."""
+    section: dict[str, dict[str, float]] = {}
+    for key, (metric, bound) in CONSTRAINT_METRICS.items():
+        value = getattr(constraints, key)
+        if value is not None:
+            section[metric] = {bound: float(value)}
+    return section
+
+
+def objectives_section(objective: str, weights: Mapping[str, float]) -> dict[str, float]:
+    """The recipe's objective as Model Analyzer's ``objectives:`` (metric -> relative weight)."""
+    if objective == "throughput":
+        return {"perf_throughput": 10}
+    if objective == "latency":
+        return {"perf_latency_p99": 10}
+    if objective == "weighted":
+        section = {"perf_throughput": weights.get("throughput", 0), "perf_latency_p99": weights.get("latency", 0)}
+        return {k: v for k, v in section.items() if v > 0}
+    raise ValueError(f"unknown objective '{objective}' (throughput, latency, weighted)")
+
+
+def analyzer_config(*, stack: Any, repository: Path, model_name: str, work: Path, ports: Sequence[int],
+                    load: LoadSpec, input_data: Path | None = None, constraints: Constraints | None = None,
+                    objective: str | None = None, weights: Mapping[str, float] | None = None,
+                    collect_memory: bool = False, remote_url: str | None = None) -> dict[str, Any]:
+    """A Model Analyzer ``profile`` config that measures ``model_name``'s own config.pbtxt at ``load``.
+
+    Everything it writes stays under ``work``; the server it starts listens on 127.0.0.1 at
+    ``ports`` (http, grpc, metrics). ``triton_server_environment`` replaces the server's
+    environment (perf_analyzer inherits it too), so it lists every library and Python folder.
+    """
+    http, grpc, metrics = ports
+    env = stack.env({})
+    config: dict[str, Any] = {
+        "model_repository": str(repository),
+        "output_model_repository_path": str(work / "output_repository"),
+        "override_output_model_repository": True,
+        "checkpoint_directory": str(work / "checkpoints"),
+        "export_path": str(work / "export"),
+        "triton_output_path": str(work / "server.log"),
+        "perf_output": True,
+        "perf_output_path": str(work / "perf_analyzer.log"),
+        "triton_launch_mode": "remote" if remote_url else "local",
+        "triton_http_endpoint": f"127.0.0.1:{http}",
+        "triton_grpc_endpoint": f"127.0.0.1:{grpc}",
+        "triton_metrics_url": f"http://127.0.0.1:{metrics}/metrics",
+        "perf_analyzer_path": str(stack.perf_analyzer),
+        "client_protocol": "grpc",
+        "run_config_search_disable": True,
+        "skip_summary_reports": True,
+        "skip_detailed_reports": True,
+        "collect_cpu_metrics": bool(collect_memory),
+        "perf_analyzer_flags": {
+            "percentile": 99,
+            "measurement-interval": int(load.measurement_interval_ms),
+            "stability-percentage": int(load.stability_percentage),
+            "max-trials": int(load.max_trials),
+        },
+        "profile_models": {model_name: {"parameters": {"concurrency": list(load.concurrency),
+                                                       "batch_sizes": [int(load.batch_size)]}}},
+    }
+    if remote_url:
+        config["triton_http_endpoint"] = remote_url
+    else:
+        config.update({
+            "triton_server_path": str(stack.server),
+            "triton_server_flags": {"backend_directory": str(stack.backend_dir), "http_address": "127.0.0.1",
+                                    "grpc_address": "127.0.0.1", "metrics_address": "127.0.0.1"},
+            "triton_server_environment": {k: env[k] for k in ("LD_LIBRARY_PATH", "PYTHONPATH", "PATH") if k in env},
+        })
+    if input_data is not None:
+        config["perf_analyzer_flags"]["input-data"] = str(input_data)
+    if constraints is not None and (section := constraints_section(constraints)):
+        config["constraints"] = section
+    if objective is not None:
+        config["objectives"] = objectives_section(objective, weights or {})
+    return config
+
+
+def run_analyzer(config: Mapping[str, Any], work: Path, stack: Any, timeout_s: float = 1800) -> Path:
+    """Run ``model-analyzer profile`` on ``config``; return its checkpoint file.
+
+    Model Analyzer runs in its own process group, which is killed on any exit from here
+    (failure, timeout, Ctrl-C), so neither it nor the server and perf_analyzer it started
+    outlive the call.
+    """
+    import yaml
+
+    work.mkdir(parents=True, exist_ok=True)
+    config_path = work / "model_analyzer.yaml"
+    config_path.write_text(yaml.safe_dump(dict(config), sort_keys=True))
+    log_path = work / "model_analyzer.log"
+    cmd = [str(stack.require_model_analyzer()), "profile", "-f", str(config_path)]
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=work, env=stack.env(), start_new_session=True)
+        try:
+            rc = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise AnalyzerError(f"Model Analyzer took longer than {timeout_s:.0f} s; its log: {log_path}")
+        finally:
+            _kill_group(proc)
+    checkpoint = work / "checkpoints" / "0.ckpt"
+    if rc != 0 or not checkpoint.is_file():
+        raise AnalyzerError(f"Model Analyzer failed (exit {rc}):\n{relevant_lines(log_path, work / 'server.log')}\n"
+                            f"full log: {log_path}")
+    return checkpoint
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Stop the process group of ``proc`` (TERM, then KILL) whether or not ``proc`` has exited."""
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if proc.poll() is not None and not _group_alive(proc.pid):
+                return
+            time.sleep(0.1)
+    proc.poll()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def relevant_lines(*logs: Path, limit: int = 15) -> str:
+    """The error lines of Model Analyzer's and the server's logs (what a person needs to see first)."""
+    import re
+
+    picked: list[str] = []
+    for log in logs:
+        if not log.is_file():
+            continue
+        for line in log.read_text(errors="replace").splitlines():
+            if re.match(r"^E\d{4}", line) or re.search(r"error|failed|unavailable|traceback", line, re.I):
+                picked.append(f"  {log.name}: {line.strip()[:300]}")
+    return "\n".join(picked[-limit:]) or "  (no error lines in the logs)"
+
+
+def parse_checkpoint(path: Path, model_name: str) -> list[dict[str, Any]]:
+    """Every measurement of ``model_name`` in a Model Analyzer checkpoint, one row per load point.
+
+    A row: ``concurrency``, ``batch_size``, ``throughput`` (inferences/s), ``p90_ms``,
+    ``p95_ms``, ``p99_ms``, ``avg_ms`` (when recorded), ``memory_mb`` (when collected),
+    ``server_queue_ms``, ``server_compute_ms``, ``variant`` (Model Analyzer's config name).
+    """
+    data = json.loads(path.read_text())
+    results = data.get("ResultManager.results", {}).get("_results", {}).get(model_name, {})
+    rows = []
+    for variant, entry in results.items():
+        measurements = entry[1] if isinstance(entry, list) and len(entry) > 1 else {}
+        for measurement in measurements.values():
+            for mcm in measurement.get("_model_config_measurements", []):
+                pa = mcm.get("_model_specific_pa_params", {})
+                metrics = {name: value["_value"] for name, value in mcm.get("_non_gpu_data", [])}
+                if "perf_throughput" not in metrics:
+                    continue
+                rows.append({
+                    "variant": variant,
+                    "concurrency": int(pa.get("concurrency-range") or 0),
+                    "batch_size": int(pa.get("batch-size") or 1),
+                    "throughput": float(metrics["perf_throughput"]),
+                    "p90_ms": _get(metrics, "perf_latency_p90"),
+                    "p95_ms": _get(metrics, "perf_latency_p95"),
+                    "p99_ms": _get(metrics, "perf_latency_p99"),
+                    "avg_ms": _get(metrics, "perf_latency_avg"),
+                    "memory_mb": _get(metrics, "cpu_used_ram"),
+                    "server_queue_ms": _get(metrics, "perf_server_queue"),
+                    "server_compute_ms": _get(metrics, "perf_server_compute_infer"),
+                })
+    return sorted(rows, key=lambda r: (r["variant"], r["concurrency"]))
+
+
+def _get(metrics: Mapping[str, float], name: str) -> float | None:
+    value = metrics.get(name)
+    return None if value is None else float(value)
+
+
+__all__ = ["LoadSpec", "Constraints", "AnalyzerError", "analyzer_config", "constraints_section",
+           "objectives_section", "run_analyzer", "parse_checkpoint", "relevant_lines", "CONSTRAINT_METRICS"]
