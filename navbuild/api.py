@@ -133,6 +133,7 @@ def build_prepared(prep: Prepared, reporter: Reporter) -> BuildResult:
                        keep_going=prep.recipe.keep_going)
     variants = {v: prep.graph.variant_models.get(v) for v in prep.graph.variants()}
     outcomes = _compare_finalists(prep, variants, outcomes, reporter)
+    outcomes = _deploy_to_triton(prep, variants, outcomes, reporter)
     prep.store.memo.save()
     summary = make_summary(prep.recipe, prep.recipe_file, prep.build_dir, prep.store.root, outcomes,
                            variants, time.perf_counter() - start)
@@ -159,6 +160,40 @@ def load(path: str | Path) -> Any:
     from navbuild.package.view import Package
 
     return Package.open(path)
+
+
+def _deploy_to_triton(prep: Prepared, variants: dict[str, str | None], outcomes: dict[str, Any],
+                      reporter: Reporter) -> dict[str, Any]:
+    """Third phase (``triton.enabled``): the best correct variants to Triton, their configuration searched."""
+    if not prep.recipe.triton.enabled:
+        return outcomes
+    from navbuild.execute.executor import execute
+    from navbuild.planning.triton import expand_triton, triton_variants
+
+    ranking = _final_ranking(prep, variants, outcomes)
+    chosen = triton_variants(prep.recipe, ranking)
+    if not chosen:
+        reporter.warning("triton: no correct variant with a native Triton backend to deploy")
+        return outcomes
+    expand_triton(prep.graph, prep.recipe, chosen, prep.cwd)
+    return execute(prep.graph, prep.store, prep.build_dir, prep.cwd, reporter,
+                   keep_going=prep.recipe.keep_going, done=outcomes)
+
+
+def _final_ranking(prep: Prepared, variants: dict[str, str | None], outcomes: dict[str, Any]) -> list[str]:
+    """Correct variants, best first: the finalists' winner, then the profile ranking."""
+    from navbuild.report.summary import variant_table
+    from navbuild.select import choose, choose_from_finalists
+
+    sel = prep.recipe.select
+    table = variant_table(outcomes, variants)
+    ranking = [n for n, _ in choose(table, sel.objective, sel.batch_size, sel.percentile, sel.noise).ranking]
+    finalists = outcomes.get("finalists")
+    if finalists is not None and finalists.status in ("built", "cached"):
+        best = choose_from_finalists(finalists.result, sel.objective, sel.noise).variant
+        if best:
+            ranking = [best] + [n for n in ranking if n != best]
+    return ranking
 
 
 def _compare_finalists(prep: Prepared, variants: dict[str, str | None], outcomes: dict[str, Any],

@@ -48,3 +48,19 @@ class CacheError(NavbuildError):
     """The cache store cannot be used (not writable, wrong layout)."""
 
     exit_code = 1
+
+
+class MissingTool(NavbuildError):
+    """An external tool or library is not installed; the message names what to install: exit code 2."""
+
+    exit_code = 2
+
+
+class ServerError(NavbuildError):
+    """A Triton server did not start, is not ready, or failed; the message holds its log lines."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, log_path: str | None = None) -> None:
+        self.log_path = log_path
+        super().__init__(message)

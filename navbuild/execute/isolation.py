@@ -56,6 +56,8 @@ def run_child(staging: Path, cwd: Path, timeout: float | None = None) -> ChildOu
     compile_cache = Path(staging).absolute().parent.parent / "compile-cache"
     env.setdefault("TORCHINDUCTOR_CACHE_DIR", str(compile_cache / "inductor"))
     env.setdefault("TRITON_CACHE_DIR", str(compile_cache / "triton"))
+    # the Triton server's prepared backend folder and library links, shared by every Triton target
+    env.setdefault("NAVBUILD_TRITON_DIR", str(Path(staging).absolute().parent.parent / "triton-stack"))
     log_path = staging / "log.txt"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "navbuild.execute.child", str(staging / "job.json")],

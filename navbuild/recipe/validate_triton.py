@@ -97,11 +97,15 @@ def _check_search(s: schema.TritonSearchConfig, p: list[str]) -> None:
         if backend not in BACKENDS or backend == "python":
             p.append(_unknown(backend, [b for b in BACKENDS if b != "python"], "triton.search.backend_options"))
             continue
-        for problem in check_backend_parameters(backend, {k: "" for k in options}):
-            p.append(f"{where}: {problem}")
+        pairs = []
         for name, values in options.items():
             if not isinstance(values, (list, tuple)) or not values:
                 p.append(f"{where}.{name}: give a non-empty list of values to try")
+                pairs.append((name, ""))  # the name is still checked
+            else:
+                pairs += [(name, str(v)) for v in values]
+        for problem in check_backend_parameters(backend, pairs):
+            p.append(f"{where}: {problem}")
 
 
 def _check_load(load: schema.TritonLoadConfig, search: schema.TritonSearchConfig, p: list[str]) -> None:

@@ -140,6 +140,10 @@ STEP_REGISTRY: dict[str, str] = {
     "OpenVinoQuantized": "navbuild.steps.openvino_quantized:OpenVinoQuantized",
     "OpenVinoWeightCompressed": "navbuild.steps.openvino_quantized:OpenVinoWeightCompressed",
     "CompareFinalists": "navbuild.steps.finalists:CompareFinalists",
+    "WriteTritonModel": "navbuild.steps.triton_model:WriteTritonModel",
+    "MeasureTritonConfig": "navbuild.steps.triton_measure:MeasureTritonConfig",
+    "SearchTritonConfig": "navbuild.steps.triton_search:SearchTritonConfig",
+    "ValidateTritonModel": "navbuild.steps.triton_validate:ValidateTritonModel",
 }
 
 

@@ -136,6 +136,38 @@ def analyzer_config(*, stack: Any, repository: Path, model_name: str, work: Path
     return config
 
 
+def deployment_config(model_name: str, space: Mapping[str, Any], load: LoadSpec, constraints: Constraints,
+                      objective: str, weights: Mapping[str, float]) -> dict[str, Any]:
+    """A Model Analyzer config to repeat the whole search on a deployment machine (an NGC Triton).
+
+    It profiles the native model in ``./model_repository`` over ``space`` (keys
+    ``max_batch_sizes``, ``instance_counts``, ``instance_kind``, ``dynamic_batching``,
+    ``max_queue_delays_us``, ``backend_options`` as in the recipe) with the same load,
+    constraints and objective that navbuild used here.
+    """
+    params: dict[str, Any] = {
+        "max_batch_size": list(space["max_batch_sizes"]),
+        "instance_group": [{"kind": space["instance_kind"], "count": list(space["instance_counts"])}],
+    }
+    if any(space["dynamic_batching"]):
+        params["dynamic_batching"] = {"max_queue_delay_microseconds": list(space["max_queue_delays_us"]) or [0]}
+    if space.get("backend_options"):
+        params["parameters"] = {k: {"string_value": [str(v) for v in values]}
+                                for k, values in space["backend_options"].items()}
+    config: dict[str, Any] = {
+        "model_repository": "./model_repository",
+        "run_config_search_mode": "brute",
+        "perf_analyzer_flags": {"percentile": 99, "input-data": "./input_data.json"},
+        "objectives": objectives_section(objective, weights),
+        "profile_models": {model_name: {"parameters": {"concurrency": list(load.concurrency),
+                                                       "batch_sizes": [int(load.batch_size)]},
+                                        "model_config_parameters": params}},
+    }
+    if (section := constraints_section(constraints)):
+        config["constraints"] = section
+    return config
+
+
 def run_analyzer(config: Mapping[str, Any], work: Path, stack: Any, timeout_s: float = 1800) -> Path:
     """Run ``model-analyzer profile`` on ``config``; return its checkpoint file.
 
@@ -154,9 +186,7 @@ def run_analyzer(config: Mapping[str, Any], work: Path, stack: Any, timeout_s: f
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 cwd=work, env=stack.env(), start_new_session=True)
         try:
-            rc = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            raise AnalyzerError(f"Model Analyzer took longer than {timeout_s:.0f} s; its log: {log_path}")
+            rc = _wait(proc, work / "server.log", log_path, timeout_s)
         finally:
             _kill_group(proc)
     checkpoint = work / "checkpoints" / "0.ckpt"
@@ -164,6 +194,25 @@ def run_analyzer(config: Mapping[str, Any], work: Path, stack: Any, timeout_s: f
         raise AnalyzerError(f"Model Analyzer failed (exit {rc}):\n{relevant_lines(log_path, work / 'server.log')}\n"
                             f"full log: {log_path}")
     return checkpoint
+
+
+#: server log lines after which the server never becomes ready (it waits forever instead of exiting)
+_FATAL = ("Failed to run python backend stub",)
+
+
+def _wait(proc: subprocess.Popen, server_log: Path, log_path: Path, timeout_s: float) -> int:
+    """Wait for Model Analyzer; fail early when its server hit a fatal error that would hang it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return proc.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            pass
+        if server_log.is_file() and any(f in server_log.read_text(errors="replace") for f in _FATAL):
+            raise AnalyzerError(f"the Triton server Model Analyzer started cannot run the model:\n"
+                                f"{relevant_lines(server_log)}\nserver log: {server_log}")
+        if time.monotonic() > deadline:
+            raise AnalyzerError(f"Model Analyzer took longer than {timeout_s:.0f} s; its log: {log_path}")
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -244,5 +293,5 @@ def _get(metrics: Mapping[str, float], name: str) -> float | None:
     return None if value is None else float(value)
 
 
-__all__ = ["LoadSpec", "Constraints", "AnalyzerError", "analyzer_config", "constraints_section",
+__all__ = ["LoadSpec", "Constraints", "AnalyzerError", "analyzer_config", "deployment_config", "constraints_section",
            "objectives_section", "run_analyzer", "parse_checkpoint", "relevant_lines", "CONSTRAINT_METRICS"]

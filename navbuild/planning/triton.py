@@ -1,0 +1,152 @@
+"""The Triton targets of a recipe: per deployed variant a model, one measurement per configuration, a search, a validation.
+
+Added once the profiles have ranked the variants (the default deploys the top correct
+ones), like the finalists. Pure: reads no model and starts nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+from typing import Any
+
+from navbuild.planning.graph import Graph
+from navbuild.planning.planner import METRIC_ID, REFERENCE_ID, tensor_specs, tolerances
+from navbuild.planning.target import Leaf, Target
+from navbuild.planning.variants import BY_NAME
+from navbuild.recipe.validate_triton import NATIVE_BACKENDS, deployable
+from navbuild.steps.base import load_step
+
+TRITON_MODEL, TRITON_MEASURE, TRITON_SEARCH, TRITON_VALIDATE = (
+    "triton-model", "triton-measure", "triton-search", "triton-validate")
+SERVER_ID = "triton-server"
+
+
+def triton_variants(recipe: Any, ranking: list[str]) -> list[str]:
+    """The variants to deploy: the recipe's list, else the top ``triton.top`` correct deployable ones."""
+    if recipe.triton.variants:
+        return list(recipe.triton.variants)
+    return [v for v in ranking if deployable(v) is None][:recipe.triton.top]
+
+
+def model_name(recipe_name: str, variant: str) -> str:
+    """A Triton model name: letters, digits and underscores (``minilm_onnx_opt``)."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", f"{recipe_name}_{variant}").strip("_") or "model"
+
+
+def search_configs(recipe: Any, backend: str) -> list[Any]:
+    """Triton's default configuration first, then the cartesian product of the search space (no duplicates).
+
+    Queue delays only vary where dynamic batching is on; backend options apply to their own backend.
+    """
+    from navbuild.triton.model_config import ModelConfig, default_config
+
+    s = recipe.triton.search
+    options = s.backend_options.get(backend, {})
+    option_sets = [dict(zip(options, values)) for values in itertools.product(*options.values())] or [{}]
+    configs = [default_config(max(s.max_batch_sizes), backend)]
+    for mbs, count, dynamic, params in itertools.product(s.max_batch_sizes, s.instance_counts,
+                                                         s.dynamic_batching, option_sets):
+        delays = s.max_queue_delays_us if dynamic else [0]
+        for delay in delays or [0]:
+            config = ModelConfig(max_batch_size=mbs, instance_count=count, instance_kind=s.instance_kind,
+                                 dynamic_batching=dynamic, max_queue_delay_us=delay if dynamic else 0,
+                                 backend_parameters={k: str(v) for k, v in params.items()})
+            if config not in configs:
+                configs.append(config)
+    return configs
+
+
+def concurrency(recipe: Any) -> tuple[int, ...]:
+    """The load points: the recipe's list, or automatic (1, 2, 4, ... up to ``load.max_concurrency``)."""
+    load = recipe.triton.load
+    if load.concurrency:
+        return tuple(sorted(set(load.concurrency)))
+    points, c = [], 1
+    while c <= load.max_concurrency:
+        points.append(c)
+        c *= 2
+    return tuple(points)
+
+
+def expand_triton(graph: Graph, recipe: Any, variants: list[str], cwd: Path) -> list[str]:
+    """Add the Triton targets of ``variants``; return the ids of their search targets."""
+    from navbuild.triton.analyzer import Constraints, LoadSpec
+
+    t = recipe.triton
+    server_inputs: dict[str, str] = {}
+    if t.server.path:
+        from navbuild.recipe.validate import resolve_path
+
+        path = resolve_path(t.server.path, cwd)
+        graph.add(Leaf(SERVER_ID, path, (path,)))
+        server_inputs = {"server": SERVER_ID}
+    load = LoadSpec(concurrency=concurrency(recipe), batch_size=t.load.batch_size,
+                    measurement_interval_ms=t.load.measurement_interval_ms,
+                    stability_percentage=t.load.stability_percentage, max_trials=t.load.max_trials)
+    constraints = Constraints(t.constraints.p99_latency_ms, t.constraints.min_throughput, t.constraints.max_memory_mb)
+    searches = []
+    for variant in variants:
+        v = BY_NAME[variant]
+        backend = NATIVE_BACKENDS[v.runner]
+        name = model_name(recipe.name, variant)
+        model_id = _add(graph, f"triton/model/{variant}", "WriteTritonModel", TRITON_MODEL, variant,
+                        {"model": graph.variant_models[variant], "reference": REFERENCE_ID},
+                        name=name, variant=variant, runner=v.runner, backend=backend, mode=v.mode,
+                        inputs=tensor_specs(recipe), batch_size=max(recipe.profile.batch_sizes),
+                        max_batch_size=max(t.search.max_batch_sizes))
+        configs = search_configs(recipe, backend)
+        measures = {}
+        for i, config in enumerate(configs):
+            measures[f"measure-{i}"] = _add(
+                graph, f"triton/measure/{variant}/{config.label()}", "MeasureTritonConfig", TRITON_MEASURE, variant,
+                {"repo": model_id, **server_inputs}, name=name, backend=backend, mode=v.mode, config=config,
+                load=load, collect_memory=t.constraints.max_memory_mb is not None)
+        search_id = _add(graph, f"triton/search/{variant}", "SearchTritonConfig", TRITON_SEARCH, variant,
+                         {"repo": model_id, **measures}, name=name, variant=variant, backend=backend, mode=v.mode,
+                         configs=tuple(configs), default_index=0, constraints=constraints, objective=t.objective,
+                         weights=tuple(sorted(t.weights.items())), load=load, space=_space(t.search, backend))
+        searches.append(search_id)
+        if t.validate:
+            check_inputs = {"search": search_id, "repo": model_id, "reference": REFERENCE_ID, **server_inputs}
+            if recipe.correctness.metric is not None:
+                check_inputs["metric"] = METRIC_ID
+            _add(graph, f"triton/validate/{variant}", "ValidateTritonModel", TRITON_VALIDATE, variant, check_inputs,
+                 name=name, protocols=tuple(t.protocols), check=_check_params(graph, recipe, variant),
+                 url=t.server.url, startup_timeout_s=t.server.startup_timeout_s)
+    return searches
+
+
+def _check_params(graph: Graph, recipe: Any, variant: str) -> Any:
+    """The variant's own correctness params (tolerances, metric, batch sizes), for the served model."""
+    check = graph.targets.get(f"correctness/{variant}")
+    if check is not None:
+        return check.params
+    from navbuild.steps.common import RuntimeOptions
+    from navbuild.steps.correctness import CorrectnessParams
+
+    atol, rtol = tolerances(recipe, BY_NAME[variant].precision)
+    return CorrectnessParams(variant_format=BY_NAME[variant].runner, factory=None, outputs=tuple(recipe.outputs),
+                             batch_sizes=tuple(sorted(recipe.profile.batch_sizes)), atol=atol, rtol=rtol,
+                             runtime=RuntimeOptions())
+
+
+def _space(search: Any, backend: str) -> Any:
+    from navbuild.steps.triton_search import SearchSpace
+
+    options = search.backend_options.get(backend, {})
+    return SearchSpace(max_batch_sizes=tuple(search.max_batch_sizes), instance_counts=tuple(search.instance_counts),
+                       instance_kind=search.instance_kind, dynamic_batching=tuple(search.dynamic_batching),
+                       max_queue_delays_us=tuple(search.max_queue_delays_us),
+                       backend_options=tuple((k, tuple(str(v) for v in values)) for k, values in options.items()))
+
+
+def _add(graph: Graph, target_id: str, step_name: str, kind: str, of_variant: str, inputs: dict[str, str], /,
+         **params: Any) -> str:
+    step = load_step(step_name)
+    return graph.add(Target(target_id, step.name, step.Params(**params), inputs, kind=kind, variant=of_variant))
+
+
+__all__ = ["expand_triton", "triton_variants", "search_configs", "concurrency", "model_name",
+           "TRITON_MODEL", "TRITON_MEASURE", "TRITON_SEARCH", "TRITON_VALIDATE"]

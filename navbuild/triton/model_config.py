@@ -1,0 +1,442 @@
+"""One Triton model configuration (a point of the search space) and its ``config.pbtxt`` text."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence, Union
+
+#: what ``ModelConfig.backend_parameters`` and ``check_backend_parameters`` accept
+ParamsLike = Union[Mapping[str, Any], Iterable[tuple[str, Any]]]
+
+INSTANCE_KINDS: tuple[str, ...] = ("KIND_CPU", "KIND_GPU")
+
+
+@dataclass(frozen=True)
+class TritonBackend:
+    """A native Triton backend navbuild writes models for, as ``config.pbtxt`` names it."""
+
+    name: str  # navbuild's id for it (the platform name where Triton has one)
+    backend: str  # the ``backend:`` field, "" where the platform alone names it
+    platform: str  # the ``platform:`` field, "" where the backend alone names it
+    model_files: tuple[str, ...]  # default file names in the version folder, the main file first
+
+
+BACKENDS: dict[str, TritonBackend] = {b.name: b for b in (
+    TritonBackend("onnxruntime_onnx", "onnxruntime", "onnxruntime_onnx", ("model.onnx",)),
+    TritonBackend("pytorch_libtorch", "", "pytorch_libtorch", ("model.pt",)),
+    TritonBackend("openvino", "openvino", "", ("model.xml", "model.bin")),
+    TritonBackend("tensorrt_plan", "", "tensorrt_plan", ("model.plan",)),
+    TritonBackend("python", "python", "", ("model.py",)),
+)}
+
+
+@dataclass(frozen=True)
+class TritonTensor:
+    """A model input or output as ``config.pbtxt`` declares it."""
+
+    name: str
+    dtype: str  # numpy dtype name: "float32", "int64", "float16", "int32", "bool", "bfloat16", "object", ...
+    dims: tuple[int, ...]  # WITHOUT the batch dimension; -1 = dynamic
+
+
+@dataclass(frozen=True)
+class BackendOption:
+    """A backend option a recipe may set, and how it lands in ``config.pbtxt``.
+
+    ``kind``: ``count`` (a whole number >= 0), ``bool`` (what Triton's ParseBoolValue takes:
+    true/false, yes/no, on/off, 1/0), ``choice`` (one of ``choices``, any case) or ``text``.
+    A ``count`` also takes ``choices`` as named alternatives (OpenVINO ``NUM_STREAMS: AUTO``).
+    ``lands``: ``parameter`` (``parameters { key value { string_value } }``) or
+    ``graph_level`` (ONNX Runtime's ``optimization { graph { level } }``).
+    ``runtime``: the navbuild ``RuntimeOptions`` field a locally served python-backend model
+    sets from it, so the local model honours the same search point; ``runtime_values`` maps
+    option values (upper case) to runtime values where they differ.
+    """
+
+    key: str
+    kind: str
+    choices: tuple[str, ...] = ()
+    lands: str = "parameter"
+    runtime: str = ""
+    runtime_values: tuple[tuple[str, str], ...] = ()
+
+
+#: ONNX Runtime backend: recipe graph level -> ``optimization.graph.level``. The backend reads
+#: -1 as ORT_ENABLE_BASIC, 1 as ORT_ENABLE_EXTENDED, 2 as ORT_DISABLE_ALL and anything else
+#: (0, or no optimization block) as ORT_ENABLE_ALL (onnxruntime_backend src/onnxruntime.cc,
+#: ModelState constructor; its README says the same). None: write no block, the default.
+ORT_GRAPH_LEVELS: dict[str, int | None] = {"disable": 2, "basic": -1, "extended": 1, "all": None}
+
+_BOOL_VALUES = ("true", "false", "yes", "no", "on", "off", "1", "0")
+_YES_NO = ("YES", "NO")
+
+
+def _options(*options: BackendOption) -> dict[str, BackendOption]:
+    return {o.key: o for o in options}
+
+
+#: the options each backend reads, by backend; names are the backends' own, taken from their
+#: sources (onnxruntime_backend src/onnxruntime.cc, pytorch_backend src/libtorch.cc,
+#: openvino_backend src/openvino.cc) so a recipe can be checked against the Triton docs.
+#: ``None``: free-form (the python backend passes every string parameter to model.py).
+BACKEND_OPTIONS: dict[str, dict[str, BackendOption] | None] = {
+    "onnxruntime_onnx": _options(
+        BackendOption("intra_op_thread_count", "count", runtime="intra_op_threads"),
+        BackendOption("inter_op_thread_count", "count", runtime="inter_op_threads"),
+        BackendOption("execution_mode", "choice", ("0", "1")),  # 0 sequential, 1 parallel
+        BackendOption("enable_mem_arena", "bool"),
+        BackendOption("enable_mem_pattern", "bool"),
+        BackendOption("graph_level", "choice", tuple(ORT_GRAPH_LEVELS), lands="graph_level",
+                      runtime="graph_level"),
+    ),
+    "pytorch_libtorch": _options(
+        BackendOption("INTRA_OP_THREAD_COUNT", "count", runtime="intra_op_threads"),
+        BackendOption("INTER_OP_THREAD_COUNT", "count", runtime="inter_op_threads"),
+        BackendOption("DISABLE_OPTIMIZED_EXECUTION", "bool"),
+        BackendOption("INFERENCE_MODE", "bool"),
+        BackendOption("ENABLE_JIT_EXECUTOR", "bool"),
+        BackendOption("ENABLE_JIT_PROFILING", "bool"),
+        BackendOption("ENABLE_TENSOR_FUSER", "bool"),
+        BackendOption("ENABLE_WEIGHT_SHARING", "bool"),
+        BackendOption("ENABLE_CACHE_CLEANING", "bool"),
+        BackendOption("ENABLE_DETERMINISTIC_ALGORITHMS", "bool"),
+        BackendOption("DISABLE_CUDNN", "bool"),
+    ),
+    "openvino": _options(
+        BackendOption("INFERENCE_NUM_THREADS", "count", runtime="intra_op_threads"),
+        BackendOption("COMPILATION_NUM_THREADS", "count"),
+        BackendOption("NUM_STREAMS", "count", ("AUTO", "NUMA")),
+        BackendOption("PERFORMANCE_HINT", "choice", ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")),
+        # the backend accepts only YES (anything else is an error)
+        BackendOption("HINT_BF16", "choice", ("YES",), runtime="mode", runtime_values=(("YES", "bf16"),)),
+        # the backend's own flags: "yes" (any case) turns them on, anything else leaves them off
+        BackendOption("SKIP_OV_DYNAMIC_BATCHSIZE", "choice", _YES_NO),
+        BackendOption("ENABLE_BATCH_PADDING", "choice", _YES_NO),
+        BackendOption("RESHAPE_IO_LAYERS", "choice", _YES_NO),
+        BackendOption("CPU_EXTENSION_PATH", "text"),
+    ),
+    "tensorrt_plan": {},
+    "python": None,
+}
+
+#: parameter names write_local uses for a local model's own settings; not for recipes
+RESERVED_PREFIX = "navbuild_"
+
+#: numpy dtype name -> config.pbtxt data type
+DATA_TYPES: dict[str, str] = {
+    "bool": "TYPE_BOOL",
+    "uint8": "TYPE_UINT8", "uint16": "TYPE_UINT16", "uint32": "TYPE_UINT32", "uint64": "TYPE_UINT64",
+    "int8": "TYPE_INT8", "int16": "TYPE_INT16", "int32": "TYPE_INT32", "int64": "TYPE_INT64",
+    "float16": "TYPE_FP16", "float32": "TYPE_FP32", "float64": "TYPE_FP64",
+    "bfloat16": "TYPE_BF16",  # not a numpy dtype, but a Triton type (torch and ONNX have it)
+    "object": "TYPE_STRING", "bytes": "TYPE_STRING", "str": "TYPE_STRING", "string": "TYPE_STRING",
+}
+
+
+def _text(value: Any) -> str:
+    """A parameter value as the string config.pbtxt carries (YAML booleans as true/false)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def parameter_pairs(params: ParamsLike) -> tuple[tuple[str, str], ...]:
+    """``params`` as sorted ``(key, value)`` string pairs (the form ``ModelConfig`` keeps)."""
+    items = params.items() if isinstance(params, Mapping) else params
+    return tuple(sorted((str(k), _text(v)) for k, v in items))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One point of the search space (what Model Analyzer would vary).
+
+    ``backend_parameters`` may be given as a mapping; it is kept as sorted string pairs so that
+    equal configurations compare, hash and label equal.
+    """
+
+    max_batch_size: int = 8
+    instance_count: int = 1
+    instance_kind: str = "KIND_CPU"  # KIND_CPU | KIND_GPU
+    dynamic_batching: bool = False
+    max_queue_delay_us: int = 0
+    preferred_batch_sizes: tuple[int, ...] = ()
+    backend_parameters: tuple[tuple[str, str], ...] = ()  # sorted (key, value) pairs
+
+    def __post_init__(self) -> None:
+        # frozen: normalise through object.__setattr__ (mapping/list in, sorted tuple out)
+        object.__setattr__(self, "backend_parameters", parameter_pairs(self.backend_parameters))
+        object.__setattr__(self, "preferred_batch_sizes", tuple(int(b) for b in self.preferred_batch_sizes))
+
+    def problems(self) -> list[str]:
+        """What Triton would reject in this configuration (empty when it is valid)."""
+        found: list[str] = []
+        if self.max_batch_size < 0:
+            found.append(f"max_batch_size: {self.max_batch_size} must be >= 0 (0: the model does not batch)")
+        if self.instance_count < 1:
+            found.append(f"instance_count: {self.instance_count} must be >= 1")
+        if self.instance_kind not in INSTANCE_KINDS:
+            found.append(f"instance_kind: '{self.instance_kind}' is not one of {', '.join(INSTANCE_KINDS)}")
+        if self.max_queue_delay_us < 0:
+            found.append(f"max_queue_delay_us: {self.max_queue_delay_us} must be >= 0")
+        if not self.dynamic_batching and (self.max_queue_delay_us or self.preferred_batch_sizes):
+            found.append("max_queue_delay_us / preferred_batch_sizes are set but dynamic_batching is off; "
+                         "turn dynamic_batching on or drop them")
+        if self.dynamic_batching and self.max_batch_size < 1:
+            found.append("dynamic_batching needs max_batch_size >= 1 (a model with max_batch_size 0 does not batch)")
+        for i, size in enumerate(self.preferred_batch_sizes):
+            if not 1 <= size <= max(self.max_batch_size, 1):
+                found.append(f"preferred_batch_sizes[{i}]: {size} must be between 1 and max_batch_size "
+                             f"({self.max_batch_size})")
+        if len(set(self.preferred_batch_sizes)) != len(self.preferred_batch_sizes):
+            found.append(f"preferred_batch_sizes: {list(self.preferred_batch_sizes)} repeats a size")
+        return found
+
+    def label(self) -> str:
+        """A short, filesystem-safe, deterministic id: ``mbs8-i2cpu-db100us-intra_op_thread_count=1``.
+
+        Distinct configurations get distinct labels: where making a part safe changed it (or
+        the label grew too long) a digest of the whole configuration is appended.
+        """
+        parts = [f"mbs{self.max_batch_size}", f"i{self.instance_count}{self.instance_kind.lower().removeprefix('kind_')}"]
+        if self.dynamic_batching:
+            parts.append(f"db{self.max_queue_delay_us}us")
+            if self.preferred_batch_sizes:
+                parts.append("pb" + ".".join(str(b) for b in self.preferred_batch_sizes))
+        # "-" joins parts and "=" joins key and value, so neither may appear inside one
+        clean = [re.sub(r"[^A-Za-z0-9_.+]", "_", p) for p in parts]
+        pairs = [(re.sub(r"[^A-Za-z0-9_.+]", "_", k), re.sub(r"[^A-Za-z0-9_.+]", "_", v))
+                 for k, v in self.backend_parameters]
+        label = "-".join(clean + [f"{k}={v}" for k, v in pairs])
+        if clean != parts or pairs != list(self.backend_parameters) or len(label) > 96:
+            digest = hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()
+            label = f"{label[:80]}-{digest[:10]}"
+        return label
+
+
+#: backends for which Triton itself creates 2 CPU instances when a model has no instance_group
+#: (triton core, model_config_utils.cc SetDefaultInstanceCount: "Backends opt into the
+#: default_cpu_instance_count since some backends (pytorch, OpenVINO) don't perform well/have
+#: high overhead when using multiple instances"; tensorflow opts in too, navbuild writes none)
+DEFAULT_CPU_INSTANCES: dict[str, int] = {"onnxruntime_onnx": 2}
+
+
+def default_config(max_batch_size: int, backend: str | None = None) -> ModelConfig:
+    """What Triton does with no tuning: its default instance group, no dynamic batching, no options.
+
+    On a CPU-only machine Triton fills a missing instance_group with KIND_CPU and count 1,
+    except for backends that opt into 2 CPU instances (ONNX Runtime: see DEFAULT_CPU_INSTANCES),
+    so pass ``backend`` to get the count Triton would really use for it.
+    """
+    return ModelConfig(max_batch_size=max_batch_size,
+                       instance_count=DEFAULT_CPU_INSTANCES.get(backend or "", 1),
+                       instance_kind="KIND_CPU")
+
+
+def _did_you_mean(word: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    if not close:
+        # option names differ mostly in case between backends (INTRA_OP_THREAD_COUNT)
+        lowered = {k.lower(): k for k in known}
+        close = [lowered[m] for m in difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)]
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _value_problem(option: BackendOption, value: str) -> str | None:
+    """Why ``value`` is not valid for ``option``, or None (an empty value: only the name is checked)."""
+    if not value:
+        return None
+    if option.choices and value.upper() in (c.upper() for c in option.choices):
+        return None
+    if option.kind == "count":
+        if value.isdigit():
+            return None
+        alternatives = f" or one of {', '.join(option.choices)}" if option.choices else ""
+        return f"'{value}' is not a whole number >= 0{alternatives}"
+    if option.kind == "bool":
+        return None if value.lower() in _BOOL_VALUES else f"'{value}' is not a boolean ({', '.join(_BOOL_VALUES)})"
+    if option.kind == "choice":
+        return f"'{value}' is not one of {', '.join(option.choices)}"
+    return None
+
+
+def check_backend_parameters(backend: str, params: ParamsLike) -> list[str]:
+    """Problems with ``params`` for ``backend`` (unknown options, bad values); empty when valid.
+
+    ``params`` may repeat a key (pairs), so every value a search would try can be checked in
+    one call; an empty value checks only the option's name. The recipe validator prefixes
+    each problem with its key path.
+    """
+    if backend not in BACKENDS:
+        return [f"unknown Triton backend '{backend}' (known: {', '.join(BACKENDS)}){_did_you_mean(backend, BACKENDS)}"]
+    options = BACKEND_OPTIONS[backend]
+    problems: list[str] = []
+    for key, value in parameter_pairs(params):
+        if options is None:  # free-form: any string parameter reaches model.py
+            if not key:
+                problems.append(f"an empty backend option name for {backend}")
+            elif key.startswith(RESERVED_PREFIX):
+                problems.append(f"backend option '{key}' for {backend}: names starting with "
+                                f"'{RESERVED_PREFIX}' are navbuild's own; rename it")
+            continue
+        option = options.get(key)
+        if option is None:
+            known = ", ".join(options) or "none"
+            problems.append(f"unknown backend option '{key}' for {backend} (known: {known})"
+                            f"{_did_you_mean(key, options)}")
+            continue
+        why = _value_problem(option, value)
+        if why:
+            problems.append(f"backend option '{key}' for {backend}: {why}")
+    return problems
+
+
+def local_runtime(backend: str, params: ParamsLike) -> dict[str, str]:
+    """The navbuild runtime options (``intra_op_threads``, ``graph_level``, ``mode``...) that
+    emulate ``backend``'s ``params`` in a locally served python-backend model.
+
+    Options with no local equivalent are left out; a thread count of 0 means "the runtime's
+    default" to the native backends, so it is left out too.
+    """
+    options = BACKEND_OPTIONS.get(backend) or {}
+    runtime: dict[str, str] = {}
+    for key, value in parameter_pairs(params):
+        option = options.get(key)
+        if option is None or not option.runtime or (option.kind == "count" and value == "0"):
+            continue
+        runtime[option.runtime] = dict(option.runtime_values).get(value.upper(), value)
+    return runtime
+
+
+def data_type(dtype: str) -> str:
+    """The config.pbtxt data type (``TYPE_FP32``...) of a numpy dtype name."""
+    name = str(dtype).lower()
+    if name in DATA_TYPES:
+        return DATA_TYPES[name]
+    import numpy as np
+
+    try:
+        np_dtype = np.dtype(str(dtype))  # not lowered: '<U3' is text, '<u3' is not a dtype
+    except TypeError:
+        np_dtype = None
+    if np_dtype is not None:
+        if np_dtype.kind in "SUO":  # bytes, unicode, object: Triton's BYTES/STRING
+            return "TYPE_STRING"
+        if np_dtype.name in DATA_TYPES:
+            return DATA_TYPES[np_dtype.name]
+    raise ValueError(f"dtype '{dtype}' has no Triton data type (known: {', '.join(DATA_TYPES)})")
+
+
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _quote(text: str) -> str:
+    """A protobuf text-format string literal."""
+    return '"' + "".join(_ESCAPES.get(c, c) for c in text) + '"'
+
+
+def _int_list(values: Sequence[int]) -> str:
+    return "[ " + ", ".join(str(int(v)) for v in values) + " ]" if values else "[ ]"
+
+
+def _tensor_block(tensor: TritonTensor, max_batch_size: int) -> list[str]:
+    dims = tuple(int(d) for d in tensor.dims)
+    bad = [d for d in dims if d < 1 and d != -1]
+    if bad:
+        raise ValueError(f"tensor '{tensor.name}': dims {list(dims)} must be -1 (dynamic) or >= 1")
+    lines = ["  {", f"    name: {_quote(tensor.name)}", f"    data_type: {data_type(tensor.dtype)}"]
+    if max_batch_size == 0:
+        # the model does not batch: dims are the full shape, so the batch dim becomes an
+        # ordinary dynamic dim that the caller did not list
+        lines.append(f"    dims: {_int_list((-1, *dims))}")
+    elif not dims:
+        # one scalar per batch item: Triton needs non-empty dims, so declare [1] and reshape
+        # it away (the model sees shape [batch])
+        lines += ["    dims: [ 1 ]", "    reshape { shape: [ ] }"]
+    else:
+        lines.append(f"    dims: {_int_list(dims)}")
+    lines.append("  }")
+    return lines
+
+
+def _parameter_block(key: str, value: str) -> list[str]:
+    return ["parameters {", f"  key: {_quote(key)}", f"  value {{ string_value: {_quote(value)} }}", "}"]
+
+
+def config_text(name: str, backend: str, inputs: Sequence[TritonTensor], outputs: Sequence[TritonTensor],
+                config: ModelConfig, parameters: Mapping[str, str] = {}) -> str:  # read only: a shared {} is safe
+    """The ``config.pbtxt`` (protobuf text of ``inference.ModelConfig``) of one model.
+
+    ``inputs``/``outputs`` dims exclude the batch dim; with ``config.max_batch_size == 0`` a
+    leading -1 is prepended (Triton then wants the full shape). ``config.backend_parameters``
+    land where ``backend`` reads them; ``parameters`` are extra string parameters written as
+    they are (the python backend's own settings). ValueError when anything is invalid.
+    """
+    problems = config.problems() + check_backend_parameters(backend, config.backend_parameters)
+    clash = sorted(set(parameters) & {k for k, _ in config.backend_parameters})
+    if clash:
+        problems.append(f"parameters {', '.join(clash)} are given both as backend options and as extra parameters")
+    if not inputs or not outputs:
+        problems.append("a model needs at least one input and one output")
+    if problems:
+        raise ValueError(f"invalid Triton configuration for model '{name}': " + "; ".join(problems))
+    spec = BACKENDS[backend]
+    options = BACKEND_OPTIONS[backend] or {}
+
+    lines = [f"name: {_quote(name)}"]
+    if spec.backend:
+        lines.append(f"backend: {_quote(spec.backend)}")
+    if spec.platform:
+        lines.append(f"platform: {_quote(spec.platform)}")
+    lines.append(f"max_batch_size: {config.max_batch_size}")
+    for field, tensors in (("input", inputs), ("output", outputs)):
+        lines.append(f"{field} [")
+        blocks = [_tensor_block(t, config.max_batch_size) for t in tensors]
+        for i, block in enumerate(blocks):
+            if i < len(blocks) - 1:
+                block[-1] += ","
+            lines += block
+        lines.append("]")
+    lines += ["instance_group [", "  {", f"    count: {config.instance_count}",
+              f"    kind: {config.instance_kind}", "  }", "]"]
+    if config.dynamic_batching:
+        lines.append("dynamic_batching {")
+        if config.preferred_batch_sizes:
+            lines.append(f"  preferred_batch_size: {_int_list(config.preferred_batch_sizes)}")
+        lines += [f"  max_queue_delay_microseconds: {config.max_queue_delay_us}", "}"]
+    string_params: list[tuple[str, str]] = []
+    for key, value in config.backend_parameters:
+        option = options.get(key)
+        if option is not None and option.lands == "graph_level":
+            level = ORT_GRAPH_LEVELS[value.lower()]
+            if level is not None:
+                lines += ["optimization {", "  graph {", f"    level: {level}", "  }", "}"]
+        else:
+            string_params.append((key, value))
+    string_params += sorted((str(k), _text(v)) for k, v in parameters.items())
+    for key, value in string_params:
+        lines += _parameter_block(key, value)
+    return "\n".join(lines) + "\n"
+
+
+def parse_config(text: str) -> Any:
+    """``text`` parsed into ``tritonclient.grpc.model_config_pb2.ModelConfig``; ValueError if invalid."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    message = model_config_pb2.ModelConfig()
+    try:
+        text_format.Parse(text, message)
+    except text_format.ParseError as e:
+        raise ValueError(f"invalid config.pbtxt: {e}") from e
+    return message
+
+
+__all__ = ["TritonTensor", "ModelConfig", "TritonBackend", "BACKENDS", "BackendOption", "BACKEND_OPTIONS",
+           "ORT_GRAPH_LEVELS", "DATA_TYPES", "INSTANCE_KINDS", "DEFAULT_CPU_INSTANCES", "RESERVED_PREFIX",
+           "config_text", "parse_config", "default_config", "check_backend_parameters", "local_runtime",
+           "parameter_pairs", "data_type"]
