@@ -137,6 +137,9 @@ def build_prepared(prep: Prepared, reporter: Reporter) -> BuildResult:
     prep.store.memo.save()
     summary = make_summary(prep.recipe, prep.recipe_file, prep.build_dir, prep.store.root, outcomes,
                            variants, time.perf_counter() - start)
+    from navbuild.report.triton_summary import publish_triton
+
+    publish_triton(summary.get("triton"), prep.build_dir)
     write_summary(prep.build_dir, summary)
     # Targets that got no key this time (skipped, unavailable) keep their previous record,
     # so the next plan can still say why they changed.

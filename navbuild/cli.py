@@ -6,6 +6,7 @@ A thin layer over :mod:`navbuild.api`; Hydra composes recipes and runs multirun 
 from __future__ import annotations
 
 import os
+import signal
 import re
 import sys
 import traceback
@@ -36,6 +37,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--traceback" in args:
         args.remove("--traceback")
         show_tb = True
+    if argv is None:
+        # `kill` (SIGTERM) stops a build as Ctrl-C does: the running step is stopped, and with
+        # it the Triton server or Model Analyzer it started, instead of leaving them orphaned
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         code = _dispatch(args)
     except NavbuildError as err:
@@ -46,6 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:
         sys.exit(code)
     return code
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _dispatch(args: list[str]) -> int:

@@ -234,7 +234,7 @@ class TritonLoadConfig:
     max_concurrency: int = 8
     batch_size: int = 1  # the batch of each client request
     measurement_interval_ms: int = 1000
-    stability_percentage: int = 10
+    stability_percentage: int = 15  # perf_analyzer: 3 windows within this spread count as stable
     max_trials: int = 10
 
 

@@ -195,7 +195,7 @@ def check_semantics(recipe: Recipe, cwd: Path, where: str = "recipe") -> None:
     _check_profile(recipe, p)
     _check_select(recipe, p)
     _check_samples(recipe, cwd, p)
-    check_triton(recipe, p)
+    check_triton(recipe, p, cwd)
     if p:
         raise RecipeError(p, where)
 

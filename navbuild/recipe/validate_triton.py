@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from pathlib import Path
 
 from navbuild.recipe import schema
 from navbuild.recipe.schema import Recipe
@@ -25,7 +26,7 @@ def deployable(variant: str) -> str | None:
     return None
 
 
-def check_triton(recipe: Recipe, p: list[str]) -> None:
+def check_triton(recipe: Recipe, p: list[str], cwd: Path | None = None) -> None:
     """Append every problem of ``recipe.triton`` to ``p`` (nothing when the section is off)."""
     t = recipe.triton
     if not t.enabled:
@@ -54,6 +55,13 @@ def check_triton(recipe: Recipe, p: list[str]) -> None:
             p.append(msg)
     if t.server.startup_timeout_s <= 0:
         p.append(f"triton.server.startup_timeout_s: {t.server.startup_timeout_s} must be > 0")
+    if t.server.path is not None and cwd is not None:
+        from navbuild.recipe.validate import resolve_path
+
+        server = resolve_path(t.server.path, cwd)
+        if not server.is_file():
+            p.append(f"triton.server.path: '{t.server.path}' does not exist (looked at {server}); point it at a "
+                     "tritonserver binary, or leave it unset for the one nvidia-pytriton bundles")
     if t.server.url is not None and ":" not in t.server.url:
         p.append(f"triton.server.url: '{t.server.url}' must look like 'host:port' (the HTTP endpoint)")
 

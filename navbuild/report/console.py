@@ -68,6 +68,11 @@ class ConsoleReporter(Reporter):
         best = summary["best"]
         colour = "green" if best["variant"] else "red"
         self.console.print(f"[bold {colour}]best: {best['variant'] or 'none'}[/] — {best['why']}")
+        if summary.get("triton"):
+            from navbuild.report.triton_summary import render_triton_text
+
+            for line in render_triton_text(summary["triton"]):
+                self.console.print(line, markup=False, highlight=False)
         self.console.print(f"[dim]{summary['build_dir']}/summary.json  "
                            f"({', '.join(f'{n} {k}' for k, n in sorted(counts.items()))}; {summary['seconds']:.1f}s)[/]")
 

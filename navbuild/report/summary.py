@@ -64,6 +64,9 @@ def make_summary(recipe: Any, recipe_file: Path | None, build_dir: Path, cache_d
     for o in outcomes.values():
         counts[o.status] = counts.get(o.status, 0) + 1
     failed = [o.id for o in outcomes.values() if o.status == "failed"]
+    from navbuild.report.triton_summary import triton_section
+
+    triton = triton_section(outcomes, recipe)
     return {
         "navbuild": __version__,
         "recipe": recipe.name,
@@ -79,8 +82,9 @@ def make_summary(recipe: Any, recipe_file: Path | None, build_dir: Path, cache_d
         "best": best.to_json(),
         "best_per_batch": choose_per_batch(table, sel.objective, sel.percentile, sel.noise),
         "finalists": finalists.result if finalists is not None and finalists.status in ("built", "cached") else None,
+        "triton": triton,
         "failed": failed,
-        "exit_code": 1 if failed or best.variant is None else 0,
+        "exit_code": 1 if failed or best.variant is None or (triton is not None and not triton["ok"]) else 0,
     }
 
 
@@ -126,4 +130,8 @@ def render_text(summary: dict) -> str:
         lines.append("best per batch size: " + ", ".join(f"b={b}: {c['variant'] or 'none'}" for b, c in per_batch.items()))
     best = summary["best"]
     lines += ["", f"best: {best['variant'] or 'none'} — {best['why']}"]
+    if summary.get("triton"):
+        from navbuild.report.triton_summary import render_triton_text
+
+        lines += render_triton_text(summary["triton"])
     return "\n".join(lines) + "\n"
