@@ -61,13 +61,14 @@ def test_search_validate_cache_and_widen(project):
                         .read_text()).backend == "python"
     assert (project.root / "build/tiny/triton/search.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "model_config_parameters" in (project.root / "build/tiny/triton/model_analyzer.yaml").read_text()
-    assert "Triton:" in first.stdout and "end-to-end (grpc, http): pass" in first.stdout
+    out = first.stdout + first.stderr
+    assert "Triton:" in out and "end-to-end (grpc, http): pass" in out
     assert all(statuses[t] == "built" for t in statuses if t.startswith("triton/"))
     assert not _triton_processes(project.root)
 
     # nothing changed: nothing is measured again
     again = project.run("recipe=tiny", *TRITON, timeout=300, check=True)
-    assert all(s == "cached" for s in project.statuses().values()), again.stdout
+    assert all(s == "cached" for s in project.statuses().values()), again.stderr
 
     # a wider search measures only the new configuration
     project.run("recipe=tiny", *TRITON, "triton.search.instance_counts=[1,2]", timeout=900, check=True)
@@ -80,7 +81,7 @@ def test_search_validate_cache_and_widen(project):
     # constraints nobody meets: the closest configurations, a non-zero exit, and no re-measurement
     failed = project.run("recipe=tiny", *TRITON, "triton.constraints.p99_latency_ms=0.0001", timeout=300)
     assert failed.returncode == 1
-    assert "no configuration meets the constraints; closest:" in failed.stdout
+    assert "no configuration meets the constraints; closest:" in failed.stdout + failed.stderr
     entry = project.summary()["triton"]["variants"]["onnx"]
     assert entry["met"] is False and len(entry["closest"]) == 2
     assert all(s == "cached" for t, s in project.statuses().items() if t.startswith("triton/measure/"))
