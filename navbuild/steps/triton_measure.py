@@ -39,7 +39,7 @@ class MeasureTritonConfig(Step):
     """
 
     name: ClassVar[str] = "MeasureTritonConfig"
-    version: ClassVar[int] = 3
+    version: ClassVar[int] = 4
     Params: ClassVar[type] = MeasureParams
     requires: ClassVar[tuple[str, ...]] = ("numpy", "tritonclient", "model_analyzer", "pytriton")
     tools: ClassVar[tuple[str, ...]] = ("nvidia-pytriton", "tritonclient", "triton-model-analyzer",

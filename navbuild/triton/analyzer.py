@@ -324,7 +324,10 @@ def parse_checkpoint(path: Path, model_name: str) -> list[dict[str, Any]]:
                     "server_queue_ms": _get(metrics, "perf_server_queue"),
                     "server_compute_ms": _get(metrics, "perf_server_compute_infer"),
                 })
-    return sorted(rows, key=lambda r: (r["variant"], r["concurrency"]))
+    # Model Analyzer may measure a load point twice (a retry after adjusting perf_analyzer's
+    # window): the later measurement stands
+    latest = {(r["variant"], r["concurrency"], r["batch_size"]): r for r in rows}
+    return sorted(latest.values(), key=lambda r: (r["variant"], r["concurrency"]))
 
 
 def _get(metrics: Mapping[str, float], name: str) -> float | None:
