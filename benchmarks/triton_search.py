@@ -14,7 +14,7 @@ Runs the real CLI (real Triton server, perf_analyzer, Model Analyzer) on a fresh
 Prints the default's and the winner's throughput under the budget and their ratio, then the
 first search's time, the re-run's time and their ratio.
 
-    python benchmarks/triton_search.py [--recipe minilm] [--slack 1.1] [--repeats 3]
+    python benchmarks/triton_search.py [--recipe minilm] [--slack 1.1] [--repeats 3] [--override KEY=VALUE]
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ def main() -> None:
     parser.add_argument("--slack", type=float, default=1.1,
                         help="budget = slack x the default config's p99 at its highest-throughput load point")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--override", action="append", default=[],
+                        help="a recipe override for every run, e.g. 'triton.variants=[onnx-opt]'")
     parser.add_argument("--keep", type=Path, default=None, help="work in this folder (reuses its cache)")
     args = parser.parse_args()
     tmp = None if args.keep else tempfile.TemporaryDirectory(prefix="navbuild-triton-bench-")
@@ -55,7 +57,7 @@ def main() -> None:
     build = work / "build" / args.recipe
     try:
         # 1. measure everything, no p99 bound
-        first, _ = navbuild([f"recipe={args.recipe}", "triton.constraints.p99_latency_ms=null"], work, env)
+        first, _ = navbuild([f"recipe={args.recipe}", *args.override, "triton.constraints.p99_latency_ms=null"], work, env)
         summary = json.loads((build / "summary.json").read_text())
         search_s = sum(t["seconds"] for t in summary["targets"] if t["id"].startswith("triton/"))
         triton = summary["triton"]
@@ -72,7 +74,7 @@ def main() -> None:
               f"{default_peak['throughput']:.1f}/s)")
 
         # 2. the same measurements ranked under the budget
-        _, proc = navbuild([f"recipe={args.recipe}", f"triton.constraints.p99_latency_ms={budget}"], work, env,
+        _, proc = navbuild([f"recipe={args.recipe}", *args.override, f"triton.constraints.p99_latency_ms={budget}"], work, env,
                            check=False)
         summary = json.loads((build / "summary.json").read_text())
         entry = summary["triton"]["variants"][variant]
@@ -96,7 +98,7 @@ def main() -> None:
                   f"{'met' if ratio >= 1.3 else 'MISSED'})")
 
         # 3. unchanged re-runs
-        times = [navbuild([f"recipe={args.recipe}", f"triton.constraints.p99_latency_ms={budget}"], work, env,
+        times = [navbuild([f"recipe={args.recipe}", *args.override, f"triton.constraints.p99_latency_ms={budget}"], work, env,
                           check=False)[0] for _ in range(args.repeats)]
         med = statistics.median(times)
         print(f"re-run with the search measured: {', '.join(f'{t:.2f}' for t in times)} s, median {med:.2f} s = "

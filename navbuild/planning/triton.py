@@ -114,7 +114,7 @@ def expand_triton(graph: Graph, recipe: Any, variants: list[str], cwd: Path) -> 
                 check_inputs["metric"] = METRIC_ID
             _add(graph, f"triton/validate/{variant}", "ValidateTritonModel", TRITON_VALIDATE, variant, check_inputs,
                  name=name, protocols=tuple(t.protocols), check=_check_params(graph, recipe, variant),
-                 url=t.server.url, startup_timeout_s=t.server.startup_timeout_s)
+                 url=t.server.url, grpc_url=t.server.grpc_url, startup_timeout_s=t.server.startup_timeout_s)
     return searches
 
 

@@ -209,6 +209,7 @@ class TritonServerConfig:
 
     path: Optional[str] = None  # another tritonserver binary; default: the one nvidia-pytriton bundles
     url: Optional[str] = None  # an already running server ("host:port", HTTP) for the validation
+    grpc_url: Optional[str] = None  # its gRPC "host:port" (unset: that server is checked over HTTP only)
     startup_timeout_s: float = 120.0
 
 

@@ -111,6 +111,8 @@ def _coerce(hint: Any, value: Any) -> Any:
     if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
         return params_from_dict(hint, value)
     if origin is tuple:
+        if args and args[-1] is not Ellipsis and len(args) == len(value):  # tuple[A, B]: one hint per item
+            return tuple(_coerce(a, v) for a, v in zip(args, value))
         inner = args[0] if args else Any
         return tuple(_coerce(inner, v) for v in value)
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):

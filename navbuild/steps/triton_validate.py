@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
+import tempfile
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -16,7 +19,8 @@ class ValidateParams:
     name: str
     protocols: tuple[str, ...]
     check: CorrectnessParams  # the variant's own correctness settings (tolerances, metric, batch sizes)
-    url: str | None  # an already running server to validate instead of starting one
+    url: str | None  # an already running server to validate instead of starting one (HTTP host:port)
+    grpc_url: str | None  # and its gRPC host:port (without it, that server is checked over HTTP only)
     startup_timeout_s: float
 
 
@@ -54,19 +58,26 @@ class ValidateTritonModel(Step):
         samples = read_npz(ctx.inputs["reference"] / SAMPLES_FILE)
         io = _io(ctx)
         verdicts: dict[str, Any] = {}
+        skipped_protocols: list[str] = []
         server = None
         try:
             if params.url:
-                endpoint = connect(params.url)
+                endpoint = connect(params.url, params.grpc_url)
                 http_url, grpc_url = endpoint.http_url, endpoint.grpc_url
             else:
-                server = TritonServer(triton_stack(ctx), ctx.inputs["search"] / LOCAL_REPO, ctx.out / "server.log",
+                # served from a copy: the python backend writes __pycache__ beside model.py, and the
+                # search's cache entry must stay byte-identical
+                repository = Path(tempfile.mkdtemp(prefix="validate-", dir=ctx.out.parent)) / "repository"
+                shutil.copytree(ctx.inputs["search"] / LOCAL_REPO, repository)
+                server = TritonServer(triton_stack(ctx), repository, ctx.out / "server.log",
                                       startup_timeout_s=params.startup_timeout_s).start()
                 http_url, grpc_url = server.http_url, server.grpc_url
             for protocol in params.protocols:
                 url = http_url if protocol == "http" else grpc_url
                 if url is None:
-                    verdicts[protocol] = {"verdict": "fail", "reason": "no gRPC address for the server"}
+                    print(f"{protocol}: skipped (triton.server.grpc_url is not set for the running server)",
+                          flush=True)
+                    skipped_protocols.append(protocol)
                     continue
                 runner = TritonClientRunner(url, protocol, params.name, [t["name"] for t in io["inputs"]],
                                             [t["name"] for t in io["outputs"]])
@@ -78,11 +89,15 @@ class ValidateTritonModel(Step):
         finally:
             if server is not None:
                 server.stop()
+                shutil.rmtree(server.repository.parent, ignore_errors=True)
         failed = [f"{p}: {v.get('reason', '')}" for p, v in verdicts.items() if v.get("verdict") != "pass"]
+        if not verdicts:
+            failed.append("no protocol could be checked")
         verdict = "fail" if failed else "pass"
         print(f"verdict: {verdict}" + (f" ({'; '.join(failed)})" if failed else ""), flush=True)
         return {"verdict": verdict, "reason": "; ".join(failed), "protocols": verdicts,
                 "batch_sizes": list(batch_sizes), "skipped_batch_sizes": skipped,
+                "skipped_protocols": skipped_protocols,
                 "config": search["best"]["label"]}
 
 

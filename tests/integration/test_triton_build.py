@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,19 @@ def test_search_validate_cache_and_widen(project):
     again = project.run("recipe=tiny", *TRITON, timeout=300, check=True)
     assert all(s == "cached" for s in project.statuses().values()), again.stderr
 
+    # an already running server (given by URL) is what the validation checks
+    from navbuild.triton.server import TritonServer
+    from navbuild.triton.stack import find_stack
+
+    local = project.root / "build/tiny/triton/local_repository"
+    with TritonServer(find_stack(project.cache / "triton-stack"), local, project.root / "server.log") as server:
+        served = project.run("recipe=tiny", *TRITON, f"triton.server.url={server.http_url}", timeout=300, check=True)
+        statuses = project.statuses()
+        assert statuses["triton/validate/onnx"] == "built", served.stderr
+        assert all(s == "cached" for t, s in statuses.items() if t.startswith("triton/measure/"))
+        validation = project.summary()["triton"]["variants"]["onnx"]["validation"]
+        assert validation["verdict"] == "pass" and validation["protocols"] == ["http"]
+
     # a wider search measures only the new configuration
     project.run("recipe=tiny", *TRITON, "triton.search.instance_counts=[1,2]", timeout=900, check=True)
     statuses = project.statuses()
@@ -100,13 +114,20 @@ def test_a_changed_model_is_measured_again(project):
 
 
 def test_bad_search_spaces_are_recipe_errors(project):
-    proc = project.run("plan", "recipe=tiny", "triton.enabled=true", "triton.search.max_batch_sizes=[0]",
-                       "triton.search.instance_counts=[-1]",
-                       "triton.search.backend_options={onnxruntime_onnx: {intra_op_threads: [1]}}")
+    base = (project.root / "recipes" / "tiny.yaml").read_text()
+    (project.root / "recipes" / "bad.yaml").write_text(base + textwrap.dedent("""
+        triton:
+          enabled: true
+          search:
+            max_batch_sizes: [0]
+            instance_counts: [-1]
+            backend_options: {onnxruntime_onnx: {intra_op_threads: [1]}}
+    """))
+    proc = project.run("plan", "recipe=bad")
     assert proc.returncode == 2
     for text in ("triton.search.max_batch_sizes[0]: 0 must be >= 1",
                  "triton.search.instance_counts[0]: -1 must be >= 1",
-                 "unknown backend option 'intra_op_threads'"):
-        assert text in proc.stderr + proc.stdout
+                 "triton.search.backend_options.onnxruntime_onnx: unknown backend option 'intra_op_threads'"):
+        assert text in proc.stderr, proc.stderr
     missing = project.run("plan", "recipe=tiny", "triton.enabled=true", "triton.server.path=/nowhere/tritonserver")
     assert missing.returncode == 2 and "triton.server.path: '/nowhere/tritonserver' does not exist" in missing.stderr

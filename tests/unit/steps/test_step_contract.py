@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[3]
 MODULES = ["navbuild.steps.reference", "navbuild.steps.onnx_from_torch", "navbuild.steps.ort_optimized",
            "navbuild.steps.correctness", "navbuild.steps.profile", "navbuild.runners",
            "navbuild.runners.torch_runner", "navbuild.runners.ort_runner", "navbuild.samples",
-           "navbuild.examples.models"]
+           "navbuild.examples.models", "navbuild.steps.triton_model", "navbuild.steps.triton_measure",
+           "navbuild.steps.triton_search", "navbuild.steps.triton_validate", "navbuild.planning.triton"]
 
 X = (TensorSpec("x", "float32", ("batch", 8), low=-1.0, high=1.0),)
 FACTORY = TorchFactory("tests.models:tiny_mlp", {"hidden": 4, "nested": {"a": [1, 2]}})
@@ -34,6 +35,36 @@ EXAMPLES = {
                                min_window_iters=10, stable_windows=3, stability=0.05,
                                max_windows=20, pin_cores=True),
 }
+
+
+def _triton_examples() -> dict:
+    from navbuild.steps.correctness import CorrectnessParams
+    from navbuild.steps.triton_search import SearchSpace
+    from navbuild.triton.analyzer import Constraints, LoadSpec
+    from navbuild.triton.model_config import ModelConfig
+
+    config = ModelConfig(max_batch_size=8, instance_count=2, dynamic_batching=True, max_queue_delay_us=100,
+                         backend_parameters={"intra_op_thread_count": "1"})
+    load = LoadSpec((1, 2, 4), batch_size=1)
+    check = CorrectnessParams(variant_format="onnx", factory=None, outputs=(), batch_sizes=(1, 8), atol=1e-4,
+                              rtol=1e-3, runtime=RuntimeOptions())
+    return {
+        "WriteTritonModel": dict(name="m_onnx", variant="onnx", runner="onnx", backend="onnxruntime_onnx", mode="",
+                                 inputs=X, batch_size=8, max_batch_size=8),
+        "MeasureTritonConfig": dict(name="m_onnx", backend="onnxruntime_onnx", mode="", config=config, load=load,
+                                    collect_memory=False),
+        "SearchTritonConfig": dict(name="m_onnx", variant="onnx", backend="onnxruntime_onnx", mode="",
+                                   configs=(ModelConfig(), config), default_index=0,
+                                   constraints=Constraints(p99_latency_ms=20.0), objective="weighted",
+                                   weights=(("latency", 1.0), ("throughput", 2.0)), load=load,
+                                   space=SearchSpace((8,), (1, 2), "KIND_CPU", (False, True), (0, 100),
+                                                     (("intra_op_thread_count", ("1", "2")),))),
+        "ValidateTritonModel": dict(name="m_onnx", protocols=("http", "grpc"), check=check, url=None, grpc_url=None,
+                                    startup_timeout_s=60.0),
+    }
+
+
+EXAMPLES.update(_triton_examples())
 
 
 def test_step_modules_do_not_import_heavy_packages() -> None:
@@ -63,8 +94,8 @@ def test_params_round_trip_through_json(name: str) -> None:
 
 
 def test_only_measurements_are_hardware_dependent() -> None:
-    assert [n for n in sorted(STEP_REGISTRY) if load_step(n).hardware_dependent] == ["CompareFinalists",
-                                                                                     "ProfilePerformance"]
+    assert [n for n in sorted(STEP_REGISTRY) if load_step(n).hardware_dependent] == [
+        "CompareFinalists", "MeasureTritonConfig", "ProfilePerformance"]
     # ORT's level-"all" graphs bake in CPU-specific layouts: hardware joins their key
     opt = load_step("OrtOptimizedFromOnnx")
     assert opt.depends_on_hardware(opt.Params(level="all", fusion=None))
