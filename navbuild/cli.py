@@ -131,6 +131,11 @@ def _print_plan(prep) -> int:
     for t in plan.targets:
         table.add_row(t.id, f"[{colours.get(t.status, 'white')}]{t.label}[/]")
     console.print(table)
+    if prep.recipe.triton.enabled:
+        t = prep.recipe.triton
+        which = ", ".join(t.variants) if t.variants else f"the top {t.top} correct variant(s) with a native backend"
+        console.print(f"triton: {which} will be searched once the profiles have ranked the variants "
+                      "(triton/model, triton/measure/<config>, triton/search, triton/validate)")
     return 0
 
 
