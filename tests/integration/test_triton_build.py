@@ -131,3 +131,21 @@ def test_bad_search_spaces_are_recipe_errors(project):
         assert text in proc.stderr, proc.stderr
     missing = project.run("plan", "recipe=tiny", "triton.enabled=true", "triton.server.path=/nowhere/tritonserver")
     assert missing.returncode == 2 and "triton.server.path: '/nowhere/tritonserver' does not exist" in missing.stderr
+
+
+def test_torchscript_deploys_to_pytorch_libtorch(project):
+    from navbuild.triton.model_config import parse_config
+
+    project.run("recipe=tiny", "triton.enabled=true", "formats=[torch,torchscript]", "profile.finalists=0",
+                "triton.variants=[torchscript]", "triton.search.instance_counts=[1]",
+                "triton.search.dynamic_batching=[false]", "triton.load.concurrency=[1]",
+                "triton.load.measurement_interval_ms=500", "triton.load.stability_percentage=50",
+                timeout=900, check=True)
+    entry = project.summary()["triton"]["variants"]["torchscript"]
+    # libtorch's default is one CPU instance: the search point equals it, so one configuration is measured
+    assert {row["config"] for row in entry["table"]} == {"mbs8-i1cpu"}
+    assert entry["validation"]["verdict"] == "pass"
+    native = project.root / "build/tiny/triton/model_repository/tiny_torchscript"
+    assert parse_config((native / "config.pbtxt").read_text()).platform == "pytorch_libtorch"
+    assert (native / "1" / "model.pt").is_file()
+    assert not _triton_processes(project.root)
