@@ -81,7 +81,7 @@ def objectives_section(objective: str, weights: Mapping[str, float]) -> dict[str
 def analyzer_config(*, stack: Any, repository: Path, model_name: str, work: Path, ports: Sequence[int],
                     load: LoadSpec, input_data: Path | None = None, constraints: Constraints | None = None,
                     objective: str | None = None, weights: Mapping[str, float] | None = None,
-                    collect_memory: bool = False, remote_url: str | None = None) -> dict[str, Any]:
+                    collect_memory: bool = False) -> dict[str, Any]:
     """A Model Analyzer ``profile`` config that measures ``model_name``'s own config.pbtxt at ``load``.
 
     Everything it writes stays under ``work``; the server it starts listens on 127.0.0.1 at
@@ -99,7 +99,7 @@ def analyzer_config(*, stack: Any, repository: Path, model_name: str, work: Path
         "triton_output_path": str(work / "server.log"),
         "perf_output": True,
         "perf_output_path": str(work / "perf_analyzer.log"),
-        "triton_launch_mode": "remote" if remote_url else "local",
+        "triton_launch_mode": "local",
         "triton_http_endpoint": f"127.0.0.1:{http}",
         "triton_grpc_endpoint": f"127.0.0.1:{grpc}",
         "triton_metrics_url": f"http://127.0.0.1:{metrics}/metrics",
@@ -121,16 +121,11 @@ def analyzer_config(*, stack: Any, repository: Path, model_name: str, work: Path
         },
         "profile_models": {model_name: {"parameters": {"concurrency": list(load.concurrency),
                                                        "batch_sizes": [int(load.batch_size)]}}},
+        "triton_server_path": str(stack.server),
+        "triton_server_flags": {"backend_directory": str(stack.backend_dir), "http_address": "127.0.0.1",
+                                "grpc_address": "127.0.0.1", "metrics_address": "127.0.0.1"},
+        "triton_server_environment": {k: env[k] for k in ("LD_LIBRARY_PATH", "PYTHONPATH", "PATH") if k in env},
     }
-    if remote_url:
-        config["triton_http_endpoint"] = remote_url
-    else:
-        config.update({
-            "triton_server_path": str(stack.server),
-            "triton_server_flags": {"backend_directory": str(stack.backend_dir), "http_address": "127.0.0.1",
-                                    "grpc_address": "127.0.0.1", "metrics_address": "127.0.0.1"},
-            "triton_server_environment": {k: env[k] for k in ("LD_LIBRARY_PATH", "PYTHONPATH", "PATH") if k in env},
-        })
     if input_data is not None:
         config["perf_analyzer_flags"]["input-data"] = str(input_data)
     if constraints is not None and (section := constraints_section(constraints)):
