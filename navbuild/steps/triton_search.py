@@ -61,7 +61,7 @@ class SearchTritonConfig(Step):
 
     def run(self, params: SearchParams, ctx: StepContext) -> dict:
         from navbuild.steps.triton_model import IO_FILE, NATIVE, LOCAL, INPUT_DATA, local_runtime_options
-        from navbuild.steps.triton_measure import MEASUREMENTS_FILE
+        from navbuild.steps.triton_measure import MEASUREMENTS_FILE, local_runner
         from navbuild.triton.analyzer import deployment_config
         from navbuild.triton.io import tensors_from_json
         from navbuild.triton.plot import plot_search
@@ -107,7 +107,7 @@ class SearchTritonConfig(Step):
             write_native(ctx.out / NATIVE_REPO, params.name, params.backend, native_files, inputs, outputs, best_config)
             local_files = {k: v for k, v in _files(ctx.inputs["repo"] / LOCAL / params.name / "1").items()
                            if k != "model.py"}
-            write_local(ctx.out / LOCAL_REPO, params.name, _runner(ctx, params.name), local_files, inputs, outputs,
+            write_local(ctx.out / LOCAL_REPO, params.name, local_runner(ctx.inputs["repo"], params.name), local_files, inputs, outputs,
                         best_config, local_runtime_options(params.backend, params.mode, best_config.backend_parameters))
             shutil.copyfile(ctx.inputs["repo"] / INPUT_DATA, ctx.out / "input_data.json")
             margin = summary["margin_over_default"]
@@ -133,12 +133,6 @@ def _point(choice: Any) -> dict[str, Any] | None:
 
 def _files(folder: Any) -> dict[str, Any]:
     return {p.name: p for p in sorted(folder.iterdir()) if p.is_file()}
-
-
-def _runner(ctx: StepContext, name: str) -> str:
-    from navbuild.steps.triton_measure import local_runner
-
-    return local_runner(ctx.inputs["repo"], name)
 
 
 def _write_table(path: Any, table: list[dict[str, Any]]) -> None:

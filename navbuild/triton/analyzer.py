@@ -276,16 +276,11 @@ def _group_alive(pgid: int) -> bool:
 
 def relevant_lines(*logs: Path, limit: int = 15) -> str:
     """The error lines of Model Analyzer's and the server's logs (what a person needs to see first)."""
-    import re
+    from navbuild.triton.server import relevant_lines as pick
 
-    picked: list[str] = []
-    for log in logs:
-        if not log.is_file():
-            continue
-        for line in log.read_text(errors="replace").splitlines():
-            if re.match(r"^E\d{4}", line) or re.search(r"error|failed|unavailable|traceback", line, re.I):
-                picked.append(f"  {log.name}: {line.strip()[:300]}")
-    return "\n".join(picked[-limit:]) or "  (no error lines in the logs)"
+    picked = [f"  {log.name}: {line}" for log in logs if log.is_file()
+              for line in pick(log.read_text(errors="replace"), limit)]
+    return "\n".join(picked[-limit:]) or "  (the logs are empty)"
 
 
 def parse_checkpoint(path: Path, model_name: str) -> list[dict[str, Any]]:

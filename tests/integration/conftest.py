@@ -115,6 +115,28 @@ class Project:
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
 
+    def ctrl_c_when(self, ready, *args: str, settle_s: float = 0.3, timeout: float = 120) -> tuple[int, str]:
+        """Start ``navbuild *args``, wait until ``ready()``, then SIGINT the process only (as a
+        terminal's Ctrl-C would); return its exit code and output. Always reaps the process."""
+        import signal
+        import time
+
+        proc = self.popen(*args)
+        try:
+            deadline = time.monotonic() + timeout
+            while not ready():
+                assert proc.poll() is None, proc.communicate()[0]
+                assert time.monotonic() < deadline, "the awaited moment never came"
+                time.sleep(0.05)
+            time.sleep(settle_s)
+            os.kill(proc.pid, signal.SIGINT)
+            out, _ = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        return proc.returncode, out
+
     def summary(self, build_dir: str = "build/tiny") -> dict:
         return json.loads((self.root / build_dir / "summary.json").read_text())
 

@@ -7,7 +7,6 @@ Everything here runs for real (torch, ONNX, ONNX Runtime, child processes, the C
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -229,21 +228,9 @@ def test_reproduce_script_of_a_failed_target_fails_the_same_way(project, tmp_pat
 
 
 def test_ctrl_c_exits_130_and_leaves_no_child_and_no_staging(project):
-    proc = project.popen("recipe=tiny")
-    try:
-        deadline = time.monotonic() + 120
-        while not _child_pids(project):
-            assert proc.poll() is None, proc.communicate()[0]
-            assert time.monotonic() < deadline, "no step child process started"
-            time.sleep(0.05)
-        time.sleep(0.3)  # let the child get going (importing torch)
-        os.kill(proc.pid, signal.SIGINT)  # the process only, as a terminal's Ctrl-C would hit it
-        out, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 130, out
+    # let the child get going (importing torch) before the interrupt
+    code, out = project.ctrl_c_when(lambda: bool(_child_pids(project)), "recipe=tiny", settle_s=0.3)
+    assert code == 130, out
     assert "interrupted" in out
     assert "Traceback" not in out
     deadline = time.monotonic() + 10

@@ -152,24 +152,11 @@ def test_torchscript_deploys_to_pytorch_libtorch(project):
 
 
 def test_ctrl_c_during_a_measurement_leaves_no_server_behind(project):
-    import signal
     import time
 
-    proc = project.popen("recipe=tiny", *TRITON)
-    try:
-        deadline = time.monotonic() + 300
-        while not any("tritonserver" in c for c in _triton_processes(project.root)):
-            assert proc.poll() is None, proc.communicate()[0]
-            assert time.monotonic() < deadline, "Model Analyzer's server never started"
-            time.sleep(0.2)
-        time.sleep(2)  # measuring
-        os.kill(proc.pid, signal.SIGINT)  # the process only, as a terminal's Ctrl-C would hit it
-        out, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 130, out
+    code, out = project.ctrl_c_when(lambda: any("tritonserver" in c for c in _triton_processes(project.root)),
+                                    "recipe=tiny", *TRITON, settle_s=2.0, timeout=300)  # 2 s into measuring
+    assert code == 130, out
     deadline = time.monotonic() + 30
     while _triton_processes(project.root) and time.monotonic() < deadline:
         time.sleep(0.5)
