@@ -56,6 +56,8 @@ def main() -> None:
         print(f"{name:>9}: median {fig['latency_ms']:8.2f} ms/batch   round medians min {min(fig['rounds_ms']):.2f} "
               f"max {max(fig['rounds_ms']):.2f}")
     ratio = figures["torch"]["latency_ms"] / figures["onnx-opt"]["latency_ms"]
+    wins = sum(t > o for t, o in zip(figures["torch"]["rounds_ms"], figures["onnx-opt"]["rounds_ms"]))
+    print(f"onnx-opt faster than torch in {wins} of {len(figures['torch']['rounds_ms'])} rounds")
     print(f"onnx-opt speed-up over torch eager: {ratio:.2f}x  (target > 1: {'ok' if ratio > 1 else 'MISSED'})")
 
 

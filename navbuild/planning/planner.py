@@ -237,11 +237,12 @@ def _runtime(recipe: Recipe, v: VariantDef):
 
     rt = recipe.runtime
     if v.runner != "onnx":
-        # only ONNX Runtime reads the inter-op threads and graph level: keep them out of other keys.
+        # only ONNX Runtime reads the inter-op threads, graph level and denormal flushing: keep
+        # them out of other keys.
         return RuntimeOptions(intra_op_threads=rt.intra_op_threads, inter_op_threads=1, graph_level="n/a",
                               mode=v.mode)
     return RuntimeOptions(intra_op_threads=rt.intra_op_threads, inter_op_threads=rt.inter_op_threads,
-                          graph_level=rt.graph_level, mode=v.mode)
+                          graph_level=rt.graph_level, mode=v.mode, flush_denormals=rt.flush_denormals)
 
 
 def _module_file(module: str, cwd: Path) -> Path | None:

@@ -26,13 +26,15 @@ def graph_optimization_level(name: str) -> Any:
 
 
 def session_options(options: RuntimeOptions) -> Any:
-    """SessionOptions with the thread counts and graph level of ``options``; warnings silenced."""
+    """SessionOptions with the thread counts, graph level and denormal handling of ``options``; warnings silenced."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = int(options.intra_op_threads)
     so.inter_op_num_threads = int(options.inter_op_threads)
     so.graph_optimization_level = graph_optimization_level(options.graph_level)
+    if options.flush_denormals:
+        so.add_session_config_entry("session.set_denormal_as_zero", "1")
     # 3 = errors only: ORT's warnings about unused initializers etc. drown the step log
     so.log_severity_level = 3
     return so

@@ -32,7 +32,8 @@ GRAPH_LEVELS: tuple[str, ...] = ("disable", "basic", "extended", "all")
 
 @dataclass(frozen=True)
 class RuntimeOptions:
-    """How a variant is executed: thread counts and (ONNX Runtime only) the graph optimization level."""
+    """How a variant is executed: thread counts and (ONNX Runtime only) the graph optimization level
+    and denormal flushing."""
 
     intra_op_threads: int = 2
     inter_op_threads: int = 1
@@ -41,6 +42,8 @@ class RuntimeOptions:
     # torch: "" (eager fp32) | "autocast-bf16" | "cast-bf16" | "dynamic-int8" | "compile" | "compile-bf16";
     # openvino: "" (f32 inference precision) | "bf16". Other runners accept only "".
     mode: str = ""
+    # ONNX Runtime: flush denormals to zero (off by default: exact IEEE arithmetic, as ORT ships)
+    flush_denormals: bool = False
 
 
 def first_line(error: BaseException) -> str:

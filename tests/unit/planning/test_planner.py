@@ -104,6 +104,18 @@ def test_a_threads_change_leaves_torch_keys_alone_but_not_onnx_runtime_options()
     assert before.targets["profile/onnx"].params != after.targets["profile/onnx"].params
 
 
+def test_denormal_flushing_reaches_onnx_runtime_profiles_only():
+    recipe = mlp_recipe()
+    before = expand(recipe, Path("."))
+    assert before.targets["profile/onnx"].params.runtime.flush_denormals is True
+    assert before.targets["profile/torch"].params.runtime.flush_denormals is False
+    recipe.runtime.flush_denormals = False
+    after = expand(recipe, Path("."))
+    assert before.targets["profile/torch"].params == after.targets["profile/torch"].params
+    assert after.targets["profile/onnx"].params.runtime.flush_denormals is False
+    assert before.targets["profile/onnx"].params != after.targets["profile/onnx"].params
+
+
 def test_missing_package_makes_targets_unavailable(monkeypatch):
     from navbuild.steps.base import load_step
 

@@ -10,7 +10,7 @@ import pytest
 
 from navbuild.errors import InputError
 from navbuild.runners import make_runner
-from navbuild.runners.ort_runner import OrtRunner
+from navbuild.runners.ort_runner import OrtRunner, session_options
 from navbuild.runners.torch_runner import TorchRunner, flatten_outputs, load_torch_model
 from navbuild.steps.common import RuntimeOptions, TorchFactory
 
@@ -81,6 +81,14 @@ def test_ort_runner_matches_torch(tmp_path: Path) -> None:
     (got,) = ort_runner.run({**X, "unused": np.zeros(1)})  # extra feeds are ignored
     (want,) = TorchRunner(model, ["x"], threads=1).run(X)
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_ort_session_flushes_denormals_only_when_asked() -> None:
+    key = "session.set_denormal_as_zero"
+    assert session_options(RuntimeOptions(flush_denormals=True)).get_session_config_entry(key) == "1"
+    plain = session_options(RuntimeOptions())
+    with pytest.raises(RuntimeError, match="does not have configuration"):  # never set
+        plain.get_session_config_entry(key)
 
 
 def test_ort_runner_rejects_unknown_level(tmp_path: Path) -> None:
