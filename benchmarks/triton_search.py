@@ -40,6 +40,22 @@ def navbuild(args: list[str], cwd: Path, env: dict, check: bool = True) -> tuple
     return elapsed, proc
 
 
+def runtime_bound(row: dict) -> None:
+    """Print how much batching can lift the variant's own throughput (its profile, no Triton).
+
+    Triton's default config already keeps one model instance busy with batch-1 requests; a
+    search can add batching and instances, but on a saturated CPU no config beats the
+    runtime's best per-sample throughput, so (best batch) / (batch 1) bounds the margin.
+    """
+    profile = row.get("profile") or {}
+    if "1" not in profile or len(profile) < 2:
+        return
+    one = profile["1"]["throughput"]
+    batch, best = max(((b, p["throughput"]) for b, p in profile.items()), key=lambda bp: bp[1])
+    print(f"runtime bound: the variant alone runs batch 1 at {one:.1f}/s and batch {batch} at {best:.1f}/s "
+          f"({best / one:.2f}x); on a saturated CPU a config can gain about that much over batch-1 serving")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default="minilm")
@@ -69,6 +85,7 @@ def main() -> None:
         print(f"variant {variant}: {len(entry['table'])} measurements of "
               f"{len({r['config'] for r in entry['table']})} configurations; first search {search_s:.1f} s "
               f"(whole build {first:.1f} s)")
+        runtime_bound(summary["variants"].get(variant, {}))
         print(f"p99 budget: {budget} ms = {args.slack} x the default config's p99 at its highest-throughput "
               f"load point, concurrency {default_peak['concurrency']} ({default_peak['p99_ms']:.2f} ms, "
               f"{default_peak['throughput']:.1f}/s)")
