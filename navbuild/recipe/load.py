@@ -192,10 +192,17 @@ def _composition_message(exc: BaseException) -> list[str]:
         first = text.splitlines()[0] if text else type(e).__name__
         if full_key and full_key not in first:
             first = f"{full_key}: {first}"
-        if first not in seen:
+        # OmegaConf chains an unformatted copy of its message ("Value '$VALUE' ...") and the
+        # Python error behind it (int('abc')), which says nothing the first line does not
+        ours = type(e).__module__.split(".")[0] in ("hydra", "omegaconf") or e is exc
+        if ours and first not in seen and "$VALUE" not in first and "$KEY" not in first:
             seen.add(first)
             lines.append(first)
         e = e.__cause__ or e.__context__
+    prefix = "Error merging override "
+    if len(lines) > 1 and lines[0].startswith(prefix):
+        # one problem, not two: say what is wrong, then which override said it
+        lines = [f"{lines[1]} (override {lines[0][len(prefix):]})", *lines[2:]]
     return lines[:3]
 
 

@@ -44,7 +44,10 @@ def test_overrides_reach_the_recipe(tmp_path: Path):
 
 
 def test_a_bad_override_value_is_a_recipe_error(tmp_path: Path):
-    with pytest.raises(RecipeError, match="onnx.opset"):
+    with pytest.raises(RecipeError, match="onnx.opset") as err:
         load_recipe("mlp", ["onnx.opset=seventeen"], cwd=tmp_path)
+    # one problem, named by key path and override, without OmegaConf's template or Python's int() error
+    assert err.value.problems == ["onnx.opset: Value 'seventeen' of type 'str' could not be converted to Integer "
+                                  "(override onnx.opset=seventeen)"]
     with pytest.raises(RecipeError, match=r"several recipes given"):
         load_recipe("mlp,bert", cwd=tmp_path)
