@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import navbuild
+from procs import live_commands
 
 ONNX_SOURCE = ["source.torch=null", "source.onnx=model.onnx", "formats=[onnx,onnx-opt]"]
 ONNX_SOURCE_TARGETS = {"reference", "onnx-opt", "correctness/onnx", "correctness/onnx-opt",
@@ -41,19 +42,8 @@ def export_tiny(path: Path, seed: int = 0) -> None:
 
 def _child_pids(project) -> list[int]:
     """Live processes running a navbuild step child for this project (from /proc)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = next((line for line in (entry / "status").read_text().splitlines()
-                          if line.startswith("State:")), "")
-        except OSError:
-            continue
-        if "navbuild.execute.child" in cmdline and str(project.root) in cmdline and "Z" not in state.split()[1:2]:
-            pids.append(int(entry.name))
-    return pids
+    return [pid for pid, cmdline in live_commands().items()
+            if "navbuild.execute.child" in cmdline and str(project.root) in cmdline]
 
 
 # 1. An ONNX file as the source -----------------------------------------------------------

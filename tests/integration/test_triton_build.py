@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import textwrap
 from pathlib import Path
 
 import pytest
+from procs import live_commands
 
 pytest.importorskip("pytriton", reason="the Triton stack (nvidia-pytriton) is not installed")
 pytest.importorskip("model_analyzer", reason="triton-model-analyzer is not installed")
@@ -21,18 +21,8 @@ TRITON = ("triton.enabled=true", "formats=[onnx]", "profile.finalists=0",
 
 def _triton_processes(root: Path) -> list[str]:
     """Command lines of live tritonserver / perf_analyzer / model-analyzer processes that belong to ``root``."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-            state = Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1]
-        except OSError:
-            continue
-        cmd = raw.replace(b"\0", b" ").decode(errors="replace")
-        if state != "Z" and str(root) in cmd and any(t in cmd for t in ("tritonserver", "perf_analyzer",
-                                                                        "model-analyzer")):
-            found.append(cmd)
-    return found
+    tools = ("tritonserver", "perf_analyzer", "model-analyzer")
+    return [cmd for cmd in live_commands().values() if str(root) in cmd and any(t in cmd for t in tools)]
 
 
 def test_search_validate_cache_and_widen(project):

@@ -19,6 +19,7 @@ from navbuild.errors import ServerError
 from navbuild.triton import server as server_module
 from navbuild.triton.server import TritonServer, connect, free_port, group_members
 from navbuild.triton.stack import TritonStack, find_stack
+from procs import live_commands
 
 if importlib.util.find_spec("pytriton") is None:
     pytest.skip("nvidia-pytriton is not installed (pip install 'navbuild[triton]')", allow_module_level=True)
@@ -73,18 +74,7 @@ def write_model(repository: Path, name: str, initialize: str = "pass") -> Path:
 
 def processes_mentioning(text: str) -> list[int]:
     """Live processes whose command line mentions ``text`` (a test's tmp_path catches its stubs)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if text in cmdline and state != "Z":
-            found.append(int(entry.name))
-    return found
+    return [pid for pid, cmdline in live_commands().items() if text in cmdline]
 
 
 @pytest.fixture(scope="module")
