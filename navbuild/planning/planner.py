@@ -95,10 +95,11 @@ def expand_conversions(graph: Graph, recipe: Recipe, variants: list[VariantDef])
     Returns model name -> the id of the target (or leaf) that provides it.
     """
     wanted = {v.model for v in variants if v.model}
-    needs_onnx = wanted & {"onnx", "onnx-opt", "onnx-fp16", "onnx-int8-dynamic", "onnx-int8-static",
-                           "openvino", "openvino-int8", "openvino-int8-wo"}
     if wanted & {"openvino-int8", "openvino-int8-wo"}:
         wanted.add("openvino")
+    onnx_users = {"onnx", "onnx-opt", "onnx-fp16", "onnx-int8-dynamic", "onnx-int8-static"}
+    ov_from_torch = recipe.openvino.source == "torch"
+    needs_onnx = wanted & (onnx_users if ov_from_torch else onnx_users | {"openvino"})
     models: dict[str, str] = {}
     if needs_onnx:
         if recipe.source.onnx:
@@ -135,7 +136,11 @@ def expand_conversions(graph: Graph, recipe: Recipe, variants: list[VariantDef])
             per_channel=sta.per_channel, reduce_range=sta.reduce_range, activation_type=sta.activation_type,
             weight_type=sta.weight_type, exclude=tuple(sta.exclude), op_types=tuple(sta.op_types),
             max_samples=sta.max_samples, batch_size=sta.batch_size),
-        "openvino": lambda: _add_conversion(graph, "openvino", "OpenVinoFromOnnx", onnx, compress_to_fp16=False),
+        "openvino": lambda: (_add_conversion(
+            graph,             "openvino", "OpenVinoFromTorch", {"source": SOURCE_ID}, factory=_factory(recipe),
+            inputs=tensor_specs(recipe), outputs=tuple(recipe.outputs), axes=dict(recipe.samples.axes),
+            seed=recipe.samples.seed) if ov_from_torch
+            else _add_conversion(graph, "openvino", "OpenVinoFromOnnx", onnx, compress_to_fp16=False)),
         "openvino-int8": lambda: _add_conversion(
             graph,             "openvino-int8", "OpenVinoQuantized", {"openvino": models["openvino"], "reference": REFERENCE_ID},
             preset=ovq.preset, subset_size=ovq.subset_size, fast_bias_correction=ovq.fast_bias_correction,

@@ -12,6 +12,7 @@ FORMATS = ("torch", "torchscript", "torch-export", "torch-compile", "onnx", "onn
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 CALIBRATIONS = ("minmax", "entropy", "percentile")
 EXPORTERS = ("torchscript", "dynamo")
+OPENVINO_SOURCES = ("onnx", "torch")
 ORT_LEVELS = ("basic", "extended", "all")
 RUNTIME_GRAPH_LEVELS = ("disable", "basic", "extended", "all")
 FUSION_MODEL_TYPES = ("bert", "bart", "gpt2", "t5", "vit", "clip", "unet", "vae")
@@ -121,6 +122,9 @@ class OpenVinoQuantConfig:
 
 @dataclass
 class OpenVinoConfig:
+    # what the IR is converted from: "onnx" (the onnx variant's model) or "torch" (the source
+    # module, through OpenVINO's PyTorch frontend; needs a torch source)
+    source: str = "onnx"
     quantization: OpenVinoQuantConfig = field(default_factory=OpenVinoQuantConfig)
     weight_compression: str = "int8_asym"
 

@@ -323,9 +323,13 @@ def _check_variants(recipe: Recipe, p: list[str]) -> None:
             ("quantization.static.activation_type", sta.activation_type, ("qint8", "quint8")),
             ("quantization.static.calibration", sta.calibration, schema.CALIBRATIONS),
             ("openvino.quantization.preset", recipe.openvino.quantization.preset, ("performance", "mixed")),
-            ("openvino.weight_compression", recipe.openvino.weight_compression, ("int8_asym", "int8_sym"))):
+            ("openvino.weight_compression", recipe.openvino.weight_compression, ("int8_asym", "int8_sym")),
+            ("openvino.source", recipe.openvino.source, schema.OPENVINO_SOURCES)):
         if (msg := _choice(value, choices, where)):
             p.append(msg)
+    if recipe.openvino.source == "torch" and recipe.source.onnx:
+        p.append("openvino.source: 'torch' converts the torch module, but this recipe's source is an ONNX file; "
+                 "use 'onnx'")
     if recipe.openvino.quantization.model_type not in (None, "transformer"):
         p.append(f"openvino.quantization.model_type: '{recipe.openvino.quantization.model_type}' must be null or 'transformer'")
     for key in ("max_samples", "batch_size"):

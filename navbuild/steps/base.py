@@ -139,6 +139,7 @@ STEP_REGISTRY: dict[str, str] = {
     "OrtQuantizedStatic": "navbuild.steps.ort_quantized:OrtQuantizedStatic",
     "OnnxFp16FromOnnx": "navbuild.steps.onnx_fp16:OnnxFp16FromOnnx",
     "OpenVinoFromOnnx": "navbuild.steps.openvino_convert:OpenVinoFromOnnx",
+    "OpenVinoFromTorch": "navbuild.steps.openvino_from_torch:OpenVinoFromTorch",
     "OpenVinoQuantized": "navbuild.steps.openvino_quantized:OpenVinoQuantized",
     "OpenVinoWeightCompressed": "navbuild.steps.openvino_quantized:OpenVinoWeightCompressed",
     "CompareFinalists": "navbuild.steps.finalists:CompareFinalists",

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
+import numpy as np
+
 from navbuild.model_io import TensorSpec
 from navbuild.samples import generate_samples
 from navbuild.steps.base import Step, StepContext
@@ -115,21 +117,25 @@ def _check_same(model: Any, loaded: Any, examples: dict[str, Any], method: str, 
     with torch.no_grad():
         _, want = flatten_outputs(model(**examples))
         _, got = flatten_outputs(loaded(**examples))
-    problem = ""
-    if len(got) != len(want):
-        problem = f"{len(got)} outputs instead of {len(want)}"
-    for i, (g, w) in enumerate(zip(got, want)):
-        if problem:
-            break
-        if tuple(g.shape) != tuple(w.shape):
-            problem = f"output {i} has shape {tuple(g.shape)} instead of {tuple(w.shape)}"
-        elif not torch.allclose(g.float(), w.float(), atol=CHECK_ATOL, rtol=CHECK_RTOL):
-            problem = f"output {i} differs by up to {(g.float() - w.float()).abs().max().item():.3g}"
+    problem = outputs_problem([g.float().numpy() for g in got], [w.float().numpy() for w in want],
+                              CHECK_ATOL, CHECK_RTOL)
     if problem:
         hint = (" (the trace baked a batch-dependent value into the graph: a Python int or branch "
                 "on a shape; use method 'script' or fix the model)" if method == "trace" and batch != EXAMPLE_BATCH
                 else "")
         raise RuntimeError(f"TorchScript ({method}) does not reproduce the model at batch {batch}: {problem}{hint}")
+
+
+def outputs_problem(got: list[np.ndarray], want: list[np.ndarray], atol: float, rtol: float) -> str:
+    """What differs between a converted model's outputs and eager ones ("" when they agree)."""
+    if len(got) != len(want):
+        return f"{len(got)} outputs instead of {len(want)}"
+    for i, (g, w) in enumerate(zip(got, want)):
+        if g.shape != w.shape:
+            return f"output {i} has shape {g.shape} instead of {w.shape}"
+        if not np.allclose(g, w, atol=atol, rtol=rtol):
+            return f"output {i} differs by up to {np.abs(g - w).max():.3g}"
+    return ""
 
 
 def save_without_debug_info(module: Any, path: Path) -> bool:
@@ -171,4 +177,5 @@ def save_without_debug_info(module: Any, path: Path) -> bool:
     return True
 
 
-__all__ = ["TorchScriptFromTorch", "TorchScriptFromTorchParams", "METHODS", "save_without_debug_info"]
+__all__ = ["TorchScriptFromTorch", "TorchScriptFromTorchParams", "METHODS", "CHECK_BATCH", "outputs_problem",
+           "save_without_debug_info"]

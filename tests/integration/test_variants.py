@@ -81,3 +81,17 @@ def test_a_quantization_knob_rebuilds_only_that_variants_targets(project):
     assert {"onnx-int8-dynamic", "correctness/onnx-int8-dynamic", "profile/onnx-int8-dynamic"} <= built
     assert not built & {"onnx", "onnx-int8-static", "correctness/onnx", "correctness/onnx-int8-static",
                         "profile/onnx", "profile/onnx-int8-static", "profile/torch", "reference"}
+
+
+def test_openvino_from_torch_builds_its_own_ir_without_onnx(project):
+    result = navbuild.build("tiny", ["variants=[torch,openvino,openvino-int8]", "openvino.source=torch", *LOOSE])
+    out = by_id(result)
+    assert "onnx" not in out  # nothing asked for ONNX: the IR comes from the torch module
+    assert out["openvino"].status == "built" and (out["openvino"].path / "model.xml").is_file()
+    table = result.summary["variants"]
+    for v in ("openvino", "openvino-int8"):
+        assert table[v]["verdict"] == "pass", (v, table[v].get("reason"))
+    # switching back to ONNX is another conversion (and another key), so the IR is rebuilt
+    again = by_id(navbuild.build("tiny", ["variants=[torch,openvino]", *LOOSE]))
+    assert again["onnx"].status == "built" and again["openvino"].status == "built"
+    assert again["profile/torch"].status == "cached"

@@ -116,6 +116,23 @@ def test_denormal_flushing_reaches_onnx_runtime_profiles_only():
     assert before.targets["profile/onnx"].params != after.targets["profile/onnx"].params
 
 
+def test_openvino_converts_from_onnx_by_default_and_from_torch_on_request():
+    from navbuild.recipe.schema import OpenVinoConfig
+
+    recipe = mlp_recipe(formats=["openvino"], precisions=["fp32", "int8"])
+    graph = expand(recipe, Path("."))
+    assert graph.targets["openvino"].step == "OpenVinoFromOnnx"
+    assert graph.targets["openvino"].inputs == {"onnx": "onnx"}
+    recipe.openvino = OpenVinoConfig(source="torch")
+    graph = expand(recipe, Path("."))
+    assert graph.targets["openvino"].step == "OpenVinoFromTorch"
+    assert graph.targets["openvino"].inputs == {"source": "source"}
+    assert graph.targets["openvino"].params.outputs == ("y",)
+    # the int8 models build on that IR; nothing needs ONNX any more
+    assert graph.targets["openvino-int8"].inputs["openvino"] == "openvino"
+    assert "onnx" not in graph.targets
+
+
 def test_missing_package_makes_targets_unavailable(monkeypatch):
     from navbuild.steps.base import load_step
 

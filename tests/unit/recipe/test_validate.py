@@ -106,3 +106,16 @@ def test_select_batch_size_must_be_profiled(tmp_path: Path):
     recipe.select.batch_size = 3
     with pytest.raises(RecipeError, match=r"select.batch_size: 3 is not one of profile.batch_sizes \[1, 8\]"):
         check_semantics(recipe, tmp_path)
+
+
+def test_openvino_source_is_a_choice_and_torch_needs_a_torch_source(tmp_path: Path):
+    from navbuild.recipe.schema import OpenVinoConfig
+
+    with pytest.raises(RecipeError, match=r"openvino\.source: unknown value 'toch' \(did you mean 'torch'\?\)"):
+        check_semantics(good_recipe(openvino=OpenVinoConfig(source="toch")), tmp_path)
+    check_semantics(good_recipe(openvino=OpenVinoConfig(source="torch")), tmp_path)
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    with pytest.raises(RecipeError, match=r"openvino\.source: 'torch' converts the torch module, but this "
+                                          r"recipe's source is an ONNX file; use 'onnx'"):
+        check_semantics(good_recipe(source=SourceConfig(onnx="m.onnx"), formats=["openvino"],
+                                    openvino=OpenVinoConfig(source="torch")), tmp_path)

@@ -1,0 +1,120 @@
+"""OpenVinoFromTorch: convert the torch source straight to OpenVINO IR (no ONNX in between)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+
+from navbuild.model_io import TensorSpec
+from navbuild.samples import generate_samples
+from navbuild.steps.base import Step, StepContext
+from navbuild.steps.common import TorchFactory, first_line
+from navbuild.steps.onnx_from_torch import EXAMPLE_BATCH, _signature_order
+from navbuild.steps.torchscript_from_torch import CHECK_BATCH, outputs_problem
+
+#: OpenVINO's CPU kernels reassociate sums differently from torch's, hence a looser rtol than
+#: TorchScript's check; a real conversion error is orders of magnitude larger
+CHECK_ATOL = 1e-4
+CHECK_RTOL = 1e-3
+
+
+@dataclass(frozen=True)
+class OpenVinoFromTorchParams:
+    factory: TorchFactory
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[str, ...]
+    axes: Mapping[str, int]
+    seed: int
+
+
+class OpenVinoFromTorch(Step):
+    """Convert the torch module with ``openvino.convert_model(module, example_input=...)``.
+
+    OpenVINO's PyTorch frontend traces the module once with generated example inputs; every
+    input dim stays dynamic, so one IR serves every batch size and sequence length. The IR
+    keeps f32 weights, its outputs are named as the recipe declares them, and it is checked
+    against eager torch at two batch sizes before it is saved.
+    """
+
+    name: ClassVar[str] = "OpenVinoFromTorch"
+    version: ClassVar[int] = 1
+    Params: ClassVar[type] = OpenVinoFromTorchParams
+    requires: ClassVar[tuple[str, ...]] = ("torch", "openvino")
+    tools: ClassVar[tuple[str, ...]] = ("torch", "openvino")
+
+    def run(self, params: OpenVinoFromTorchParams, ctx: StepContext) -> dict:
+        import openvino as ov
+        import torch
+
+        from navbuild.runners.openvino_runner import ir_size, save_ir
+        from navbuild.runners.torch_runner import load_torch_model
+
+        model = load_torch_model(params.factory, ctx.inputs.get("source"))
+        names = _signature_order(model, [s.name for s in params.inputs])
+        example = _examples(params, EXAMPLE_BATCH, params.seed, names)
+        print(f"converting the torch module to OpenVINO IR (example batch {EXAMPLE_BATCH}, f32 weights)",
+              flush=True)
+        try:
+            with torch.no_grad():
+                converted = ov.convert_model(model, example_input={n: torch.from_numpy(a) for n, a in example.items()})
+        except Exception as e:
+            raise RuntimeError(f"openvino.convert_model could not convert the torch module: "
+                               f"{type(e).__name__}: {first_line(e)}") from e
+        _name_ports(converted, names, params.outputs)
+        # the frontend names a model "Model<process-wide counter>": name it after the factory,
+        # so the same conversion saves the same bytes
+        converted.set_friendly_name(params.factory.factory.rpartition(":")[2] or "model")
+        for batch, seed in ((EXAMPLE_BATCH, params.seed), (CHECK_BATCH, params.seed + 1)):
+            _check_same(model, converted, _examples(params, batch, seed, names), batch)
+        save_ir(converted, ctx.out)
+        ops = Counter(op.get_type_name() for op in converted.get_ops())
+        shapes = ", ".join(f"{p.get_any_name()} {p.get_partial_shape()}" for p in converted.inputs)
+        print(f"{sum(ops.values())} ops; inputs {shapes}; reproduces eager at batch {EXAMPLE_BATCH} and "
+              f"{CHECK_BATCH}", flush=True)
+        return {"size_bytes": ir_size(ctx.out), "ops": sum(ops.values())}
+
+
+def _examples(params: OpenVinoFromTorchParams, batch: int, seed: int, names: list[str]) -> dict[str, np.ndarray]:
+    """Generated inputs keyed in forward's signature order."""
+    arrays = generate_samples(params.inputs, batch, seed, params.axes)
+    return {n: arrays[n] for n in names}
+
+
+def _name_ports(model: Any, inputs: list[str], outputs: tuple[str, ...]) -> None:
+    """Give the IR's inputs and outputs the recipe's names, so checks and Triton find them.
+
+    The frontend names inputs after forward's parameters, but outputs only carry the names of
+    the traced graph's values; a declared output list of the same length names them in order.
+    """
+    for port, name in zip(model.inputs, inputs):
+        if name not in port.get_names():
+            port.get_tensor().set_names({name, *port.get_names()})
+    if outputs and len(outputs) != len(model.outputs):
+        raise RuntimeError(f"the converted model has {len(model.outputs)} output(s) but the recipe declares "
+                           f"{len(outputs)} ({', '.join(outputs)})")
+    for port, name in zip(model.outputs, outputs):
+        port.get_tensor().set_names({name})
+
+
+def _check_same(model: Any, converted: Any, feeds: dict[str, np.ndarray], batch: int) -> None:
+    """Raise RuntimeError unless the IR, compiled for the CPU, reproduces eager torch at ``batch``."""
+    import openvino as ov
+    import torch
+
+    from navbuild.runners.torch_runner import flatten_outputs
+
+    with torch.no_grad():
+        _, want = flatten_outputs(model(**{n: torch.from_numpy(a) for n, a in feeds.items()}))
+    compiled = ov.Core().compile_model(converted, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    result = compiled(list(feeds.values()))
+    got = [np.asarray(result[port]) for port in compiled.outputs]
+    problem = outputs_problem(got, [w.float().numpy() for w in want], CHECK_ATOL, CHECK_RTOL)
+    if problem:
+        raise RuntimeError(f"the OpenVINO IR converted from torch does not reproduce the model at batch {batch}: "
+                           f"{problem}")
+
+
+__all__ = ["OpenVinoFromTorch", "OpenVinoFromTorchParams"]
