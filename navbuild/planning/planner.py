@@ -247,7 +247,8 @@ def _runtime(recipe: Recipe, v: VariantDef):
         return RuntimeOptions(intra_op_threads=rt.intra_op_threads, inter_op_threads=1, graph_level="n/a",
                               mode=v.mode)
     return RuntimeOptions(intra_op_threads=rt.intra_op_threads, inter_op_threads=rt.inter_op_threads,
-                          graph_level=rt.graph_level, mode=v.mode, flush_denormals=rt.flush_denormals)
+                          graph_level=v.graph_level or rt.graph_level, mode=v.mode,
+                          flush_denormals=rt.flush_denormals)
 
 
 def _module_file(module: str, cwd: Path) -> Path | None:

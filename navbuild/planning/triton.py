@@ -35,24 +35,37 @@ def model_name(recipe_name: str, variant: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", f"{recipe_name}_{variant}").strip("_") or "model"
 
 
-def search_configs(recipe: Any, backend: str) -> list[Any]:
+def variant_parameters(variant: str) -> dict[str, str]:
+    """The native backend parameters that make a served model this variant: the ONNX Runtime
+    graph level it was profiled at, OpenVINO's bf16 hint. Every configuration of it carries them."""
+    v = BY_NAME[variant]
+    if v.runner == "onnx" and v.graph_level:
+        return {"graph_level": v.graph_level}
+    if v.runner == "openvino" and v.mode == "bf16":
+        return {"HINT_BF16": "YES"}
+    return {}
+
+
+def search_configs(recipe: Any, backend: str, fixed: dict[str, str] | None = None) -> list[Any]:
     """Triton's default configuration first, then the cartesian product of the search space (no duplicates).
 
     Queue delays only vary where dynamic batching is on; backend options apply to their own backend.
+    ``fixed`` (the variant's own parameters) is in every configuration and wins over the space.
     """
     from navbuild.triton.model_config import ModelConfig, default_config
 
     s = recipe.triton.search
     options = s.backend_options.get(backend, {})
     option_sets = [dict(zip(options, values)) for values in itertools.product(*options.values())] or [{}]
-    configs = [default_config(max(s.max_batch_sizes), backend)]
+    fixed = fixed or {}
+    configs = [default_config(max(s.max_batch_sizes), backend, fixed)]
     for mbs, count, dynamic, params in itertools.product(s.max_batch_sizes, s.instance_counts,
                                                          s.dynamic_batching, option_sets):
         delays = s.max_queue_delays_us if dynamic else [0]
         for delay in delays or [0]:
             config = ModelConfig(max_batch_size=mbs, instance_count=count, instance_kind=s.instance_kind,
                                  dynamic_batching=dynamic, max_queue_delay_us=delay if dynamic else 0,
-                                 backend_parameters={k: str(v) for k, v in params.items()})
+                                 backend_parameters={**{k: str(v) for k, v in params.items()}, **fixed})
             if config not in configs:
                 configs.append(config)
     return configs
@@ -95,8 +108,9 @@ def expand_triton(graph: Graph, recipe: Any, variants: list[str], cwd: Path) -> 
                         {"model": graph.variant_models[variant], "reference": REFERENCE_ID},
                         name=name, variant=variant, runner=v.runner, backend=backend, mode=v.mode,
                         inputs=tensor_specs(recipe), batch_size=max(recipe.profile.batch_sizes),
-                        max_batch_size=max(t.search.max_batch_sizes))
-        configs = search_configs(recipe, backend)
+                        max_batch_size=max(t.search.max_batch_sizes),
+                        parameters=tuple(sorted(variant_parameters(variant).items())))
+        configs = search_configs(recipe, backend, variant_parameters(variant))
         measures = {}
         for i, config in enumerate(configs):
             measures[f"measure-{i}"] = _add(
@@ -148,5 +162,5 @@ def _add(graph: Graph, target_id: str, step_name: str, kind: str, of_variant: st
     return graph.add(Target(target_id, step.name, step.Params(**params), inputs, kind=kind, variant=of_variant))
 
 
-__all__ = ["expand_triton", "triton_variants", "search_configs", "concurrency", "model_name",
+__all__ = ["expand_triton", "triton_variants", "search_configs", "variant_parameters", "concurrency", "model_name",
            "TRITON_MODEL", "TRITON_MEASURE", "TRITON_SEARCH", "TRITON_VALIDATE"]

@@ -20,6 +20,7 @@ class VariantDef:
     model: str | None = None  # id of the target that builds its model; None: the source itself
     mode: str = ""  # runtime mode (RuntimeOptions.mode)
     note: str = ""
+    graph_level: str = ""  # ONNX Runtime graph optimization level it runs at; "" = runtime.graph_level
 
 
 CATALOGUE: tuple[VariantDef, ...] = (
@@ -28,6 +29,10 @@ CATALOGUE: tuple[VariantDef, ...] = (
     VariantDef("torch-export", "torch-export", "fp32", "torch-export", model="torch-export"),
     VariantDef("onnx", "onnx", "fp32", "onnx", model="onnx"),
     VariantDef("onnx-opt", "onnx-opt", "fp32", "onnx", model="onnx-opt"),
+    # the onnx model with ONNX Runtime's session at each other graph optimization level
+    VariantDef("onnx-disable", "onnx-levels", "fp32", "onnx", model="onnx", graph_level="disable"),
+    VariantDef("onnx-basic", "onnx-levels", "fp32", "onnx", model="onnx", graph_level="basic"),
+    VariantDef("onnx-extended", "onnx-levels", "fp32", "onnx", model="onnx", graph_level="extended"),
     VariantDef("openvino", "openvino", "fp32", "openvino", model="openvino"),
     VariantDef("torch-compile", "torch-compile", "fp32", "torch", mode="compile"),
     VariantDef("torch-bf16-autocast", "torch", "bf16", "torch", mode="autocast-bf16"),

@@ -27,6 +27,8 @@ def variant_table(outcomes: dict[str, Any], variants: dict[str, str | None]) -> 
         row: dict[str, Any] = {"verdict": "reference" if v == "torch" else "unchecked", "reason": ""}
         if v in BY_NAME:
             row.update(precision=BY_NAME[v].precision, runner=BY_NAME[v].runner, mode=BY_NAME[v].mode)
+            if BY_NAME[v].graph_level:
+                row["graph_level"] = BY_NAME[v].graph_level
             if BY_NAME[v].note:
                 row["note"] = BY_NAME[v].note
         if conv is not None and conv.status not in ("built", "cached"):

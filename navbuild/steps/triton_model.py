@@ -26,6 +26,8 @@ class TritonModelParams:
     inputs: tuple[TensorSpec, ...]
     batch_size: int  # the reference batch whose outputs give the output dims
     max_batch_size: int  # of the default configuration written here
+    # the native parameters that make the model this variant (planning/triton.py variant_parameters)
+    parameters: tuple[tuple[str, str], ...] = ()
 
 
 class WriteTritonModel(Step):
@@ -53,7 +55,7 @@ class WriteTritonModel(Step):
         reference = read_npz(ctx.inputs["reference"] / reference_file(params.batch_size))
         inputs, outputs = triton_io(params.inputs, samples, reference)
         files = model_files(ctx.inputs["model"])
-        config = default_config(params.max_batch_size, params.backend)
+        config = default_config(params.max_batch_size, params.backend, params.parameters)
         write_native(ctx.out / NATIVE, params.name, params.backend, files, inputs, outputs, config)
         write_local(ctx.out / LOCAL, params.name, params.runner, files, inputs, outputs, config,
                     local_runtime_options(params.backend, params.mode, config.backend_parameters))

@@ -225,8 +225,10 @@ class ModelConfig:
 DEFAULT_CPU_INSTANCES: dict[str, int] = {"onnxruntime_onnx": 2}
 
 
-def default_config(max_batch_size: int, backend: str | None = None) -> ModelConfig:
-    """What Triton does with no tuning: its default instance group, no dynamic batching, no options.
+def default_config(max_batch_size: int, backend: str | None = None, parameters: ParamsLike = ()) -> ModelConfig:
+    """What Triton does with no tuning: its default instance group, no dynamic batching, no options
+    but ``parameters``, the ones that make the model the variant it is (an ONNX Runtime graph
+    level, OpenVINO's bf16 hint).
 
     On a CPU-only machine Triton fills a missing instance_group with KIND_CPU and count 1,
     except for backends that opt into 2 CPU instances (ONNX Runtime: see DEFAULT_CPU_INSTANCES),
@@ -234,7 +236,7 @@ def default_config(max_batch_size: int, backend: str | None = None) -> ModelConf
     """
     return ModelConfig(max_batch_size=max_batch_size,
                        instance_count=DEFAULT_CPU_INSTANCES.get(backend or "", 1),
-                       instance_kind="KIND_CPU")
+                       instance_kind="KIND_CPU", backend_parameters=parameters)
 
 
 def _did_you_mean(word: str, known: Iterable[str]) -> str:

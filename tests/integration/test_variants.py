@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import navbuild
 
-VARIANTS = ["torch", "torchscript", "torch-export", "onnx", "onnx-opt", "openvino", "torch-bf16-autocast",
+VARIANTS = ["torch", "torchscript", "torch-export", "onnx", "onnx-opt", "onnx-disable", "onnx-basic",
+            "onnx-extended", "openvino", "torch-bf16-autocast",
             "torch-bf16", "openvino-bf16", "onnx-fp16", "torch-int8-dynamic", "onnx-int8-dynamic",
             "onnx-int8-static", "openvino-int8-wo", "openvino-int8"]
 LOOSE = ["correctness.precisions.int8.atol=1.0", "correctness.precisions.int8.rtol=1.0",
@@ -33,6 +34,7 @@ def test_every_variant_kind_builds_checks_and_profiles(project):
         assert (out[target].path / artifact).is_file(), target
     assert table["onnx-fp16"]["note"].startswith("fp16 is kept for GPU targets")
     assert table["openvino-bf16"]["precision"] == "bf16" and table["openvino-bf16"]["mode"] == "bf16"
+    assert table["onnx-disable"]["graph_level"] == "disable" and "graph_level" not in table["onnx"]
     assert result.summary["best"]["variant"] in VARIANTS
     assert set(result.summary["best_per_batch"]) == {"1", "4"}
     assert out["finalists"].status == "built"

@@ -133,6 +133,22 @@ def test_openvino_converts_from_onnx_by_default_and_from_torch_on_request():
     assert "onnx" not in graph.targets
 
 
+def test_onnx_levels_run_the_onnx_model_at_each_other_graph_level():
+    recipe = mlp_recipe(formats=["onnx", "onnx-levels"])
+    graph = expand(recipe, Path("."))
+    assert graph.variants() == ["onnx", "onnx-disable", "onnx-basic", "onnx-extended"]
+    levels = {v: graph.targets[f"profile/{v}"].params.runtime.graph_level for v in graph.variants()}
+    assert levels == {"onnx": "all", "onnx-disable": "disable", "onnx-basic": "basic", "onnx-extended": "extended"}
+    for v in ("onnx-disable", "onnx-basic", "onnx-extended"):
+        assert graph.targets[f"correctness/{v}"].inputs["model"] == "onnx"  # no conversion of their own
+        assert graph.targets[f"correctness/{v}"].params.runtime.graph_level == levels[v]
+    # the recipe's runtime level moves only the plain onnx variant
+    recipe.runtime.graph_level = "basic"
+    moved = expand(recipe, Path("."))
+    assert moved.targets["profile/onnx-extended"].params == graph.targets["profile/onnx-extended"].params
+    assert moved.targets["profile/onnx"].params.runtime.graph_level == "basic"
+
+
 def test_missing_package_makes_targets_unavailable(monkeypatch):
     from navbuild.steps.base import load_step
 

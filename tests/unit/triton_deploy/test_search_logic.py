@@ -47,6 +47,21 @@ def test_backend_options_multiply_only_their_own_backend():
     assert len(search_configs(r, "openvino")) == 2  # the default and one point: no ORT options there
 
 
+def test_a_variant_s_own_parameters_are_in_every_config_and_win_over_the_space():
+    from navbuild.planning.triton import variant_parameters
+
+    assert variant_parameters("onnx") == {} and variant_parameters("openvino") == {}
+    assert variant_parameters("onnx-basic") == {"graph_level": "basic"}
+    assert variant_parameters("openvino-bf16") == {"HINT_BF16": "YES"}
+    r = recipe(search={"instance_counts": [1], "dynamic_batching": [True],
+                       "backend_options": {"onnxruntime_onnx": {"graph_level": ["basic", "all"],
+                                                                "intra_op_thread_count": [1]}}})
+    configs = search_configs(r, "onnxruntime_onnx", variant_parameters("onnx-extended"))
+    assert all(dict(c.backend_parameters)["graph_level"] == "extended" for c in configs)
+    assert configs[0].instance_count == 2 and not configs[0].dynamic_batching  # still Triton's default
+    assert len(configs) == 2  # the space's two levels collapse into the variant's one
+
+
 def test_automatic_load_doubles_up_to_the_cap():
     assert concurrency(recipe(load={"max_concurrency": 8})) == (1, 2, 4, 8)
     assert concurrency(recipe(load={"concurrency": [4, 1, 4]})) == (1, 4)
