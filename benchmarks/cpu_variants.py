@@ -111,7 +111,7 @@ def main() -> None:
             specs.append(FinalistSpec(variant=name, runner=BY_NAME[name].runner, runtime=profile.runtime,
                                       factory=profile.factory, input=slot))
         params = FinalistsParams(finalists=tuple(specs), batch_size=args.batch, rounds=args.rounds, iters=3,
-                                 pin_cores=True)
+                                 pin_cores=True, warmup=1)
         with tempfile.TemporaryDirectory() as tmp:
             figures = CompareFinalists().run(params, StepContext(inputs=inputs, out=Path(tmp)))["variants"]
         ratio = figures["torch"]["latency_ms"] / figures[chosen]["latency_ms"]

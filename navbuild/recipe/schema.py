@@ -192,7 +192,8 @@ class ProfileConfig:
     pin_cores: bool = True
     finalists: int = 3  # re-measured interleaved (A B A B ...) before a winner is named; <2: off
     finalist_rounds: int = 10
-    finalist_iters: int = 3  # runs per variant and round
+    finalist_iters: int = 3  # timed runs per variant and round
+    finalist_warmup_iters: int = 1  # untimed runs at the start of each variant's turn
 
 
 @dataclass

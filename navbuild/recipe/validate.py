@@ -374,6 +374,8 @@ def _check_profile(recipe: Recipe, p: list[str]) -> None:
         p.append(f"profile.stability: {prof.stability} must be between 0 and 1 (a relative spread)")
     if prof.finalist_rounds < 1 or prof.finalist_iters < 1:
         p.append("profile.finalist_rounds and profile.finalist_iters must be >= 1")
+    if prof.finalist_warmup_iters < 0:
+        p.append(f"profile.finalist_warmup_iters: {prof.finalist_warmup_iters} must be >= 0")
     if prof.max_windows < prof.stable_windows:
         p.append(f"profile.max_windows: {prof.max_windows} must be >= profile.stable_windows ({prof.stable_windows})")
 
