@@ -39,7 +39,7 @@ class WriteTritonModel(Step):
     """
 
     name: ClassVar[str] = "WriteTritonModel"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2  # 2: the python-backend twin unpins OpenVINO threads when instances > 1
     Params: ClassVar[type] = TritonModelParams
     requires: ClassVar[tuple[str, ...]] = ("numpy", "google.protobuf", "tritonclient")
     tools: ClassVar[tuple[str, ...]] = ("tritonclient",)

@@ -135,6 +135,11 @@ class TritonPythonModel:
             mode=settings.get("mode", defaults.mode))
         self.runner = make_runner(params[PREFIX + "runner"], model_dir / params[PREFIX + "model_file"], None,
                                   self.input_names, options)
+        # every instance is its own stub process here, where the native openvino backend shares
+        # one compiled model between instances: keep the processes from pinning the same cores
+        instances = sum(int(g.get("count", 1)) for g in config.get("instance_group", [])) or 1
+        if instances > 1 and hasattr(self.runner, "share_cores"):
+            self.runner.share_cores()
         try:
             pb_utils.Logger.log_info(f"navbuild: '{args.get('model_name', '?')}' runs "
                                      f"{params[PREFIX + 'model_file']} with the {params[PREFIX + 'runner']} "

@@ -116,6 +116,16 @@ def test_f32_config_pins_precision_threads_and_one_stream(ir: Path) -> None:
     assert len(runner._requests) == 2
 
 
+def test_sharing_cores_turns_thread_pinning_off_even_after_a_run(ir: Path) -> None:
+    runner = OpenVinoRunner(ir, RuntimeOptions(intra_op_threads=1))
+    runner.run(_feeds(2))
+    assert runner.compiled_for(_feeds(2)).get_property("ENABLE_CPU_PINNING") is True  # OpenVINO's default here
+    runner.share_cores()
+    assert runner.compiled_for(_feeds(2)).get_property("ENABLE_CPU_PINNING") is False
+    (got,) = runner.run(_feeds(2))
+    np.testing.assert_allclose(got, OpenVinoRunner(ir, F32).run(_feeds(2))[0], atol=1e-5)
+
+
 def test_unknown_mode_raises(ir: Path) -> None:
     with pytest.raises(ValueError, match="OpenVINO has no runtime mode 'fp8'"):
         make_runner("openvino", ir, None, ["x"], RuntimeOptions(mode="fp8"))
