@@ -104,13 +104,14 @@ def expand_triton(graph: Graph, recipe: Any, variants: list[str], cwd: Path) -> 
         v = BY_NAME[variant]
         backend = NATIVE_BACKENDS[v.runner]
         name = model_name(recipe.name, variant)
+        own = variant_parameters(variant)
         model_id = _add(graph, f"triton/model/{variant}", "WriteTritonModel", TRITON_MODEL, variant,
                         {"model": graph.variant_models[variant], "reference": REFERENCE_ID},
                         name=name, variant=variant, runner=v.runner, backend=backend, mode=v.mode,
                         inputs=tensor_specs(recipe), batch_size=max(recipe.profile.batch_sizes),
                         max_batch_size=max(t.search.max_batch_sizes),
-                        parameters=tuple(sorted(variant_parameters(variant).items())))
-        configs = search_configs(recipe, backend, variant_parameters(variant))
+                        parameters=tuple(sorted(own.items())))
+        configs = search_configs(recipe, backend, own)
         measures = {}
         for i, config in enumerate(configs):
             measures[f"measure-{i}"] = _add(

@@ -135,7 +135,8 @@ class OpenVinoRunner:
 
         OpenVINO pins a compiled model's threads to the first cores by default, so two
         processes with one thread each both land on core 0 and run at half speed (measured on
-        MiniLM int8 at batch 1: 61/s each pinned, 124/s each unpinned). Call before the first run.
+        MiniLM int8 at batch 1: 61/s each pinned, 124/s each unpinned). Shapes compiled before
+        the call are dropped, so every later run is unpinned.
         """
         self.config["ENABLE_CPU_PINNING"] = "NO"
         self._requests.clear()

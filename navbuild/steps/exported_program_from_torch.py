@@ -7,11 +7,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
 from navbuild.model_io import TensorSpec
-from navbuild.samples import generate_samples
 from navbuild.steps.base import Step, StepContext
 from navbuild.steps.common import TorchFactory, first_line
 from navbuild.steps.onnx_from_torch import EXAMPLE_BATCH, _signature_order
-from navbuild.steps.torchscript_from_torch import CHECK_BATCH, _check_same
+from navbuild.steps.torchscript_from_torch import CHECK_BATCH, _check_same, example_inputs
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,7 @@ class ExportedProgramFromTorch(Step):
 
         model = load_torch_model(params.factory, ctx.inputs.get("source"))
         names = _signature_order(model, [s.name for s in params.inputs])
-        examples = _examples(params, EXAMPLE_BATCH, params.seed, names)
+        examples = example_inputs(params, EXAMPLE_BATCH, params.seed, names)
 
         program, how = _export(model, examples, params)
         specialized = _specialized_axes(program, params)
@@ -50,19 +49,12 @@ class ExportedProgramFromTorch(Step):
         torch.export.save(program, str(path))
         loaded = torch.export.load(str(path)).module()
         for batch, seed in ((EXAMPLE_BATCH, params.seed), (CHECK_BATCH, params.seed + 1)):
-            _check_same(model, loaded, _examples(params, batch, seed, names), "export", batch)
+            _check_same(model, loaded, example_inputs(params, batch, seed, names), "export", batch)
         nodes = len(program.graph.nodes)
         size = path.stat().st_size
         print(f"model.pt2: {nodes} nodes, {size} bytes, {how} dims, reproduces eager at batch "
               f"{EXAMPLE_BATCH} and {CHECK_BATCH}", flush=True)
         return {"size_bytes": size, "nodes": nodes, "dims": how}
-
-
-def _examples(params: ExportedProgramFromTorchParams, batch: int, seed: int, names: list[str]) -> dict[str, Any]:
-    import torch
-
-    arrays = generate_samples(params.inputs, batch, seed, params.axes)
-    return {n: torch.from_numpy(arrays[n]) for n in names}
 
 
 def _export(model: Any, examples: dict[str, Any], params: ExportedProgramFromTorchParams) -> tuple[Any, str]:

@@ -9,11 +9,10 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 
 from navbuild.model_io import TensorSpec
-from navbuild.samples import generate_samples
 from navbuild.steps.base import Step, StepContext
 from navbuild.steps.common import TorchFactory, first_line
 from navbuild.steps.onnx_from_torch import EXAMPLE_BATCH, _signature_order
-from navbuild.steps.torchscript_from_torch import CHECK_BATCH, outputs_problem
+from navbuild.steps.torchscript_from_torch import CHECK_BATCH, example_inputs, outputs_problem
 
 #: OpenVINO's CPU kernels reassociate sums differently from torch's, hence a looser rtol than
 #: TorchScript's check; a real conversion error is orders of magnitude larger
@@ -54,12 +53,12 @@ class OpenVinoFromTorch(Step):
 
         model = load_torch_model(params.factory, ctx.inputs.get("source"))
         names = _signature_order(model, [s.name for s in params.inputs])
-        example = _examples(params, EXAMPLE_BATCH, params.seed, names)
+        example = example_inputs(params, EXAMPLE_BATCH, params.seed, names)
         print(f"converting the torch module to OpenVINO IR (example batch {EXAMPLE_BATCH}, f32 weights)",
               flush=True)
         try:
             with torch.no_grad():
-                converted = ov.convert_model(model, example_input={n: torch.from_numpy(a) for n, a in example.items()})
+                converted = ov.convert_model(model, example_input=example)
         except Exception as e:
             raise RuntimeError(f"openvino.convert_model could not convert the torch module: "
                                f"{type(e).__name__}: {first_line(e)}") from e
@@ -68,19 +67,13 @@ class OpenVinoFromTorch(Step):
         # so the same conversion saves the same bytes
         converted.set_friendly_name(params.factory.factory.rpartition(":")[2] or "model")
         for batch, seed in ((EXAMPLE_BATCH, params.seed), (CHECK_BATCH, params.seed + 1)):
-            _check_same(model, converted, _examples(params, batch, seed, names), batch)
+            _check_same(model, converted, example_inputs(params, batch, seed, names), batch)
         save_ir(converted, ctx.out)
         ops = Counter(op.get_type_name() for op in converted.get_ops())
         shapes = ", ".join(f"{p.get_any_name()} {p.get_partial_shape()}" for p in converted.inputs)
         print(f"{sum(ops.values())} ops; inputs {shapes}; reproduces eager at batch {EXAMPLE_BATCH} and "
               f"{CHECK_BATCH}", flush=True)
         return {"size_bytes": ir_size(ctx.out), "ops": sum(ops.values())}
-
-
-def _examples(params: OpenVinoFromTorchParams, batch: int, seed: int, names: list[str]) -> dict[str, np.ndarray]:
-    """Generated inputs keyed in forward's signature order."""
-    arrays = generate_samples(params.inputs, batch, seed, params.axes)
-    return {n: arrays[n] for n in names}
 
 
 def _name_ports(model: Any, inputs: list[str], outputs: tuple[str, ...]) -> None:
@@ -99,7 +92,7 @@ def _name_ports(model: Any, inputs: list[str], outputs: tuple[str, ...]) -> None
         port.get_tensor().set_names({name})
 
 
-def _check_same(model: Any, converted: Any, feeds: dict[str, np.ndarray], batch: int) -> None:
+def _check_same(model: Any, converted: Any, feeds: dict[str, Any], batch: int) -> None:
     """Raise RuntimeError unless the IR, compiled for the CPU, reproduces eager torch at ``batch``."""
     import openvino as ov
     import torch
@@ -107,9 +100,9 @@ def _check_same(model: Any, converted: Any, feeds: dict[str, np.ndarray], batch:
     from navbuild.runners.torch_runner import flatten_outputs
 
     with torch.no_grad():
-        _, want = flatten_outputs(model(**{n: torch.from_numpy(a) for n, a in feeds.items()}))
+        _, want = flatten_outputs(model(**feeds))
     compiled = ov.Core().compile_model(converted, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    result = compiled(list(feeds.values()))
+    result = compiled([t.numpy() for t in feeds.values()])
     got = [np.asarray(result[port]) for port in compiled.outputs]
     problem = outputs_problem(got, [w.float().numpy() for w in want], CHECK_ATOL, CHECK_RTOL)
     if problem:

@@ -52,7 +52,7 @@ class TorchScriptFromTorch(Step):
             raise ValueError(f"method '{params.method}' is not one of {METHODS}")
         model = load_torch_model(params.factory, ctx.inputs.get("source"))
         names = _signature_order(model, [s.name for s in params.inputs])
-        examples = _examples(params, EXAMPLE_BATCH, params.seed, names)
+        examples = example_inputs(params, EXAMPLE_BATCH, params.seed, names)
 
         print(f"{params.method} at batch {EXAMPLE_BATCH}, freeze={params.freeze}", flush=True)
         with torch.no_grad():
@@ -65,15 +65,16 @@ class TorchScriptFromTorch(Step):
         stripped = save_without_debug_info(scripted, path)
         loaded = torch.jit.load(str(path), map_location="cpu").eval()
         for batch, seed in ((EXAMPLE_BATCH, params.seed), (CHECK_BATCH, params.seed + 1)):
-            _check_same(model, loaded, _examples(params, batch, seed, names), params.method, batch)
+            _check_same(model, loaded, example_inputs(params, batch, seed, names), params.method, batch)
         size = path.stat().st_size
         print(f"model.pt: {size} bytes, reproduces eager at batch {EXAMPLE_BATCH} and {CHECK_BATCH}"
               f"{'' if stripped else ' (debug info kept: this torch cannot rewrite the archive)'}", flush=True)
         return {"method": params.method, "freeze": params.freeze, "size_bytes": size}
 
 
-def _examples(params: TorchScriptFromTorchParams, batch: int, seed: int, names: list[str]) -> dict[str, Any]:
-    """Generated inputs as tensors, keyed in forward's signature order."""
+def example_inputs(params: Any, batch: int, seed: int, names: list[str]) -> dict[str, Any]:
+    """Generated inputs (``params.inputs`` specs, ``params.axes``) as tensors, keyed in forward's
+    signature order: what the torch conversions trace with and check against."""
     import torch
 
     arrays = generate_samples(params.inputs, batch, seed, params.axes)
@@ -177,5 +178,5 @@ def save_without_debug_info(module: Any, path: Path) -> bool:
     return True
 
 
-__all__ = ["TorchScriptFromTorch", "TorchScriptFromTorchParams", "METHODS", "CHECK_BATCH", "outputs_problem",
+__all__ = ["TorchScriptFromTorch", "TorchScriptFromTorchParams", "METHODS", "CHECK_BATCH", "example_inputs", "outputs_problem",
            "save_without_debug_info"]
