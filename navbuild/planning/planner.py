@@ -143,7 +143,7 @@ def expand_conversions(graph: Graph, recipe: Recipe, variants: list[VariantDef])
             else _add_conversion(graph, "openvino", "OpenVinoFromOnnx", onnx, compress_to_fp16=False)),
         "openvino-int8": lambda: _add_conversion(
             graph,             "openvino-int8", "OpenVinoQuantized", {"openvino": models["openvino"], "reference": REFERENCE_ID},
-            preset=ovq.preset, subset_size=ovq.subset_size, fast_bias_correction=ovq.fast_bias_correction,
+            preset=nncf_preset(ovq.preset, ovq.model_type), subset_size=ovq.subset_size, fast_bias_correction=ovq.fast_bias_correction,
             model_type=ovq.model_type, ignored_patterns=tuple(ovq.ignored_patterns)),
         "openvino-int8-wo": lambda: _add_conversion(
             graph,             "openvino-int8-wo", "OpenVinoWeightCompressed", {"openvino": models["openvino"]},
@@ -154,6 +154,14 @@ def expand_conversions(graph: Graph, recipe: Recipe, variants: list[VariantDef])
         if name in wanted:
             models[name] = builders[name]()
     return models
+
+
+def nncf_preset(preset: str, model_type: str | None) -> str:
+    """The NNCF preset a recipe's ``preset`` means; "auto" resolves as NNCF itself would, so the
+    step's params (and its key) name the preset that actually ran."""
+    if preset != "auto":
+        return preset
+    return "mixed" if model_type == "transformer" else "performance"
 
 
 def _add_conversion(graph: Graph, target_id: str, step_name: str, upstream: dict[str, str], /, **params) -> str:

@@ -322,7 +322,7 @@ def _check_variants(recipe: Recipe, p: list[str]) -> None:
             ("quantization.static.weight_type", sta.weight_type, ("qint8", "quint8")),
             ("quantization.static.activation_type", sta.activation_type, ("qint8", "quint8")),
             ("quantization.static.calibration", sta.calibration, schema.CALIBRATIONS),
-            ("openvino.quantization.preset", recipe.openvino.quantization.preset, ("performance", "mixed")),
+            ("openvino.quantization.preset", recipe.openvino.quantization.preset, schema.OPENVINO_PRESETS),
             ("openvino.weight_compression", recipe.openvino.weight_compression, ("int8_asym", "int8_sym")),
             ("openvino.source", recipe.openvino.source, schema.OPENVINO_SOURCES)):
         if (msg := _choice(value, choices, where)):

@@ -133,6 +133,21 @@ def test_openvino_converts_from_onnx_by_default_and_from_torch_on_request():
     assert "onnx" not in graph.targets
 
 
+def test_openvino_preset_auto_resolves_as_nncf_would_and_names_it_in_the_key():
+    from navbuild.recipe.schema import OpenVinoConfig, OpenVinoQuantConfig
+
+    def params(**quant):
+        recipe = mlp_recipe(formats=["openvino"], precisions=["int8"],
+                            openvino=OpenVinoConfig(quantization=OpenVinoQuantConfig(**quant)))
+        return expand(recipe, Path(".")).targets["openvino-int8"].params
+
+    assert params().preset == "performance"
+    assert params(model_type="transformer").preset == "mixed"
+    assert params(model_type="transformer", preset="performance").preset == "performance"
+    # the step's params (its key) name the preset that ran: "auto" and what it means are one build
+    assert params(model_type="transformer", preset="mixed") == params(model_type="transformer")
+
+
 def test_onnx_levels_run_the_onnx_model_at_each_other_graph_level():
     recipe = mlp_recipe(formats=["onnx", "onnx-levels"])
     graph = expand(recipe, Path("."))

@@ -119,3 +119,12 @@ def test_openvino_source_is_a_choice_and_torch_needs_a_torch_source(tmp_path: Pa
                                           r"recipe's source is an ONNX file; use 'onnx'"):
         check_semantics(good_recipe(source=SourceConfig(onnx="m.onnx"), formats=["openvino"],
                                     openvino=OpenVinoConfig(source="torch")), tmp_path)
+
+
+def test_openvino_preset_is_a_choice_auto_included(tmp_path: Path):
+    from navbuild.recipe.schema import OpenVinoConfig, OpenVinoQuantConfig
+
+    for preset in ("auto", "performance", "mixed"):
+        check_semantics(good_recipe(openvino=OpenVinoConfig(quantization=OpenVinoQuantConfig(preset=preset))), tmp_path)
+    with pytest.raises(RecipeError, match=r"openvino\.quantization\.preset: unknown value 'mixd' \(did you mean 'mixed'\?\)"):
+        check_semantics(good_recipe(openvino=OpenVinoConfig(quantization=OpenVinoQuantConfig(preset="mixd"))), tmp_path)
