@@ -30,6 +30,25 @@ def _Named(body: Any) -> Any:
     return Named().eval()
 
 
+def exits_after(calls: int = 0, code: int = 3) -> Any:
+    """A tiny MLP whose process exits with ``code`` at its ``calls``-th forward (0: while it is
+    being built), as a runtime that crashes in native code would take its process down."""
+    import os
+
+    if calls == 0:
+        os._exit(code)
+    model = tiny_mlp()
+    seen = [0]
+
+    def count(*_: Any) -> None:
+        seen[0] += 1
+        if seen[0] >= calls:
+            os._exit(code)
+
+    model.register_forward_pre_hook(count)
+    return model
+
+
 def two_outputs(in_features: int = 8) -> Any:
     """forward(x) -> (x @ W, sum(x)): a tuple of two outputs of different shapes."""
     import torch

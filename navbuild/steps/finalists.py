@@ -81,7 +81,8 @@ class CompareFinalists(Step):
                 proc = context.Process(target=_worker, daemon=True,
                                        args=(child, spec, str(path) if path else None, feeds, cpus))
                 proc.start()
-                status = parent.recv()
+                child.close()  # the worker's end: a worker that dies now ends the parent's recv
+                status = _receive(parent, proc, spec.variant)
                 if status != "ready":
                     raise RuntimeError(f"finalist {spec.variant} could not start: {status}")
                 workers[spec.variant] = (parent, proc)
@@ -94,13 +95,14 @@ class CompareFinalists(Step):
                     # let the previous runtime's idle threads stop spinning (OpenMP, TBB and
                     # ONNX Runtime spin-wait after work) before the next one is timed
                     time.sleep(SETTLE_S)
-                    conn, _ = workers[variant]
+                    conn, proc = workers[variant]
                     conn.send((params.warmup, params.iters))
-                    per_round[variant].append(statistics.median(conn.recv()))
+                    per_round[variant].append(statistics.median(_receive(conn, proc, variant)))
             for conn, _ in workers.values():
                 conn.send((0, 0))
         finally:
             for conn, proc in workers.values():
+                conn.close()  # a worker still waiting for a turn sees the end and exits
                 proc.join(timeout=10)
                 if proc.is_alive():
                     proc.kill()
@@ -115,6 +117,17 @@ class CompareFinalists(Step):
         return {"batch_size": params.batch_size, "rounds": params.rounds, "iters": params.iters,
                 "warmup": params.warmup,
                 "pinned_cpus": sorted(cpus) if cpus else None, "variants": figures}
+
+
+def _receive(conn: Any, proc: Any, variant: str) -> Any:
+    """The worker's next message; a worker that died (a runtime crashing in native code, the
+    OOM killer) is a clear error rather than a parent waiting forever."""
+    try:
+        return conn.recv()
+    except (EOFError, ConnectionError):
+        proc.join(timeout=5)
+        raise RuntimeError(f"finalist {variant}: its worker process died (exit code {proc.exitcode}) "
+                           "before it answered") from None
 
 
 def _cpus(threads: int) -> set[int] | None:
@@ -143,7 +156,10 @@ def _worker(conn: Any, spec: FinalistSpec, path: str | None, feeds: dict, cpus: 
         return
     conn.send("ready")
     while True:
-        warmup, n = conn.recv()
+        try:
+            warmup, n = conn.recv()
+        except EOFError:  # the parent stopped (another finalist failed)
+            break
         if n <= 0:
             break
         for _ in range(warmup):
