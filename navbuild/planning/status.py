@@ -25,7 +25,7 @@ def payload_for(target: Target, upstream: dict[str, str]) -> dict:
     """The key payload: step, version, params read, upstream content digests, tools, hardware."""
     step = load_step(target.step)
     return key_payload(step=step.name, step_version=step.version, params=params_to_dict(target.params),
-                       inputs=upstream, tools=tool_versions(step.tools),
+                       inputs=upstream, tools=tool_versions(step.tools_for(target.params)),
                        hardware=fingerprint() if step.depends_on_hardware(target.params) else None)
 
 

@@ -34,6 +34,10 @@ CATALOGUE: tuple[VariantDef, ...] = (
     VariantDef("onnx-basic", "onnx-levels", "fp32", "onnx", model="onnx", graph_level="basic"),
     VariantDef("onnx-extended", "onnx-levels", "fp32", "onnx", model="onnx", graph_level="extended"),
     VariantDef("openvino", "openvino", "fp32", "openvino", model="openvino"),
+    # the onnx model in ONNX Runtime with OpenVINO's execution provider (the onnxruntime-openvino
+    # wheel); ORT's own graph passes are off so OpenVINO receives the graph as exported
+    VariantDef("onnx-openvino-ep", "onnx-openvino", "fp32", "onnx", model="onnx", mode="openvino-ep",
+               graph_level="disable"),
     VariantDef("torch-compile", "torch-compile", "fp32", "torch", mode="compile"),
     VariantDef("torch-bf16-autocast", "torch", "bf16", "torch", mode="autocast-bf16"),
     VariantDef("torch-bf16", "torch", "bf16", "torch", mode="cast-bf16"),

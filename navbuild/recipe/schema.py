@@ -8,7 +8,8 @@ from typing import Any, Dict, List, Optional
 from omegaconf import MISSING
 
 #: formats a recipe may name (the variants each one yields are in navbuild/planning/variants.py).
-FORMATS = ("torch", "torchscript", "torch-export", "torch-compile", "onnx", "onnx-opt", "onnx-levels", "openvino")
+FORMATS = ("torch", "torchscript", "torch-export", "torch-compile", "onnx", "onnx-opt", "onnx-levels", "onnx-openvino",
+           "openvino")
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 CALIBRATIONS = ("minmax", "entropy", "percentile")
 EXPORTERS = ("torchscript", "dynamo")

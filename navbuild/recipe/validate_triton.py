@@ -21,6 +21,9 @@ def deployable(variant: str) -> str | None:
         return f"unknown variant '{variant}'"
     if v.runner not in NATIVE_BACKENDS:
         return f"{variant} runs the torch source ({v.runner}): Triton has no native backend for it"
+    if v.mode == "openvino-ep":
+        return f"{variant} runs ONNX Runtime's OpenVINO execution provider, which navbuild does not deploy; " \
+               "deploy the openvino variant (Triton's openvino backend) instead"
     if v.mode and v.runner != "openvino":
         return f"{variant} is a runtime mode ({v.mode}) that no Triton backend offers"
     return None

@@ -1,4 +1,5 @@
-"""Running an ONNX model with ONNX Runtime on the CPU execution provider."""
+"""Running an ONNX model with ONNX Runtime: its CPU execution provider, or (runtime mode
+``openvino-ep``) OpenVINO's execution provider from the ``onnxruntime-openvino`` wheel."""
 
 from __future__ import annotations
 
@@ -40,15 +41,39 @@ def session_options(options: RuntimeOptions) -> Any:
     return so
 
 
+#: ONNX Runtime runtime modes: "" = the CPU execution provider; "openvino-ep" = OpenVINO's.
+ORT_MODES: tuple[str, ...] = ("", "openvino-ep")
+OPENVINO_EP = "OpenVINOExecutionProvider"
+#: the wheel that carries OPENVINO_EP (it replaces the plain onnxruntime wheel)
+OPENVINO_EP_PACKAGE = "onnxruntime-openvino"
+
+
+def providers(options: RuntimeOptions) -> list[Any]:
+    """The session's execution providers for ``options.mode``. OpenVINO's runs on the CPU at
+    f32 with the variant's thread count; ORT's CPU provider takes any node it does not."""
+    if options.mode == "openvino-ep":
+        import onnxruntime as ort
+
+        if OPENVINO_EP not in ort.get_available_providers():
+            raise RuntimeError(f"this onnxruntime ({ort.__version__}) has no {OPENVINO_EP}: "
+                               f"install {OPENVINO_EP_PACKAGE} in place of onnxruntime")
+        return [(OPENVINO_EP, {"device_type": "CPU", "precision": "FP32",
+                               "num_of_threads": str(int(options.intra_op_threads))}), "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
 class OrtRunner:
-    """An ONNX Runtime CPU session over one model file."""
+    """An ONNX Runtime session over one model file."""
 
     def __init__(self, path: Path, options: RuntimeOptions) -> None:
         import onnxruntime as ort
 
+        if options.mode not in ORT_MODES:
+            raise ValueError(f"ONNX Runtime has no runtime mode '{options.mode}' (known: "
+                             + ", ".join(repr(m) for m in ORT_MODES) + ")")
         self.path = Path(path)
         self.session = ort.InferenceSession(str(self.path), sess_options=session_options(options),
-                                            providers=["CPUExecutionProvider"])
+                                            providers=providers(options))
         self.input_names: list[str] = [i.name for i in self.session.get_inputs()]
         self.output_names: list[str] = [o.name for o in self.session.get_outputs()]
 
@@ -58,7 +83,8 @@ class OrtRunner:
         return list(self.session.run(None, inputs))
 
 
-__all__ = ["OrtRunner", "session_options", "graph_optimization_level"]
+__all__ = ["ORT_MODES", "OPENVINO_EP", "OPENVINO_EP_PACKAGE", "OrtRunner", "providers", "session_options",
+           "graph_optimization_level"]
 
 
 def make(model_path: Path | None, factory: Any, input_names: Any, options: RuntimeOptions,
@@ -66,8 +92,6 @@ def make(model_path: Path | None, factory: Any, input_names: Any, options: Runti
     """Runner registry entry: an ONNX Runtime session on ``model_path``."""
     if model_path is None:
         raise ValueError("an onnx variant needs a model path")
-    if getattr(options, "mode", ""):
-        raise ValueError(f"ONNX Runtime has no runtime mode '{options.mode}'")
     from navbuild.steps.base import model_file
 
     return OrtRunner(model_file(Path(model_path)), options)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.metadata
 import importlib.util
 import typing
 from abc import ABC, abstractmethod
@@ -34,7 +35,8 @@ class Step(ABC):
     name: ClassVar[str]
     version: ClassVar[int]
     Params: ClassVar[type]
-    #: import names that must be importable for the step to run (checked with find_spec).
+    #: import names that must be importable for the step to run (checked with find_spec); a
+    #: name with a dash is a distribution that must be installed (checked with importlib.metadata).
     requires: ClassVar[tuple[str, ...]] = ()
     #: distribution names whose installed versions enter the cache key.
     tools: ClassVar[tuple[str, ...]] = ()
@@ -56,22 +58,48 @@ class Step(ABC):
         return cls.requires
 
     @classmethod
+    def tools_for(cls, params: Any = None) -> tuple[str, ...]:
+        """Distributions whose versions enter the key for ``params``; steps that run a variant
+        add its runtime's (so an OpenVINO upgrade re-checks and re-profiles OpenVINO variants)."""
+        return cls.tools
+
+    @classmethod
     def missing_requirements(cls, params: Any = None) -> list[str]:
-        """Import names required for ``params`` that are not installed (no import is performed)."""
-        missing = []
-        for mod in cls.requirements(params):
-            try:
-                if importlib.util.find_spec(mod) is None:
-                    missing.append(mod)
-            except (ImportError, ValueError):
-                missing.append(mod)
-        return missing
+        """Requirements of ``params`` that are not installed (no import is performed)."""
+        return [name for name in cls.requirements(params) if not installed(name)]
 
 
-def runtime_requirements(variant_format: str | None) -> tuple[str, ...]:
-    """What running a variant of this format needs besides numpy."""
+def installed(name: str) -> bool:
+    """Whether an import name (or, with a dash, a distribution) is installed, without importing it."""
+    if "-" in name:
+        try:
+            importlib.metadata.distribution(name)
+            return True
+        except importlib.metadata.PackageNotFoundError:
+            return False
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def runtime_requirements(variant_format: str | None, mode: str = "") -> tuple[str, ...]:
+    """What running a variant of this format (in this runtime mode) needs besides numpy."""
+    if variant_format == "onnx" and mode == "openvino-ep":
+        return ("onnxruntime", "onnxruntime-openvino")
     return {"torch": ("torch",), "torchscript": ("torch",), "torch-export": ("torch",),
             "onnx": ("onnxruntime",), "openvino": ("openvino",)}.get(variant_format or "", ())
+
+
+def variant_runs(params: Any) -> tuple[str | None, str]:
+    """(runner format, runtime mode) of a correctness or profile target's params."""
+    return getattr(params, "variant_format", None), getattr(getattr(params, "runtime", None), "mode", "")
+
+
+def runtime_tools(variant_format: str | None, mode: str = "") -> tuple[str, ...]:
+    """Distributions whose versions decide how a variant of this format runs (the runtimes'
+    import names are their distribution names)."""
+    return runtime_requirements(variant_format, mode)
 
 
 def model_file(path: Path, name: str = "model.onnx") -> Path:

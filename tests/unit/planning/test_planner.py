@@ -148,6 +148,30 @@ def test_openvino_preset_auto_resolves_as_nncf_would_and_names_it_in_the_key():
     assert params(model_type="transformer", preset="mixed") == params(model_type="transformer")
 
 
+def test_onnx_openvino_runs_the_onnx_model_on_openvinos_execution_provider():
+    from navbuild.steps.base import load_step
+
+    graph = expand(mlp_recipe(formats=["onnx", "onnx-openvino"]), Path("."))
+    assert graph.variants() == ["onnx", "onnx-openvino-ep"]
+    check = graph.targets["correctness/onnx-openvino-ep"]
+    assert check.inputs["model"] == "onnx"  # no conversion of its own
+    assert (check.params.runtime.mode, check.params.runtime.graph_level) == ("openvino-ep", "disable")
+    step = load_step(check.step)
+    # the wheel is a requirement (unavailable without it) and its version is in the key
+    assert "onnxruntime-openvino" in step.requirements(check.params)
+    assert "onnxruntime-openvino" in step.tools_for(check.params)
+    assert "onnxruntime-openvino" not in step.tools_for(graph.targets["correctness/onnx"].params)
+
+
+def test_openvino_checks_and_profiles_carry_openvinos_version():
+    from navbuild.steps.base import load_step
+
+    graph = expand(mlp_recipe(formats=["openvino"], precisions=["fp32"]), Path("."))
+    for tid in ("correctness/openvino", "profile/openvino"):
+        target = graph.targets[tid]
+        assert "openvino" in load_step(target.step).tools_for(target.params)
+
+
 def test_onnx_levels_run_the_onnx_model_at_each_other_graph_level():
     recipe = mlp_recipe(formats=["onnx", "onnx-levels"])
     graph = expand(recipe, Path("."))

@@ -105,3 +105,25 @@ def test_make_runner(tmp_path: Path) -> None:
     assert isinstance(make_runner("onnx", path, None, ["x"], options), OrtRunner)
     with pytest.raises(ValueError, match="no runner for variant format 'trt'"):
         make_runner("trt", path, None, ["x"], options)
+
+
+def test_ort_runner_with_openvino_ep_runs_it_or_says_which_wheel_it_needs(tmp_path: Path) -> None:
+    """Real either way: with onnxruntime-openvino the EP runs the model and matches torch; with the
+    plain onnxruntime wheel the runner refuses and names the wheel to install."""
+    import onnxruntime as ort
+
+    model = load_torch_model(TorchFactory("tests.models:tiny_mlp", {}))
+    path = _export(model, tmp_path / "m.onnx")
+    options = RuntimeOptions(intra_op_threads=1, graph_level="disable", mode="openvino-ep")
+    if "OpenVINOExecutionProvider" in ort.get_available_providers():
+        runner = make_runner("onnx", path, None, ["x"], options)
+        assert runner.session.get_providers()[0] == "OpenVINOExecutionProvider"
+        (got,) = runner.run(X)
+        (want,) = TorchRunner(model, ["x"], threads=1).run(X)
+        np.testing.assert_allclose(got, want, atol=1e-4)
+    else:
+        with pytest.raises(RuntimeError, match=r"has no OpenVINOExecutionProvider: install onnxruntime-openvino "
+                                               r"in place of onnxruntime"):
+            make_runner("onnx", path, None, ["x"], options)
+    with pytest.raises(ValueError, match=r"ONNX Runtime has no runtime mode 'dynamic-int8' \(known: '', 'openvino-ep'\)"):
+        OrtRunner(path, RuntimeOptions(mode="dynamic-int8"))

@@ -100,3 +100,10 @@ def test_only_measurements_are_hardware_dependent() -> None:
     opt = load_step("OrtOptimizedFromOnnx")
     assert opt.depends_on_hardware(opt.Params(level="all", fusion=None))
     assert not opt.depends_on_hardware(opt.Params(level="extended", fusion=None))
+
+
+def test_installed_checks_import_names_and_dashed_distributions_without_importing() -> None:
+    from navbuild.steps.base import installed
+
+    assert installed("json") and installed("hydra-core")
+    assert not installed("navbuild_no_such_module") and not installed("navbuild-no-such-dist")

@@ -211,3 +211,13 @@ def test_unmeetable_constraints_give_no_winner_and_the_closest_configs():
 def test_memory_cap_excludes_points():
     results = {"a": [row(1, 500, 5, mem=4000)], "b": [row(1, 100, 5, mem=500)]}
     assert rank(results, Constraints(max_memory_mb=1000), "throughput", {})[0].label == "b"
+
+
+def test_which_variants_triton_can_serve_and_why_not() -> None:
+    from navbuild.recipe.validate_triton import deployable
+
+    for served in ("onnx", "onnx-basic", "torchscript", "openvino", "openvino-bf16", "openvino-int8"):
+        assert deployable(served) is None
+    assert "Triton has no native backend" in deployable("torch-compile")
+    assert "OpenVINO execution provider, which navbuild does not deploy" in deployable("onnx-openvino-ep")
+    assert deployable("nope") == "unknown variant 'nope'"
