@@ -97,3 +97,20 @@ def test_openvino_from_torch_builds_its_own_ir_without_onnx(project):
     again = by_id(navbuild.build("tiny", ["variants=[torch,openvino]", *LOOSE]))
     assert again["onnx"].status == "built" and again["openvino"].status == "built"
     assert again["profile/torch"].status == "cached"
+
+
+def test_openvino_execution_provider_runs_where_installed_and_is_unavailable_elsewhere(project):
+    """Real either way: built and passing with the onnxruntime-openvino wheel, and with the plain
+    onnxruntime wheel reported unavailable (naming the wheel) while the rest of the build goes on."""
+    from navbuild.steps.base import installed
+
+    result = navbuild.build("tiny", ["variants=[torch,onnx,onnx-openvino-ep]", *LOOSE])
+    out, row = by_id(result), result.summary["variants"]["onnx-openvino-ep"]
+    if installed("onnxruntime-openvino"):
+        assert out["correctness/onnx-openvino-ep"].status == "built"
+        assert row["verdict"] == "pass" and set(row["profile"]) == {"1", "4"}
+    else:
+        assert out["correctness/onnx-openvino-ep"].status == "unavailable"
+        assert row["verdict"] == "unavailable"
+        assert "onnxruntime-openvino not installed" in row["reason"]
+    assert result.summary["variants"]["onnx"]["verdict"] == "pass"
