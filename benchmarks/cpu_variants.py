@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 VARIANT_OVERRIDES = [
-    "formats=[torch,torchscript,torch-compile,onnx,onnx-opt,onnx-levels,openvino]",
+    "formats=[torch,torchscript,torch-compile,onnx,onnx-opt,onnx-levels,onnx-openvino,openvino]",
     "precisions=[fp32,bf16,int8]",
     "openvino.quantization.model_type=transformer",
     "quantization.dynamic.per_channel=true",
