@@ -53,15 +53,21 @@ class Step(ABC):
         return cls.hardware_dependent
 
     @classmethod
+    def runtimes(cls, params: Any = None) -> tuple[str, ...]:
+        """The runtimes these params run a model in (see runtime_requirements); steps that run a
+        variant or the source override it."""
+        return ()
+
+    @classmethod
     def requirements(cls, params: Any = None) -> tuple[str, ...]:
-        """Import names these params need; steps whose runtime depends on the format override it."""
-        return cls.requires
+        """What these params need installed: the step's own requirements and its runtimes."""
+        return _merged(cls.requires, cls.runtimes(params))
 
     @classmethod
     def tools_for(cls, params: Any = None) -> tuple[str, ...]:
-        """Distributions whose versions enter the key for ``params``; steps that run a variant
-        add its runtime's (so an OpenVINO upgrade re-checks and re-profiles OpenVINO variants)."""
-        return cls.tools
+        """Distributions whose versions enter the key for ``params``: the step's tools and its
+        runtimes (so an OpenVINO upgrade re-checks and re-profiles OpenVINO variants)."""
+        return _merged(cls.tools, cls.runtimes(params))
 
     @classmethod
     def missing_requirements(cls, params: Any = None) -> list[str]:
@@ -84,22 +90,22 @@ def installed(name: str) -> bool:
 
 
 def runtime_requirements(variant_format: str | None, mode: str = "") -> tuple[str, ...]:
-    """What running a variant of this format (in this runtime mode) needs besides numpy."""
+    """What running a variant of this format (in this runtime mode) needs besides numpy. The
+    names are both import names and distributions, so they serve as key tools as well."""
     if variant_format == "onnx" and mode == "openvino-ep":
         return ("onnxruntime", "onnxruntime-openvino")
     return {"torch": ("torch",), "torchscript": ("torch",), "torch-export": ("torch",),
             "onnx": ("onnxruntime",), "openvino": ("openvino",)}.get(variant_format or "", ())
 
 
-def variant_runs(params: Any) -> tuple[str | None, str]:
-    """(runner format, runtime mode) of a correctness or profile target's params."""
-    return getattr(params, "variant_format", None), getattr(getattr(params, "runtime", None), "mode", "")
+def variant_runtimes(params: Any) -> tuple[str, ...]:
+    """The runtimes of a correctness or profile target's variant (its runner format and mode)."""
+    return runtime_requirements(getattr(params, "variant_format", None),
+                                getattr(getattr(params, "runtime", None), "mode", ""))
 
 
-def runtime_tools(variant_format: str | None, mode: str = "") -> tuple[str, ...]:
-    """Distributions whose versions decide how a variant of this format runs (the runtimes'
-    import names are their distribution names)."""
-    return runtime_requirements(variant_format, mode)
+def _merged(first: tuple[str, ...], more: tuple[str, ...]) -> tuple[str, ...]:
+    return first + tuple(dict.fromkeys(m for m in more if m not in first))
 
 
 def model_file(path: Path, name: str = "model.onnx") -> Path:

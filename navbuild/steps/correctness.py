@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 
 from navbuild.samples import read_npz, take_batch
-from navbuild.steps.base import Step, StepContext, runtime_requirements, runtime_tools, variant_runs as _runs
+from navbuild.steps.base import Step, StepContext, variant_runtimes
 from navbuild.steps.common import RuntimeOptions, TorchFactory, first_line, load_callable
 from navbuild.steps.reference import SAMPLES_FILE, reference_file
 
@@ -55,12 +55,8 @@ class CheckCorrectness(Step):
     requires: ClassVar[tuple[str, ...]] = ("numpy",)
 
     @classmethod
-    def requirements(cls, params: Any = None) -> tuple[str, ...]:
-        return cls.requires + runtime_requirements(*_runs(params))
-
-    @classmethod
-    def tools_for(cls, params: Any = None) -> tuple[str, ...]:
-        return cls.tools + tuple(t for t in runtime_tools(*_runs(params)) if t not in cls.tools)
+    def runtimes(cls, params: Any = None) -> tuple[str, ...]:
+        return variant_runtimes(params)
     tools: ClassVar[tuple[str, ...]] = ("torch", "onnxruntime", "numpy")
 
     def run(self, params: CorrectnessParams, ctx: StepContext) -> dict:

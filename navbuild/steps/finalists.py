@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from navbuild.steps.base import Step, StepContext, runtime_requirements, runtime_tools
+from navbuild.steps.base import Step, StepContext, runtime_requirements
 from navbuild.steps.common import RuntimeOptions, TorchFactory
 
 
@@ -59,18 +59,9 @@ class CompareFinalists(Step):
     hardware_dependent: ClassVar[bool] = True
 
     @classmethod
-    def requirements(cls, params: Any = None) -> tuple[str, ...]:
-        needs = list(cls.requires)
-        for spec in getattr(params, "finalists", ()):
-            needs += [m for m in runtime_requirements(spec.runner, spec.runtime.mode) if m not in needs]
-        return tuple(needs)
-
-    @classmethod
-    def tools_for(cls, params: Any = None) -> tuple[str, ...]:
-        tools = list(cls.tools)
-        for spec in getattr(params, "finalists", ()):
-            tools += [t for t in runtime_tools(spec.runner, spec.runtime.mode) if t not in tools]
-        return tuple(tools)
+    def runtimes(cls, params: Any = None) -> tuple[str, ...]:
+        return tuple(r for spec in getattr(params, "finalists", ())
+                     for r in runtime_requirements(spec.runner, spec.runtime.mode))
 
     def run(self, params: FinalistsParams, ctx: StepContext) -> dict:
         from navbuild.samples import read_npz, take_batch

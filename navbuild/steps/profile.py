@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 
 from navbuild.samples import read_npz, take_batch
-from navbuild.steps.base import Step, StepContext, runtime_requirements, runtime_tools, variant_runs as _runs
+from navbuild.steps.base import Step, StepContext, variant_runtimes
 from navbuild.steps.common import RuntimeOptions, TorchFactory
 from navbuild.steps.reference import SAMPLES_FILE
 
@@ -44,12 +44,8 @@ class ProfilePerformance(Step):
     requires: ClassVar[tuple[str, ...]] = ("numpy",)
 
     @classmethod
-    def requirements(cls, params: Any = None) -> tuple[str, ...]:
-        return cls.requires + runtime_requirements(*_runs(params))
-
-    @classmethod
-    def tools_for(cls, params: Any = None) -> tuple[str, ...]:
-        return cls.tools + tuple(t for t in runtime_tools(*_runs(params)) if t not in cls.tools)
+    def runtimes(cls, params: Any = None) -> tuple[str, ...]:
+        return variant_runtimes(params)
     tools: ClassVar[tuple[str, ...]] = ("torch", "onnxruntime", "numpy")
     hardware_dependent: ClassVar[bool] = True
 

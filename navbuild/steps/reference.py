@@ -84,8 +84,8 @@ class ReferenceFromSource(Step):
     requires: ClassVar[tuple[str, ...]] = ("numpy",)
 
     @classmethod
-    def requirements(cls, params: Any = None) -> tuple[str, ...]:
-        return cls.requires + runtime_requirements(getattr(params, "source_format", None))
+    def runtimes(cls, params: Any = None) -> tuple[str, ...]:
+        return runtime_requirements(getattr(params, "source_format", None))
     tools: ClassVar[tuple[str, ...]] = ("torch", "onnxruntime", "numpy")
 
     def run(self, params: ReferenceParams, ctx: StepContext) -> dict:
