@@ -27,6 +27,10 @@ class Prepared:
     records: Any
     build_dir: Path
     cwd: Path
+    #: a torch source's record of discovered dependencies (None for file sources)
+    source_record: Any = None
+    #: the source leaf as the recipe declares it, before its discovered dependencies join it
+    declared_source: Any = None
 
 
 @dataclass
@@ -103,7 +107,23 @@ def prepare(recipe: Recipe, recipe_file: Path | None, cwd: Path | None = None,
         recipe, _ = resolve(recipe, recipe_file, overrides, cwd, store, records, build_dir_of)
         check_semantics(recipe, cwd, where=f"{where} (continued from {recipe.source.torchscript})")
     graph = expand(recipe, cwd)
-    return Prepared(recipe, recipe_file, graph, store, records, build_dir_of(recipe), cwd)
+    prep = Prepared(recipe, recipe_file, graph, store, records, build_dir_of(recipe), cwd)
+    if recipe.source.torch:
+        _attach_source_record(prep)
+    return prep
+
+
+def _attach_source_record(prep: Prepared) -> None:
+    """Key the torch source on what it was last found to depend on, and say what changed since."""
+    from navbuild.planning.planner import SOURCE_ID
+    from navbuild.planning.source_record import SourceRecord, attach, changes, read_record, record_path
+
+    declared = prep.graph.leaves[SOURCE_ID]
+    path = record_path(prep.store.root, declared, prep.recipe.source.kwargs)
+    data = read_record(path)
+    prep.declared_source = declared
+    prep.source_record = SourceRecord(path, data, changes(data, prep.store.memo, prep.cwd))
+    attach(prep.graph, SOURCE_ID, prep.source_record)
 
 
 def plan(recipe: RecipeLike = "mlp", overrides: Sequence[str] = (), *, cwd: Path | None = None) -> Plan:
@@ -128,6 +148,13 @@ def build_prepared(prep: Prepared, reporter: Reporter) -> BuildResult:
     previous = prep.records.load(prep.build_dir)
     for w in prep.records.warnings:
         reporter.warning(w)
+    if prep.source_record is not None:
+        from navbuild.execute.source_deps import refresh_source_record
+        from navbuild.planning.planner import source_discovery_params
+
+        prep.source_record = refresh_source_record(
+            prep.graph, prep.declared_source, prep.source_record, source_discovery_params(prep.recipe),
+            prep.store, prep.build_dir, prep.cwd, reporter)
     reporter.planned(plan_statuses(prep.graph, prep.store, previous))
     outcomes = execute(prep.graph, prep.store, prep.build_dir, prep.cwd, reporter,
                        keep_going=prep.recipe.keep_going)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from navbuild.cache.keys import tool_versions
 from navbuild.model_io import TensorSpec
 from navbuild.planning.graph import Graph
 from navbuild.planning.target import CONVERT, CORRECTNESS, PROFILE, REFERENCE, SOURCE, Leaf, Target
@@ -39,7 +40,7 @@ def expand_source(graph: Graph, recipe: Recipe, cwd: Path) -> None:
     """The source model (and a samples file) as leaves whose content identifies them."""
     src = recipe.source
     watch = tuple(resolve_path(w, cwd) for w in src.watch)
-    facts = {f"package:{p}": _dist_version(p) for p in src.packages}
+    facts = {f"package:{p}": v for p, v in tool_versions(src.packages).items()}
     if src.onnx or src.torchscript:
         path = resolve_path(src.onnx or src.torchscript, cwd)
         graph.add(Leaf(SOURCE_ID, path, (path, *watch), facts))
@@ -230,6 +231,13 @@ def expand_profiles(graph: Graph, recipe: Recipe, variants: list[VariantDef], mo
                          variant=v.name))
 
 
+def source_discovery_params(recipe: Recipe):
+    """Params of the run that discovers what defines a torch source (its modules, files, distributions)."""
+    step = load_step("DiscoverSourceDependencies")
+    return step.Params(factory=_factory(recipe), inputs=tensor_specs(recipe), axes=dict(recipe.samples.axes),
+                       seed=recipe.samples.seed)
+
+
 def tensor_specs(recipe: Recipe) -> tuple[TensorSpec, ...]:
     return tuple(TensorSpec(name=i.name, dtype=i.dtype, shape=tuple(i.shape),
                             low=float(i.range[0]), high=float(i.range[1])) for i in recipe.inputs)
@@ -264,15 +272,6 @@ def _module_file(module: str, cwd: Path) -> Path | None:
         return module_origin(module, cwd)
     except (ImportError, ValueError):
         return None
-
-
-def _dist_version(dist: str) -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
 
 
 __all__ = ["expand", "SOURCE_ID", "REFERENCE_ID", "SAMPLES_FILE_ID", "METRIC_ID", "SOURCE", "tensor_specs",

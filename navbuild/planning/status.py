@@ -54,6 +54,8 @@ class TargetPlan:
 @dataclass
 class Plan:
     targets: list[TargetPlan] = field(default_factory=list)
+    #: what the plan says besides the targets' statuses (e.g. a source not discovered yet)
+    notes: list[str] = field(default_factory=list)
 
     def by_id(self) -> dict[str, TargetPlan]:
         return {t.id: t for t in self.targets}
@@ -64,7 +66,7 @@ def plan_statuses(graph: Graph, store: Any, previous: dict | None) -> Plan:
     prev_targets = (previous or {}).get("targets", {})
     digests: dict[str, str | None] = {lid: leaf_digest(leaf, store.memo) for lid, leaf in graph.leaves.items()}
     pending: dict[str, str] = {}  # target id -> why its digest is unknown
-    plan = Plan()
+    plan = Plan(notes=[f"{lid}: {leaf.note}" for lid, leaf in graph.leaves.items() if leaf.note])
     for tid in graph.order:
         target = graph.targets[tid]
         tp = TargetPlan(id=tid, status=MISSING, kind=target.kind, variant=target.variant)
@@ -96,7 +98,17 @@ def plan_statuses(graph: Graph, store: Any, previous: dict | None) -> Plan:
         old = prev_targets.get(tid, {}).get("payload")
         if old is None:
             continue  # missing: never built here
-        reasons = explain_change(old, tp.payload)
+        reasons = _root_causes(explain_change(old, tp.payload), target, graph)
         tp.status = STALE
         tp.reason = "; ".join(reasons) if reasons else "cache entry is gone (pruned or corrupt)"
     return plan
+
+
+def _root_causes(reasons: list[str], target: Target, graph: Graph) -> list[str]:
+    """``input source changed`` replaced by what changed in that leaf (a module, a checkpoint)."""
+    out: list[str] = []
+    for reason in reasons:
+        leaf = next((graph.leaves[up] for name, up in target.inputs.items()
+                     if up in graph.leaves and reason == f"input {name} changed"), None)
+        out.extend(leaf.changes if leaf is not None and leaf.changes else (reason,))
+    return out

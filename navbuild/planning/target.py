@@ -40,3 +40,8 @@ class Leaf:
     files: tuple[Path, ...]
     facts: Mapping[str, str] = field(default_factory=dict)
     kind: str = SOURCE
+    #: why its content differs from what was recorded (each file or distribution that changed);
+    #: shown as the reason its dependents are stale. Not part of the digest.
+    changes: tuple[str, ...] = ()
+    #: something the plan should say about it (e.g. its dependencies are not discovered yet)
+    note: str = ""

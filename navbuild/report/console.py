@@ -29,6 +29,9 @@ class ConsoleReporter(Reporter):
     def warning(self, message: str) -> None:
         self.console.print(f"[yellow]warning:[/] {message}")
 
+    def note(self, message: str) -> None:
+        self.console.print(f"[dim]{message}[/]")
+
     def planned(self, plan: Any) -> None:
         self._total = len(plan.targets)
         todo = [t for t in plan.targets if t.status != "cached"]

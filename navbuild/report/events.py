@@ -11,6 +11,9 @@ class Reporter:
     def warning(self, message: str) -> None:
         """Something the user should know that does not stop the build."""
 
+    def note(self, message: str) -> None:
+        """Something the build did that is worth a line (e.g. discovering the source's dependencies)."""
+
     def planned(self, plan: Any) -> None:
         """The plan of a build, before anything runs."""
 
@@ -32,6 +35,9 @@ class CollectingReporter(Reporter):
 
     def warning(self, message: str) -> None:
         self.events.append(("warning", message))
+
+    def note(self, message: str) -> None:
+        self.events.append(("note", message))
 
     def planned(self, plan: Any) -> None:
         self.events.append(("planned", plan))

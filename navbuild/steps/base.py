@@ -163,6 +163,7 @@ def _coerce(hint: Any, value: Any) -> Any:
 #: modules import heavy packages (torch, onnxruntime) only inside ``run``.
 STEP_REGISTRY: dict[str, str] = {
     "ReferenceFromSource": "navbuild.steps.reference:ReferenceFromSource",
+    "DiscoverSourceDependencies": "navbuild.steps.source_deps:DiscoverSourceDependencies",
     "OnnxFromTorch": "navbuild.steps.onnx_from_torch:OnnxFromTorch",
     "OrtOptimizedFromOnnx": "navbuild.steps.ort_optimized:OrtOptimizedFromOnnx",
     "CheckCorrectness": "navbuild.steps.correctness:CheckCorrectness",
