@@ -82,7 +82,8 @@ class DependencyRecorder:
         dists: dict[str, str] = {}
         for path in self.opened:
             if _under(path, site_dirs):
-                _add_distribution_of(path, site_dirs, dists)
+                if not _is_code(path):  # data a distribution ships (weights, configs), not its code
+                    _add_distribution_of(path, site_dirs, dists)
             elif not _under(path, excluded) and not _under(path, _SYSTEM_DIRS) and _is_data_file(path):
                 files.add(path)
         modules: set[str] = set()
@@ -138,6 +139,13 @@ def _mapped_files() -> set[str]:
 def _is_data_file(path: str) -> bool:
     """A regular file that still exists and is not Python bytecode (modules are found by import)."""
     return os.path.isfile(path) and not path.endswith(".pyc") and "/__pycache__/" not in path
+
+
+def _is_code(path: str) -> bool:
+    """Importing a package reads its code and metadata; only its data defines a model."""
+    name = os.path.basename(path)
+    return (name.endswith((".py", ".pyc", ".pyi", ".so", ".pyd", ".pth", ".typed")) or ".so." in name
+            or "/__pycache__/" in path or ".dist-info/" in path or ".egg-info/" in path)
 
 
 def _add_distribution_of(path: str, site_dirs: tuple[str, ...], dists: dict[str, str]) -> None:
