@@ -160,3 +160,29 @@ def wrong_dtype_samples(count: int, seed: int, axes: Any) -> Any:
     import numpy as np
 
     return {"x": np.zeros((count, 8), dtype=np.float64)}
+
+
+def with_diff(in_features: int = 8) -> Any:
+    """An MLP whose forward uses ``torch.diff``: the TorchScript ONNX exporter has no
+    ``aten::diff`` (verified on torch 2.13), the dynamo exporter decomposes it."""
+    import torch
+
+    class WithDiff(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.fc = torch.nn.Linear(in_features - 1, 4)
+
+        def forward(self, x):
+            return self.fc(torch.diff(x, dim=1))
+
+    return WithDiff().eval()
+
+
+def sequential(in_features: int = 8, seed: int = 0) -> Any:
+    """An ``nn.Sequential``: its forward takes ``input``, not the recipe's name."""
+    import torch
+
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(in_features, 16), torch.nn.ReLU(),
+                               torch.nn.Linear(16, 4)).eval()
