@@ -121,7 +121,8 @@ def expand_conversions(graph: Graph, recipe: Recipe, variants: list[VariantDef])
             method=recipe.torchscript.method, freeze=recipe.torchscript.freeze),
         "torch-export": lambda: _add_conversion(
             graph,             "torch-export", "ExportedProgramFromTorch", {"source": SOURCE_ID}, factory=_factory(recipe),
-            inputs=tensor_specs(recipe), axes=dict(recipe.samples.axes), seed=recipe.samples.seed),
+            inputs=tensor_specs(recipe), axes=dict(recipe.samples.axes), seed=recipe.samples.seed,
+            packages=tuple(recipe.source.packages)),
         "onnx-opt": lambda: _add_conversion(
             graph,             "onnx-opt", "OrtOptimizedFromOnnx", onnx, level=recipe.onnx_opt.level, fusion=recipe.onnx_opt.fusion,
             num_heads=recipe.onnx_opt.num_heads, hidden_size=recipe.onnx_opt.hidden_size),

@@ -57,11 +57,13 @@ def _count_flops(runner: Any, samples: Mapping[str, Any], batch_sizes: tuple[int
         import torch
         from torch.utils.flop_counter import FlopCounterMode
 
+        from navbuild.runners.torch_runner import call_model
+
         out = {}
         for b in batch_sizes:
             feeds = {n: torch.from_numpy(a) for n, a in take_batch(samples, b).items()}
             with torch.no_grad(), FlopCounterMode(display=False) as counter:
-                model(**feeds)
+                call_model(model, feeds, runner.by_name)
             out[str(b)] = float(counter.get_total_flops())
         return out
     except Exception as e:  # noqa: BLE001 - a count is a nicety; never fail the reference for it
