@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from navbuild.model_io import TensorSpec
 from navbuild.planning.graph import Graph
 from navbuild.planning.target import CONVERT, CORRECTNESS, PROFILE, REFERENCE, SOURCE, Leaf, Target
-from navbuild.planning.variants import VariantDef, selected
+from navbuild.planning.variants import VariantDef, selected, unavailable_on_serialized
 from navbuild.recipe.schema import Recipe
 from navbuild.recipe.validate import module_origin, resolve_path
 from navbuild.steps.base import load_step
@@ -31,6 +32,7 @@ def expand(recipe: Recipe, cwd: Path) -> Graph:
     models = expand_conversions(graph, recipe, variants)
     expand_checks(graph, recipe, variants, models)
     expand_profiles(graph, recipe, variants, models)
+    mark_unavailable(graph, recipe)
     graph.variant_models = {v.name: models[v.model] if v.model else None for v in variants}
     return graph
 
@@ -155,6 +157,18 @@ def expand_conversions(graph: Graph, recipe: Recipe, variants: list[VariantDef])
         if name in wanted:
             models[name] = builders[name]()
     return models
+
+
+def mark_unavailable(graph: Graph, recipe: Recipe) -> None:
+    """Targets that cannot run on this source say why at plan time (``unavailable: <why>``)
+    instead of failing to load at build time: torch.compile, dynamic int8 and torch.export on a
+    TorchScript file."""
+    if not recipe.source.torchscript:
+        return
+    for tid, target in list(graph.targets.items()):
+        why = unavailable_on_serialized(recipe.source.torchscript, target.variant or tid)
+        if why:
+            graph.targets[tid] = dataclasses.replace(target, unavailable=why)
 
 
 def nncf_preset(preset: str, model_type: str | None) -> str:

@@ -30,6 +30,8 @@ def payload_for(target: Target, upstream: dict[str, str]) -> dict:
 
 
 def unavailable_reason(target: Target) -> str | None:
+    if target.unavailable:
+        return target.unavailable
     missing = load_step(target.step).missing_requirements(target.params)
     return f"{', '.join(missing)} not installed" if missing else None
 
