@@ -186,3 +186,31 @@ def sequential(in_features: int = 8, seed: int = 0) -> Any:
     torch.manual_seed(seed)
     return torch.nn.Sequential(torch.nn.Linear(in_features, 16), torch.nn.ReLU(),
                                torch.nn.Linear(16, 4)).eval()
+
+
+def onnx_mlp(path: Any, batch: int | str = "batch", ir_version: int = 8, opset: int = 17,
+             weights_as_inputs: bool = False) -> Any:
+    """A tiny real MLP (x [batch, 8] -> y [batch, 4]) made with onnx.helper.
+
+    ``batch`` an int fixes the batch dim; ``weights_as_inputs`` lists the initializers among the
+    graph inputs too, as IR < 4 files do (then ``ir_version`` 3 and ``opset`` 8 make a real one).
+    """
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.standard_normal((8, 16)).astype(np.float32), "w1"),
+               numpy_helper.from_array(rng.standard_normal(16).astype(np.float32), "b1"),
+               numpy_helper.from_array(rng.standard_normal((16, 4)).astype(np.float32), "w2")]
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Add", ["h", "b1"], ["a"]),
+             helper.make_node("Relu", ["a"], ["r"]), helper.make_node("MatMul", ["r", "w2"], ["y"])]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 8])]
+    if weights_as_inputs:
+        inputs += [helper.make_tensor_value_info(w.name, TensorProto.FLOAT, list(w.dims)) for w in weights]
+    graph = helper.make_graph(nodes, "mlp", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 4])],
+                              initializer=weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = ir_version
+    onnx.save(model, str(path))
+    return path

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from navbuild.model_io import TensorSpec
 from navbuild.planning.graph import Graph
+from navbuild.planning.onnx_source import OnnxSourceFacts, accepted_recipe, read_onnx_source
 from navbuild.planning.target import CONVERT, CORRECTNESS, PROFILE, REFERENCE, SOURCE, Leaf, Target
 from navbuild.planning.variants import VariantDef, selected, unavailable_on_serialized
 from navbuild.recipe.schema import Recipe
@@ -27,6 +28,7 @@ def expand(recipe: Recipe, cwd: Path) -> Graph:
     """Expand a validated recipe into its graph of targets."""
     graph = Graph()
     expand_source(graph, recipe, cwd)
+    recipe = accept_source(graph, recipe)
     expand_reference(graph, recipe)
     variants = selected(list(recipe.formats), list(recipe.precisions), list(recipe.variants))
     models = expand_conversions(graph, recipe, variants)
@@ -59,6 +61,19 @@ def expand_source(graph: Graph, recipe: Recipe, cwd: Path) -> None:
     if recipe.correctness.metric is not None:
         # the metric's code decides verdicts: its file is part of every check's key
         _code_leaf(graph, METRIC_ID, recipe.correctness.metric.function, cwd)
+
+
+def _onnx_facts(graph: Graph, recipe: Recipe) -> OnnxSourceFacts | None:
+    """The ONNX source file's header facts (None for other sources or an unreadable file)."""
+    return read_onnx_source(graph.leaves[SOURCE_ID].path) if recipe.source.onnx else None
+
+
+def accept_source(graph: Graph, recipe: Recipe) -> Recipe:
+    """The recipe restricted to the sizes the ONNX source accepts (fixed batch, fixed axes);
+    what changed is noted on the graph, for the plan to show."""
+    accepted, notes = accepted_recipe(recipe, _onnx_facts(graph, recipe), Path(recipe.source.onnx or "").name)
+    graph.notes.extend(notes)
+    return accepted
 
 
 def _code_leaf(graph: Graph, leaf_id: str, function: str, cwd: Path) -> None:
@@ -113,6 +128,14 @@ def expand_conversions(graph: Graph, recipe: Recipe, variants: list[VariantDef])
                                          opset=recipe.onnx.opset, exporter=recipe.onnx.exporter,
                                          seed=recipe.samples.seed)
     onnx = {"onnx": models.get("onnx", SOURCE_ID)}
+    facts = _onnx_facts(graph, recipe)
+    if facts is not None and facts.needs_sanitizing and wanted & (onnx_users | {"openvino"}) - {"onnx"}:
+        # the onnx variant runs the file as given; what ORT's optimizer, the quantizers and
+        # OpenVINO's converter read is its normalised copy
+        onnx = {"onnx": _add_conversion(graph, "onnx-sanitized", "OnnxSanitizedFromOnnx", onnx)}
+        graph.notes.append(f"source.onnx: {Path(recipe.source.onnx).name} lists {facts.weights_as_inputs} "
+                           f"weight(s) as graph inputs (IR version {facts.ir_version}): conversions read "
+                           "its normalised copy, target onnx-sanitized")
     with_samples = {**onnx, "reference": REFERENCE_ID}
     dyn, sta = recipe.quantization.dynamic, recipe.quantization.static
     ovq = recipe.openvino.quantization

@@ -56,6 +56,8 @@ class TargetPlan:
 @dataclass
 class Plan:
     targets: list[TargetPlan] = field(default_factory=list)
+    #: what the plan changed from the recipe to fit the source (Graph.notes)
+    notes: list[str] = field(default_factory=list)
 
     def by_id(self) -> dict[str, TargetPlan]:
         return {t.id: t for t in self.targets}
@@ -66,7 +68,7 @@ def plan_statuses(graph: Graph, store: Any, previous: dict | None) -> Plan:
     prev_targets = (previous or {}).get("targets", {})
     digests: dict[str, str | None] = {lid: leaf_digest(leaf, store.memo) for lid, leaf in graph.leaves.items()}
     pending: dict[str, str] = {}  # target id -> why its digest is unknown
-    plan = Plan()
+    plan = Plan(notes=list(graph.notes))
     for tid in graph.order:
         target = graph.targets[tid]
         tp = TargetPlan(id=tid, status=MISSING, kind=target.kind, variant=target.variant)
