@@ -101,6 +101,8 @@ def accepted_recipe(recipe: Any, facts: OnnxSourceFacts | None, file_name: str) 
         sta.batch_size = batch
         # every calibration batch must be full: the model takes exactly `batch` rows
         sta.max_samples = max(batch, min(out.samples.count, sta.max_samples) // batch * batch)
+        if out.select.batch_size is not None:
+            out.select.batch_size = batch
         notes.append(f"source.onnx: {file_name} fixes the batch at {batch}: checks, calibration and profiles "
                      f"run at batch {batch} only (profile.batch_sizes asked for {', '.join(map(str, asked))})")
     for axis, size in sorted(fixed.items()):

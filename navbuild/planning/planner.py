@@ -76,6 +76,15 @@ def accept_source(graph: Graph, recipe: Recipe) -> Recipe:
     return accepted
 
 
+def fit_to_source(recipe: Recipe, cwd: Path) -> Recipe:
+    """The recipe as ``expand`` builds it: restricted to the sizes the source accepts (what the
+    selection and the finalists must use too)."""
+    if not recipe.source.onnx:
+        return recipe
+    return accepted_recipe(recipe, read_onnx_source(resolve_path(recipe.source.onnx, cwd)),
+                           Path(recipe.source.onnx).name)[0]
+
+
 def _code_leaf(graph: Graph, leaf_id: str, function: str, cwd: Path) -> None:
     """A leaf for user code named ``module:function``: its module file's content identifies it."""
     origin = _module_file(function.partition(":")[0], cwd)
@@ -313,5 +322,5 @@ def _dist_version(dist: str) -> str:
         return "not installed"
 
 
-__all__ = ["expand", "SOURCE_ID", "REFERENCE_ID", "SAMPLES_FILE_ID", "METRIC_ID", "SOURCE", "tensor_specs",
+__all__ = ["expand", "fit_to_source", "SOURCE_ID", "REFERENCE_ID", "SAMPLES_FILE_ID", "METRIC_ID", "SOURCE", "tensor_specs",
            "tolerances"]
