@@ -162,7 +162,7 @@ def wrong_dtype_samples(count: int, seed: int, axes: Any) -> Any:
     return {"x": np.zeros((count, 8), dtype=np.float64)}
 
 
-def with_diff(in_features: int = 8) -> Any:
+def with_diff(in_features: int = 8, **_: Any) -> Any:
     """An MLP whose forward uses ``torch.diff``: the TorchScript ONNX exporter has no
     ``aten::diff`` (verified on torch 2.13), the dynamo exporter decomposes it."""
     import torch
@@ -179,7 +179,7 @@ def with_diff(in_features: int = 8) -> Any:
     return WithDiff().eval()
 
 
-def sequential(in_features: int = 8, seed: int = 0) -> Any:
+def sequential(in_features: int = 8, seed: int = 0, **_: Any) -> Any:
     """An ``nn.Sequential``: its forward takes ``input``, not the recipe's name."""
     import torch
 
@@ -214,3 +214,42 @@ def onnx_mlp(path: Any, batch: int | str = "batch", ir_version: int = 8, opset: 
     model.ir_version = ir_version
     onnx.save(model, str(path))
     return path
+
+
+#: a user's module whose model returns an output class it registers in torch's pytree, as
+#: transformers does with its ModelOutput classes; ``unregistered`` registers it only when called
+PYTREE_OUTPUT_MODULE = '''
+import collections
+import torch
+import torch.utils._pytree as pytree
+
+
+class Out(collections.OrderedDict):
+    pass
+
+
+def _register():
+    pytree.register_pytree_node(Out, lambda o: (list(o.values()), list(o.keys())),
+                                lambda values, keys: Out(zip(keys, values)),
+                                serialized_type_name=f"{__name__}.Out")
+
+
+class Model(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        return Out(y=self.fc(x))
+
+
+def registered(**_):
+    return Model().eval()
+
+
+def unregistered(**_):
+    if Out not in pytree.SUPPORTED_NODES:
+        _register()
+    return Model().eval()
+'''

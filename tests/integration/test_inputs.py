@@ -6,72 +6,18 @@ from __future__ import annotations
 
 import json
 import re
-import textwrap
 
 import pytest
 
 import navbuild
-from tests.models import onnx_mlp
+from tests.models import PYTREE_OUTPUT_MODULE, onnx_mlp
 
 ONNX = ["source.torch=null", "source.onnx=m.onnx", "formats=[onnx]"]
 
-#: a user's module beside the recipe (the child processes import it by the factory's name)
-USER_MODELS = textwrap.dedent('''
-    """Models of a user's project that navbuild used to fail on."""
-    import collections
-
-    import torch
-    import torch.utils._pytree as pytree
-
-
-    class WithDiff(torch.nn.Module):
-        """torch.diff: the TorchScript ONNX exporter has no aten::diff."""
-        def __init__(self):
-            super().__init__()
-            torch.manual_seed(0)
-            self.fc = torch.nn.Linear(7, 4)
-
-        def forward(self, x):
-            return self.fc(torch.diff(x, dim=1))
-
-
-    class Out(collections.OrderedDict):
-        """An output class registered in torch's pytree, as transformers registers ModelOutput."""
-
-
-    pytree.register_pytree_node(Out, lambda o: (list(o.values()), list(o.keys())),
-                                lambda values, keys: Out(zip(keys, values)),
-                                serialized_type_name=f"{__name__}.Out")
-
-
-    class Registered(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            torch.manual_seed(0)
-            self.fc = torch.nn.Linear(8, 4)
-
-        def forward(self, x):
-            return Out(y=self.fc(x))
-
-
-    def with_diff(**_):
-        return WithDiff()
-
-
-    def sequential(**_):
-        torch.manual_seed(0)
-        return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
-
-
-    def registered_output(**_):
-        return Registered()
-''')
-
-
-@pytest.fixture
-def user(project):
-    (project.root / "usermodels.py").write_text(USER_MODELS)
-    return project
+#: a model of tests/models.py as the source (the children import it as the tests do); the tiny
+#: recipe's kwargs (width, seed) go to it too
+def _source(name: str) -> list[str]:
+    return [f"source.torch=tests.models:{name}"]
 
 
 def _verdicts(result) -> dict[str, str]:
@@ -109,8 +55,8 @@ def test_an_ir3_onnx_file_with_weights_as_inputs_is_normalised_before_ort_and_qu
     assert re.search(r"lists 3 weight\(s\) as graph inputs \(IR version 3\)", result.summary["notes"][0])
 
 
-def test_a_model_the_default_exporter_rejects_is_exported_by_dynamo_and_passes(user):
-    result = navbuild.build("tiny", ["source.torch=usermodels:with_diff", "formats=[torch,onnx]"])
+def test_a_model_the_default_exporter_rejects_is_exported_by_dynamo_and_passes(project):
+    result = navbuild.build("tiny", [*_source("with_diff"), "formats=[torch,onnx]"])
     assert result.exit_code == 0, result.summary["targets"]
     assert result.outcomes["onnx"].result["exporter"] == "dynamo"
     assert re.match(r"UnsupportedOperatorError: Exporting the operator 'aten::diff'",
@@ -118,9 +64,8 @@ def test_a_model_the_default_exporter_rejects_is_exported_by_dynamo_and_passes(u
     assert _verdicts(result)["onnx"] == "pass"
 
 
-def test_a_sequential_gets_its_input_positionally_in_every_format(user):
-    result = navbuild.build("tiny", ["source.torch=usermodels:sequential",
-                                     "formats=[torch,onnx,torchscript,torch-export]"])
+def test_a_sequential_gets_its_input_positionally_in_every_format(project):
+    result = navbuild.build("tiny", [*_source("sequential"), "formats=[torch,onnx,torchscript,torch-export]"])
     assert result.exit_code == 0, result.summary["targets"]
     verdicts = _verdicts(result)
     assert {k: verdicts[k] for k in ("onnx", "torchscript", "torch-export")} == \
@@ -129,11 +74,13 @@ def test_a_sequential_gets_its_input_positionally_in_every_format(user):
     assert result.outcomes["reference"].status == "built" and result.outcomes["profile/torch"].status == "built"
 
 
-def test_a_program_with_a_pytree_registered_output_loads_where_the_users_module_is_imported(user):
-    result = navbuild.build("tiny", ["source.torch=usermodels:registered_output", "formats=[torch,torch-export]"])
+def test_a_program_with_a_pytree_registered_output_loads_where_the_users_module_is_imported(project):
+    # a user's module whose output class is registered in torch's pytree when it is imported
+    (project.root / "pytreemodels.py").write_text(PYTREE_OUTPUT_MODULE + "_register()\n")
+    result = navbuild.build("tiny", ["source.torch=pytreemodels:registered", "formats=[torch,torch-export]"])
     assert result.exit_code == 0, result.summary["targets"]
-    assert result.outcomes["torch-export"].result["load_imports"] == ["usermodels"]
-    assert json.loads((user.root / "build/tiny/torch-export/imports.json").read_text()) == ["usermodels"]
+    assert result.outcomes["torch-export"].result["load_imports"] == ["pytreemodels"]
+    assert json.loads((project.root / "build/tiny/torch-export/imports.json").read_text()) == ["pytreemodels"]
     assert _verdicts(result)["torch-export"] == "pass"
 
 

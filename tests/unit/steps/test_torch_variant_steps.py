@@ -21,6 +21,7 @@ from navbuild.steps.base import StepContext, params_from_dict, params_to_dict
 from navbuild.steps.common import RuntimeOptions, TorchFactory
 from navbuild.steps.exported_program_from_torch import ExportedProgramFromTorch
 from navbuild.steps.torchscript_from_torch import TorchScriptFromTorch
+from tests.models import PYTREE_OUTPUT_MODULE
 
 ROOT = Path(__file__).resolve().parents[3]
 X = (TensorSpec("x", "float32", ("batch", 8), low=-1.0, high=1.0),)
@@ -193,49 +194,10 @@ def test_a_sequential_is_traced_and_exported_with_its_input_positionally(tmp_pat
     _check_runner("torch-export", ep, "sequential")
 
 
-#: a user's module whose model returns an output class it registers in torch's pytree, as
-#: transformers does with its ModelOutput classes; ``unregistered`` registers it only when called
-_USER_MODULE = '''
-import collections
-import torch
-import torch.utils._pytree as pytree
-
-
-class Out(collections.OrderedDict):
-    pass
-
-
-def _register():
-    pytree.register_pytree_node(Out, lambda o: (list(o.values()), list(o.keys())),
-                                lambda values, keys: Out(zip(keys, values)),
-                                serialized_type_name=f"{__name__}.Out")
-
-
-class Model(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.fc = torch.nn.Linear(8, 4)
-
-    def forward(self, x):
-        return Out(y=self.fc(x))
-
-
-def registered():
-    return Model().eval()
-
-
-def unregistered():
-    if Out not in pytree.SUPPORTED_NODES:
-        _register()
-    return Model().eval()
-'''
-
-
 def _user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, register_on_import: bool) -> None:
     folder = tmp_path / "user"
     folder.mkdir()
-    (folder / f"{name}.py").write_text(_USER_MODULE + ("_register()\n" if register_on_import else ""))
+    (folder / f"{name}.py").write_text(PYTREE_OUTPUT_MODULE + ("_register()\n" if register_on_import else ""))
     monkeypatch.syspath_prepend(str(folder))
 
 
