@@ -101,3 +101,14 @@ def test_a_torchscript_source_makes_what_cannot_run_on_it_unavailable_not_failed
     assert st["torch-export"] == ("unavailable", "torch.export cannot export a TorchScript module (the source is m.pt)")
     assert "failed" not in {s for s, _ in st.values()}
     assert result.exit_code == 0
+
+
+def test_inputs_an_onnx_file_rejects_exit_2_naming_its_inputs_the_runtimes_error_and_the_log(project):
+    onnx_mlp(project.root / "m.onnx")  # x: [batch, 8]
+    proc = project.run("recipe=tiny", *ONNX, "inputs=[{name: x, dtype: float32, shape: [batch, 6]}]")
+    assert proc.returncode == 2, proc.stderr
+    text = " ".join(proc.stderr.split())
+    assert re.search(r"reference: source: the model raised on the recipe's inputs \(x float32 \(1, 6\)\) at batch 1: "
+                     r"\w+: .*INVALID_ARGUMENT.*; check inputs' names, dtypes and shapes against the ONNX file's "
+                     r"inputs \(log: \S+/build/tiny/reference/log.txt\)", text), text
+    assert "Traceback" not in proc.stderr and "forward" not in text
