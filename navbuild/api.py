@@ -83,7 +83,7 @@ def prepare(recipe: Recipe, recipe_file: Path | None, cwd: Path | None = None,
     """
     from navbuild.cache.records import Records
     from navbuild.cache.store import Store, resolve_cache_dir
-    from navbuild.planning.planner import expand
+    from navbuild.planning.planner import expand, fit_to_source
     from navbuild.recipe.validate import check_semantics, resolve_path
 
     cwd = Path(cwd or Path.cwd()).resolve()
@@ -107,6 +107,8 @@ def prepare(recipe: Recipe, recipe_file: Path | None, cwd: Path | None = None,
         recipe, _ = resolve(recipe, recipe_file, overrides, cwd, store, records, build_dir_of)
         check_semantics(recipe, cwd, where=f"{where} (continued from {recipe.source.torchscript})")
     graph = expand(recipe, cwd)
+    # the selection and the finalists use the sizes the checks and profiles ran at
+    recipe = fit_to_source(recipe, cwd)
     prep = Prepared(recipe, recipe_file, graph, store, records, build_dir_of(recipe), cwd)
     if recipe.source.torch:
         _attach_source_record(prep)
@@ -164,6 +166,7 @@ def build_prepared(prep: Prepared, reporter: Reporter) -> BuildResult:
     prep.store.memo.save()
     summary = make_summary(prep.recipe, prep.recipe_file, prep.build_dir, prep.store.root, outcomes,
                            variants, time.perf_counter() - start)
+    summary["notes"] = list(prep.graph.notes)  # what the plan changed to fit the source
     from navbuild.report.triton_summary import publish_triton
 
     publish_triton(summary.get("triton"), prep.build_dir)

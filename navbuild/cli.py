@@ -132,7 +132,7 @@ def _print_plan(prep) -> int:
         table.add_row(t.id, f"[{colours.get(t.status, 'white')}]{t.label}[/]")
     console.print(table)
     for note in plan.notes:
-        console.print(note)
+        console.print(f"note: {note}")
     if prep.recipe.triton.enabled:
         t = prep.recipe.triton
         which = ", ".join(t.variants) if t.variants else f"the top {t.top} correct variant(s) with a native backend"

@@ -160,3 +160,96 @@ def wrong_dtype_samples(count: int, seed: int, axes: Any) -> Any:
     import numpy as np
 
     return {"x": np.zeros((count, 8), dtype=np.float64)}
+
+
+def with_diff(in_features: int = 8, **_: Any) -> Any:
+    """An MLP whose forward uses ``torch.diff``: the TorchScript ONNX exporter has no
+    ``aten::diff`` (verified on torch 2.13), the dynamo exporter decomposes it."""
+    import torch
+
+    class WithDiff(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.fc = torch.nn.Linear(in_features - 1, 4)
+
+        def forward(self, x):
+            return self.fc(torch.diff(x, dim=1))
+
+    return WithDiff().eval()
+
+
+def sequential(in_features: int = 8, seed: int = 0, **_: Any) -> Any:
+    """An ``nn.Sequential``: its forward takes ``input``, not the recipe's name."""
+    import torch
+
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(in_features, 16), torch.nn.ReLU(),
+                               torch.nn.Linear(16, 4)).eval()
+
+
+def onnx_mlp(path: Any, batch: int | str = "batch", ir_version: int = 8, opset: int = 17,
+             weights_as_inputs: bool = False) -> Any:
+    """A tiny real MLP (x [batch, 8] -> y [batch, 4]) made with onnx.helper.
+
+    ``batch`` an int fixes the batch dim; ``weights_as_inputs`` lists the initializers among the
+    graph inputs too, as IR < 4 files do (then ``ir_version`` 3 and ``opset`` 8 make a real one).
+    """
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.standard_normal((8, 16)).astype(np.float32), "w1"),
+               numpy_helper.from_array(rng.standard_normal(16).astype(np.float32), "b1"),
+               numpy_helper.from_array(rng.standard_normal((16, 4)).astype(np.float32), "w2")]
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Add", ["h", "b1"], ["a"]),
+             helper.make_node("Relu", ["a"], ["r"]), helper.make_node("MatMul", ["r", "w2"], ["y"])]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 8])]
+    if weights_as_inputs:
+        inputs += [helper.make_tensor_value_info(w.name, TensorProto.FLOAT, list(w.dims)) for w in weights]
+    graph = helper.make_graph(nodes, "mlp", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 4])],
+                              initializer=weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = ir_version
+    onnx.save(model, str(path))
+    return path
+
+
+#: a user's module whose model returns an output class it registers in torch's pytree, as
+#: transformers does with its ModelOutput classes; ``unregistered`` registers it only when called
+PYTREE_OUTPUT_MODULE = '''
+import collections
+import torch
+import torch.utils._pytree as pytree
+
+
+class Out(collections.OrderedDict):
+    pass
+
+
+def _register():
+    pytree.register_pytree_node(Out, lambda o: (list(o.values()), list(o.keys())),
+                                lambda values, keys: Out(zip(keys, values)),
+                                serialized_type_name=f"{__name__}.Out")
+
+
+class Model(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        return Out(y=self.fc(x))
+
+
+def registered(**_):
+    return Model().eval()
+
+
+def unregistered(**_):
+    if Out not in pytree.SUPPORTED_NODES:
+        _register()
+    return Model().eval()
+'''

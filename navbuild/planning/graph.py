@@ -15,6 +15,8 @@ class Graph:
     leaves: dict[str, Leaf] = field(default_factory=dict)
     #: variant -> id of the target (or leaf) that provides its model; None: it runs the source
     variant_models: dict[str, str | None] = field(default_factory=dict)
+    #: what the plan changed from the recipe to fit the source, and why (shown with the plan)
+    notes: list[str] = field(default_factory=list)
 
     def add(self, node: Target | Leaf) -> str:
         if node.id in self.targets or node.id in self.leaves:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from navbuild.cache.keys import tool_versions
 from navbuild.model_io import TensorSpec
 from navbuild.planning.graph import Graph
+from navbuild.planning.onnx_source import OnnxSourceFacts, accepted_recipe, read_onnx_source
 from navbuild.planning.target import CONVERT, CORRECTNESS, PROFILE, REFERENCE, SOURCE, Leaf, Target
-from navbuild.planning.variants import VariantDef, selected
+from navbuild.planning.variants import VariantDef, selected, unavailable_on_serialized
 from navbuild.recipe.schema import Recipe
 from navbuild.recipe.validate import module_origin, resolve_path
 from navbuild.steps.base import load_step
@@ -27,11 +29,13 @@ def expand(recipe: Recipe, cwd: Path) -> Graph:
     """Expand a validated recipe into its graph of targets."""
     graph = Graph()
     expand_source(graph, recipe, cwd)
+    recipe = accept_source(graph, recipe)
     expand_reference(graph, recipe)
     variants = selected(list(recipe.formats), list(recipe.precisions), list(recipe.variants))
     models = expand_conversions(graph, recipe, variants)
     expand_checks(graph, recipe, variants, models)
     expand_profiles(graph, recipe, variants, models)
+    mark_unavailable(graph, recipe)
     graph.variant_models = {v.name: models[v.model] if v.model else None for v in variants}
     return graph
 
@@ -58,6 +62,28 @@ def expand_source(graph: Graph, recipe: Recipe, cwd: Path) -> None:
     if recipe.correctness.metric is not None:
         # the metric's code decides verdicts: its file is part of every check's key
         _code_leaf(graph, METRIC_ID, recipe.correctness.metric.function, cwd)
+
+
+def _onnx_facts(graph: Graph, recipe: Recipe) -> OnnxSourceFacts | None:
+    """The ONNX source file's header facts (None for other sources or an unreadable file)."""
+    return read_onnx_source(graph.leaves[SOURCE_ID].path) if recipe.source.onnx else None
+
+
+def accept_source(graph: Graph, recipe: Recipe) -> Recipe:
+    """The recipe restricted to the sizes the ONNX source accepts (fixed batch, fixed axes);
+    what changed is noted on the graph, for the plan to show."""
+    accepted, notes = accepted_recipe(recipe, _onnx_facts(graph, recipe), Path(recipe.source.onnx or "").name)
+    graph.notes.extend(notes)
+    return accepted
+
+
+def fit_to_source(recipe: Recipe, cwd: Path) -> Recipe:
+    """The recipe as ``expand`` builds it: restricted to the sizes the source accepts (what the
+    selection and the finalists must use too)."""
+    if not recipe.source.onnx:
+        return recipe
+    return accepted_recipe(recipe, read_onnx_source(resolve_path(recipe.source.onnx, cwd)),
+                           Path(recipe.source.onnx).name)[0]
 
 
 def _code_leaf(graph: Graph, leaf_id: str, function: str, cwd: Path) -> None:
@@ -112,6 +138,14 @@ def expand_conversions(graph: Graph, recipe: Recipe, variants: list[VariantDef])
                                          opset=recipe.onnx.opset, exporter=recipe.onnx.exporter,
                                          seed=recipe.samples.seed)
     onnx = {"onnx": models.get("onnx", SOURCE_ID)}
+    facts = _onnx_facts(graph, recipe)
+    if facts is not None and facts.needs_sanitizing and wanted & (onnx_users | {"openvino"}) - {"onnx"}:
+        # the onnx variant runs the file as given; what ORT's optimizer, the quantizers and
+        # OpenVINO's converter read is its normalised copy
+        onnx = {"onnx": _add_conversion(graph, "onnx-sanitized", "OnnxSanitizedFromOnnx", onnx)}
+        graph.notes.append(f"source.onnx: {Path(recipe.source.onnx).name} lists {facts.weights_as_inputs} "
+                           f"weight(s) as graph inputs (IR version {facts.ir_version}): conversions read "
+                           "its normalised copy, target onnx-sanitized")
     with_samples = {**onnx, "reference": REFERENCE_ID}
     dyn, sta = recipe.quantization.dynamic, recipe.quantization.static
     ovq = recipe.openvino.quantization
@@ -122,7 +156,8 @@ def expand_conversions(graph: Graph, recipe: Recipe, variants: list[VariantDef])
             method=recipe.torchscript.method, freeze=recipe.torchscript.freeze),
         "torch-export": lambda: _add_conversion(
             graph,             "torch-export", "ExportedProgramFromTorch", {"source": SOURCE_ID}, factory=_factory(recipe),
-            inputs=tensor_specs(recipe), axes=dict(recipe.samples.axes), seed=recipe.samples.seed),
+            inputs=tensor_specs(recipe), axes=dict(recipe.samples.axes), seed=recipe.samples.seed,
+            packages=tuple(recipe.source.packages)),
         "onnx-opt": lambda: _add_conversion(
             graph,             "onnx-opt", "OrtOptimizedFromOnnx", onnx, level=recipe.onnx_opt.level, fusion=recipe.onnx_opt.fusion,
             num_heads=recipe.onnx_opt.num_heads, hidden_size=recipe.onnx_opt.hidden_size),
@@ -155,6 +190,18 @@ def expand_conversions(graph: Graph, recipe: Recipe, variants: list[VariantDef])
         if name in wanted:
             models[name] = builders[name]()
     return models
+
+
+def mark_unavailable(graph: Graph, recipe: Recipe) -> None:
+    """Targets that cannot run on this source say why at plan time (``unavailable: <why>``)
+    instead of failing to load at build time: torch.compile, dynamic int8 and torch.export on a
+    TorchScript file."""
+    if not recipe.source.torchscript:
+        return
+    for tid, target in list(graph.targets.items()):
+        why = unavailable_on_serialized(recipe.source.torchscript, target.variant or tid)
+        if why:
+            graph.targets[tid] = dataclasses.replace(target, unavailable=why)
 
 
 def nncf_preset(preset: str, model_type: str | None) -> str:
@@ -274,5 +321,5 @@ def _module_file(module: str, cwd: Path) -> Path | None:
         return None
 
 
-__all__ = ["expand", "SOURCE_ID", "REFERENCE_ID", "SAMPLES_FILE_ID", "METRIC_ID", "SOURCE", "tensor_specs",
+__all__ = ["expand", "fit_to_source", "SOURCE_ID", "REFERENCE_ID", "SAMPLES_FILE_ID", "METRIC_ID", "SOURCE", "tensor_specs",
            "tolerances"]

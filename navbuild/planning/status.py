@@ -30,6 +30,8 @@ def payload_for(target: Target, upstream: dict[str, str]) -> dict:
 
 
 def unavailable_reason(target: Target) -> str | None:
+    if target.unavailable:
+        return target.unavailable
     missing = load_step(target.step).missing_requirements(target.params)
     return f"{', '.join(missing)} not installed" if missing else None
 
@@ -54,7 +56,8 @@ class TargetPlan:
 @dataclass
 class Plan:
     targets: list[TargetPlan] = field(default_factory=list)
-    #: what the plan says besides the targets' statuses (e.g. a source not discovered yet)
+    #: what the plan says besides the targets' statuses: sizes fitted to the source (Graph.notes),
+    #: a source whose dependencies are not discovered yet
     notes: list[str] = field(default_factory=list)
 
     def by_id(self) -> dict[str, TargetPlan]:
@@ -66,7 +69,7 @@ def plan_statuses(graph: Graph, store: Any, previous: dict | None) -> Plan:
     prev_targets = (previous or {}).get("targets", {})
     digests: dict[str, str | None] = {lid: leaf_digest(leaf, store.memo) for lid, leaf in graph.leaves.items()}
     pending: dict[str, str] = {}  # target id -> why its digest is unknown
-    plan = Plan(notes=[f"{lid}: {leaf.note}" for lid, leaf in graph.leaves.items() if leaf.note])
+    plan = Plan(notes=[*graph.notes, *(f"{lid}: {leaf.note}" for lid, leaf in graph.leaves.items() if leaf.note)])
     for tid in graph.order:
         target = graph.targets[tid]
         tp = TargetPlan(id=tid, status=MISSING, kind=target.kind, variant=target.variant)

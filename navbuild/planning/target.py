@@ -25,6 +25,8 @@ class Target:
     inputs: Mapping[str, str] = field(default_factory=dict)
     kind: str = CONVERT
     variant: str | None = None
+    #: why this target cannot be built from this source ("" when it can); not part of its key
+    unavailable: str = ""
 
 
 @dataclass(frozen=True)

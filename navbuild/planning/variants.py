@@ -58,6 +58,29 @@ BY_NAME = {v.name: v for v in CATALOGUE}
 TORCH_SOURCE_FORMATS = ("torch", "torchscript", "torch-export", "torch-compile")
 
 
+#: what cannot run on a serialized torch source, by the file's kind: TorchScript (``.pt``) or
+#: an exported program (``.pt2``); target id or variant name -> why
+_NOT_ON_SERIALIZED: dict[str, dict[str, str]] = {
+    "torchscript": {
+        "torch-compile": "torch.compile cannot compile a TorchScript module",
+        "torch-compile-bf16": "torch.compile cannot compile a TorchScript module",
+        "torch-int8-dynamic": "dynamic int8 quantizes nn.Linear modules, which a TorchScript module does not expose",
+        "torch-export": "torch.export cannot export a TorchScript module",
+    },
+    "exported-program": {
+        "torch-int8-dynamic": "dynamic int8 quantizes nn.Linear modules, which an exported program does not have",
+    },
+}
+
+
+def unavailable_on_serialized(source_file: str, name: str) -> str:
+    """Why variant or conversion ``name`` cannot run on the serialized torch source ``source_file``
+    ("" when it can)."""
+    kind = "exported-program" if source_file.endswith(".pt2") else "torchscript"
+    why = _NOT_ON_SERIALIZED[kind].get(name, "")
+    return f"{why} (the source is {source_file})" if why else ""
+
+
 def selected(formats: list[str], precisions: list[str], explicit: list[str]) -> list[VariantDef]:
     """The variants a recipe asks for, in catalogue (simplicity) order."""
     if explicit:

@@ -37,6 +37,8 @@ class ConsoleReporter(Reporter):
         todo = [t for t in plan.targets if t.status != "cached"]
         self.console.print(f"[bold]navbuild[/]: {self._total} targets, "
                            f"{self._total - len(todo)} cached, {len(todo)} to check or build")
+        for note in getattr(plan, "notes", ()):
+            self.console.print(f"note: {note}")
 
     def target_started(self, target_id: str, kind: str) -> None:
         self._stop_status()

@@ -9,11 +9,21 @@ from navbuild.runners.torch_runner import TorchRunner, serialized_model_path
 
 
 class ExportedProgramRunner(TorchRunner):
-    """The module of a ``torch.export.load``-ed program, run under ``torch.no_grad`` with inputs by name."""
+    """The module of a ``torch.export.load``-ed program, run under ``torch.no_grad`` with inputs by name.
+
+    The modules that ``imports.json`` beside the program names (the conversion found the
+    program loads only after them: output classes registered in torch's pytree) are imported first.
+    """
 
     def __init__(self, path: Path, input_names: Sequence[str], threads: int) -> None:
+        import importlib
+        import json
+
         import torch
 
+        imports = Path(path).parent / "imports.json"
+        for module_name in json.loads(imports.read_text()) if imports.is_file() else ():
+            importlib.import_module(module_name)
         module = torch.export.load(str(path)).module()
         super().__init__(module, input_names, threads, no_grad=True)
         self.path = Path(path)

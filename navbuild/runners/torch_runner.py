@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -12,6 +13,34 @@ from navbuild.errors import InputError
 from navbuild.steps.common import SERIALIZED_SOURCE, TorchFactory
 
 
+def takes_names(model: Any, names: Sequence[str]) -> bool:
+    """Whether ``model``'s forward takes every one of ``names`` as a keyword.
+
+    When it does not (``nn.Sequential``'s ``forward(input)``, a ``forward(x)`` the recipe
+    feeds as ``pixels``), the inputs go positionally in the recipe's order, as Model
+    Navigator feeds them. A forward with ``**kwargs`` or no readable signature takes names.
+    """
+    model = getattr(model, "_orig_mod", model)  # torch.compile's wrapper hides the signature
+    schema = getattr(getattr(model, "forward", None), "schema", None)
+    try:
+        if schema is not None:  # TorchScript: the schema names forward's arguments (self first)
+            return all(n in {a.name for a in schema.arguments[1:]} for n in names)
+        parameters = inspect.signature(model.forward).parameters.values()
+    except (TypeError, ValueError, AttributeError):
+        return True
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return True
+    keywords = {p.name for p in parameters
+                if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)}
+    return all(n in keywords for n in names)
+
+
+def call_model(model: Any, tensors: Mapping[str, Any], by_name: bool | None = None) -> Any:
+    """``model(**tensors)``, or ``model(*tensors.values())`` (in the mapping's order, the
+    recipe's) when forward does not take the names (``by_name`` None: decided by ``takes_names``)."""
+    if by_name is None:
+        by_name = takes_names(model, list(tensors))
+    return model(**tensors) if by_name else model(*tensors.values())
 
 
 def load_serialized(path: Path) -> Any:
@@ -126,6 +155,8 @@ class TorchRunner:
         self.cast_dtype = cast_dtype
         self.autocast_dtype = autocast_dtype
         self.no_grad = isinstance(model, torch.jit.ScriptModule) if no_grad is None else no_grad
+        #: False: forward does not take the recipe's names, inputs go positionally in recipe order
+        self.by_name = takes_names(model, self.input_names)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """Call the model on ``feeds`` (by input name) and return its outputs as numpy arrays."""
@@ -145,7 +176,7 @@ class TorchRunner:
         return [_to_numpy(v, low_precision) for v in values]
 
     def _call(self, tensors: dict[str, Any]) -> Any:
-        return self.model(**tensors)
+        return call_model(self.model, tensors, self.by_name)
 
     def _tensor(self, array: np.ndarray) -> Any:
         import torch
@@ -266,7 +297,7 @@ def _keep_precompiled_headers_in_cache_dir() -> None:
         inductor_config.cpp_cache_precompile_headers = False
 
 
-__all__ = ["SERIALIZED_SOURCE", "TORCH_MODES", "load_serialized", "load_torch_model", "flatten_outputs",
+__all__ = ["SERIALIZED_SOURCE", "TORCH_MODES", "takes_names", "call_model", "load_serialized", "load_torch_model", "flatten_outputs",
            "TorchRunner", "check_mode", "apply_mode", "serialized_model_path"]
 
 

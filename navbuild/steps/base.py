@@ -166,6 +166,7 @@ STEP_REGISTRY: dict[str, str] = {
     "DiscoverSourceDependencies": "navbuild.steps.source_deps:DiscoverSourceDependencies",
     "OnnxFromTorch": "navbuild.steps.onnx_from_torch:OnnxFromTorch",
     "OrtOptimizedFromOnnx": "navbuild.steps.ort_optimized:OrtOptimizedFromOnnx",
+    "OnnxSanitizedFromOnnx": "navbuild.steps.onnx_sanitized:OnnxSanitizedFromOnnx",
     "CheckCorrectness": "navbuild.steps.correctness:CheckCorrectness",
     "ProfilePerformance": "navbuild.steps.profile:ProfilePerformance",
     "TorchScriptFromTorch": "navbuild.steps.torchscript_from_torch:TorchScriptFromTorch",

@@ -54,6 +54,21 @@ def first_line(error: BaseException) -> str:
     return type(error).__name__
 
 
+def root_cause(error: BaseException) -> str:
+    """``Type: first line`` of the innermost exception of ``error``'s ``raise ... from`` chain.
+
+    Wrappers (an exporter's ``OnnxExporterError``, a step's own ``RuntimeError(...) from e``)
+    say only that something failed; the innermost error says what (``aten::diff`` is not
+    supported, a keyword collides), so that is the line a failure shows.
+    """
+    seen = {id(error)}
+    while True:
+        # only explicit causes: an error raised while handling another is a new error, not its cause
+        inner = error.__cause__
+        if inner is None or id(inner) in seen:
+            return f"{type(error).__name__}: {first_line(error)}"
+        seen.add(id(inner))
+        error = inner
 
 
 def describe_outputs(names: Sequence[str] | None, count: int) -> str:
@@ -99,7 +114,7 @@ def describe_feeds(feeds: Mapping[str, Any]) -> str:
     return ", ".join(f"{n} {a.dtype} {tuple(a.shape)}" for n, a in feeds.items())
 
 
-__all__ = ["TorchFactory", "RuntimeOptions", "GRAPH_LEVELS", "first_line", "describe_outputs",
+__all__ = ["TorchFactory", "RuntimeOptions", "GRAPH_LEVELS", "first_line", "root_cause", "describe_outputs",
            "resolve_output_names", "order_by_name", "describe_feeds"]
 
 

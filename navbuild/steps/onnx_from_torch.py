@@ -1,4 +1,4 @@
-"""OnnxFromTorch: export a torch model to ONNX (TorchScript or dynamo exporter) with dynamic axes."""
+"""OnnxFromTorch: export a torch model to ONNX with dynamic axes (TorchScript exporter, falling back to dynamo, or dynamo)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from navbuild.errors import InputError
 from navbuild.model_io import BATCH_AXIS, TensorSpec
 from navbuild.samples import generate_samples
 from navbuild.steps.base import Step, StepContext
-from navbuild.steps.common import TorchFactory, first_line, resolve_output_names
+from navbuild.steps.common import TorchFactory, first_line, resolve_output_names, root_cause
 
 EXPORTERS: tuple[str, ...] = ("torchscript", "dynamo")
 #: rows of the example input: 2, not 1, so that no exporter can treat the batch dim as a constant 1
@@ -43,19 +43,22 @@ class OnnxFromTorch(Step):
         import onnx
         import torch
 
-        from navbuild.runners.torch_runner import flatten_outputs, load_torch_model
+        from navbuild.runners.torch_runner import call_model, flatten_outputs, load_torch_model, takes_names
 
         if params.exporter not in EXPORTERS:
             raise ValueError(f"exporter '{params.exporter}' is not one of {EXPORTERS}")
         model = load_torch_model(params.factory, ctx.inputs.get("source"))
         examples = generate_samples(params.inputs, EXAMPLE_BATCH, params.seed, params.axes)
-        kwargs = {n: torch.from_numpy(a) for n, a in examples.items()}
-        # bind inputs by name: the ONNX graph inputs follow forward's signature order
+        # bind inputs by name: the ONNX graph inputs follow forward's signature order; a forward
+        # that does not take the recipe's names gets them positionally, in the recipe's order
         input_names = _signature_order(model, [s.name for s in params.inputs])
+        kwargs = {n: torch.from_numpy(examples[n]) for n in input_names}
+        # a TorchScript module (a serialized source) binds only positional inputs
+        positional = isinstance(model, torch.jit.ScriptModule) or not takes_names(model, input_names)
 
         with torch.no_grad():
             try:
-                result = model(**kwargs)
+                result = call_model(model, kwargs, not positional)
             except Exception as e:
                 raise InputError(f"source: the model raised on example inputs at batch "
                                  f"{EXAMPLE_BATCH}: {type(e).__name__}: {first_line(e)}") from e
@@ -67,22 +70,29 @@ class OnnxFromTorch(Step):
             resolve_output_names(params.outputs, None, len(traced), False)
 
         path = ctx.out / "model.onnx"
-        print(f"exporting with the {params.exporter} exporter, opset {params.opset}", flush=True)
-        if params.exporter == "torchscript":
-            dynamic_axes = _dynamic_axes(params, traced, output_names)
-            print(f"dynamic axes: {dynamic_axes}", flush=True)
-            with warnings.catch_warnings():
-                # the legacy exporter announces its own deprecation on every call
-                warnings.simplefilter("ignore", DeprecationWarning)
-                # a TorchScript module (a serialized source) binds only positional inputs
-                scripted = isinstance(model, torch.jit.ScriptModule)
-                args = tuple(kwargs[n] for n in input_names) if scripted else ()
-                torch.onnx.export(model, args, str(path), kwargs=None if scripted else kwargs, dynamo=False,
-                                  input_names=input_names, output_names=output_names,
-                                  dynamic_axes=dynamic_axes, opset_version=params.opset,
-                                  do_constant_folding=True)
+        export = _Export(model, kwargs, positional, input_names, output_names, traced, params, path)
+        exporter, fallback = params.exporter, None
+        if exporter == "torchscript":
+            try:
+                export.torchscript()
+            except Exception as e:  # noqa: BLE001 - the dynamo exporter handles much of what it cannot
+                fallback = root_cause(e)
+            if fallback:
+                print(f"the TorchScript exporter failed ({fallback}); retrying with the dynamo exporter",
+                      flush=True)
+                _remove_outputs(ctx.out)
+                exporter = "dynamo"
+                try:
+                    export.dynamo()
+                except Exception as second:
+                    raise RuntimeError(f"the TorchScript exporter failed: {fallback}; the dynamo exporter "
+                                       f"too: {root_cause(second)}") from second
         else:
-            _export_dynamo(model, kwargs, params, output_names, path)
+            try:
+                export.dynamo()
+            except Exception as e:
+                raise RuntimeError(f"the dynamo exporter failed: {root_cause(e)} (onnx.exporter=torchscript "
+                                   "tries the TorchScript exporter first)") from e
 
         onnx.checker.check_model(str(path))
         proto = onnx.load(str(path), load_external_data=False)
@@ -91,13 +101,62 @@ class OnnxFromTorch(Step):
         if unexpected:
             raise RuntimeError(f"exported graph has inputs {graph_inputs}, expected a subset of {input_names}")
         size = sum(p.stat().st_size for p in ctx.out.iterdir() if p.is_file())
-        print(f"model.onnx: {len(proto.graph.node)} nodes, {size} bytes", flush=True)
-        return {"exporter": params.exporter, "opset": params.opset, "nodes": len(proto.graph.node),
-                "size_bytes": size}
+        print(f"model.onnx: {len(proto.graph.node)} nodes, {size} bytes ({exporter} exporter)", flush=True)
+        result = {"exporter": exporter, "opset": params.opset, "nodes": len(proto.graph.node), "size_bytes": size}
+        if fallback:
+            # which exporter ran is a deterministic function of the model and the params, so the
+            # key stays honest; the result says why the first one did not
+            result["fallback_from"] = {"exporter": "torchscript", "error": fallback}
+        return result
+
+
+class _Export:
+    """The two exporters on one prepared model and example inputs, each writing ``path``."""
+
+    def __init__(self, model: Any, kwargs: dict[str, Any], positional: bool, input_names: list[str],
+                 output_names: list[str], traced: list[Any], params: OnnxFromTorchParams, path: Path) -> None:
+        self.model, self.kwargs, self.positional = model, kwargs, positional
+        self.input_names, self.output_names, self.traced = input_names, output_names, traced
+        self.params, self.path = params, path
+
+    def torchscript(self) -> None:
+        import torch
+
+        params = self.params
+        print(f"exporting with the torchscript exporter, opset {params.opset}", flush=True)
+        dynamic_axes = _dynamic_axes(params, self.traced, self.output_names)
+        print(f"dynamic axes: {dynamic_axes}", flush=True)
+        with warnings.catch_warnings():
+            # the legacy exporter announces its own deprecation on every call
+            warnings.simplefilter("ignore", DeprecationWarning)
+            args = tuple(self.kwargs.values()) if self.positional else ()
+            torch.onnx.export(self.model, args, str(self.path), kwargs=None if self.positional else self.kwargs,
+                              dynamo=False, input_names=self.input_names, output_names=self.output_names,
+                              dynamic_axes=dynamic_axes, opset_version=params.opset, do_constant_folding=True)
+
+    def dynamo(self) -> None:
+        print(f"exporting with the dynamo exporter, opset {self.params.opset}", flush=True)
+        _export_dynamo(self.model, self.kwargs, self.params, self.output_names, self.path,
+                       self.input_names if self.positional else None)
+
+
+def _remove_outputs(folder: Path) -> None:
+    """Delete what a failed export left in ``folder`` (a partial model.onnx, its data file)."""
+    for p in folder.iterdir():
+        if p.is_file():
+            p.unlink()
 
 
 def _signature_order(model: Any, names: list[str]) -> list[str]:
-    """``names`` ordered as forward's parameters (names forward does not list keep their order last)."""
+    """``names`` ordered as forward's parameters (names forward does not list keep their order last).
+
+    A forward that does not take the names (``nn.Sequential``'s ``input``) gets them
+    positionally, so they keep the recipe's order.
+    """
+    from navbuild.runners.torch_runner import takes_names
+
+    if not takes_names(model, names):
+        return list(names)
     schema = getattr(getattr(model, "forward", None), "schema", None)
     try:
         if schema is not None:  # TorchScript: the schema names forward's arguments (self first)
@@ -136,8 +195,12 @@ def _dynamic_axes(params: OnnxFromTorchParams, traced: list[Any],
 
 
 def _export_dynamo(model: Any, kwargs: dict[str, Any], params: OnnxFromTorchParams,
-                   output_names: list[str], path: Path) -> None:
-    """Export with ``torch.export`` + the ONNX translator; one ``Dim`` object per axis name."""
+                   output_names: list[str], path: Path, positional_names: list[str] | None = None) -> None:
+    """Export with ``torch.export`` + the ONNX translator; one ``Dim`` object per axis name.
+
+    With ``positional_names`` the inputs go positionally (in that order) and the graph inputs
+    get those names instead of forward's parameter names.
+    """
     import torch
 
     dims: dict[str, Any] = {}
@@ -145,14 +208,22 @@ def _export_dynamo(model: Any, kwargs: dict[str, Any], params: OnnxFromTorchPara
     for spec in params.inputs:
         dynamic_shapes[spec.name] = {
             i: dims.setdefault(axis, torch.export.Dim(axis)) for i, axis in spec.dynamic_axes().items()}
+    args: tuple[Any, ...] = ()
+    named: dict[str, Any] = {}
+    if positional_names is not None:
+        args = tuple(kwargs[n] for n in positional_names)
+        shapes: Any = tuple(dynamic_shapes[n] for n in positional_names)
+        kwargs, named = {}, {"input_names": list(positional_names)}
+    else:
+        shapes = dynamic_shapes
     with warnings.catch_warnings():
         # torch warns when inputs share a Dim ("axis name ... will not be used") — sharing is the
         # intent — and about its own pytree internals; neither is actionable for the user
         warnings.filterwarnings("ignore", message=r"# The axis name")
         warnings.filterwarnings("ignore", message=r".*LeafSpec", category=FutureWarning)
-        program = torch.onnx.export(model, (), kwargs=kwargs, dynamic_shapes=dynamic_shapes,
+        program = torch.onnx.export(model, args, kwargs=kwargs or None, dynamic_shapes=shapes,
                                     dynamo=True, opset_version=params.opset,
-                                    output_names=output_names)
+                                    output_names=output_names, **named)
     if program is None:
         raise RuntimeError("torch.onnx.export(dynamo=True) returned no program")
     _strip_stack_traces(program.model)

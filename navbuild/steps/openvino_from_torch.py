@@ -49,7 +49,7 @@ class OpenVinoFromTorch(Step):
         import torch
 
         from navbuild.runners.openvino_runner import ir_size, save_ir
-        from navbuild.runners.torch_runner import load_torch_model
+        from navbuild.runners.torch_runner import load_torch_model, takes_names
 
         model = load_torch_model(params.factory, ctx.inputs.get("source"))
         names = _signature_order(model, [s.name for s in params.inputs])
@@ -58,7 +58,9 @@ class OpenVinoFromTorch(Step):
               flush=True)
         try:
             with torch.no_grad():
-                converted = ov.convert_model(model, example_input=example)
+                # a forward that does not take the recipe's names gets them positionally
+                converted = ov.convert_model(model, example_input=example if takes_names(model, names)
+                                             else tuple(example.values()))
         except Exception as e:
             raise RuntimeError(f"openvino.convert_model could not convert the torch module: "
                                f"{type(e).__name__}: {first_line(e)}") from e
@@ -97,10 +99,10 @@ def _check_same(model: Any, converted: Any, feeds: dict[str, Any], batch: int) -
     import openvino as ov
     import torch
 
-    from navbuild.runners.torch_runner import flatten_outputs
+    from navbuild.runners.torch_runner import call_model, flatten_outputs
 
     with torch.no_grad():
-        _, want = flatten_outputs(model(**feeds))
+        _, want = flatten_outputs(call_model(model, feeds))
     compiled = ov.Core().compile_model(converted, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     result = compiled([t.numpy() for t in feeds.values()])
     got = [np.asarray(result[port]) for port in compiled.outputs]

@@ -101,7 +101,8 @@ def calibration_batches(model: Any, samples_path: Path) -> list[dict[str, Any]]:
     """One batch-of-1 feed dict per sample row, holding only the model's inputs in their declared dtypes.
 
     Batch 1 keeps every calibration item the same shape whatever the sample count, and NNCF's
-    ``subset_size`` then counts samples rather than batches.
+    ``subset_size`` then counts samples rather than batches. A model that fixes its batch at N
+    (an ONNX file with a static batch dim) gets full batches of N rows instead.
     """
     from navbuild.runners.openvino_runner import numpy_dtype, port_name
     from navbuild.samples import read_npz
@@ -114,12 +115,24 @@ def calibration_batches(model: Any, samples_path: Path) -> list[dict[str, Any]]:
         raise ValueError(f"{samples_path.name} has no array for model input(s) {', '.join(missing)}; "
                          f"it has {', '.join(samples) or 'none'}")
     rows = next(iter(samples.values())).shape[0]
+    step = _static_batch(model) or 1
 
     def row(i: int) -> dict[str, Any]:
-        return {n: samples[n][i:i + 1] if d is None else samples[n][i:i + 1].astype(d)
+        return {n: samples[n][i:i + step] if d is None else samples[n][i:i + step].astype(d)
                 for n, d in ports}
 
-    return [row(i) for i in range(rows)]
+    return [row(i) for i in range(0, rows - step + 1, step)]
+
+
+def _static_batch(model: Any) -> int | None:
+    """The batch size a model fixes (dim 0 static on every input), else None."""
+    sizes = set()
+    for port in model.inputs:
+        shape = port.get_partial_shape()
+        if shape.rank.is_dynamic or shape.rank.get_length() == 0 or shape[0].is_dynamic:
+            return None
+        sizes.add(shape[0].get_length())
+    return sizes.pop() if len(sizes) == 1 else None
 
 
 __all__ = ["OpenVinoQuantized", "OpenVinoWeightCompressed", "OpenVinoQuantizedParams",

@@ -57,11 +57,13 @@ def _count_flops(runner: Any, samples: Mapping[str, Any], batch_sizes: tuple[int
         import torch
         from torch.utils.flop_counter import FlopCounterMode
 
+        from navbuild.runners.torch_runner import call_model
+
         out = {}
         for b in batch_sizes:
             feeds = {n: torch.from_numpy(a) for n, a in take_batch(samples, b).items()}
             with torch.no_grad(), FlopCounterMode(display=False) as counter:
-                model(**feeds)
+                call_model(model, feeds, runner.by_name)
             out[str(b)] = float(counter.get_total_flops())
         return out
     except Exception as e:  # noqa: BLE001 - a count is a nicety; never fail the reference for it
@@ -114,10 +116,11 @@ class ReferenceFromSource(Step):
             except InputError:
                 raise
             except Exception as e:  # the user's model rejected the user's inputs
+                against = "the ONNX file's inputs" if params.source_format == "onnx" else "the model's forward"
                 raise InputError(
                     f"source: the model raised on the recipe's inputs ({describe_feeds(feeds)}) "
                     f"at batch {b}: {type(e).__name__}: {first_line(e)}; check inputs' names, "
-                    "dtypes and shapes against the model's forward") from e
+                    f"dtypes and shapes against {against}") from e
             model_names = runner.output_names
             batch_names = resolve_output_names(params.outputs, model_names, len(arrays), strict_names)
             if names is not None and batch_names != names:

@@ -84,11 +84,15 @@ def example_inputs(params: Any, batch: int, seed: int, names: list[str]) -> dict
 def _trace(model: Any, examples: dict[str, Any]) -> Any:
     import torch
 
+    from navbuild.runners.torch_runner import takes_names
+
     with warnings.catch_warnings():
         # TracerWarnings flag Python-level shape logic; the batch 2 / 3 check below says whether it mattered
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         try:
             # strict=False: models may return dicts or lists (ModelOutput), which the tracer records as such
+            if not takes_names(model, list(examples)):  # nn.Sequential's input: positionally, recipe order
+                return torch.jit.trace(model, tuple(examples.values()), strict=False, check_trace=False)
             return torch.jit.trace(model, example_kwarg_inputs=examples, strict=False, check_trace=False)
         except Exception as e:
             raise RuntimeError(f"torch.jit.trace failed at batch {EXAMPLE_BATCH}: "
@@ -113,11 +117,11 @@ def _check_same(model: Any, loaded: Any, examples: dict[str, Any], method: str, 
     """Raise RuntimeError unless the saved module's outputs match eager ones (shape and allclose)."""
     import torch
 
-    from navbuild.runners.torch_runner import flatten_outputs
+    from navbuild.runners.torch_runner import call_model, flatten_outputs
 
     with torch.no_grad():
-        _, want = flatten_outputs(model(**examples))
-        _, got = flatten_outputs(loaded(**examples))
+        _, want = flatten_outputs(call_model(model, examples))
+        _, got = flatten_outputs(call_model(loaded, examples))
     problem = outputs_problem([g.float().numpy() for g in got], [w.float().numpy() for w in want],
                               CHECK_ATOL, CHECK_RTOL)
     if problem:

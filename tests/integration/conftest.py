@@ -29,7 +29,8 @@ MODELS = textwrap.dedent('''
 
     class NotExportable(Tiny):
         def forward(self, x):
-            if torch.onnx.is_in_onnx_export():
+            # both ONNX exporters: the TorchScript one, and torch.export under the dynamo one
+            if torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting():
                 raise RuntimeError("this model cannot be exported (deliberately)")
             return super().forward(x)
 

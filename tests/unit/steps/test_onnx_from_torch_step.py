@@ -93,3 +93,50 @@ def test_dynamo_export_has_no_source_paths(make_onnx: Callable[..., Path]) -> No
     out = make_onnx(exporter="dynamo")
     root = str(Path(__file__).resolve().parents[3]).encode()
     assert root not in (out / "model.onnx").read_bytes()
+
+
+def _export(tmp_path: Path, model: str, exporter: str = "torchscript") -> dict:
+    from navbuild.steps.base import StepContext
+    from navbuild.steps.onnx_from_torch import OnnxFromTorch
+
+    params = OnnxFromTorch.Params(factory=TorchFactory(f"tests.models:{model}", {}), inputs=X,
+                                  outputs=("y",), axes={}, opset=17, exporter=exporter, seed=0)
+    return OnnxFromTorch().run(params, StepContext(inputs={}, out=tmp_path))
+
+
+def test_a_model_the_torchscript_exporter_rejects_is_exported_by_dynamo(tmp_path: Path) -> None:
+    result = _export(tmp_path, "with_diff")
+    assert result["exporter"] == "dynamo"
+    assert result["fallback_from"]["exporter"] == "torchscript"
+    assert "aten::diff" in result["fallback_from"]["error"]
+    for batch in (1, 4):
+        _check_against_torch(tmp_path, "with_diff", X, {}, batch)
+
+
+def test_when_both_exporters_fail_the_error_names_each_root_cause(tmp_path: Path, monkeypatch) -> None:
+    import torch
+
+    def broken(*args, **kwargs):
+        if kwargs.get("dynamo"):
+            raise ValueError("translator broke (deliberately)")
+        return real(*args, **kwargs)
+
+    real = torch.onnx.export
+    monkeypatch.setattr(torch.onnx, "export", broken)
+    with pytest.raises(RuntimeError, match=r"the TorchScript exporter failed: UnsupportedOperatorError: "
+                                           r"Exporting the operator 'aten::diff'.*; the dynamo exporter too: "
+                                           r"ValueError: translator broke \(deliberately\)"):
+        _export(tmp_path, "with_diff")
+    assert not (tmp_path / "model.onnx").exists()
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_a_sequential_gets_its_input_positionally_under_the_recipes_name(tmp_path: Path, exporter: str) -> None:
+    import onnx
+
+    result = _export(tmp_path, "sequential", exporter)
+    assert result["exporter"] == exporter and "fallback_from" not in result
+    proto = onnx.load(str(tmp_path / "model.onnx"))
+    assert [i.name for i in proto.graph.input] == ["x"]
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # symbolic batch
+    _check_against_torch(tmp_path, "sequential", X, {}, batch=3)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -19,6 +21,7 @@ from navbuild.steps.base import StepContext, params_from_dict, params_to_dict
 from navbuild.steps.common import RuntimeOptions, TorchFactory
 from navbuild.steps.exported_program_from_torch import ExportedProgramFromTorch
 from navbuild.steps.torchscript_from_torch import TorchScriptFromTorch
+from tests.models import PYTREE_OUTPUT_MODULE
 
 ROOT = Path(__file__).resolve().parents[3]
 X = (TensorSpec("x", "float32", ("batch", 8), low=-1.0, high=1.0),)
@@ -177,3 +180,62 @@ def test_rebuilds_are_byte_identical(tmp_path: Path) -> None:
                        capture_output=True)
     for name in ("ts/model.pt", "ep/model.pt2"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+# Models whose forward does not take the recipe's names, and programs that load only where
+# the model's package is imported ------------------------------------------------------------
+
+
+def test_a_sequential_is_traced_and_exported_with_its_input_positionally(tmp_path: Path) -> None:
+    ts, _ = _torchscript(tmp_path, "sequential")
+    _check_runner("torchscript", ts, "sequential")
+    ep, result = _exported(tmp_path, "sequential")
+    assert result["dims"] == "named" and result["load_imports"] == []
+    _check_runner("torch-export", ep, "sequential")
+
+
+def _user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, register_on_import: bool) -> None:
+    folder = tmp_path / "user"
+    folder.mkdir()
+    (folder / f"{name}.py").write_text(PYTREE_OUTPUT_MODULE + ("_register()\n" if register_on_import else ""))
+    monkeypatch.syspath_prepend(str(folder))
+
+
+def _export_user_model(tmp_path: Path, factory: str) -> tuple[Path, dict]:
+    out = tmp_path / "ep"
+    out.mkdir()
+    params = ExportedProgramFromTorch.Params(factory=TorchFactory(factory, {}), inputs=X, axes={}, seed=0,
+                                             packages=("numpy",))
+    return out, ExportedProgramFromTorch().run(params, StepContext(inputs={}, out=out))
+
+
+def test_a_program_that_loads_only_where_its_package_is_imported_names_that_import(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from navbuild.steps.exported_program_from_torch import _load_in_fresh_process
+
+    _user_module(tmp_path, monkeypatch, "pytree_user_a", register_on_import=True)
+    out, result = _export_user_model(tmp_path, "pytree_user_a:registered")
+    # a bare interpreter cannot load it: the output class is unknown to its pytree
+    assert re.search(r"Deserializing pytree_user_a\.Out in pytree is not registered",
+                     _load_in_fresh_process(out / "model.pt2", []))
+    assert result["load_imports"] == ["numpy", "pytree_user_a"]
+    assert json.loads((out / "imports.json").read_text()) == ["numpy", "pytree_user_a"]
+    # the runner imports them before loading, in a process of its own (as a check's child does)
+    code = ("import sys, numpy as np; from navbuild.runners import make_runner; "
+            "from navbuild.steps.common import RuntimeOptions; "
+            "r = make_runner('torch-export', sys.argv[1], None, ['x'], RuntimeOptions(intra_op_threads=1)); "
+            "print(r.run({'x': np.ones((3, 8), np.float32)})[0].shape)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "user"), str(ROOT)])}
+    proc = subprocess.run([sys.executable, "-c", code, str(out / "model.pt2")], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("(3, 4)")
+
+
+def test_a_program_that_no_import_makes_loadable_fails_naming_the_loaders_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _user_module(tmp_path, monkeypatch, "pytree_user_b", register_on_import=False)
+    with pytest.raises(RuntimeError, match=r"model.pt2 does not load in a fresh process, even after importing "
+                                           r"numpy, pytree_user_b: NotImplementedError: Deserializing "
+                                           r"pytree_user_b\.Out in pytree is not registered"):
+        _export_user_model(tmp_path, "pytree_user_b:unregistered")
