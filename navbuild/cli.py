@@ -45,6 +45,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = _dispatch(args)
     except NavbuildError as err:
         code = _report_error(err, show_tb)
+    except OSError as err:
+        from navbuild.cache.fs import NO_SPACE, disk_full
+
+        if err.errno not in NO_SPACE:
+            raise
+        # a write no narrower handler named: still one line, never a traceback
+        code = _report_error(disk_full(Path(err.filename or Path.cwd()), "a file"), show_tb)
     except KeyboardInterrupt:
         print("navbuild: interrupted", file=sys.stderr)
         code = 130
@@ -152,7 +159,9 @@ def _multirun(mode: str, overrides: list[str], cwd: Path) -> int:
                                       package_data_dir, register, split_recipe_override)
 
     refs, _ = split_recipe_override(overrides)
-    register(refs, cwd)
+    # a point names its recipe by Hydra option (the file's stem); run it from the file it came
+    # from, so that `-m recipe=my.yaml` finds my.yaml as `recipe=my.yaml` does without -m
+    files = {name: str(path) for name, path in register(refs, cwd).items()}
     normalized = normalize_overrides(overrides)
     check_override_keys(normalized)
     points = _sweep_points(normalized)
@@ -160,6 +169,7 @@ def _multirun(mode: str, overrides: list[str], cwd: Path) -> int:
 
     for point in points:
         ref = next(a.split("=", 1)[1] for a in point if a.startswith("recipe="))
+        ref = files.get(ref, ref)
         recipe, path = load_recipe(ref, [a for a in point if not a.startswith("recipe=")], cwd)
         prepare(recipe, path, cwd)
     _exit_codes.clear()
@@ -170,7 +180,8 @@ def _multirun(mode: str, overrides: list[str], cwd: Path) -> int:
         job_overrides = [o for o in hc.overrides.task if not o.startswith("recipe=")]
         label = _safe_dirname("+".join(job_overrides)) or f"job{hc.job.num}"
         try:
-            code = _run_one(mode, [f"recipe={name}", *job_overrides], cwd, output_dir=f"build/{name}/{label}")
+            code = _run_one(mode, [f"recipe={files.get(name, name)}", *job_overrides], cwd,
+                            output_dir=f"build/{name}/{label}")
         except NavbuildError as err:
             code = _report_error(err, False)
         _exit_codes.append(code)
