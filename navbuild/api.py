@@ -114,7 +114,7 @@ def _check_output_dir(build_dir: Path, recipe: Recipe, where: str) -> None:
         if p.is_dir():
             return
         if p.exists():
-            setting = f"output_dir '{recipe.output_dir}'" if recipe.output_dir else f"the build folder build/{recipe.name}"
+            setting = f"'{recipe.output_dir}'" if recipe.output_dir else f"the build folder build/{recipe.name}"
             raise RecipeError(f"output_dir: {setting} cannot be created: {p} is a file, not a folder; "
                               f"remove or rename that file, or set output_dir to another folder", where=where)
 

@@ -162,6 +162,12 @@ def _multirun(mode: str, overrides: list[str], cwd: Path) -> int:
     # a point names its recipe by Hydra option (the file's stem); run it from the file it came
     # from, so that `-m recipe=my.yaml` finds my.yaml as `recipe=my.yaml` does without -m
     files = {name: str(path) for name, path in register(refs, cwd).items()}
+    if len(refs) > 1 and "mlp" not in files:
+        # Hydra loads the primary config with its default recipe (mlp) before a sweep over
+        # several recipes replaces it: that default must resolve, though no point uses it
+        from hydra.core.config_store import ConfigStore
+
+        ConfigStore.instance().store(group="recipe", name="mlp", node={}, package="_global_")
     normalized = normalize_overrides(overrides)
     check_override_keys(normalized)
     points = _sweep_points(normalized)

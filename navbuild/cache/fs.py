@@ -26,10 +26,28 @@ _NO_SPACE_TEXT = ("No space left on device", "[Errno 28]", "ENOSPC", "Disk quota
 
 
 def mount_point(path: Path) -> Path:
-    """The mount point of the file system holding ``path`` (or of its nearest existing parent)."""
-    p = Path(os.path.abspath(path))
+    """The mount point of the file system holding ``path`` (or of its nearest existing parent).
+
+    Linux's mount table is asked first: a bind mount shares its device with its parent, so
+    comparing devices (``os.path.ismount``) would not see it.
+    """
+    p = Path(os.path.realpath(os.path.abspath(path)))
     while not p.exists() and p != p.parent:
         p = p.parent
+    try:
+        table = Path("/proc/self/mounts").read_text()
+    except OSError:
+        table = ""
+    best: Path | None = None
+    for line in table.splitlines():
+        fields = line.split()
+        if len(fields) < 2:
+            continue
+        point = Path(fields[1].encode().decode("unicode_escape"))  # "\040" is a space
+        if (p == point or point in p.parents) and (best is None or len(point.parts) > len(best.parts)):
+            best = point
+    if best is not None:
+        return best
     while not os.path.ismount(p) and p != p.parent:
         p = p.parent
     return p

@@ -584,7 +584,10 @@ def _wait_for_flock(fd: int, timeout: float | None, what: str) -> None:
 
 def _write_holder(fd: int, what: str) -> None:
     """Say in the lock file who holds it, for a process that has to wait (best effort)."""
-    data = json.dumps({"pid": os.getpid(), "command": " ".join(sys.argv)[:400], "what": what,
+    argv = list(sys.argv) or ["python"]
+    if argv[0].endswith(os.path.join("navbuild", "__main__.py")) or Path(argv[0]).name == "navbuild":
+        argv[0] = "navbuild"  # `python -m navbuild ...` and the console script read the same
+    data = json.dumps({"pid": os.getpid(), "command": " ".join(argv)[:400], "what": what,
                        "since": time.time()}).encode("utf-8")
     with contextlib.suppress(OSError):
         os.ftruncate(fd, 0)
