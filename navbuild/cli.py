@@ -18,7 +18,7 @@ from navbuild.errors import NavbuildError
 USAGE = """\
 usage: navbuild [build] [recipe=NAME|FILE.yaml] [key=value ...] [-m]   build a recipe (default: mlp)
        navbuild plan [recipe=NAME] [key=value ...] [-m]               show every target's status, run nothing
-       navbuild gc [--max-size 2G] [--max-age 30d] [--dry-run]        prune the cache
+       navbuild gc [--max-size 2G] [--max-age 30d] [--verify] [--dry-run]  prune (and verify) the cache
        navbuild show model.nav                                       inspect a package (verified)
        navbuild [recipe=NAME] source.package=model.nav               continue from a package
 

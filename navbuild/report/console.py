@@ -33,6 +33,7 @@ class ConsoleReporter(Reporter):
         self._total = 0
         self._done = 0
         self._final = True  # until told that later phases may add targets
+        self._phased = False  # whether a counter has shown the '+' of targets still to join
 
     def warning(self, message: str) -> None:
         self.console.print(f"[yellow]warning:[/] {message}")
@@ -47,6 +48,7 @@ class ConsoleReporter(Reporter):
 
     def targets_total(self, total: int, final: bool) -> None:
         self._total, self._final = max(total, self._done), final
+        self._phased = self._phased or not final
 
     def counter(self, position: int | None = None) -> str:
         """``[3/9]``; ``[3/9+]`` while a later phase (finalists, Triton) may still add targets."""
@@ -91,7 +93,7 @@ class ConsoleReporter(Reporter):
             verdict = f"  [{'green' if v == 'pass' else 'red'}]{v}[/]"
         reason = f"  [dim]{outcome.reason}[/]" if outcome.reason and outcome.status != "failed" else ""
         self._total = max(self._total, self._done)
-        width = len(f"[{self._total}/{self._total}+]")  # columns stay aligned when the '+' goes
+        width = len(f"[{self._total}/{self._total}{'+' if self._phased else ''}]")  # aligned when '+' goes
         self.console.print(f"  {self.counter():<{width}} [{style}]{outcome.status:<11}[/] "
                            f"{outcome.id:<26} {outcome.seconds:7.2f}s{verdict}{reason}")
         if outcome.status == "failed":
