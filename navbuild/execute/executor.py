@@ -154,8 +154,8 @@ def _run_and_publish(target: Any, out: TargetOutcome, inputs: dict[str, Path], s
         if not child.ok:
             if ran_out_of_space(staging, f"{child.message}\n{child.log_tail}"):
                 # The step's own words may be opaque ("basic_ios::clear: iostream error").
-                raise disk_full(staging / "out", f"the output of target {target.id}",
-                                detail=f"the step said: {child.message}")
+                said = "" if child.message.startswith("child process") else f"the step said: {child.message}"
+                raise disk_full(staging / "out", f"the output of target {target.id}", detail=said)
             out.status, out.reason, out.log_tail = FAILED, child.message, child.log_tail
             with writing(out.path or staging, f"the log of failed target {target.id} to the build folder"):
                 _keep_failure_files(staging, out)

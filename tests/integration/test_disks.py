@@ -73,6 +73,21 @@ def test_full_disk_at_several_fill_levels_says_where_and_keeps_the_cache(project
     assert re.search(r"\[6/6\] +built +finalists", done.stderr), done.stderr
 
 
+def test_full_disk_while_openvino_writes_its_model_is_named_as_such(project, tmp_path):
+    # OpenVINO reports a failed write only as "basic_ios::clear: iostream error", and on a full
+    # disk not even that reaches the step's log: the free space left is what tells.
+    with tmpfs(tmp_path / "disk", "2m") as disk:
+        project.cache = disk / "cache"
+        project.run("recipe=tiny", ONNX_ONLY, check=True)
+        fill(disk, 16 * 1024)
+        proc = project.run("recipe=tiny", "formats=[onnx,openvino]")
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert f"navbuild: error: no space left on {disk}, 0.00 MB free: writing the output of target openvino " \
+               f"to {disk}/cache/tmp/" in proc.stderr, proc.stderr
+        assert_cache_intact(project.cache)
+        assert set(project.statuses().values()) == {"built"}  # the last complete build's summary is left alone
+
+
 def test_read_only_cache_serves_what_it_holds_and_says_it_could_not_record(project, tmp_path):
     project.run("recipe=tiny", ONNX_ONLY, check=True)
     with read_only_view(project.cache, tmp_path / "ro") as ro:
