@@ -108,7 +108,11 @@ def _run_one(mode: str, overrides: list[str], cwd: Path, output_dir: str | None 
     prep = prepare(recipe, path, cwd, [a for a in overrides if not a.startswith("recipe=")])
     if mode == "plan":
         return _print_plan(prep)
-    result = build_prepared(prep, ConsoleReporter())
+    reporter = ConsoleReporter()
+    try:
+        result = build_prepared(prep, reporter)
+    finally:
+        reporter.close()  # a full disk or Ctrl-C must not leave the spinner drawing over the message
     return result.exit_code
 
 

@@ -120,6 +120,10 @@ class ConsoleReporter(Reporter):
         self.console.print(f"[dim]{summary['build_dir']}/summary.json  "
                            f"({', '.join(f'{n} {k}' for k, n in sorted(counts.items()))}; {summary['seconds']:.1f}s)[/]")
 
+    def close(self) -> None:
+        """Stop the live line (a build that ended in an error never reaches ``build_finished``)."""
+        self._stop_status()
+
     def _start_status(self, text: str) -> None:
         self._status = self.console.status(f"{escape(text)} …")
         self._status.start()

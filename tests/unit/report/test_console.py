@@ -7,6 +7,7 @@ import io
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -72,6 +73,10 @@ def run_step_writing(log: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", WRITER, str(log)])
 
 
+def live_line_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "navbuild-live-line" and t.is_alive()]
+
+
 def wait_for(predicate, what: str) -> None:
     for _ in range(600):  # polls until it happens; the test states no duration
         if predicate():
@@ -98,9 +103,7 @@ def test_off_a_terminal_a_long_step_prints_elapsed_time_and_its_load_point(tmp_p
     beats = [ln for ln in out.getvalue().splitlines() if ln.startswith("  … ")]
     assert beats[-1].startswith("  … [1/1] building triton/measure/c1 · ")
     assert beats[-1].endswith(" · Profiling model_config_0: concurrency=4")
-    count = len(out.getvalue().splitlines())
-    time.sleep(0.2)
-    assert len(out.getvalue().splitlines()) == count  # the finished step's ticker stopped
+    assert not live_line_threads()  # the finished step's ticker stopped
 
 
 def test_on_a_terminal_the_spinner_line_follows_the_log(tmp_path: Path):
@@ -136,3 +139,15 @@ def test_last_log_line_reads_only_the_tail(tmp_path: Path):
     assert last_log_line(tmp_path / "missing.txt") == ""
     log.write_text("y" * 300)
     assert last_log_line(log, width=10) == "yyyyyyyyy…"
+
+
+def test_close_stops_the_live_line(tmp_path: Path):
+    log = tmp_path / "log.txt"
+    log.write_text("step started\n")
+    rep, out = reporter(heartbeat_s=0.05)
+    rep.target_started("onnx", "convert")
+    rep.target_running("onnx", log)
+    wait_for(lambda: "step started" in out.getvalue(), "a heartbeat")
+    assert live_line_threads()
+    rep.close()  # what the CLI does when the build ends in an error
+    assert not live_line_threads()
