@@ -41,7 +41,7 @@ class ConsoleReporter(Reporter):
     def planned(self, plan: Any) -> None:
         self._total = len(plan.targets)
         todo = [t for t in plan.targets if t.status != "cached"]
-        later = "" if self._final else "; more join once the profiles have ranked the variants (\\[n/total+])"
+        later = "" if self._final else "; more may join once the profiles have ranked the variants (\\[n/total+])"
         self.console.print(f"[bold]navbuild[/]: {self._total} targets, "
                            f"{self._total - len(todo)} cached, {len(todo)} to check or build{later}",
                            highlight=False)

@@ -37,7 +37,7 @@ def test_counter_says_more_may_join_until_the_last_phase():
     rep.targets_total(3, final=True)  # the finalists joined; nothing joins after them
     finish(rep, "finalists")
     lines = out.getvalue().splitlines()
-    assert "2 targets, 1 cached, 1 to check or build; more join once the profiles have ranked the variants " \
+    assert "2 targets, 1 cached, 1 to check or build; more may join once the profiles have ranked the variants " \
            "([n/total+])" in lines[0]
     assert lines[1].startswith("  [1/2+] built") and lines[2].startswith("  [2/2+] cached")
     assert lines[3].startswith("  [3/3]  built       finalists")
