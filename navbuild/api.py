@@ -109,7 +109,9 @@ def prepare(recipe: Recipe, recipe_file: Path | None, cwd: Path | None = None,
     graph = expand(recipe, cwd)
     # the selection and the finalists use the sizes the checks and profiles ran at
     recipe = fit_to_source(recipe, cwd)
-    prep = Prepared(recipe, recipe_file, graph, store, records, build_dir_of(recipe), cwd)
+    build_dir = build_dir_of(recipe)
+    _check_output_dir(build_dir, recipe, where)
+    prep = Prepared(recipe, recipe_file, graph, store, records, build_dir, cwd)
     if recipe.source.torch:
         _attach_source_record(prep)
     return prep
@@ -126,6 +128,17 @@ def _attach_source_record(prep: Prepared) -> None:
     prep.declared_source = declared
     prep.source_record = SourceRecord(path, data, changes(data, prep.store.memo, prep.cwd))
     attach(prep.graph, SOURCE_ID, prep.source_record)
+
+
+def _check_output_dir(build_dir: Path, recipe: Recipe, where: str) -> None:
+    """The build folder (or a folder above it) must not be a file: say so before anything runs."""
+    for p in (build_dir, *build_dir.parents):
+        if p.is_dir():
+            return
+        if p.exists():
+            setting = f"'{recipe.output_dir}'" if recipe.output_dir else f"the build folder build/{recipe.name}"
+            raise RecipeError(f"output_dir: {setting} cannot be created: {p} is a file, not a folder; "
+                              f"remove or rename that file, or set output_dir to another folder", where=where)
 
 
 def plan(recipe: RecipeLike = "mlp", overrides: Sequence[str] = (), *, cwd: Path | None = None) -> Plan:
@@ -157,28 +170,52 @@ def build_prepared(prep: Prepared, reporter: Reporter) -> BuildResult:
         prep.source_record = refresh_source_record(
             prep.graph, prep.declared_source, prep.source_record, source_discovery_params(prep.recipe),
             prep.store, prep.build_dir, prep.cwd, reporter)
+    # Finalists join once the profiles have ranked the variants (if two or more are correct),
+    # Triton targets after them: until then the count of targets may still grow.
+    reporter.targets_total(len(prep.graph.targets), final=False)
     reporter.planned(plan_statuses(prep.graph, prep.store, previous))
     outcomes = execute(prep.graph, prep.store, prep.build_dir, prep.cwd, reporter,
                        keep_going=prep.recipe.keep_going)
     variants = {v: prep.graph.variant_models.get(v) for v in prep.graph.variants()}
     outcomes = _compare_finalists(prep, variants, outcomes, reporter)
     outcomes = _deploy_to_triton(prep, variants, outcomes, reporter)
-    prep.store.memo.save()
+    reporter.targets_total(len(prep.graph.targets), final=True)
+    if (why := prep.store.save_memo()) is not None:
+        reporter.warning(f"could not record the digest memo ({why}); the next build re-hashes its files")
     summary = make_summary(prep.recipe, prep.recipe_file, prep.build_dir, prep.store.root, outcomes,
                            variants, time.perf_counter() - start)
     summary["notes"] = list(prep.graph.notes)  # what the plan changed to fit the source
     from navbuild.report.triton_summary import publish_triton
 
-    publish_triton(summary.get("triton"), prep.build_dir)
-    write_summary(prep.build_dir, summary)
+    from navbuild.cache.fs import writing
+
+    with writing(prep.build_dir, "summary.json and the Triton deliverable"):
+        publish_triton(summary.get("triton"), prep.build_dir)
+        write_summary(prep.build_dir, summary)
     # Targets that got no key this time (skipped, unavailable) keep their previous record,
     # so the next plan can still say why they changed.
     targets = {tid: rec for tid, rec in (previous or {}).get("targets", {}).items() if tid in outcomes}
     targets.update({o.id: {"key": o.key, "payload": o.payload, "digest": o.digest, "status": o.status}
                     for o in outcomes.values() if o.key})
-    prep.records.save(prep.build_dir, {"recipe": prep.recipe.name, "targets": targets})
+    _save_record(prep, {"recipe": prep.recipe.name, "targets": targets}, reporter)
     reporter.build_finished(summary)
     return BuildResult(summary=summary, outcomes=outcomes)
+
+
+def _save_record(prep: Prepared, record: dict, reporter: Reporter) -> None:
+    """Record the build; a cache that cannot be written (read-only) served what it had: say so."""
+    from navbuild.cache.fs import NOT_WRITABLE, writing
+
+    path = prep.records.path_for(prep.build_dir)
+    try:
+        with writing(path, "the build record"):
+            prep.records.save(prep.build_dir, record)
+    except OSError as e:
+        if e.errno not in NOT_WRITABLE:
+            raise
+        reporter.warning(f"could not record this build in {path} ({e.strerror}): what the cache held was "
+                         "served, but `navbuild plan` compares with the last build recorded there and "
+                         "`navbuild gc` keeps only the entries that recorded builds refer to")
 
 
 def export(model: Any, samples: Any, **kwargs: Any) -> Any:
@@ -209,6 +246,7 @@ def _deploy_to_triton(prep: Prepared, variants: dict[str, str | None], outcomes:
         reporter.warning("triton: no correct variant with a native Triton backend to deploy")
         return outcomes
     expand_triton(prep.graph, prep.recipe, chosen, prep.cwd)
+    reporter.targets_total(len(prep.graph.targets), final=True)
     return execute(prep.graph, prep.store, prep.build_dir, prep.cwd, reporter,
                    keep_going=prep.recipe.keep_going, done=outcomes)
 
@@ -243,6 +281,7 @@ def _compare_finalists(prep: Prepared, variants: dict[str, str | None], outcomes
     if target is None:
         return outcomes
     prep.graph.add(target)
+    reporter.targets_total(len(prep.graph.targets), final=not prep.recipe.triton.enabled)
     return execute(prep.graph, prep.store, prep.build_dir, prep.cwd, reporter,
                    keep_going=prep.recipe.keep_going, done=outcomes)
 

@@ -18,7 +18,7 @@ from navbuild.errors import NavbuildError
 USAGE = """\
 usage: navbuild [build] [recipe=NAME|FILE.yaml] [key=value ...] [-m]   build a recipe (default: mlp)
        navbuild plan [recipe=NAME] [key=value ...] [-m]               show every target's status, run nothing
-       navbuild gc [--max-size 2G] [--max-age 30d] [--dry-run]        prune the cache
+       navbuild gc [--max-size 2G] [--max-age 30d] [--verify] [--dry-run]  prune (and verify) the cache
        navbuild show model.nav                                       inspect a package (verified)
        navbuild [recipe=NAME] source.package=model.nav               continue from a package
 
@@ -45,6 +45,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = _dispatch(args)
     except NavbuildError as err:
         code = _report_error(err, show_tb)
+    except OSError as err:
+        from navbuild.cache.fs import NO_SPACE, disk_full
+
+        if err.errno not in NO_SPACE:
+            raise
+        # a write no narrower handler named: still one line, never a traceback
+        code = _report_error(disk_full(Path(err.filename or Path.cwd()), "a file"), show_tb)
     except KeyboardInterrupt:
         print("navbuild: interrupted", file=sys.stderr)
         code = 130
@@ -101,7 +108,11 @@ def _run_one(mode: str, overrides: list[str], cwd: Path, output_dir: str | None 
     prep = prepare(recipe, path, cwd, [a for a in overrides if not a.startswith("recipe=")])
     if mode == "plan":
         return _print_plan(prep)
-    result = build_prepared(prep, ConsoleReporter())
+    reporter = ConsoleReporter()
+    try:
+        result = build_prepared(prep, reporter)
+    finally:
+        reporter.close()  # a full disk or Ctrl-C must not leave the spinner drawing over the message
     return result.exit_code
 
 
@@ -154,7 +165,15 @@ def _multirun(mode: str, overrides: list[str], cwd: Path) -> int:
                                       package_data_dir, register, split_recipe_override)
 
     refs, _ = split_recipe_override(overrides)
-    register(refs, cwd)
+    # a point names its recipe by Hydra option (the file's stem); run it from the file it came
+    # from, so that `-m recipe=my.yaml` finds my.yaml as `recipe=my.yaml` does without -m
+    files = {name: str(path) for name, path in register(refs, cwd).items()}
+    if len(refs) > 1 and "mlp" not in files:
+        # Hydra loads the primary config with its default recipe (mlp) before a sweep over
+        # several recipes replaces it: that default must resolve, though no point uses it
+        from hydra.core.config_store import ConfigStore
+
+        ConfigStore.instance().store(group="recipe", name="mlp", node={}, package="_global_")
     normalized = normalize_overrides(overrides)
     check_override_keys(normalized)
     points = _sweep_points(normalized)
@@ -162,6 +181,7 @@ def _multirun(mode: str, overrides: list[str], cwd: Path) -> int:
 
     for point in points:
         ref = next(a.split("=", 1)[1] for a in point if a.startswith("recipe="))
+        ref = files.get(ref, ref)
         recipe, path = load_recipe(ref, [a for a in point if not a.startswith("recipe=")], cwd)
         prepare(recipe, path, cwd)
     _exit_codes.clear()
@@ -172,7 +192,8 @@ def _multirun(mode: str, overrides: list[str], cwd: Path) -> int:
         job_overrides = [o for o in hc.overrides.task if not o.startswith("recipe=")]
         label = _safe_dirname("+".join(job_overrides)) or f"job{hc.job.num}"
         try:
-            code = _run_one(mode, [f"recipe={name}", *job_overrides], cwd, output_dir=f"build/{name}/{label}")
+            code = _run_one(mode, [f"recipe={files.get(name, name)}", *job_overrides], cwd,
+                            output_dir=f"build/{name}/{label}")
         except NavbuildError as err:
             code = _report_error(err, False)
         _exit_codes.append(code)

@@ -50,6 +50,12 @@ class CacheError(NavbuildError):
     exit_code = 1
 
 
+class DiskFull(NavbuildError):
+    """A write failed for lack of space (ENOSPC, EDQUOT); the message names the file system and what was written."""
+
+    exit_code = 1
+
+
 class MissingTool(NavbuildError):
     """An external tool or library is not installed; the message names what to install: exit code 2."""
 

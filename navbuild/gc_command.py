@@ -21,6 +21,8 @@ def gc_main(argv: Sequence[str]) -> int:
     parser.add_argument("--keep-unreferenced", action="store_true", help="keep entries no recorded build refers to")
     parser.add_argument("--compile-cache", action="store_true",
                         help="also clear torch.compile's cache (compile-cache/, rebuilt when needed)")
+    parser.add_argument("--verify", action="store_true",
+                        help="re-hash every cached file, trusting no memoized digest, and remove entries that fail")
     parser.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     try:
         args = parser.parse_args(list(argv))
@@ -38,7 +40,7 @@ def gc_main(argv: Sequence[str]) -> int:
     store = Store(root)
     records = Records(root / "records")
     report = collect(store, records, max_size=max_size, max_age_s=max_age,
-                     keep_unreferenced=args.keep_unreferenced, dry_run=args.dry_run)
+                     keep_unreferenced=args.keep_unreferenced, dry_run=args.dry_run, verify=args.verify)
     for w in records.warnings + store.warnings:
         print(f"warning: {w}")
     verb = "would remove" if args.dry_run else "removed"
@@ -55,6 +57,12 @@ def gc_main(argv: Sequence[str]) -> int:
             print(f"torch.compile cache: {size / 1e6:.2f} MB (clear it with --compile-cache)")
     for key, size, reason in report.removed:
         print(f"{verb} {key[:16]}  {size / 1e6:9.2f} MB  {reason}")
+    if args.verify:
+        bad = sum(1 for _k, _s, reason in report.removed if reason.startswith("corrupt ("))
+        print(f"verified {report.verified} entries by re-hashing every file: {bad} corrupt")
+        for path in report.memo_wrong:
+            print(f"re-hashed {path}: its content changed with the same inode, size and mtime "
+                  f"(targets built from it rebuild next time)")
     print(f"navbuild gc: {verb} {len(report.removed)} entries ({report.freed_bytes / 1e6:.2f} MB) and "
           f"{report.staging_removed} stale staging folders; kept {report.kept_entries} entries "
           f"({report.kept_bytes / 1e6:.2f} MB) in {root}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -55,7 +56,9 @@ def atomic_write_text(path: Path, text: str, *, fsync: bool = True) -> None:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        # On a full or read-only disk removing the temp file can fail too; the first error counts.
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise
 
 
@@ -94,14 +97,18 @@ class DigestMemo:
             self._entries = entries
         return self._entries
 
-    def digest(self, path: str | os.PathLike[str]) -> str:
-        """SHA-256 hex of ``path``, hashing only if the file changed since it was memoized."""
+    def digest(self, path: str | os.PathLike[str], trust: bool = True) -> str:
+        """SHA-256 hex of ``path``, hashing only if the file changed since it was memoized.
+
+        ``trust=False`` hashes the bytes whatever the memo says (``navbuild gc --verify``): the
+        memo cannot see a change that kept the inode, size and mtime.
+        """
         real = os.path.realpath(path)
         st = os.stat(real)
         fp = _fingerprint(st)
         with self._lock:
             known = self._load().get(real)
-            if known is not None and known["stat"] == fp and not known.get("racy", False):
+            if trust and known is not None and known["stat"] == fp and not known.get("racy", False):
                 known["used"] = True
                 return str(known["sha256"])
         started_ns = time.time_ns()
@@ -118,6 +125,24 @@ class DigestMemo:
             }
             self.dirty = True
         return value
+
+    def rehash_all(self, skip: Path | None = None) -> list[str]:
+        """Hash again every remembered file that still exists (except those under ``skip``);
+        returns those whose bytes changed although their fingerprint did not (the memo would
+        have served a wrong digest)."""
+        changed = []
+        prefix = os.path.realpath(skip) + os.sep if skip is not None else None
+        for real in sorted(self._load()):
+            if prefix is not None and real.startswith(prefix):
+                continue
+            old = self._load()[real]
+            try:
+                same_stat = _fingerprint(os.stat(real)) == old["stat"]
+                if self.digest(real, trust=False) != old["sha256"] and same_stat:
+                    changed.append(real)
+            except OSError:
+                continue  # gone: save() forgets it
+        return changed
 
     def save(self) -> None:
         """Persist the memo atomically, dropping entries whose file is gone or changed."""

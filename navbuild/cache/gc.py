@@ -31,6 +31,8 @@ class GcReport:
     kept_bytes: int = 0
     staging_removed: int = 0
     dry_run: bool = False
+    verified: int = 0  # entries re-hashed by ``verify`` (0 when not asked)
+    memo_wrong: list[str] = field(default_factory=list)  # files the memo held a wrong digest for
 
 
 def parse_size(text: str | int) -> int:
@@ -137,9 +139,13 @@ def collect(
     keep_unreferenced: bool = False,
     dry_run: bool = False,
     now: float | None = None,
+    verify: bool = False,
 ) -> GcReport:
     """Collect garbage in ``store``, in this order.
 
+    0. with ``verify``: re-hash every file of every entry, trusting no memoized digest, and
+       drop entries whose bytes no longer match (then every other file the memo remembers
+       is re-hashed too, so the next build sees a changed input);
     1. staging dirs and temp files untouched for an hour (their writer is gone);
     2. entries no build record refers to (unless ``keep_unreferenced``);
     3. entries not used within ``max_age_s``;
@@ -174,6 +180,18 @@ def collect(
         report.removed.append((entry.key, size, reason))
         report.freed_bytes += size
         return True
+
+    if verify:
+        good = []
+        for item in live:
+            problem = store.verify(item[0].key)
+            report.verified += 1
+            if problem is None or not drop(item, f"corrupt ({problem})"):
+                good.append(item)
+        live = good
+        report.memo_wrong = store.memo.rehash_all(skip=store.objects_dir)  # entries: just done
+        if not dry_run:
+            store.save_memo()
 
     kept: list[tuple[Entry, int, float]] = []
     for item in broken:

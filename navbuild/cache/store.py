@@ -11,12 +11,14 @@ import re
 import secrets
 import shutil
 import stat
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from navbuild.cache.digest import DigestMemo, directory_files, tree_digest, walk_tree
+from navbuild.cache.fs import NO_SPACE, disk_full, is_read_only, mount_point, writing
 from navbuild.cache.keys import KEY_SCHEMA_VERSION
 from navbuild.errors import CacheError
 
@@ -148,13 +150,16 @@ class Store:
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
+            if e.errno in NO_SPACE:
+                raise disk_full(path, "a cache folder") from None
             raise CacheError(
                 f"cache directory {self.root} is not usable: cannot create {path} ({e.strerror}); "
                 f"point {CACHE_ENV} or the recipe's cache_dir at a writable folder"
             ) from e
         if not os.access(path, os.W_OK | os.X_OK):
+            ro = f" (its file system {mount_point(path)} is mounted read-only)" if is_read_only(path) else ""
             raise CacheError(
-                f"cache directory {self.root} is not writable ({path}); "
+                f"cache directory {self.root} is not writable ({path}){ro}; "
                 f"point {CACHE_ENV} or the recipe's cache_dir at a writable folder"
             )
         return path
@@ -163,6 +168,30 @@ class Store:
         """Add a reporter message once (the same corrupt entry may be seen many times)."""
         if message not in self.warnings:
             self.warnings.append(message)
+
+    def unwritable_reason(self) -> str | None:
+        """Why nothing can be added to the store now (read-only file system, no permission), or None.
+
+        A cache that can be read but not written still serves what it holds; only misses need this.
+        """
+        p = self.root
+        while not p.exists() and p != p.parent:
+            p = p.parent
+        if is_read_only(p):
+            return f"the cache {self.root} is on a read-only file system ({mount_point(p)})"
+        if not os.access(p, os.W_OK | os.X_OK):
+            return f"the cache {self.root} is not writable by this user"
+        return None
+
+    def save_memo(self) -> str | None:
+        """Persist the digest memo; returns why it could not be written (it is only a speed-up)."""
+        if not self.memo.dirty:
+            return None
+        try:
+            self.memo.save()
+        except OSError as e:
+            return f"{self.memo.path}: {e.strerror or e}"
+        return None
 
     # -- reading ------------------------------------------------------------------------
 
@@ -183,6 +212,7 @@ class Store:
         """
         path = self.entry_dir(key)
         if not path.is_dir():
+            self._clear_blocker(key, path)
             return None
         meta, problem = self._verify(key, path)
         if problem is not None:
@@ -201,7 +231,36 @@ class Store:
         self.touch(key)
         return Entry(key=key, path=path, meta=meta)
 
-    def _verify(self, key: str, path: Path) -> tuple[dict | None, str | None]:
+    def _clear_blocker(self, key: str, path: Path) -> None:
+        """A file (or link) standing where the entry's folder or its shard must be: set it aside.
+
+        Left in place it would make every later publish of ``key`` fail; moved aside (then
+        deleted) the entry is simply a miss and is rebuilt.
+        """
+        for p in (path.parent, path):
+            if not (p.is_symlink() or (p.exists() and not p.is_dir())):
+                continue
+            self._warn(f"cache entry {key[:12]} is broken ({p} is a file, not a folder); "
+                       f"it was set aside and will be rebuilt")
+            try:
+                aside = self._ensure_dir(self.tmp_dir) / f"corrupt-{key}-{secrets.token_hex(4)}"
+                os.rename(p, aside)
+                aside.unlink()
+            except FileNotFoundError:
+                pass  # another process set it aside first
+            except (CacheError, OSError) as e:
+                self._warn(f"cannot set aside {p} ({e}); remove it by hand")
+            return
+
+    def verify(self, key: str) -> str | None:
+        """Re-hash every file of ``key``'s entry, trusting no memoized digest; returns why it is bad."""
+        path = self.entry_dir(key)
+        if not path.is_dir():
+            return "not a folder"
+        _meta, problem = self._verify(key, path, rehash=True)
+        return problem
+
+    def _verify(self, key: str, path: Path, rehash: bool = False) -> tuple[dict | None, str | None]:
         """(meta, None) if the entry at ``path`` can be trusted, else (meta or None, why not)."""
         meta_path = path / "meta.json"
         try:
@@ -239,7 +298,7 @@ class Store:
             if st.st_size != want.get("size"):
                 return meta, f"out/{rel}: size {st.st_size} != {want.get('size')}"
             try:
-                sha = self.memo.digest(out / rel)
+                sha = self.memo.digest(out / rel, trust=not rehash)
             except OSError as e:
                 return meta, f"out/{rel}: unreadable ({e.strerror})"
             if sha != want.get("sha256"):
@@ -258,36 +317,51 @@ class Store:
     # -- locking ------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def lock(self, key: str, timeout: float | None = None) -> Iterator[None]:
+    def lock(self, key: str, timeout: float | None = None, *, what: str = "",
+             on_wait: Callable[[dict], None] | None = None) -> Iterator[None]:
         """Hold the exclusive per-key lock (``flock`` on ``locks/<key>.lock``).
 
         Blocks until acquired; with ``timeout`` (seconds) raises CacheError when it expires.
-        The lock dies with its process, so a killed build never leaves a stale lock.
+        The lock dies with its process, so a killed build never leaves a stale lock. When the
+        lock is taken, ``on_wait`` is called once (before blocking) with ``lock_holder(key)``;
+        the holder writes its pid, command and ``what`` (the target) into the lock file.
         """
         _check_key(key)
         lock_path = self._ensure_dir(self.locks_dir) / f"{key}.lock"
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            if timeout is None:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            else:
-                deadline = time.monotonic() + timeout
-                while True:
-                    try:
-                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        break
-                    except BlockingIOError:
-                        if time.monotonic() >= deadline:
-                            raise CacheError(
-                                f"timed out after {timeout:g}s waiting for the lock on cache "
-                                f"entry {key[:12]} ({lock_path}); another navbuild process "
-                                f"is building it"
-                            ) from None
-                        time.sleep(_LOCK_POLL_S)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if on_wait is not None:
+                    on_wait(self.lock_holder(key))
+                _wait_for_flock(fd, timeout, f"cache entry {key[:12]} ({lock_path})")
+            _write_holder(fd, what)
             yield
         finally:
             # Closing the descriptor releases the flock.
             os.close(fd)
+
+    def lock_holder(self, key: str) -> dict:
+        """Who holds the lock of ``key``: ``{"pid", "command", "what", "since", "lock"}`` as far as known.
+
+        The pid comes from the kernel's lock table (``/proc/locks``) where there is one; the
+        rest from what the holder wrote into the lock file, if that was this same process.
+        """
+        lock_path = self.locks_dir / f"{key}.lock"
+        info: dict = {"lock": str(lock_path)}
+        try:
+            written = json.loads(lock_path.read_text(encoding="utf-8") or "{}")
+        except (OSError, ValueError, UnicodeDecodeError):
+            written = {}
+        pid = _flock_owner(lock_path)
+        if isinstance(written, dict) and (pid is None or written.get("pid") == pid):
+            info.update({k: written[k] for k in ("pid", "command", "what", "since") if k in written})
+        if pid is not None:
+            info["pid"] = pid
+        if "pid" in info and not _pid_exists(int(info["pid"])):
+            info.pop("pid")
+        return info
 
     @contextlib.contextmanager
     def try_lock(self, key: str) -> Iterator[bool]:
@@ -327,8 +401,9 @@ class Store:
         _check_key(key)
         tmp = self._ensure_dir(self.tmp_dir)
         path = tmp / f"{key[:16]}-{os.getpid()}-{secrets.token_hex(4)}"
-        path.mkdir()
-        (path / "out").mkdir()
+        with writing(path, "a staging folder"):
+            path.mkdir()
+            (path / "out").mkdir()
         return path
 
     def publish(
@@ -366,10 +441,13 @@ class Store:
             **info,
         }
         meta_path = staging / "meta.json"
-        # NaN/inf are allowed here (metrics can be NaN); they never enter a key.
-        meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
-        _fsync_tree(staging)
+        target = f" (target {info['target_id']})" if info.get("target_id") else ""
+        with writing(meta_path, f"cache entry {key[:12]}{target}"):
+            # NaN/inf are allowed here (metrics can be NaN); they never enter a key.
+            meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
+            _fsync_tree(staging)
 
+        self._clear_blocker(key, final)
         shard = final.parent
         if not shard.is_dir():
             self._ensure_dir(shard)
@@ -485,6 +563,63 @@ class Store:
         except OSError:
             shutil.copy2(src, tmp)  # another filesystem, or links not supported
         os.replace(tmp, target)
+
+
+def _wait_for_flock(fd: int, timeout: float | None, what: str) -> None:
+    """Block until the flock on ``fd`` is ours; with ``timeout``, raise CacheError when it expires."""
+    if timeout is None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise CacheError(f"timed out after {timeout:g}s waiting for the lock on {what}; "
+                                 f"another navbuild process is building it") from None
+            time.sleep(_LOCK_POLL_S)
+
+
+def _write_holder(fd: int, what: str) -> None:
+    """Say in the lock file who holds it, for a process that has to wait (best effort)."""
+    argv = list(sys.argv) or ["python"]
+    if argv[0].endswith(os.path.join("navbuild", "__main__.py")) or Path(argv[0]).name == "navbuild":
+        argv[0] = "navbuild"  # `python -m navbuild ...` and the console script read the same
+    data = json.dumps({"pid": os.getpid(), "command": " ".join(argv)[:400], "what": what,
+                       "since": time.time()}).encode("utf-8")
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, data, 0)
+
+
+def _flock_owner(path: Path) -> int | None:
+    """The pid holding a ``flock`` on ``path``, from Linux's ``/proc/locks`` (None elsewhere or if free)."""
+    try:
+        st = os.stat(path)
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    ident = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in table.splitlines():
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 4242 00:2f:1234 0 EOF"; blocked waiters carry "->" and are skipped
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == ident:
+            with contextlib.suppress(ValueError):
+                return int(fields[4])
+    return None
+
+
+def _pid_exists(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _make_parent_dirs(path: Path) -> None:

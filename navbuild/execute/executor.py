@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from navbuild.cache.fs import disk_full, ran_out_of_space, writing
 from navbuild.cache.keys import cache_key
 from navbuild.errors import InputError
 from navbuild.execute.isolation import run_child, write_job
@@ -112,12 +113,16 @@ def _build_one(target: Any, out: TargetOutcome, inputs: dict[str, Path], store: 
                reporter: Reporter) -> Any:
     start = time.perf_counter()
     entry = store.lookup(out.key)
+    if entry is None and (why := store.unwritable_reason()) is not None:
+        # A cache that can be read but not written serves what it holds; a miss cannot be built.
+        out.status, out.reason = FAILED, f"not in the cache, and cannot be built into it: {why}"
+        return None
     if entry is None:
-        with store.lock(out.key):
+        with store.lock(out.key, what=target.id, on_wait=lambda holder: reporter.waiting(target.id, holder)):
             entry = store.lookup(out.key)  # another process may have built it while we waited
             if entry is None:
                 reporter.target_started(target.id, target.kind)
-                entry = _run_and_publish(target, out, inputs, store, cwd)
+                entry = _run_and_publish(target, out, inputs, store, cwd, reporter)
                 if entry is None:
                     out.seconds = time.perf_counter() - start
                     return None
@@ -132,18 +137,28 @@ def _build_one(target: Any, out: TargetOutcome, inputs: dict[str, Path], store: 
     return entry
 
 
-def _run_and_publish(target: Any, out: TargetOutcome, inputs: dict[str, Path], store: Any, cwd: Path):
+def _run_and_publish(target: Any, out: TargetOutcome, inputs: dict[str, Path], store: Any, cwd: Path,
+                     reporter: Reporter | None = None):
     staging = store.staging(out.key)
     try:
         # Ctrl-C (or any error) anywhere until the commit rename must not leave the staging
         # folder behind: gc only trusts a staging folder to be dead after an hour.
         step = load_step(target.step)
-        write_job(staging, target.id, step.name, params_to_dict(target.params), inputs, cwd)
+        with writing(staging, f"the job files of target {target.id}"):
+            write_job(staging, target.id, step.name, params_to_dict(target.params), inputs, cwd)
         started = time.time()
-        child = run_child(staging, cwd)
+        if reporter is not None:
+            reporter.target_running(target.id, staging / "log.txt")
+        with writing(staging / "log.txt", f"the log of target {target.id}"):
+            child = run_child(staging, cwd)
         if not child.ok:
+            if ran_out_of_space(staging, f"{child.message}\n{child.log_tail}"):
+                # The step's own words may be opaque ("basic_ios::clear: iostream error").
+                said = "" if child.message.startswith("child process") else f"the step said: {child.message}"
+                raise disk_full(staging / "out", f"the output of target {target.id}", detail=said)
             out.status, out.reason, out.log_tail = FAILED, child.message, child.log_tail
-            _keep_failure_files(staging, out)
+            with writing(out.path or staging, f"the log of failed target {target.id} to the build folder"):
+                _keep_failure_files(staging, out)
             store.discard(staging)
             if child.input_error:
                 raise InputError(f"{target.id}: {child.message} (log: {out.log_path})")
@@ -161,13 +176,14 @@ def _place(store: Any, entry: Any, out: TargetOutcome) -> None:
 
     dest = out.path
     assert dest is not None
-    store.materialize(entry, dest)
-    for name in _SIDE_FILES:
-        src = entry.path / name
-        if src.is_file():
-            _link_or_copy(src, dest / name)
-    if out.result:
-        (dest / "result.json").write_text(json.dumps(out.result, indent=2, sort_keys=True))
+    with writing(dest, f"the files of target {out.id} to the build folder"):
+        store.materialize(entry, dest)
+        for name in _SIDE_FILES:
+            src = entry.path / name
+            if src.is_file():
+                _link_or_copy(src, dest / name)
+        if out.result:
+            (dest / "result.json").write_text(json.dumps(out.result, indent=2, sort_keys=True))
     out.log_path = dest / "log.txt"
     out.reproduce = dest / "reproduce.sh"
 

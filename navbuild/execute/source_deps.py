@@ -12,7 +12,7 @@ from navbuild.errors import InputError
 from navbuild.execute.isolation import run_child, write_job
 from navbuild.planning.graph import Graph
 from navbuild.planning.target import Leaf
-from navbuild.planning.source_record import SourceRecord, attach, changes, write_record
+from navbuild.planning.source_record import SourceRecord, attach, changes, record_data, write_record
 from navbuild.report.events import Reporter
 from navbuild.steps.base import load_step, params_to_dict
 
@@ -46,7 +46,12 @@ def refresh_source_record(graph: Graph, declared: Leaf, record: SourceRecord, pa
             reporter.warning(f"source: could not discover the model's dependencies ({child.message}); "
                              f"only the declared files identify it this time (log: {log_dir / 'log.txt'})")
             return record
-        data = write_record(record.path, declared, child.result, store.memo)
+        data = record_data(declared, child.result, store.memo)
+        try:
+            write_record(record.path, data)
+        except OSError as e:  # a read-only or full cache: this build is still keyed on what was found
+            reporter.warning(f"source: could not record its dependencies in {record.path.parent} "
+                             f"({e.strerror or e}); the next build discovers them again")
     finally:
         store.discard(staging)
     fresh = SourceRecord(record.path, data, changes(data, store.memo, cwd))

@@ -60,18 +60,21 @@ def read_record(path: Path) -> dict | None:
     return data
 
 
-def write_record(path: Path, leaf: Leaf, findings: Mapping[str, Any], memo: Any) -> dict:
-    """Record what a discovery found, with each file's digest now (what later plans compare)."""
+def record_data(leaf: Leaf, findings: Mapping[str, Any], memo: Any) -> dict:
+    """The record of what a discovery found, with each file's digest now (what later plans compare)."""
     files = sorted({*map(str, leaf.files), *findings.get(MODULES, ()), *findings.get(FILES, ())})
-    data = {
+    return {
         "schema": SOURCE_RECORD_SCHEMA,
         FILES: {f: _digest(memo, f) for f in files},
         MODULES: sorted(findings.get(MODULES, ())),
         DISTRIBUTIONS: dict(sorted(dict(findings.get(DISTRIBUTIONS, {})).items())),
     }
+
+
+def write_record(path: Path, data: dict) -> None:
+    """Keep a record in the store (atomically: a reader sees the old one or the new one)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True))
-    return data
 
 
 def attach(graph: Graph, leaf_id: str, record: SourceRecord) -> Leaf:
@@ -128,4 +131,4 @@ def _shown(path: str, cwd: Path) -> str:
         return path
 
 
-__all__ = ["SourceRecord", "record_path", "read_record", "write_record", "attach", "changes"]
+__all__ = ["SourceRecord", "record_path", "read_record", "record_data", "write_record", "attach", "changes"]

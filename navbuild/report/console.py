@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from navbuild.report.events import Reporter
@@ -16,15 +20,20 @@ _STYLE = {"built": "green", "cached": "cyan", "failed": "bold red", "skipped": "
 class ConsoleReporter(Reporter):
     """Prints to a rich console (stderr by default so stdout stays clean for pipes)."""
 
-    def __init__(self, console: Console | None = None) -> None:
+    def __init__(self, console: Console | None = None, heartbeat_s: float = 60.0) -> None:
         if console is None:
             console = Console(stderr=True, highlight=False)
             if not console.is_terminal:  # logs and CI: do not squeeze tables into 80 columns
                 console = Console(stderr=True, highlight=False, width=140)
         self.console = console
+        #: where no live line can be drawn (a log file, CI), a long step prints a line this often.
+        self.heartbeat_s = heartbeat_s
         self._status: Any = None
+        self._ticker: _Ticker | None = None
         self._total = 0
         self._done = 0
+        self._final = True  # until told that later phases may add targets
+        self._phased = False  # whether a counter has shown the '+' of targets still to join
 
     def warning(self, message: str) -> None:
         self.console.print(f"[yellow]warning:[/] {message}")
@@ -35,16 +44,49 @@ class ConsoleReporter(Reporter):
     def planned(self, plan: Any) -> None:
         self._total = len(plan.targets)
         todo = [t for t in plan.targets if t.status != "cached"]
+        later = "" if self._final else "; more may join once the profiles have ranked the variants (\\[n/total+])"
         self.console.print(f"[bold]navbuild[/]: {self._total} targets, "
-                           f"{self._total - len(todo)} cached, {len(todo)} to check or build")
+                           f"{self._total - len(todo)} cached, {len(todo)} to check or build{later}",
+                           highlight=False)
         for note in getattr(plan, "notes", ()):
             self.console.print(f"note: {note}")
 
+    def targets_total(self, total: int, final: bool) -> None:
+        self._total, self._final = max(total, self._done), final
+        self._phased = self._phased or not final
+
+    def counter(self, position: int | None = None) -> str:
+        """``[3/9]``; ``[3/9+]`` while a later phase (finalists, Triton) may still add targets."""
+        position = self._done if position is None else position
+        total = max(self._total, position)
+        return f"[{position}/{total}{'' if self._final else '+'}]"
+
     def target_started(self, target_id: str, kind: str) -> None:
         self._stop_status()
-        self._status = self.console.status(f"[{self._done + 1}/{max(self._total, self._done + 1)}] "
-                                           f"building {target_id} …")
-        self._status.start()
+        self._start_status(f"{self.counter(self._done + 1)} building {target_id}")
+
+    def target_running(self, target_id: str, log_path: Any) -> None:
+        """Keep the live line (or, off a terminal, a periodic line) on elapsed time and the log's last line."""
+        label = f"{self.counter(self._done + 1)} building {target_id}"
+        self._stop_ticker()
+        self._ticker = _Ticker(self, label, Path(log_path))
+        self._ticker.start()
+
+    def waiting(self, target_id: str, holder: dict) -> None:
+        who = f"process {holder['pid']}" if holder.get("pid") else "another process"
+        if holder.get("command"):
+            who += f" ({holder['command']})"
+        since = holder.get("since")
+        held = f" for {_elapsed(time.time() - since)}" if isinstance(since, (int, float)) else ""
+        what = holder.get("what") or target_id
+        self.console.print(f"  [yellow]waiting[/] for {escape(target_id)}: {escape(who)} has been building "
+                           f"{escape(what)}{held} in the same cache; it is used here once done "
+                           f"(lock {escape(str(holder.get('lock')))})", highlight=False)
+        self._stop_status()
+        self._start_status(f"{self.counter(self._done + 1)} waiting for {target_id} ({who.split(' (')[0]})")
+        self._stop_ticker()
+        self._ticker = _Ticker(self, f"{self.counter(self._done + 1)} waiting for {target_id}", None)
+        self._ticker.start()
 
     def target_finished(self, outcome: Any) -> None:
         self._stop_status()
@@ -55,14 +97,16 @@ class ConsoleReporter(Reporter):
             v = outcome.result.get("verdict")
             verdict = f"  [{'green' if v == 'pass' else 'red'}]{v}[/]"
         reason = f"  [dim]{outcome.reason}[/]" if outcome.reason and outcome.status != "failed" else ""
-        self._total = max(self._total, self._done)  # the finalists target joins after the profiles
-        self.console.print(f"  [{self._done}/{self._total}] [{style}]{outcome.status:<11}[/] "
+        self._total = max(self._total, self._done)
+        width = len(f"[{self._total}/{self._total}{'+' if self._phased else ''}]")  # aligned when '+' goes
+        self.console.print(f"  {self.counter():<{width}} [{style}]{outcome.status:<11}[/] "
                            f"{outcome.id:<26} {outcome.seconds:7.2f}s{verdict}{reason}")
         if outcome.status == "failed":
             self.console.print(f"      [red]{outcome.reason}[/]")
             for line in (outcome.log_tail or "").splitlines()[-12:]:
                 self.console.print(f"      [dim]│ {line}[/]", markup=True)
-            self.console.print(f"      log: {outcome.log_path}\n      reproduce: sh {outcome.reproduce}")
+            if outcome.log_path is not None:
+                self.console.print(f"      log: {outcome.log_path}\n      reproduce: sh {outcome.reproduce}")
 
     def build_finished(self, summary: dict) -> None:
         self._stop_status()
@@ -81,10 +125,98 @@ class ConsoleReporter(Reporter):
         self.console.print(f"[dim]{summary['build_dir']}/summary.json  "
                            f"({', '.join(f'{n} {k}' for k, n in sorted(counts.items()))}; {summary['seconds']:.1f}s)[/]")
 
+    def close(self) -> None:
+        """Stop the live line (a build that ended in an error never reaches ``build_finished``)."""
+        self._stop_status()
+
+    def _start_status(self, text: str) -> None:
+        self._status = self.console.status(f"{escape(text)} …")
+        self._status.start()
+
     def _stop_status(self) -> None:
+        self._stop_ticker()
         if self._status is not None:
             self._status.stop()
             self._status = None
+
+    def _stop_ticker(self) -> None:
+        if self._ticker is not None:
+            self._ticker.stop()
+            self._ticker = None
+
+
+class _Ticker(threading.Thread):
+    """Refreshes the live line of a running step: elapsed time and the last line of its logs.
+
+    On a terminal it updates the spinner every second; elsewhere it prints a line every
+    ``heartbeat_s``, so a log of a build shows that a minutes-long step is alive and where.
+    """
+
+    def __init__(self, reporter: ConsoleReporter, label: str, log_path: Path | None) -> None:
+        super().__init__(daemon=True, name="navbuild-live-line")
+        self.reporter, self.label, self.log_path = reporter, label, log_path
+        self.started = time.monotonic()
+        self._stopped = threading.Event()
+
+    def line(self) -> str:
+        """``<label> · 2m05s · <last log line>``."""
+        text = f"{self.label} · {_elapsed(time.monotonic() - self.started)}"
+        last = last_log_line(self.log_path) if self.log_path is not None else ""
+        return f"{text} · {last}" if last else text
+
+    def run(self) -> None:
+        live = self.reporter.console.is_terminal
+        every = 1.0 if live else self.reporter.heartbeat_s
+        while not self._stopped.wait(every):
+            if live:
+                status = self.reporter._status
+                if status is not None:
+                    status.update(f"{escape(self.line())} …")
+            else:
+                self.reporter.console.print(f"  … {self.line()}", markup=False, highlight=False)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(timeout=5)
+
+
+def last_log_line(log_path: Path, width: int = 100) -> str:
+    """The last non-empty line of the step's newest log: its own, or one a tool it runs writes
+    beside it (Model Analyzer's ``Profiling …: concurrency=4`` says which load point is measured)."""
+    candidates = [log_path, *log_path.parent.glob("*/*.log")] if log_path.parent.is_dir() else [log_path]
+    newest: tuple[float, Path] | None = None
+    for path in candidates:
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            continue
+        if newest is None or mtime > newest[0]:
+            newest = (mtime, path)
+    if newest is None:
+        return ""
+    try:
+        with open(newest[1], "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 4096))
+            tail = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    lines = [ln.strip() for ln in tail.splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    last = lines[-1]
+    return last if len(last) <= width else last[: width - 1] + "…"
+
+
+def _elapsed(seconds: float) -> str:
+    """``45s``, ``2m05s``, ``1h02m``."""
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 def variant_table(summary: dict) -> Table:

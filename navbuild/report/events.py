@@ -20,6 +20,18 @@ class Reporter:
     def target_started(self, target_id: str, kind: str) -> None:
         """A target starts building (it was not in the cache)."""
 
+    def target_running(self, target_id: str, log_path: Any) -> None:
+        """A started target's step now runs in its child process, writing ``log_path``."""
+
+    def waiting(self, target_id: str, holder: dict) -> None:
+        """Another process holds the lock of this target's cache entry; the build waits for it.
+
+        ``holder`` says what is known of it: ``pid``, ``command``, ``what``, ``since``, ``lock``.
+        """
+
+    def targets_total(self, total: int, final: bool) -> None:
+        """The build now has ``total`` targets; ``final`` is false while a later phase may add more."""
+
     def target_finished(self, outcome: Any) -> None:
         """A target ended: built, cached, failed, skipped or unavailable."""
 
@@ -44,6 +56,12 @@ class CollectingReporter(Reporter):
 
     def target_started(self, target_id: str, kind: str) -> None:
         self.events.append(("started", target_id))
+
+    def waiting(self, target_id: str, holder: dict) -> None:
+        self.events.append(("waiting", (target_id, holder)))
+
+    def targets_total(self, total: int, final: bool) -> None:
+        self.events.append(("total", (total, final)))
 
     def target_finished(self, outcome: Any) -> None:
         self.events.append(("finished", outcome))

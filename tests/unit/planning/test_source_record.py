@@ -7,7 +7,8 @@ from pathlib import Path
 
 from navbuild.cache.digest import DigestMemo
 from navbuild.planning.graph import Graph
-from navbuild.planning.source_record import SourceRecord, attach, changes, read_record, record_path, write_record
+from navbuild.planning.source_record import (SourceRecord, attach, changes, read_record, record_data, record_path,
+                                              write_record)
 from navbuild.planning.status import leaf_digest
 from navbuild.planning.target import Leaf
 
@@ -39,8 +40,9 @@ def test_changes_name_each_file_and_distribution(tmp_path: Path) -> None:
     layers, ckpt = tmp_path / "layers.py", tmp_path / "ckpt.pt"
     layers.write_text("x = 1\n")
     ckpt.write_bytes(b"\x00" * 8)
-    data = write_record(tmp_path / "rec.json", leaf, {"modules": [str(layers)], "files": [str(ckpt)],
-                                                       "distributions": {"numpy": "0.0.1"}}, memo)
+    data = record_data(leaf, {"modules": [str(layers)], "files": [str(ckpt)],
+                              "distributions": {"numpy": "0.0.1"}}, memo)
+    write_record(tmp_path / "rec.json", data)
     assert read_record(tmp_path / "rec.json") == data
     layers.write_text("x = 2\n")
     ckpt.unlink()
@@ -55,7 +57,7 @@ def test_attached_files_change_the_leaf_digest_and_unchanged_ones_do_not(tmp_pat
     leaf = _leaf(tmp_path)
     ckpt = tmp_path / "ckpt.pt"
     ckpt.write_bytes(b"\x01" * 8)
-    data = write_record(tmp_path / "rec.json", leaf, {"modules": [], "files": [str(ckpt)], "distributions": {}}, memo)
+    data = record_data(leaf, {"modules": [], "files": [str(ckpt)], "distributions": {}}, memo)
 
     def digest() -> str:
         graph = Graph()
