@@ -21,6 +21,7 @@ usage: navbuild [build] [recipe=NAME|FILE.yaml] [key=value ...] [-m]   build a r
        navbuild gc [--max-size 2G] [--max-age 30d] [--dry-run]        prune the cache
        navbuild show model.nav                                       inspect a package (verified)
        navbuild [recipe=NAME] source.package=model.nav               continue from a package
+       navbuild [recipe=NAME] --remeasure                            measure again (profiles, finalists, Triton), convert nothing
 
 Overrides use Hydra syntax (profile.batch_sizes=[1,4], onnx.opset=18); -m sweeps
 comma-separated values on one shared cache. Set NAVBUILD_TRACEBACK=1 (or pass
@@ -72,6 +73,8 @@ def _dispatch(args: list[str]) -> int:
         while flag in args:
             args.remove(flag)
             multirun = True
+    if "--remeasure" in args:  # fresh profiles, finalists and Triton measurements; conversions stay cached
+        args = [a for a in args if a != "--remeasure"] + ["profile.remeasure=true"]
     mode = "build"
     if args and args[0] in ("build", "plan"):
         mode = args.pop(0)

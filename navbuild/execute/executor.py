@@ -11,6 +11,7 @@ from typing import Any
 from navbuild.cache.keys import cache_key
 from navbuild.errors import InputError
 from navbuild.execute.isolation import run_child, write_job
+from navbuild.measure_conditions import MeasurePolicy, judge, unservable_reason
 from navbuild.planning.graph import Graph
 from navbuild.planning.status import leaf_digest, payload_for, unavailable_reason
 from navbuild.planning.target import CORRECTNESS, PROFILE
@@ -85,7 +86,7 @@ def execute(graph: Graph, store: Any, build_dir: Path, cwd: Path, reporter: Repo
             out.payload = payload_for(target, upstream)
             out.key = cache_key(out.payload)
             inputs = {name: paths[up] for name, up in target.inputs.items()}
-            entry = _build_one(target, out, inputs, store, cwd, reporter)
+            entry = _build_one(target, out, inputs, store, cwd, reporter, graph.measure)
             if entry is not None:
                 digests[tid] = entry.digest
                 paths[tid] = entry.out
@@ -109,15 +110,17 @@ def _failed_check(outcomes: dict[str, TargetOutcome], variant: str | None) -> st
 
 
 def _build_one(target: Any, out: TargetOutcome, inputs: dict[str, Path], store: Any, cwd: Path,
-               reporter: Reporter) -> Any:
+               reporter: Reporter, policy: MeasurePolicy = MeasurePolicy()) -> Any:
     start = time.perf_counter()
-    entry = store.lookup(out.key)
+    entry = _servable(store.lookup(out.key), target, out, policy)
     if entry is None:
         with store.lock(out.key):
-            entry = store.lookup(out.key)  # another process may have built it while we waited
+            found = store.lookup(out.key)  # another process may have built it while we waited
+            entry = _servable(found, target, out, policy)
             if entry is None:
                 reporter.target_started(target.id, target.kind)
-                entry = _run_and_publish(target, out, inputs, store, cwd)
+                # a provisional (or --remeasure) measurement is replaced under the same key
+                entry = _run_and_publish(target, out, inputs, store, cwd, policy, replace=found is not None)
                 if entry is None:
                     out.seconds = time.perf_counter() - start
                     return None
@@ -132,7 +135,18 @@ def _build_one(target: Any, out: TargetOutcome, inputs: dict[str, Path], store: 
     return entry
 
 
-def _run_and_publish(target: Any, out: TargetOutcome, inputs: dict[str, Path], store: Any, cwd: Path):
+def _servable(entry: Any, target: Any, out: TargetOutcome, policy: MeasurePolicy) -> Any:
+    """``entry`` unless it is a measurement this build must take again (the reason goes to ``out``)."""
+    why = None if entry is None else unservable_reason(load_step(target.step).timed, entry.result, policy)
+    if why is None:
+        out.reason = ""  # another process measured it again while we waited for the lock
+        return entry
+    out.reason = f"measured again: {why}"
+    return None
+
+
+def _run_and_publish(target: Any, out: TargetOutcome, inputs: dict[str, Path], store: Any, cwd: Path,
+                     policy: MeasurePolicy = MeasurePolicy(), replace: bool = False):
     staging = store.staging(out.key)
     try:
         # Ctrl-C (or any error) anywhere until the commit rename must not leave the staging
@@ -149,7 +163,8 @@ def _run_and_publish(target: Any, out: TargetOutcome, inputs: dict[str, Path], s
                 raise InputError(f"{target.id}: {child.message}")
             return None
         info = {"target_id": target.id, "seconds": round(time.time() - started, 3), "created": time.time()}
-        return store.publish(out.key, staging, payload=out.payload, result=child.result, info=info)
+        result = judge(child.result, target.kind, policy) if step.timed else child.result
+        return store.publish(out.key, staging, payload=out.payload, result=result, info=info, replace=replace)
     except BaseException:
         store.discard(staging)  # a no-op once publish has renamed it into place
         raise

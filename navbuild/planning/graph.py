@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from navbuild.measure_conditions import MeasurePolicy
 from navbuild.planning.target import Leaf, Target
 
 
@@ -15,6 +16,8 @@ class Graph:
     leaves: dict[str, Leaf] = field(default_factory=dict)
     #: variant -> id of the target (or leaf) that provides its model; None: it runs the source
     variant_models: dict[str, str | None] = field(default_factory=dict)
+    #: how timed targets are treated (threshold, remeasure); a policy, never part of a key
+    measure: MeasurePolicy = field(default_factory=MeasurePolicy)
 
     def add(self, node: Target | Leaf) -> str:
         if node.id in self.targets or node.id in self.leaves:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from navbuild.measure_conditions import MeasurePolicy
 from navbuild.model_io import TensorSpec
 from navbuild.planning.graph import Graph
 from navbuild.planning.target import CONVERT, CORRECTNESS, PROFILE, REFERENCE, SOURCE, Leaf, Target
@@ -32,6 +33,8 @@ def expand(recipe: Recipe, cwd: Path) -> Graph:
     expand_checks(graph, recipe, variants, models)
     expand_profiles(graph, recipe, variants, models)
     graph.variant_models = {v.name: models[v.model] if v.model else None for v in variants}
+    graph.measure = MeasurePolicy(max_background_load=recipe.profile.max_background_load,
+                                  remeasure=recipe.profile.remeasure)
     return graph
 
 

@@ -45,6 +45,8 @@ def variant_table(outcomes: dict[str, Any], variants: dict[str, str | None]) -> 
                 row["reason"] = f"correctness/{v}: {check.reason}"
         if prof is not None and prof.status in ("built", "cached"):
             row["profile"] = prof.result.get("batches", {})
+            row["profile_conditions"] = prof.result.get("conditions")
+            row["provisional"] = (prof.result.get("provisional") or {}).get("reason")
         elif prof is not None:
             row["profile_status"] = f"{prof.status}: {prof.reason}"
         if conv is not None and conv.path is not None and conv.status in ("built", "cached"):
@@ -85,9 +87,18 @@ def make_summary(recipe: Any, recipe_file: Path | None, build_dir: Path, cache_d
         "best_per_batch": choose_per_batch(table, sel.objective, sel.percentile, sel.noise),
         "finalists": finalists.result if finalists is not None and finalists.status in ("built", "cached") else None,
         "triton": triton,
+        "measurements": measurements(outcomes),
         "failed": failed,
         "exit_code": 1 if failed or best.variant is None or (triton is not None and not triton["ok"]) else 0,
     }
+
+
+def measurements(outcomes: dict[str, Any]) -> dict[str, dict]:
+    """Per timed target (profiles, finalists, Triton measurements): the conditions it ran under and,
+    when it is provisional (busy machine, unstable figures), why; the next build measures it again."""
+    return {o.id: {"conditions": o.result["conditions"],
+                   "provisional": (o.result.get("provisional") or {}).get("reason")}
+            for o in outcomes.values() if o.status in ("built", "cached") and "conditions" in o.result}
 
 
 def write_summary(build_dir: Path, summary: dict) -> None:
@@ -130,6 +141,10 @@ def render_text(summary: dict) -> str:
     per_batch = summary.get("best_per_batch") or {}
     if per_batch:
         lines.append("best per batch size: " + ", ".join(f"b={b}: {c['variant'] or 'none'}" for b, c in per_batch.items()))
+    provisional = {t: m["provisional"] for t, m in (summary.get("measurements") or {}).items() if m["provisional"]}
+    if provisional:
+        lines.append("provisional measurements (used by this build, measured again by the next):")
+        lines += [f"  {t}: {why}" for t, why in provisional.items()]
     best = summary["best"]
     lines += ["", f"best: {best['variant'] or 'none'} — {best['why']}"]
     if summary.get("triton"):
