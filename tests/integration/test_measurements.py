@@ -74,6 +74,8 @@ def test_a_profile_under_a_cpu_hog_is_provisional_and_measured_again_once_it_is_
     # the build used them, and said so: in the target lines, the table and result.json
     assert summary["best"]["variant"] in ("torch", "onnx")
     assert "provisional: background load" in busy.stderr
+    # used, not measured again within the build (the finalists phase re-runs the graph)
+    assert busy.stderr.count(" profile/torch ") == 1, busy.stderr
     result = json.loads((project.root / "build/tiny/profile/torch/result.json").read_text())
     assert result["provisional"]["reason"].startswith("background load")
     assert {"seconds", "background_cores", "own_cores", "loadavg_1m", "cpu_mhz"} <= set(result["conditions"])
