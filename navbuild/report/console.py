@@ -70,6 +70,9 @@ class ConsoleReporter(Reporter):
         best = summary["best"]
         colour = "green" if best["variant"] else "red"
         self.console.print(f"[bold {colour}]best: {best['variant'] or 'none'}[/] — {best['why']}")
+        if best.get("provisional"):
+            self.console.print(f"[yellow]  decided on provisional measurements (measured again next build): "
+                               f"{best['provisional']}[/]")
         if summary.get("triton"):
             from navbuild.report.triton_summary import render_triton_text
 

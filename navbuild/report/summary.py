@@ -83,7 +83,7 @@ def make_summary(recipe: Any, recipe_file: Path | None, build_dir: Path, cache_d
         "counts": counts,
         "targets": [o.to_json() for o in outcomes.values()],
         "variants": table,
-        "best": best.to_json(),
+        "best": {**best.to_json(), "provisional": _decided_on_provisional(table, finalists)},
         "best_per_batch": choose_per_batch(table, sel.objective, sel.percentile, sel.noise),
         "finalists": finalists.result if finalists is not None and finalists.status in ("built", "cached") else None,
         "triton": triton,
@@ -91,6 +91,16 @@ def make_summary(recipe: Any, recipe_file: Path | None, build_dir: Path, cache_d
         "failed": failed,
         "exit_code": 1 if failed or best.variant is None or (triton is not None and not triton["ok"]) else 0,
     }
+
+
+def _decided_on_provisional(table: dict[str, dict], finalists: Any) -> str | None:
+    """Why the choice of the best variant rests on provisional figures (the finalists' ranking
+    when it decided, else the correct variants' profiles), or None."""
+    if finalists is not None and finalists.status in ("built", "cached"):
+        return (finalists.result.get("provisional") or {}).get("reason")
+    why = [f"{v}: {row['provisional']}" for v, row in table.items()
+           if row.get("provisional") and row["verdict"] in ("pass", "reference")]
+    return "; ".join(why) or None
 
 
 def measurements(outcomes: dict[str, Any]) -> dict[str, dict]:
@@ -147,6 +157,8 @@ def render_text(summary: dict) -> str:
         lines += [f"  {t}: {why}" for t, why in provisional.items()]
     best = summary["best"]
     lines += ["", f"best: {best['variant'] or 'none'} — {best['why']}"]
+    if best.get("provisional"):
+        lines.append(f"  (decided on provisional measurements: {best['provisional']})")
     if summary.get("triton"):
         from navbuild.report.triton_summary import render_triton_text
 

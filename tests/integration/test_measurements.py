@@ -73,6 +73,8 @@ def test_a_profile_under_a_cpu_hog_is_provisional_and_measured_again_once_it_is_
     assert summary["measurements"]["finalists"]["provisional"].startswith("background load ")
     # the build used them, and said so: in the target lines, the table and result.json
     assert summary["best"]["variant"] in ("torch", "onnx")
+    assert summary["best"]["provisional"] == summary["measurements"]["finalists"]["provisional"]
+    assert "decided on provisional measurements" in busy.stderr
     assert "provisional: background load" in busy.stderr
     # used, not measured again within the build (the finalists phase re-runs the graph)
     assert busy.stderr.count(" profile/torch ") == 1, busy.stderr
