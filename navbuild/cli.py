@@ -171,7 +171,9 @@ def _multirun(mode: str, overrides: list[str], cwd: Path) -> int:
         hc = HydraConfig.get()
         name = hc.runtime.choices.get("recipe") or "recipe"
         job_overrides = [o for o in hc.overrides.task if not o.startswith("recipe=")]
-        label = _safe_dirname("+".join(job_overrides)) or f"job{hc.job.num}"
+        # --remeasure is how this run measures, not which point it is: same folder, same records
+        label = _safe_dirname("+".join(o for o in job_overrides if not o.startswith("profile.remeasure=")))
+        label = label or f"job{hc.job.num}"
         try:
             code = _run_one(mode, [f"recipe={name}", *job_overrides], cwd, output_dir=f"build/{name}/{label}")
         except NavbuildError as err:
