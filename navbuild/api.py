@@ -141,18 +141,29 @@ def _check_output_dir(build_dir: Path, recipe: Recipe, where: str) -> None:
                               f"remove or rename that file, or set output_dir to another folder", where=where)
 
 
-def plan(recipe: RecipeLike = "mlp", overrides: Sequence[str] = (), *, cwd: Path | None = None) -> Plan:
+def plan(recipe: RecipeLike = "mlp", overrides: Sequence[str] = (), *, cwd: Path | None = None,
+         remeasure: bool = False) -> Plan:
     """Every target's status (cached / stale: why / missing / unavailable: why); runs nothing."""
+    overrides = _remeasured(overrides, remeasure)
     rec, path = load_recipe(recipe, overrides, cwd)
     prep = prepare(rec, path, cwd, overrides)
     return plan_statuses(prep.graph, prep.store, prep.records.load(prep.build_dir))
 
 
 def build(recipe: RecipeLike = "mlp", overrides: Sequence[str] = (), *, cwd: Path | None = None,
-          reporter: Reporter | None = None) -> BuildResult:
-    """Build every target of a recipe, reusing the cache; write ``<build_dir>/summary.json``."""
+          reporter: Reporter | None = None, remeasure: bool = False) -> BuildResult:
+    """Build every target of a recipe, reusing the cache; write ``<build_dir>/summary.json``.
+
+    ``remeasure`` (the recipe key ``profile.remeasure``) re-runs every profile, the finalists
+    and the Triton measurements even when cached; conversions and checks stay cached.
+    """
+    overrides = _remeasured(overrides, remeasure)
     rec, path = load_recipe(recipe, overrides, cwd)
     return build_prepared(prepare(rec, path, cwd, overrides), reporter or Reporter())
+
+
+def _remeasured(overrides: Sequence[str], remeasure: bool) -> list[str]:
+    return [*overrides, "profile.remeasure=true"] if remeasure else list(overrides)
 
 
 def build_prepared(prep: Prepared, reporter: Reporter) -> BuildResult:

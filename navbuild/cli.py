@@ -21,6 +21,7 @@ usage: navbuild [build] [recipe=NAME|FILE.yaml] [key=value ...] [-m]   build a r
        navbuild gc [--max-size 2G] [--max-age 30d] [--verify] [--dry-run]  prune (and verify) the cache
        navbuild show model.nav                                       inspect a package (verified)
        navbuild [recipe=NAME] source.package=model.nav               continue from a package
+       navbuild [recipe=NAME] --remeasure                            measure again (profiles, finalists, Triton), convert nothing
 
 Overrides use Hydra syntax (profile.batch_sizes=[1,4], onnx.opset=18); -m sweeps
 comma-separated values on one shared cache. Set NAVBUILD_TRACEBACK=1 (or pass
@@ -79,6 +80,8 @@ def _dispatch(args: list[str]) -> int:
         while flag in args:
             args.remove(flag)
             multirun = True
+    if "--remeasure" in args:  # fresh profiles, finalists and Triton measurements; conversions stay cached
+        args = [a for a in args if a != "--remeasure"] + ["profile.remeasure=true"]
     mode = "build"
     if args and args[0] in ("build", "plan"):
         mode = args.pop(0)
@@ -190,7 +193,9 @@ def _multirun(mode: str, overrides: list[str], cwd: Path) -> int:
         hc = HydraConfig.get()
         name = hc.runtime.choices.get("recipe") or "recipe"
         job_overrides = [o for o in hc.overrides.task if not o.startswith("recipe=")]
-        label = _safe_dirname("+".join(job_overrides)) or f"job{hc.job.num}"
+        # --remeasure is how this run measures, not which point it is: same folder, same records
+        label = _safe_dirname("+".join(o for o in job_overrides if not o.startswith("profile.remeasure=")))
+        label = label or f"job{hc.job.num}"
         try:
             code = _run_one(mode, [f"recipe={files.get(name, name)}", *job_overrides], cwd,
                             output_dir=f"build/{name}/{label}")

@@ -407,14 +407,16 @@ class Store:
         return path
 
     def publish(
-        self, key: str, staging: Path, *, payload: dict, result: dict, info: dict
+        self, key: str, staging: Path, *, payload: dict, result: dict, info: dict, replace: bool = False
     ) -> Entry:
         """Commit ``staging`` as the entry of ``key`` and return it.
 
         Writes meta.json, fsyncs everything, then renames staging into place: the rename is
         the commit point, so a kill before it leaves only a staging dir no lookup trusts.
         If another process published the key first, staging is discarded and the existing
-        entry is returned.
+        entry is returned. With ``replace`` (a provisional measurement measured again; the
+        caller holds ``lock(key)``) the existing entry is moved aside in one rename and
+        staging takes its place: a reader sees the old entry, none, or the new one.
         """
         staging = Path(staging)
         final = self.entry_dir(key)
@@ -453,6 +455,8 @@ class Store:
             self._ensure_dir(shard)
             _fsync_path(shard.parent, directory=True)
         for _ in range(3):
+            if replace and final.exists():
+                self._discard_entry_dir(key, final, prefix="replaced")
             if final.exists():
                 existing = self.lookup(key)
                 if existing is not None:

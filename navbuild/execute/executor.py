@@ -12,6 +12,7 @@ from navbuild.cache.fs import disk_full, ran_out_of_space, writing
 from navbuild.cache.keys import cache_key
 from navbuild.errors import InputError
 from navbuild.execute.isolation import run_child, write_job
+from navbuild.measure_conditions import MeasurePolicy, judge, unservable_reason
 from navbuild.planning.graph import Graph
 from navbuild.planning.status import leaf_digest, payload_for, unavailable_reason
 from navbuild.planning.target import CORRECTNESS, PROFILE
@@ -86,7 +87,7 @@ def execute(graph: Graph, store: Any, build_dir: Path, cwd: Path, reporter: Repo
             out.payload = payload_for(target, upstream)
             out.key = cache_key(out.payload)
             inputs = {name: paths[up] for name, up in target.inputs.items()}
-            entry = _build_one(target, out, inputs, store, cwd, reporter)
+            entry = _build_one(target, out, inputs, store, cwd, reporter, graph.measure)
             if entry is not None:
                 digests[tid] = entry.digest
                 paths[tid] = entry.out
@@ -110,19 +111,25 @@ def _failed_check(outcomes: dict[str, TargetOutcome], variant: str | None) -> st
 
 
 def _build_one(target: Any, out: TargetOutcome, inputs: dict[str, Path], store: Any, cwd: Path,
-               reporter: Reporter) -> Any:
+               reporter: Reporter, policy: MeasurePolicy = MeasurePolicy()) -> Any:
     start = time.perf_counter()
-    entry = store.lookup(out.key)
+    found = store.lookup(out.key)
+    entry = _servable(found, target, out, policy)
     if entry is None and (why := store.unwritable_reason()) is not None:
         # A cache that can be read but not written serves what it holds; a miss cannot be built.
-        out.status, out.reason = FAILED, f"not in the cache, and cannot be built into it: {why}"
-        return None
+        if found is None:
+            out.status, out.reason = FAILED, f"not in the cache, and cannot be built into it: {why}"
+            return None
+        entry, out.reason = found, f"provisional measurement served: the cache cannot be written ({why})"
     if entry is None:
         with store.lock(out.key, what=target.id, on_wait=lambda holder: reporter.waiting(target.id, holder)):
-            entry = store.lookup(out.key)  # another process may have built it while we waited
+            found = store.lookup(out.key)  # another process may have built it while we waited
+            entry = _servable(found, target, out, policy)
             if entry is None:
                 reporter.target_started(target.id, target.kind)
-                entry = _run_and_publish(target, out, inputs, store, cwd, reporter)
+                # a provisional (or --remeasure) measurement is replaced under the same key
+                entry = _run_and_publish(target, out, inputs, store, cwd, reporter, policy,
+                                         replace=found is not None)
                 if entry is None:
                     out.seconds = time.perf_counter() - start
                     return None
@@ -137,8 +144,19 @@ def _build_one(target: Any, out: TargetOutcome, inputs: dict[str, Path], store: 
     return entry
 
 
+def _servable(entry: Any, target: Any, out: TargetOutcome, policy: MeasurePolicy) -> Any:
+    """``entry`` unless it is a measurement this build must take again (the reason goes to ``out``)."""
+    why = None if entry is None else unservable_reason(load_step(target.step).timed, entry.result, policy)
+    if why is None:
+        out.reason = ""  # another process measured it again while we waited for the lock
+        return entry
+    out.reason = f"measured again: {why}"
+    return None
+
+
 def _run_and_publish(target: Any, out: TargetOutcome, inputs: dict[str, Path], store: Any, cwd: Path,
-                     reporter: Reporter | None = None):
+                     reporter: Reporter | None = None, policy: MeasurePolicy = MeasurePolicy(),
+                     replace: bool = False):
     staging = store.staging(out.key)
     try:
         # Ctrl-C (or any error) anywhere until the commit rename must not leave the staging
@@ -164,7 +182,8 @@ def _run_and_publish(target: Any, out: TargetOutcome, inputs: dict[str, Path], s
                 raise InputError(f"{target.id}: {child.message} (log: {out.log_path})")
             return None
         info = {"target_id": target.id, "seconds": round(time.time() - started, 3), "created": time.time()}
-        return store.publish(out.key, staging, payload=out.payload, result=child.result, info=info)
+        result = judge(child.result, target.kind, policy) if step.timed else child.result
+        return store.publish(out.key, staging, payload=out.payload, result=result, info=info, replace=replace)
     except BaseException:
         store.discard(staging)  # a no-op once publish has renamed it into place
         raise

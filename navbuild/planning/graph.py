@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from navbuild.measure_conditions import MeasurePolicy
 from navbuild.planning.target import Leaf, Target
 
 
@@ -17,6 +18,8 @@ class Graph:
     variant_models: dict[str, str | None] = field(default_factory=dict)
     #: what the plan changed from the recipe to fit the source, and why (shown with the plan)
     notes: list[str] = field(default_factory=list)
+    #: how timed targets are treated (threshold, remeasure); a policy, never part of a key
+    measure: MeasurePolicy = field(default_factory=MeasurePolicy)
 
     def add(self, node: Target | Leaf) -> str:
         if node.id in self.targets or node.id in self.leaves:

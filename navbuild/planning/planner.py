@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 from navbuild.cache.keys import tool_versions
+from navbuild.measure_conditions import MeasurePolicy
 from navbuild.model_io import TensorSpec
 from navbuild.planning.graph import Graph
 from navbuild.planning.onnx_source import OnnxSourceFacts, accepted_recipe, read_onnx_source
@@ -37,6 +38,8 @@ def expand(recipe: Recipe, cwd: Path) -> Graph:
     expand_profiles(graph, recipe, variants, models)
     mark_unavailable(graph, recipe)
     graph.variant_models = {v.name: models[v.model] if v.model else None for v in variants}
+    graph.measure = MeasurePolicy(max_background_load=recipe.profile.max_background_load,
+                                  remeasure=recipe.profile.remeasure)
     return graph
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from navbuild.cache.keys import cache_key, canonical_json, explain_change, key_payload, tool_versions
 from navbuild.hardware import fingerprint
+from navbuild.measure_conditions import unservable_reason
 from navbuild.planning.graph import Graph
 from navbuild.planning.target import Leaf, Target
 from navbuild.steps.base import load_step, params_to_dict
@@ -93,9 +94,15 @@ def plan_statuses(graph: Graph, store: Any, previous: dict | None) -> Plan:
         tp.payload = payload_for(target, {name: digests[up] for name, up in target.inputs.items()})
         tp.key = cache_key(tp.payload)
         meta = store.peek(tp.key)
-        if meta is not None:
+        again = None if meta is None else unservable_reason(load_step(target.step).timed, meta.get("result"),
+                                                            graph.measure)
+        if meta is not None and again is None:
             tp.status = CACHED
             digests[tid] = meta.get("digest")
+            continue
+        if again is not None:  # a timed target measured again: provisional before, or --remeasure
+            tp.status, tp.reason = STALE, again
+            pending[tid] = "rebuild"
             continue
         pending[tid] = "rebuild"
         old = prev_targets.get(tid, {}).get("payload")

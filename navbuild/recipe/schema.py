@@ -7,6 +7,8 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
+from navbuild.measure_conditions import DEFAULT_MAX_BACKGROUND_LOAD
+
 #: formats a recipe may name (the variants each one yields are in navbuild/planning/variants.py).
 FORMATS = ("torch", "torchscript", "torch-export", "torch-compile", "onnx", "onnx-opt", "onnx-levels", "onnx-openvino",
            "openvino")
@@ -200,6 +202,15 @@ class ProfileConfig:
     finalist_rounds: int = 10
     finalist_iters: int = 3  # timed runs per variant and round
     finalist_warmup_iters: int = 1  # untimed runs at the start of each variant's turn
+    # Background cores busy (other processes' CPU time averaged over the measurement, from /proc)
+    # above which a profile, the finalists' ranking or a Triton measurement is provisional: this
+    # build uses it and says so, the next build measures it again. 0.5 suits 2-core CI runners
+    # (a quarter of the machine taken by others); raise it on a many-core host. A policy, not an
+    # input: it is in no cache key, so changing it re-measures nothing that was measured quietly.
+    max_background_load: float = DEFAULT_MAX_BACKGROUND_LOAD
+    # re-run every timed target (profiles, finalists, Triton measurements) even when cached;
+    # conversions and checks stay cached (`navbuild --remeasure` sets it for one build)
+    remeasure: bool = False
 
 
 @dataclass

@@ -376,6 +376,8 @@ def _check_profile(recipe: Recipe, p: list[str]) -> None:
         p.append("profile.finalist_rounds and profile.finalist_iters must be >= 1")
     if prof.finalist_warmup_iters < 0:
         p.append(f"profile.finalist_warmup_iters: {prof.finalist_warmup_iters} must be >= 0")
+    if prof.max_background_load < 0:
+        p.append(f"profile.max_background_load: {prof.max_background_load} must be >= 0 (cores busy with other work)")
     if prof.max_windows < prof.stable_windows:
         p.append(f"profile.max_windows: {prof.max_windows} must be >= profile.stable_windows ({prof.stable_windows})")
 

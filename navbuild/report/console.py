@@ -97,6 +97,8 @@ class ConsoleReporter(Reporter):
             v = outcome.result.get("verdict")
             verdict = f"  [{'green' if v == 'pass' else 'red'}]{v}[/]"
         reason = f"  [dim]{outcome.reason}[/]" if outcome.reason and outcome.status != "failed" else ""
+        if outcome.status in ("built", "cached") and outcome.result.get("provisional"):
+            reason += f"  [yellow]provisional: {outcome.result['provisional'].get('reason')}[/]"
         self._total = max(self._total, self._done)
         width = len(f"[{self._total}/{self._total}{'+' if self._phased else ''}]")  # aligned when '+' goes
         self.console.print(f"  {self.counter():<{width}} [{style}]{outcome.status:<11}[/] "
@@ -117,6 +119,9 @@ class ConsoleReporter(Reporter):
         best = summary["best"]
         colour = "green" if best["variant"] else "red"
         self.console.print(f"[bold {colour}]best: {best['variant'] or 'none'}[/] — {best['why']}")
+        if best.get("provisional"):
+            self.console.print(f"[yellow]  decided on provisional measurements (measured again next build): "
+                               f"{best['provisional']}[/]")
         if summary.get("triton"):
             from navbuild.report.triton_summary import render_triton_text
 
@@ -229,7 +234,8 @@ def variant_table(summary: dict) -> Table:
                ("cos min", "right")]
     if metric_name:
         columns.append((metric_name, "right"))
-    columns += [("batch", "right"), ("p50 ms", "right"), ("p99 ms", "right"), ("samples/s", "right")]
+    columns += [("batch", "right"), ("p50 ms", "right"), ("p99 ms", "right"), ("samples/s", "right"),
+                ("load", "right")]
     for col, just in columns:
         table.add_column(col, justify=just, no_wrap=True)
     best = summary["best"]["variant"]
@@ -244,12 +250,13 @@ def variant_table(summary: dict) -> Table:
             head.append(_num((corr.get("metric") or {}).get("worst"), ".6f"))
         prof = row.get("profile") or {}
         if not prof:  # why is in the caption (failed check) or in the target lines above
-            table.add_row(*head, "-", "-", "-", row.get("profile_status", "-").split(":")[0])
+            table.add_row(*head, "-", "-", "-", row.get("profile_status", "-").split(":")[0], "")
         for i, (b, fig) in enumerate(sorted(prof.items(), key=lambda kv: int(kv[0]))):
             mark = "" if fig.get("stable", True) else "~"
             cells = head if i == 0 else [""] * len(head)
             table.add_row(*cells, str(b), f"{fig['latency_ms']['p50']:.3f}{mark}",
-                          f"{fig['latency_ms']['p99']:.3f}", f"{fig['throughput']:.1f}")
+                          f"{fig['latency_ms']['p99']:.3f}", f"{fig['throughput']:.1f}",
+                          _load(fig.get("conditions"), bool(row.get("provisional")) and i == 0))
     notes = [f"{name}: {row['reason']}" for name, row in summary["variants"].items()
              if row.get("reason") and row["verdict"] not in ("pass", "reference")]
     notes += [f"{name}: {row['note']}" for name, row in summary["variants"].items() if row.get("note")]
@@ -257,9 +264,22 @@ def variant_table(summary: dict) -> Table:
     if per_batch:
         notes.append("best per batch size: " + ", ".join(f"b={b}: {c['variant'] or 'none'}"
                                                          for b, c in per_batch.items()))
-    notes.append("* best variant; ~ profile window cap hit before the figures were stable")
+    notes += [f"{name}: provisional, measured again next build: {row['provisional']}"
+              for name, row in summary["variants"].items() if row.get("provisional")]
+    finalists = (summary.get("measurements") or {}).get("finalists") or {}
+    if finalists.get("provisional"):
+        notes.append(f"finalists ranking provisional, measured again next build: {finalists['provisional']}")
+    notes.append("* best variant; ~ profile window cap hit before the figures were stable; "
+                 "load: other processes' cores busy while profiling; ! provisional")
     table.caption = "\n".join(notes)
     return table
+
+
+def _load(cond: Any, provisional: bool) -> str:
+    """Background cores busy during a batch's measurement, ``!`` when the profile is provisional."""
+    bg = (cond or {}).get("background_cores")
+    text = "-" if bg is None else f"{bg:.1f}"
+    return f"[yellow]{text}![/]" if provisional else text
 
 
 def _num(value: Any, fmt: str = ".3g") -> str:

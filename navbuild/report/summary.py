@@ -45,6 +45,8 @@ def variant_table(outcomes: dict[str, Any], variants: dict[str, str | None]) -> 
                 row["reason"] = f"correctness/{v}: {check.reason}"
         if prof is not None and prof.status in ("built", "cached"):
             row["profile"] = prof.result.get("batches", {})
+            row["profile_conditions"] = prof.result.get("conditions")
+            row["provisional"] = (prof.result.get("provisional") or {}).get("reason")
         elif prof is not None:
             row["profile_status"] = f"{prof.status}: {prof.reason}"
         if conv is not None and conv.path is not None and conv.status in ("built", "cached"):
@@ -81,13 +83,32 @@ def make_summary(recipe: Any, recipe_file: Path | None, build_dir: Path, cache_d
         "counts": counts,
         "targets": [o.to_json() for o in outcomes.values()],
         "variants": table,
-        "best": best.to_json(),
+        "best": {**best.to_json(), "provisional": _decided_on_provisional(table, finalists)},
         "best_per_batch": choose_per_batch(table, sel.objective, sel.percentile, sel.noise),
         "finalists": finalists.result if finalists is not None and finalists.status in ("built", "cached") else None,
         "triton": triton,
+        "measurements": measurements(outcomes),
         "failed": failed,
         "exit_code": 1 if failed or best.variant is None or (triton is not None and not triton["ok"]) else 0,
     }
+
+
+def _decided_on_provisional(table: dict[str, dict], finalists: Any) -> str | None:
+    """Why the choice of the best variant rests on provisional figures (the finalists' ranking
+    when it decided, else the correct variants' profiles), or None."""
+    if finalists is not None and finalists.status in ("built", "cached"):
+        return (finalists.result.get("provisional") or {}).get("reason")
+    why = [f"{v}: {row['provisional']}" for v, row in table.items()
+           if row.get("provisional") and row["verdict"] in ("pass", "reference")]
+    return "; ".join(why) or None
+
+
+def measurements(outcomes: dict[str, Any]) -> dict[str, dict]:
+    """Per timed target (profiles, finalists, Triton measurements): the conditions it ran under and,
+    when it is provisional (busy machine, unstable figures), why; the next build measures it again."""
+    return {o.id: {"conditions": o.result["conditions"],
+                   "provisional": (o.result.get("provisional") or {}).get("reason")}
+            for o in outcomes.values() if o.status in ("built", "cached") and "conditions" in o.result}
 
 
 def write_summary(build_dir: Path, summary: dict) -> None:
@@ -130,8 +151,14 @@ def render_text(summary: dict) -> str:
     per_batch = summary.get("best_per_batch") or {}
     if per_batch:
         lines.append("best per batch size: " + ", ".join(f"b={b}: {c['variant'] or 'none'}" for b, c in per_batch.items()))
+    provisional = {t: m["provisional"] for t, m in (summary.get("measurements") or {}).items() if m["provisional"]}
+    if provisional:
+        lines.append("provisional measurements (used by this build, measured again by the next):")
+        lines += [f"  {t}: {why}" for t, why in provisional.items()]
     best = summary["best"]
     lines += ["", f"best: {best['variant'] or 'none'} — {best['why']}"]
+    if best.get("provisional"):
+        lines.append(f"  (decided on provisional measurements: {best['provisional']})")
     if summary.get("triton"):
         from navbuild.report.triton_summary import render_triton_text
 

@@ -42,6 +42,10 @@ class Step(ABC):
     tools: ClassVar[tuple[str, ...]] = ()
     #: whether the hardware fingerprint enters the cache key (profiles, engines).
     hardware_dependent: ClassVar[bool] = False
+    #: whether the step times something (profiles, finalists, Triton measurements): its result
+    #: records the conditions it ran under, a busy or noisy run is provisional, and
+    #: ``--remeasure`` re-runs it (see navbuild/measure_conditions.py).
+    timed: ClassVar[bool] = False
 
     @abstractmethod
     def run(self, params: Any, ctx: StepContext) -> dict:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from navbuild.measure_conditions import Probe, describe
 from navbuild.steps.base import Step, StepContext, runtime_requirements
 from navbuild.steps.common import RuntimeOptions, TorchFactory
 
@@ -57,6 +58,8 @@ class CompareFinalists(Step):
     requires: ClassVar[tuple[str, ...]] = ("numpy",)
     tools: ClassVar[tuple[str, ...]] = ("torch", "onnxruntime", "openvino", "numpy")
     hardware_dependent: ClassVar[bool] = True
+    # its ranking decides the best variant: a ranking taken on a busy machine is provisional too
+    timed: ClassVar[bool] = True
 
     @classmethod
     def runtimes(cls, params: Any = None) -> tuple[str, ...]:
@@ -87,15 +90,17 @@ class CompareFinalists(Step):
                 print(f"{spec.variant}: ready", flush=True)
             per_round: dict[str, list[float]] = {v: [] for v in workers}
             order = list(workers)
-            for r in range(params.rounds):
-                # rotate who goes first, so no variant always runs right after the same neighbour
-                for variant in order[r % len(order):] + order[:r % len(order)]:
-                    # let the previous runtime's idle threads stop spinning (OpenMP, TBB and
-                    # ONNX Runtime spin-wait after work) before the next one is timed
-                    time.sleep(SETTLE_S)
-                    conn, proc = workers[variant]
-                    conn.send((params.warmup, params.iters))
-                    per_round[variant].append(statistics.median(_receive(conn, proc, variant)))
+            with Probe() as probe:  # the workers are this process's children: their CPU is ours
+                for r in range(params.rounds):
+                    # rotate who goes first, so no variant always runs right after the same neighbour
+                    for variant in order[r % len(order):] + order[:r % len(order)]:
+                        # let the previous runtime's idle threads stop spinning (OpenMP, TBB and
+                        # ONNX Runtime spin-wait after work) before the next one is timed
+                        time.sleep(SETTLE_S)
+                        conn, proc = workers[variant]
+                        conn.send((params.warmup, params.iters))
+                        per_round[variant].append(statistics.median(_receive(conn, proc, variant)))
+            print(f"rounds ran under: {describe(probe.conditions)}", flush=True)
             for conn, _ in workers.values():
                 conn.send((0, 0))
         finally:
@@ -114,7 +119,8 @@ class CompareFinalists(Step):
                   f"spread {figures[variant]['spread']:.3f}", flush=True)
         return {"batch_size": params.batch_size, "rounds": params.rounds, "iters": params.iters,
                 "warmup": params.warmup,
-                "pinned_cpus": sorted(cpus) if cpus else None, "variants": figures}
+                "pinned_cpus": sorted(cpus) if cpus else None, "variants": figures,
+                "conditions": probe.conditions}
 
 
 def _receive(conn: Any, proc: Any, variant: str) -> Any:

@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
+from navbuild.measure_conditions import Probe, describe
 from navbuild.samples import read_npz, take_batch
 from navbuild.steps.base import Step, StepContext, variant_runtimes
 from navbuild.steps.common import RuntimeOptions, TorchFactory
@@ -48,6 +49,7 @@ class ProfilePerformance(Step):
         return variant_runtimes(params)
     tools: ClassVar[tuple[str, ...]] = ("torch", "onnxruntime", "numpy")
     hardware_dependent: ClassVar[bool] = True
+    timed: ClassVar[bool] = True
 
     def run(self, params: ProfileParams, ctx: StepContext) -> dict:
         from navbuild.runners import make_runner
@@ -62,17 +64,28 @@ class ProfilePerformance(Step):
                                  list(samples), params.runtime,
                                  source=ctx.inputs.get("source"))
             batches = {}
-            for b in params.batch_sizes:
-                batches[str(b)] = measure(runner.run, take_batch(samples, b), b, params)
-                r = batches[str(b)]
-                print(f"batch {b}: p50 {r['latency_ms']['p50']:.3f} ms, p99 {r['latency_ms']['p99']:.3f} ms, "
-                      f"{r['throughput']:.1f} samples/s, {r['windows']} windows, "
-                      f"{'stable' if r['stable'] else 'NOT stable'} (spread {r['spread']:.3f})", flush=True)
+            with Probe() as whole:
+                for b in params.batch_sizes:
+                    with Probe() as probe:
+                        batches[str(b)] = measure(runner.run, take_batch(samples, b), b, params)
+                    r = batches[str(b)]
+                    r["conditions"] = probe.conditions
+                    print(f"batch {b}: p50 {r['latency_ms']['p50']:.3f} ms, p99 {r['latency_ms']['p99']:.3f} ms, "
+                          f"{r['throughput']:.1f} samples/s, {r['windows']} windows, "
+                          f"{'stable' if r['stable'] else 'NOT stable'} (spread {r['spread']:.3f}), "
+                          f"{describe(probe.conditions)}", flush=True)
         finally:
             if previous_affinity is not None:
                 # in-process callers (tests, the API) must not stay pinned after the step
                 os.sched_setaffinity(0, previous_affinity)
-        return {"batches": batches, "threads": params.runtime.intra_op_threads, "pinned_cpus": pinned}
+        result = {"batches": batches, "threads": params.runtime.intra_op_threads, "pinned_cpus": pinned,
+                  "conditions": whole.conditions}
+        unstable = [f"{b} (spread {r['spread']:.2f} > {params.stability:g} after {r['windows']} windows)"
+                    for b, r in batches.items() if not r["stable"]]
+        if unstable:
+            # its own stability target missed: the figures are noise-dominated, measure again next build
+            result["noise"] = "profile not stable at batch " + ", ".join(unstable)
+        return result
 
 
 def _pin(params: ProfileParams) -> set[int] | None:

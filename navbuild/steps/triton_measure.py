@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from navbuild.measure_conditions import Probe, describe
 from navbuild.steps.base import Step, StepContext
 from navbuild.triton.analyzer import LoadSpec
 from navbuild.triton.model_config import ModelConfig
@@ -45,6 +46,7 @@ class MeasureTritonConfig(Step):
     tools: ClassVar[tuple[str, ...]] = ("nvidia-pytriton", "tritonclient", "triton-model-analyzer",
                                         "onnxruntime", "openvino", "torch", "numpy")
     hardware_dependent: ClassVar[bool] = True
+    timed: ClassVar[bool] = True
 
     def run(self, params: MeasureParams, ctx: StepContext) -> dict:
         from navbuild.steps.triton_model import INPUT_DATA, IO_FILE, LOCAL, local_runtime_options
@@ -69,7 +71,10 @@ class MeasureTritonConfig(Step):
                                      input_data=repo_in / INPUT_DATA, collect_memory=params.collect_memory)
             print(f"{params.name} {params.config.label()}: Model Analyzer at concurrency "
                   f"{list(params.load.concurrency)}", flush=True)
-            checkpoint = run_analyzer(config, work, stack, timeout_s=ANALYZER_TIMEOUT_S)
+            # Model Analyzer, the server and perf_analyzer are this process's descendants: their CPU is ours
+            with Probe() as probe:
+                checkpoint = run_analyzer(config, work, stack, timeout_s=ANALYZER_TIMEOUT_S)
+            print(f"measured under: {describe(probe.conditions)}", flush=True)
             rows = parse_checkpoint(checkpoint, params.name)
             measured = {r["concurrency"] for r in rows}
             missing = [c for c in params.load.concurrency if c not in measured]
@@ -90,7 +95,10 @@ class MeasureTritonConfig(Step):
         if missing:
             print(f"  not measured (perf_analyzer found no stable window): concurrency {missing}", flush=True)
         result = {"label": params.config.label(), "rows": rows, "missing": missing,
-                  "server_version": stack.version}
+                  "server_version": stack.version, "conditions": probe.conditions}
+        if missing:
+            # perf_analyzer's own stability target was missed at these load points
+            result["noise"] = f"perf_analyzer found no stable window at concurrency {missing}"
         (ctx.out / MEASUREMENTS_FILE).write_text(json.dumps(result, indent=2))
         return result
 

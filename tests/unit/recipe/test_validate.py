@@ -128,3 +128,12 @@ def test_openvino_preset_is_a_choice_auto_included(tmp_path: Path):
         check_semantics(good_recipe(openvino=OpenVinoConfig(quantization=OpenVinoQuantConfig(preset=preset))), tmp_path)
     with pytest.raises(RecipeError, match=r"openvino\.quantization\.preset: unknown value 'mixd' \(did you mean 'mixed'\?\)"):
         check_semantics(good_recipe(openvino=OpenVinoConfig(quantization=OpenVinoQuantConfig(preset="mixd"))), tmp_path)
+
+
+def test_max_background_load_must_not_be_negative(tmp_path: Path):
+    recipe = good_recipe()
+    recipe.profile.max_background_load = -1.0
+    with pytest.raises(RecipeError, match=r"profile.max_background_load: -1.0 must be >= 0"):
+        check_semantics(recipe, tmp_path)
+    recipe.profile.max_background_load = 0.0  # strict, but allowed: anything busy is provisional
+    check_semantics(recipe, tmp_path)

@@ -32,6 +32,9 @@ def test_each_turn_is_warmed_then_timed_and_rounds_are_paired(
         figures = result["variants"][variant]
         assert len(figures["rounds_ms"]) == 3 and all(t > 0 for t in figures["rounds_ms"])
         assert figures["throughput"] == pytest.approx(4 / (figures["latency_ms"] / 1000.0))
+    # the conditions the rounds ran under (mostly pauses between turns for a model this small)
+    cond = result["conditions"]
+    assert cond["seconds"] > 0 and cond["own_cores"] >= 0 and cond["background_cores"] >= 0
 
 
 

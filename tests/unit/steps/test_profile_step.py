@@ -38,6 +38,21 @@ def test_profile_onnx(tmp_path: Path, make_reference: Callable[..., Path],
     assert result["pinned_cpus"] == []
     for b in (1, 4):
         _check_batch(result["batches"][str(b)], b)
+        assert result["batches"][str(b)]["conditions"]["seconds"] > 0
+    # the conditions it ran under; the step runs in this process, so its CPU time is ours
+    cond = result["conditions"]
+    assert cond["own_cores"] > 0 and cond["background_cores"] >= 0 and "loadavg_1m" in cond
+    assert ("noise" in result) == any(not r["stable"] for r in result["batches"].values())
+
+
+def test_profile_that_misses_its_stability_target_says_so(tmp_path: Path, make_reference: Callable[..., Path],
+                                                          make_onnx: Callable[..., Path]) -> None:
+    # a stability target of 0 is met only by identical window medians, which timings never are
+    result = ProfilePerformance().run(_params(batch_sizes=(1,), stability=0.0, max_windows=2),
+                                      StepContext(inputs={"model": make_onnx(), "reference": make_reference()},
+                                                  out=tmp_path / "p"))
+    assert not result["batches"]["1"]["stable"]
+    assert result["noise"].startswith("profile not stable at batch 1 (spread ")
 
 
 def test_profile_torch_pinned_restores_affinity(tmp_path: Path, make_reference: Callable[..., Path]) -> None:
