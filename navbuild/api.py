@@ -100,8 +100,7 @@ def prepare(recipe: Recipe, recipe_file: Path | None, cwd: Path | None = None,
     if recipe.source.package:
         from navbuild.package.continue_from import resolve
 
-        recipe, _ = resolve(recipe, recipe_file, overrides, cwd, store, records, build_dir_of)
-        check_semantics(recipe, cwd, where=f"{where} (continued from {recipe.source.torchscript})")
+        recipe, _ = resolve(recipe, recipe_file, overrides, cwd, store, records, build_dir_of, where=where)
     graph = expand(recipe, cwd)
     return Prepared(recipe, recipe_file, graph, store, records, build_dir_of(recipe), cwd)
 
