@@ -135,7 +135,7 @@ def check_manifest(manifest: Any, path: Path) -> dict:
             continue
         if _fields(t, f"targets[{tid}].", _TARGET, p):
             _check_target(tid, t, files, claimed, p)
-    unclaimed = sorted(n for n in files if n.startswith("targets/") and n not in claimed)
+    unclaimed = sorted(n for n in files if n.startswith("targets/") and n not in claimed and not member_problem(n))
     if unclaimed:
         p.append(f"files: {', '.join(unclaimed[:5])} belong to no included target")
     if not p:
