@@ -110,6 +110,7 @@ def seed_cache(folder: Path, manifest: dict, store: Any, seeded: list[str] | Non
                 raise
             seeded.append(t["key"])
             if entry.digest != t["digest"]:
+                store.remove(t["key"])
                 raise PackageError(f"package target {tid}: its files do not match the recorded output "
                                    "digest; the package was refused")
     return seeded

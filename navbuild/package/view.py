@@ -39,7 +39,7 @@ class Package:
             hw = (t.get("payload") or {}).get("hardware")
             rows.append({"id": tid, "status": t["status"], "included": t["included"],
                          "files": sorted(t["files"]), "key": t["key"],
-                         "hardware": hw.get("cpu_model") if hw else None,
+                         "hardware": hw.get("cpu_model") if isinstance(hw, dict) else None,
                          "verdict": (t.get("result") or {}).get("verdict")})
         return rows
 
