@@ -102,6 +102,8 @@ def check_manifest(manifest: Any, path: Path) -> dict:
         if (why := member_problem(name)):
             p.append(f"files: {why}")
         _fields(facts, f"files[{name}].", _FILE, p)
+    if p:
+        raise _refused(where, p)  # what follows reads the files' facts
     src = manifest["source"]
     if src["file"] not in SOURCE_FILES:
         p.append(f"source.file: '{src['file']}' must be one of {', '.join(SOURCE_FILES)}")
