@@ -56,6 +56,7 @@ def load_recipe(recipe: RecipeLike, overrides: Sequence[str] = (), cwd: Path | N
     from navbuild.recipe.load import compose, to_recipe
     from navbuild.recipe.validate import check_structure
 
+    check_arguments(recipe, overrides, cwd)
     cwd = Path(cwd or Path.cwd()).resolve()
     if isinstance(recipe, (str, Path)):
         composed = compose([f"recipe={recipe}", *overrides], cwd)
@@ -72,6 +73,27 @@ def load_recipe(recipe: RecipeLike, overrides: Sequence[str] = (), cwd: Path | N
         check_override_keys(overrides)
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
     return to_recipe(cfg, data.get("name") or "recipe"), None
+
+
+def check_arguments(recipe: Any, overrides: Any, cwd: Any, where: str = "navbuild API") -> None:
+    """The types of an API call's recipe, overrides and cwd: one RecipeError naming each wrong one."""
+    def show(value: Any) -> str:
+        text = repr(value)
+        return f"{type(value).__name__} {text[:60] + '...' if len(text) > 60 else text}"
+
+    p = []
+    if isinstance(recipe, str) and not recipe.strip():
+        p.append("recipe: empty; give a recipe name, a .yaml file, a Recipe or a mapping")
+    elif not isinstance(recipe, (str, Path, Recipe, Mapping)):
+        p.append(f"recipe: expected a recipe name, a .yaml file, a Recipe or a mapping of recipe keys, "
+                 f"got {show(recipe)}")
+    if isinstance(overrides, (str, bytes)) or not isinstance(overrides, Sequence) or not all(
+            isinstance(o, str) for o in overrides):
+        p.append(f"overrides: expected a list of 'key=value' strings, got {show(overrides)}")
+    if cwd is not None and not isinstance(cwd, (str, Path)):
+        p.append(f"cwd: expected a folder path, got {show(cwd)}")
+    if p:
+        raise RecipeError(p, where=where)
 
 
 def prepare(recipe: Recipe, recipe_file: Path | None, cwd: Path | None = None,
@@ -104,8 +126,7 @@ def prepare(recipe: Recipe, recipe_file: Path | None, cwd: Path | None = None,
     if recipe.source.package:
         from navbuild.package.continue_from import resolve
 
-        recipe, _ = resolve(recipe, recipe_file, overrides, cwd, store, records, build_dir_of)
-        check_semantics(recipe, cwd, where=f"{where} (continued from {recipe.source.torchscript})")
+        recipe, _ = resolve(recipe, recipe_file, overrides, cwd, store, records, build_dir_of, where=where)
     graph = expand(recipe, cwd)
     # the selection and the finalists use the sizes the checks and profiles ran at
     recipe = fit_to_source(recipe, cwd)
@@ -144,6 +165,7 @@ def _check_output_dir(build_dir: Path, recipe: Recipe, where: str) -> None:
 def plan(recipe: RecipeLike = "mlp", overrides: Sequence[str] = (), *, cwd: Path | None = None,
          remeasure: bool = False) -> Plan:
     """Every target's status (cached / stale: why / missing / unavailable: why); runs nothing."""
+    check_arguments(recipe, overrides, cwd, where="navbuild.plan")
     overrides = _remeasured(overrides, remeasure)
     rec, path = load_recipe(recipe, overrides, cwd)
     prep = prepare(rec, path, cwd, overrides)
@@ -157,6 +179,7 @@ def build(recipe: RecipeLike = "mlp", overrides: Sequence[str] = (), *, cwd: Pat
     ``remeasure`` (the recipe key ``profile.remeasure``) re-runs every profile, the finalists
     and the Triton measurements even when cached; conversions and checks stay cached.
     """
+    check_arguments(recipe, overrides, cwd, where="navbuild.build")
     overrides = _remeasured(overrides, remeasure)
     rec, path = load_recipe(recipe, overrides, cwd)
     return build_prepared(prepare(rec, path, cwd, overrides), reporter or Reporter())
@@ -238,7 +261,11 @@ def export(model: Any, samples: Any, **kwargs: Any) -> Any:
 
 def load(path: str | Path) -> Any:
     """Open and verify a ``.nav`` package (digests, format version) for inspection."""
+    from navbuild.errors import InputError
     from navbuild.package.view import Package
+
+    if not isinstance(path, (str, Path)):
+        raise InputError(f"navbuild.load: path: expected a .nav file path, got {type(path).__name__} {path!r:.60}")
 
     return Package.open(path)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -39,45 +40,112 @@ def export(model: Any, samples: Any, *, formats: Sequence[str] = ("torch", "onnx
     from navbuild.cache.store import resolve_cache_dir
     from navbuild.package.view import Package
     from navbuild.package.writer import write_package
+    from navbuild.recipe.validate import check_semantics
     from navbuild.report.events import Reporter
 
     cwd = Path(cwd or Path.cwd()).resolve()
+    _check_arguments(model, formats=formats, precisions=precisions, path=path, recipe=recipe,
+                     overrides=overrides, name=name, max_samples=max_samples)
     if recipe is not None and dataclasses.is_dataclass(recipe):
         recipe = _without_defaults(dataclasses.asdict(recipe))
-    model = model.eval() if hasattr(model, "eval") else model
-    arrays, specs, axes = infer_samples(samples, model, input_names, dynamic_axes, max_samples)
+    model = model.eval()
+    arrays, specs, axes = infer_samples(samples, model, input_names, dynamic_axes, max_samples,
+                                        accepts=lambda row: _fails_on(model, row))
     outputs = list(output_names or _output_names(model, arrays))
-    cache_root = resolve_cache_dir((recipe or {}).get("cache", {}).get("dir"), cwd)
-    sources = cache_root / SOURCE_DIR
-    sources.mkdir(parents=True, exist_ok=True)
-    serialized, kind = _serialize(model, arrays, sources)
-    state_dict = _store_bytes(sources, "state_dict-", ".pt", lambda p: torch.save(model.state_dict(), p))
-    samples_file = _store_bytes(sources, "samples-", ".npz", lambda p: _save_npz(p, arrays))
+    count = int(next(iter(arrays.values())).shape[0])
 
-    base: dict[str, Any] = {
-        "name": name or "model",
-        "source": {"torchscript": str(serialized)},
-        "inputs": specs,
-        "outputs": outputs,
-        "samples": {"file": str(samples_file), "count": int(next(iter(arrays.values())).shape[0]),
-                    "axes": axes},
-        "formats": list(formats),
-        "precisions": list(precisions),
-    }
-    merged = _deep_merge(base, dict(recipe or {}))
-    merged["source"] = base["source"]  # the package's source is the serialized model, always
-    merged["samples"]["file"] = str(samples_file)
-    rec, _ = load_recipe(merged, overrides, cwd)
+    def resolved(serialized: Path, samples_file: Path) -> Any:
+        base: dict[str, Any] = {
+            "name": name or "model",
+            "source": {"torchscript": str(serialized)},
+            "inputs": specs,
+            "outputs": outputs,
+            "samples": {"file": str(samples_file), "count": count, "axes": axes},
+            "formats": list(formats),
+            "precisions": list(precisions),
+        }
+        merged = _deep_merge(base, dict(recipe or {}))
+        merged["source"] = base["source"]  # the package's source is the serialized model, always
+        if not isinstance(merged.get("samples"), dict):
+            merged["samples"] = base["samples"]
+        merged["samples"]["file"] = str(samples_file)
+        return load_recipe(merged, overrides, cwd)[0]
+
+    # Serialize and validate the whole recipe in a folder outside the cache: a refused recipe
+    # (formats=["nope"]) or model leaves nothing behind; only then do the files enter the cache.
+    with tempfile.TemporaryDirectory(prefix="navbuild-export-") as tmp:
+        # each file is named file.<suffix> in its own folder: torch writes the file's name into
+        # its bytes, and these bytes are the source's content digest (so keys stay as they were)
+        model_dir, state_dir, samples_dir = (Path(tmp) / d for d in ("model", "state", "samples"))
+        for d in (model_dir, state_dir, samples_dir):
+            d.mkdir()
+        serialized, kind = _serialize(model, arrays, model_dir)
+        state_dict = state_dir / "file.pt"
+        torch.save(model.state_dict(), state_dict)
+        samples_file = samples_dir / "file.npz"
+        _save_npz(samples_file, arrays)
+        rec = resolved(serialized, samples_file)
+        check_semantics(rec, cwd, where="navbuild.export recipe")
+        sources = resolve_cache_dir(rec.cache.dir, cwd) / SOURCE_DIR
+        sources.mkdir(parents=True, exist_ok=True)
+        serialized = _keep(serialized, sources, "model-")
+        state_dict = _keep(state_dict, sources, "state_dict-")
+        samples_file = _keep(samples_file, sources, "samples-")
+    rec = resolved(serialized, samples_file)
+    cache_root = resolve_cache_dir(rec.cache.dir, cwd)
     reporter = reporter or Reporter()
     result = build_prepared(prepare(rec, None, cwd), reporter)
     recipe_dict = dataclasses.asdict(rec)
-    write_package(Path(path) if Path(path).is_absolute() else cwd / path, result=result,
-                         recipe=recipe_dict, serialized=serialized, serialized_kind=kind,
-                         state_dict=state_dict, samples_file=samples_file, cache_root=cache_root,
-                         include_artifacts=include_artifacts, include_samples=include_samples)
-    package = Package.open(Path(path) if Path(path).is_absolute() else cwd / path)
+    out_path = Path(path) if Path(path).is_absolute() else cwd / path
+    write_package(out_path, result=result, recipe=recipe_dict, serialized=serialized, serialized_kind=kind,
+                  state_dict=state_dict, samples_file=samples_file, cache_root=cache_root,
+                  include_artifacts=include_artifacts, include_samples=include_samples)
+    package = Package.open(out_path)
     package.build = result
     return package
+
+
+def _check_arguments(model: Any, **args: Any) -> None:
+    """The arguments' types, before anything runs or is written: one InputError naming each problem."""
+    import torch
+
+    def show(value: Any) -> str:
+        text = repr(value)
+        return f"{type(value).__name__} {text[:60] + '...' if len(text) > 60 else text}"
+
+    def strings(value: Any) -> bool:
+        return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+
+    p = []
+    if not isinstance(model, torch.nn.Module):
+        p.append(f"model: expected a torch.nn.Module, got {show(model)}")
+    for key in ("formats", "precisions", "overrides"):
+        if not strings(args[key]):
+            p.append(f"{key}: expected a list of strings, got {show(args[key])}")
+    path = args["path"]
+    if not isinstance(path, (str, Path)) or Path(path).suffix != ".nav":
+        p.append(f"path: expected a file name ending in .nav, got {show(path)}")
+    recipe = args["recipe"]
+    if recipe is not None and not isinstance(recipe, Mapping) and not dataclasses.is_dataclass(recipe):
+        p.append(f"recipe: expected a mapping of recipe keys or a Recipe, got {show(recipe)}")
+    if args["name"] is not None and not isinstance(args["name"], str):
+        p.append(f"name: expected a string, got {show(args['name'])}")
+    if not isinstance(args["max_samples"], int) or isinstance(args["max_samples"], bool) or args["max_samples"] < 1:
+        p.append(f"max_samples: expected an integer >= 1, got {show(args['max_samples'])}")
+    if p:
+        raise InputError("navbuild.export: " + "; ".join(p))
+
+
+def _fails_on(model: Any, row: Mapping[str, np.ndarray]) -> str | None:
+    """Why ``model`` cannot run on ``row`` (None: it can)."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            model(**{k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in row.items()})
+    except Exception as exc:  # noqa: BLE001 - whatever the model raises is the answer
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return None
 
 
 def _output_names(model: Any, arrays: Mapping[str, np.ndarray]) -> list[str]:
@@ -85,14 +153,19 @@ def _output_names(model: Any, arrays: Mapping[str, np.ndarray]) -> list[str]:
 
     from navbuild.runners.torch_runner import flatten_outputs
 
-    with torch.no_grad():
-        out = model(**{k: torch.from_numpy(v[:1].copy()) for k, v in arrays.items()})
+    try:
+        with torch.no_grad():
+            out = model(**{k: torch.from_numpy(v[:1].copy()) for k, v in arrays.items()})
+    except Exception as exc:  # noqa: BLE001 - the model does not run on its own samples
+        raise InputError(f"navbuild.export: model: fails on samples[0] ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}); check the samples' names, "
+                         "shapes and dtypes against the model's forward") from None
     names, values = flatten_outputs(out)
     return names or [f"output_{i}" for i in range(len(values))]
 
 
 def _serialize(model: Any, arrays: Mapping[str, np.ndarray], folder: Path) -> tuple[Path, str]:
-    """TorchScript trace (checked against eager at two batch sizes), else torch.export; by content."""
+    """TorchScript trace (checked against eager at two batch sizes), else torch.export, into ``folder``."""
     import torch
 
     from navbuild.runners.torch_runner import flatten_outputs
@@ -111,7 +184,8 @@ def _serialize(model: Any, arrays: Mapping[str, np.ndarray], folder: Path) -> tu
         try:
             traced = torch.jit.trace(model, example_kwarg_inputs=small, strict=False, check_trace=False)
             if same(traced(**other), model(**other)) and same(traced(**small), model(**small)):
-                return _store_bytes(folder, "model-", ".pt", lambda p: traced.save(str(p))), "torchscript"
+                traced.save(str(folder / "file.pt"))
+                return folder / "file.pt", "torchscript"
             errors.append("TorchScript trace: outputs differ from the model at another batch size")
         except Exception as exc:  # noqa: BLE001 - try the next serializer
             errors.append(f"TorchScript trace: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
@@ -119,21 +193,26 @@ def _serialize(model: Any, arrays: Mapping[str, np.ndarray], folder: Path) -> tu
             batch = torch.export.Dim("batch")
             shapes = {k: {0: batch} for k in small}
             program = torch.export.export(model, (), small, dynamic_shapes=shapes)
-            return _store_bytes(folder, "model-", ".pt2", lambda p: torch.export.save(program, str(p))), "exported_program"
+            torch.export.save(program, str(folder / "file.pt2"))
+            return folder / "file.pt2", "exported_program"
         except Exception as exc:  # noqa: BLE001
             errors.append(f"torch.export: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
     raise InputError("model: cannot be serialized without its code; " + "; ".join(errors))
 
 
-def _store_bytes(folder: Path, prefix: str, suffix: str, write: Any) -> Path:
-    """Write a file through ``write(path)`` and keep it under its content digest (stable paths)."""
-    with tempfile.TemporaryDirectory(dir=folder) as tmp:
-        tmp_path = Path(tmp) / f"file{suffix}"
-        write(tmp_path)
-        digest = hashlib.sha256(tmp_path.read_bytes()).hexdigest()
-        final = folder / f"{prefix}{digest[:24]}{suffix}"
-        if not final.exists():
-            shutil.move(str(tmp_path), final)
+def _keep(path: Path, folder: Path, prefix: str) -> Path:
+    """Move ``path`` into ``folder`` under its content digest (stable paths); return where it is."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    final = folder / f"{prefix}{digest[:24]}{path.suffix}"
+    if not final.exists():
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=folder)
+        os.close(fd)
+        try:
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, final)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     return final
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -28,14 +28,17 @@ def forward_names(model: Any) -> list[str]:
 
 def infer_samples(samples: Any, model: Any = None, input_names: Sequence[str] | None = None,
                   dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
-                  max_rows: int = 64) -> tuple[dict[str, np.ndarray], list[dict], dict[str, int]]:
+                  max_rows: int = 64, accepts: Callable[[dict[str, np.ndarray]], str | None] | None = None,
+                  ) -> tuple[dict[str, np.ndarray], list[dict], dict[str, int]]:
     """Named sample arrays (batch first), the input specs, and the sizes of dynamic axes.
 
     Every item of ``samples`` is a batch: a dict of tensors/arrays, a tuple/list of them (named
     from ``input_names`` or the model's forward signature), or one tensor. Items are stacked
     along the batch axis. A non-batch dim whose size differs between items, or that
     ``dynamic_axes`` names (``{"input_ids": {1: "seq"}}``), is dynamic; only items of the first
-    item's shape are kept as samples.
+    item's shape are kept as samples. ``accepts`` (one row of an item -> None, or why the model
+    fails on it) is asked about the first item of every other shape: items the model cannot take
+    are ragged samples (64 features here, 32 there), refused rather than silently dropped.
     """
     items = [samples] if isinstance(samples, Mapping) else list(_iterate(samples))
     if not items:
@@ -59,6 +62,8 @@ def infer_samples(samples: Any, model: Any = None, input_names: Sequence[str] | 
                 if item[n].shape[d] != first.shape[d]:
                     dynamic[n].setdefault(d, f"{n}_dim{d}")
     keep = [item for item in named if all(item[n].shape[1:] == named[0][n].shape[1:] for n in names)]
+    if accepts is not None and len(keep) < len(named):
+        _check_other_shapes(named, names, accepts)
     arrays = {n: np.concatenate([item[n] for item in keep], axis=0)[:max_rows] for n in names}
     specs, axes = [], {}
     for n in names:
@@ -73,6 +78,23 @@ def infer_samples(samples: Any, model: Any = None, input_names: Sequence[str] | 
         specs.append({"name": n, "dtype": str(arr.dtype), "shape": shape,
                       "range": [low, high if high > low else low + 1.0]})
     return arrays, specs, axes
+
+
+def _check_other_shapes(named: list[dict[str, np.ndarray]], names: list[str],
+                        accepts: Callable[[dict[str, np.ndarray]], str | None]) -> None:
+    seen = {tuple(named[0][n].shape[1:] for n in names)}
+    for i, item in enumerate(named):
+        shapes = tuple(item[n].shape[1:] for n in names)
+        if shapes in seen:
+            continue
+        seen.add(shapes)
+        why = accepts({n: item[n][:1] for n in names})
+        if why:
+            n = next(n for n in names if item[n].shape[1:] != named[0][n].shape[1:])
+            raise InputError(f"samples[{i}]: input '{n}' has shape {list(item[n].shape)} where samples[0] has "
+                             f"{list(named[0][n].shape)}, and the model fails on it ({why}); ragged samples are "
+                             "refused: give batches that agree in every dimension but the batch and the "
+                             "model's dynamic axes")
 
 
 def _iterate(samples: Any) -> Iterable[Any]:

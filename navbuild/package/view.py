@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from navbuild.package.archive import extract, verify
+from navbuild.package.archive import PackageError, extract, verify
 
 
 @dataclass
@@ -38,13 +39,36 @@ class Package:
             hw = (t.get("payload") or {}).get("hardware")
             rows.append({"id": tid, "status": t["status"], "included": t["included"],
                          "files": sorted(t["files"]), "key": t["key"],
-                         "hardware": hw.get("cpu_model") if hw else None,
+                         "hardware": hw.get("cpu_model") if isinstance(hw, dict) else None,
                          "verdict": (t.get("result") or {}).get("verdict")})
         return rows
 
     def extract(self, into: str | Path) -> Path:
         """Unpack (verified) into ``into/<digest>``; returns the folder with source/, samples/, targets/."""
         return extract(self.path, Path(into))[0]
+
+    def state_dict(self) -> dict:
+        """The model's state dict, read straight from the (verified) package with
+        ``torch.load(weights_only=True)``: tensors only, never pickled code."""
+        import io
+        import zipfile
+
+        import torch
+
+        from navbuild.package.manifest import STATE_DICT_FILE
+
+        if self.manifest["source"].get("state_dict") != STATE_DICT_FILE:
+            raise PackageError(f"package {self.path}: holds no state dict")
+        verify(self.path)  # the file may have changed since it was opened
+        with zipfile.ZipFile(self.path) as zf:
+            data = zf.read(STATE_DICT_FILE)
+        if hashlib.sha256(data).hexdigest() != self.manifest["files"][STATE_DICT_FILE]["sha256"]:
+            raise PackageError(f"package {self.path}: {STATE_DICT_FILE} changed since it was verified")
+        try:
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - anything but plain tensors is refused
+            raise PackageError(f"package {self.path}: {STATE_DICT_FILE} is not a plain state dict "
+                               f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
 
     def describe(self) -> str:
         m = self.manifest
@@ -53,7 +77,8 @@ class Package:
                  f"source: {m['source_framework']} ({m['source']['kind']}); inputs: "
                  + ", ".join(f"{i['name']} {i['dtype']}{list(i['shape'])}" for i in m["inputs"])
                  + f"; outputs: {', '.join(m['outputs'])}",
-                 f"measured on: {m['hardware']['cpu_model']} ({m['hardware']['usable_cpus']} cpus)", "", "targets:"]
+                 f"measured on: {m['hardware'].get('cpu_model') or '?'} ({m['hardware'].get('usable_cpus') or '?'} cpus)",
+                 "", "targets:"]
         for row in self.targets():
             extra = f" verdict {row['verdict']}" if row["verdict"] else ""
             where = "in package" if row["included"] else "not included (rebuilds when continued)"

@@ -10,6 +10,7 @@ from navbuild import __version__
 from navbuild.cache.store import Store
 from navbuild.hardware import fingerprint
 from navbuild.package.archive import FORMAT_NAME, FORMAT_VERSION, write_archive
+from navbuild.package.manifest import TARGET_ID_RE, member_problem
 
 #: target kinds whose artifacts are heavy (models); ``include_artifacts=False`` leaves them out.
 HEAVY_KINDS = ("convert",)
@@ -26,12 +27,12 @@ def write_package(path: Path, *, result: Any, recipe: dict, serialized: Path, se
         files["samples/samples.npz"] = samples_file
     targets: dict[str, dict] = {}
     for outcome in result.outcomes.values():
-        if outcome.status not in ("built", "cached") or outcome.key is None:
+        if outcome.status not in ("built", "cached") or outcome.key is None or not TARGET_ID_RE.fullmatch(outcome.id):
             continue
         included = not ((outcome.kind in HEAVY_KINDS and not include_artifacts)
                         or (outcome.kind == "reference" and not include_samples))
         entry = store.lookup(outcome.key)
-        if entry is None:
+        if entry is None or not _portable(outcome.id, entry.meta["files"]):
             included = False
         rel_files = {}
         if included:
@@ -61,6 +62,13 @@ def write_package(path: Path, *, result: Any, recipe: dict, serialized: Path, se
         "best": summary["best"],
     }
     return write_archive(path, manifest, files)
+
+
+def _portable(target_id: str, files: dict) -> bool:
+    """Whether a target's artifacts may travel: names a reader accepts, and no code (a Triton
+    python model's ``model.py`` is left out, so that target rebuilds where it is continued)."""
+    return TARGET_ID_RE.fullmatch(target_id) is not None and all(
+        member_problem(f"targets/{target_id}/{rel}") is None for rel in files)
 
 
 def _portable_recipe(recipe: dict, source_name: str, include_samples: bool) -> dict:
