@@ -19,3 +19,31 @@ def live_commands() -> dict[int, str]:
         if state != "Z":
             found[int(entry.name)] = cmdline
     return found
+
+
+def identity(pid: int) -> tuple[int, int] | None:
+    """(pid, start time) of a live (non-zombie) process, None if it is gone: a reused pid is another process."""
+    try:
+        fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] == "Z" else (pid, int(fields[19]))
+
+
+def alive(identities: set[tuple[int, int]]) -> list[tuple[int, str]]:
+    """Those of ``identities`` that still run, with their command lines."""
+    commands = live_commands()
+    return [(pid, commands.get(pid, "?")) for pid, start in identities if identity(pid) == (pid, start)]
+
+
+def kill_all(identities: set[tuple[int, int]]) -> None:
+    """SIGKILL those of ``identities`` that still run: a failing test must not leave them behind."""
+    import os
+    import signal
+
+    for pid, start in identities:
+        if identity(pid) == (pid, start):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
