@@ -199,70 +199,68 @@ def _prctl(option: int, value: int) -> bool:
 # -- the guard ---------------------------------------------------------------------------
 
 
-class _Stop(Exception):
-    """Raised by a stop signal while the guard waits for its command."""
+#: what stops a guard (SIGTERM is also what the kernel sends it when its caller dies)
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 
 class _Guard:
-    """Runs one command as a subreaper and stops every process below it; see start()."""
+    """Runs one command as a subreaper and stops every process below it; see start().
+
+    Its signals stay blocked and are taken with sigtimedwait, never by a handler, so a
+    stop cannot land between reaping the command and recording how it ended.
+    """
 
     def __init__(self, parent: int, grace_s: float, stop_signal: int) -> None:
         self.parent = parent
         self.grace_s = grace_s
         self.stop_signal = stop_signal
-        self.stopped = False
-        self.raise_on_stop = False
         self.reaped: dict[int, int] = {}
 
     def run(self, cmd: list[str], report_fd: int) -> int:
         _prctl(_PR_SET_CHILD_SUBREAPER, 1)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(sig, self._on_signal)
-        die_with_parent(self.parent, signal.SIGTERM)
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS | {signal.SIGCHLD})
+        die_with_parent(self.parent, signal.SIGTERM)  # already gone: a SIGTERM waits, blocked
         guard = os.getpid()
+
+        def in_child() -> None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            die_with_parent(guard)
+
         try:
-            child = subprocess.Popen(cmd, preexec_fn=lambda: die_with_parent(guard))
+            child = subprocess.Popen(cmd, preexec_fn=in_child)
         except OSError as e:
             os.write(report_fd, f"{e.errno or ''}\t{e.strerror or e}\t{e.filename or ''}".encode())
             return 127
         os.write(report_fd, b"ok")
         os.close(report_fd)
-        status = None
-        try:
-            self.raise_on_stop = True
-            if not self.stopped:
-                status = self._reap(child.pid, block=True)
-        except _Stop:
-            pass
-        self.raise_on_stop = False
+        status = self._wait(child.pid, None)
         if status is None:  # asked to stop, or the caller died
             if not self._parent_gone():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(child.pid, self.stop_signal)
-                deadline = time.monotonic() + self.grace_s
-                while status is None and time.monotonic() < deadline and not self._parent_gone():
-                    status = self._reap(child.pid)
-                    time.sleep(_POLL_S)
+                status = self._wait(child.pid, time.monotonic() + self.grace_s)
         self._kill_tree()
-        return self.reaped.get(child.pid, status if status is not None else -signal.SIGKILL)
+        return self.reaped.get(child.pid, -signal.SIGKILL)
 
-    def _on_signal(self, signum: int, frame: object) -> None:
-        self.stopped = True
-        if self.raise_on_stop:
-            self.raise_on_stop = False
-            raise _Stop
+    def _wait(self, pid: int, deadline: float | None) -> int | None:
+        """``pid``'s exit code once it ends; None at a stop signal (deadline None), or at the
+        deadline or the caller's death (deadline given)."""
+        while (status := self._reap(pid)) is None:
+            if deadline is not None and (time.monotonic() > deadline or self._parent_gone()):
+                return None
+            info = signal.sigtimedwait(_STOP_SIGNALS | {signal.SIGCHLD}, 0.1 if deadline is not None else 1.0)
+            if deadline is None and info is not None and info.si_signo in _STOP_SIGNALS:
+                return self._reap(pid)
+        return status
 
     def _parent_gone(self) -> bool:
         return os.getppid() != self.parent
 
-    def _reap(self, pid: int | None = None, block: bool = False) -> int | None:
-        """Reap every finished child (adopted orphans too); ``pid``'s exit code once it has ended.
-
-        Blocking: until ``pid`` has ended (a stop signal interrupts it).
-        """
-        while pid is None or pid not in self.reaped:
+    def _reap(self, pid: int | None = None) -> int | None:
+        """Reap every finished child (adopted orphans too); ``pid``'s exit code once it has ended."""
+        while True:
             try:
-                done, status = os.waitpid(-1, 0 if block else os.WNOHANG)
+                done, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 break
             if done == 0:
