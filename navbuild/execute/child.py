@@ -23,9 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("job", type=Path)
     parser.add_argument("--out", type=Path, default=None, help="write artifacts here instead of the job's out/")
     args = parser.parse_args(argv)
-    # The parent stops a child with SIGTERM before SIGKILL: turned into SystemExit, it lets a
-    # step's ``finally`` stop what the step started in its own process group (a Triton server,
-    # Model Analyzer), which a kill of this child's group would not reach.
+    # The parent's process guard stops a child with SIGTERM, and kills whatever is left of its
+    # tree a grace period later: turned into SystemExit, SIGTERM lets a step's ``finally`` stop
+    # what the step started (a Triton server, Model Analyzer) cleanly first.
     signal.signal(signal.SIGTERM, _exit_on_term)
     job_dir = args.job.resolve().parent
     job = json.loads(args.job.read_text())

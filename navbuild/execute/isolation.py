@@ -11,9 +11,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from navbuild.execute import supervise
 from navbuild.execute.child import EXIT_INPUT_ERROR
 
 LOG_TAIL_LINES = 25
+#: how long a step asked to stop (Ctrl-C, timeout) gets to stop what it started by itself (its
+#: Model Analyzer's own stop, ANALYZER_STOP_GRACE_S, fits in it); then its whole tree is killed
+STEP_STOP_GRACE_S = 10.0
 
 
 @dataclass
@@ -60,14 +64,16 @@ def run_child(staging: Path, cwd: Path, timeout: float | None = None) -> ChildOu
     env.setdefault("NAVBUILD_TRITON_DIR", str(Path(staging).absolute().parent.parent / "triton-stack"))
     log_path = staging / "log.txt"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "navbuild.execute.child", str(staging / "job.json")],
-                                cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        # Under a guard: the step and everything it starts (servers, Model Analyzer and what it
+        # starts, workers) die with this process, even when it is SIGKILLed.
+        proc = supervise.start([sys.executable, "-m", "navbuild.execute.child", str(staging / "job.json")],
+                               grace_s=STEP_STOP_GRACE_S, cwd=cwd, env=env, stdout=log,
+                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
             code = proc.wait(timeout=timeout)
         except BaseException:
             # Ctrl-C or timeout: the child (and anything it started) must not outlive us.
-            _kill_group(proc)
+            proc.stop()
             raise
     tail = log_tail(log_path)
     if code == 0 and (staging / "result.json").is_file():
@@ -102,18 +108,3 @@ def _pythonpath(cwd: Path) -> str:
             seen.append(p)
     return os.pathsep.join(seen)
 
-
-def _kill_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
-    """SIGTERM the child's group (its step stops the servers it started), then SIGKILL what is left."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=grace_s)
-    except (ProcessLookupError, PermissionError):
-        pass
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    proc.wait()

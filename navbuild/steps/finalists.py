@@ -80,7 +80,7 @@ class CompareFinalists(Step):
                 parent, child = context.Pipe()
                 path = ctx.inputs.get(spec.input)
                 proc = context.Process(target=_worker, daemon=True,
-                                       args=(child, spec, str(path) if path else None, feeds, cpus))
+                                       args=(child, spec, str(path) if path else None, feeds, cpus, os.getpid()))
                 proc.start()
                 child.close()  # the worker's end: a worker that dies now ends the parent's recv
                 status = _receive(parent, proc, spec.variant)
@@ -142,9 +142,15 @@ def _cpus(threads: int) -> set[int] | None:
     return set(allowed[:max(1, threads)])
 
 
-def _worker(conn: Any, spec: FinalistSpec, path: str | None, feeds: dict, cpus: set[int] | None) -> None:
+def _worker(conn: Any, spec: FinalistSpec, path: str | None, feeds: dict, cpus: set[int] | None,
+            parent: int) -> None:
     """Load one finalist; on each ``(warmup, n)`` request run it ``warmup`` times untimed, then
     ``n`` times timed, and send those latencies in ms; ``n`` = 0 ends the worker."""
+    from navbuild.execute.supervise import die_with_parent
+
+    # a daemon worker is stopped by its parent's normal exit only: a SIGKILLed step must not
+    # leave it timing on
+    die_with_parent(parent)
     try:
         if cpus:
             os.sched_setaffinity(0, cpus)

@@ -9,7 +9,6 @@ model's content: each run gets a fresh checkpoint folder that is thrown away aft
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -18,11 +17,15 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from navbuild.errors import NavbuildError
+from navbuild.execute import supervise
 
 #: recipe constraint -> (Model Analyzer metric, bound)
 CONSTRAINT_METRICS = {"p99_latency_ms": ("perf_latency_p99", "max"),
                       "min_throughput": ("perf_throughput", "min"),
                       "max_memory_mb": ("cpu_used_ram", "max")}
+#: how long Model Analyzer gets to stop its server and perf_analyzer itself (on SIGINT) before
+#: its whole tree is killed; shorter than a step's own grace (execute.isolation.STEP_STOP_GRACE_S)
+ANALYZER_STOP_GRACE_S = 5.0
 
 
 class AnalyzerError(NavbuildError):
@@ -170,9 +173,9 @@ def deployment_config(model_name: str, space: Mapping[str, Any], load: LoadSpec,
 def run_analyzer(config: Mapping[str, Any], work: Path, stack: Any, timeout_s: float = 1800) -> Path:
     """Run ``model-analyzer profile`` on ``config``; return its checkpoint file.
 
-    Model Analyzer runs in its own process group, which is killed on any exit from here
-    (failure, timeout, Ctrl-C), so neither it nor the server and perf_analyzer it started
-    outlive the call.
+    Model Analyzer runs under navbuild's process guard, which stops it and everything it
+    started (its server and perf_analyzer, each in a session of its own) on any exit from here
+    (failure, timeout, Ctrl-C) and when the calling process dies, however it dies.
     """
     import yaml
 
@@ -182,12 +185,13 @@ def run_analyzer(config: Mapping[str, Any], work: Path, stack: Any, timeout_s: f
     log_path = work / "model_analyzer.log"
     cmd = [str(stack.require_model_analyzer()), "profile", "-f", str(config_path)]
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=work, env=stack.env(), start_new_session=True)
+        # SIGINT is Model Analyzer's own clean stop: it stops its server and perf_analyzer
+        proc = supervise.start(cmd, grace_s=ANALYZER_STOP_GRACE_S, stop_signal=signal.SIGINT, stdout=log,
+                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=work, env=stack.env())
         try:
             rc = _wait(proc, work / "server.log", log_path, timeout_s)
         finally:
-            _kill_group(proc)
+            proc.stop()
     checkpoint = work / "checkpoints" / "0.ckpt"
     if rc != 0 or not checkpoint.is_file():
         raise AnalyzerError(f"Model Analyzer failed (exit {rc}):\n{relevant_lines(log_path, work / 'server.log')}\n"
@@ -199,7 +203,7 @@ def run_analyzer(config: Mapping[str, Any], work: Path, stack: Any, timeout_s: f
 _FATAL = ("Failed to run python backend stub",)
 
 
-def _wait(proc: subprocess.Popen, server_log: Path, log_path: Path, timeout_s: float) -> int:
+def _wait(proc: supervise.Supervised, server_log: Path, log_path: Path, timeout_s: float) -> int:
     """Wait for Model Analyzer; fail early when its server hit a fatal error that would hang it."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -212,66 +216,6 @@ def _wait(proc: subprocess.Popen, server_log: Path, log_path: Path, timeout_s: f
                                 f"{relevant_lines(server_log)}\nserver log: {server_log}")
         if time.monotonic() > deadline:
             raise AnalyzerError(f"Model Analyzer took longer than {timeout_s:.0f} s; its log: {log_path}")
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    """Stop Model Analyzer and everything it started, whether or not it has exited.
-
-    Model Analyzer starts tritonserver in a session of its own, so killing Model Analyzer's
-    process group misses it: its descendants are collected first (while they are still its
-    children), Model Analyzer gets SIGINT (its own clean stop), and whatever is left is killed.
-    """
-    descendants = _descendants(proc.pid)
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGINT)
-            proc.wait(timeout=20)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            pass
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        alive = [p for p in descendants if _running(p)]
-        if proc.poll() is None or _group_alive(proc.pid):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                pass
-        for p in alive:
-            try:
-                p.send_signal(sig)
-            except Exception:  # noqa: BLE001 - gone meanwhile
-                pass
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline and (any(_running(p) for p in alive) or proc.poll() is None):
-            time.sleep(0.1)
-    proc.poll()
-
-
-def _descendants(pid: int) -> list[Any]:
-    import psutil
-
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.Error:
-        return []
-
-
-def _running(process: Any) -> bool:
-    import psutil
-
-    try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def relevant_lines(*logs: Path, limit: int = 15) -> str:

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import atexit
-import contextlib
 import json
-import os
 import re
-import signal
 import socket
 import subprocess
 import time
@@ -20,6 +17,8 @@ from types import TracebackType
 from typing import IO
 
 from navbuild.errors import ServerError
+from navbuild.execute import supervise
+from navbuild.execute.supervise import group_members  # noqa: F401 - was defined here; callers import it
 from navbuild.triton.stack import TritonStack
 
 HOST = "127.0.0.1"
@@ -57,8 +56,9 @@ class ServerEndpoint:
 class TritonServer:
     """tritonserver over one model repository, as a context manager that always stops it.
 
-    It runs in its own process group, so that stopping it also stops the python backend
-    stubs it forked; its stdout and stderr go to ``log_path``.
+    It runs under navbuild's process guard (navbuild.execute.supervise): stopping it also stops
+    the python backend stubs it forked, and it dies with the process that started it, however
+    that process dies; its stdout and stderr go to ``log_path``.
     """
 
     def __init__(self, stack: TritonStack, repository: Path, log_path: Path, *,
@@ -74,12 +74,12 @@ class TritonServer:
         self.grpc_url = ""
         self.metrics_url = ""
         self.endpoint: ServerEndpoint | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: supervise.Supervised | None = None
         self._log: IO[bytes] | None = None
 
     @property
     def pid(self) -> int | None:
-        """The server's pid, which is also its process group id; None when not running."""
+        """The server's process group id (its guard's pid); None when not running."""
         return self._proc.pid if self._proc is not None else None
 
     def command(self) -> list[str]:
@@ -122,22 +122,14 @@ class TritonServer:
         raise AssertionError("unreachable")
 
     def stop(self) -> None:
-        """SIGTERM the process group, SIGKILL it after the grace period, reap; safe to call twice."""
+        """SIGTERM the server, SIGKILL what is left of it after the grace period; safe to call twice."""
         proc, self._proc = self._proc, None
         if proc is None:
             return
         atexit.unregister(self.stop)
         try:
-            _signal_group(proc.pid, signal.SIGTERM)
-            deadline = time.monotonic() + STOP_GRACE_S
-            while _exit_code(proc.pid) is None and time.monotonic() < deadline:
-                time.sleep(0.05)
+            proc.stop()
         finally:
-            # Killed before the leader is reaped: its pid (the group id) cannot be reused
-            # yet, so this reaches only our server and the stubs it left behind.
-            _signal_group(proc.pid, signal.SIGKILL)
-            proc.wait()
-            _wait_group_gone(proc.pid, timeout_s=5.0)
             if self._log is not None:
                 self._log.close()
                 self._log = None
@@ -155,9 +147,8 @@ class TritonServer:
         self._log.write(f"# navbuild attempt {attempt}: {' '.join(cmd)}\n".encode())
         self._log.flush()
         try:
-            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log,
-                                          stderr=subprocess.STDOUT, env=self.stack.env(),
-                                          start_new_session=True)
+            self._proc = supervise.start(cmd, grace_s=STOP_GRACE_S, stdin=subprocess.DEVNULL, stdout=self._log,
+                                         stderr=subprocess.STDOUT, env=self.stack.env())
         except OSError as e:
             self._log.close()
             self._log = None
@@ -168,8 +159,7 @@ class TritonServer:
         assert self._proc is not None
         deadline = time.monotonic() + self.startup_timeout_s
         while True:
-            # Not poll(): reaping now would free the pid that stop() uses as the group id.
-            code = _exit_code(self._proc.pid)
+            code = self._proc.exit_code()
             if code is not None:
                 raise self._error(f"tritonserver exited with code {code} before it was ready")
             # A stub that cannot be launched leaves the server waiting until the timeout.
@@ -227,46 +217,6 @@ def _version(http: str) -> str:
             return str(json.load(response).get("version", "unknown"))
     except (urllib.error.URLError, OSError, ValueError):
         return "unknown"
-
-
-def _exit_code(pid: int) -> int | None:
-    """Our child's exit code (negative: killed by that signal), or None while it runs; never reaps it."""
-    try:
-        status = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:
-        return -1  # already reaped elsewhere
-    if status is None:
-        return None
-    return status.si_status if status.si_code == os.CLD_EXITED else -status.si_status
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is already gone
-        os.killpg(pgid, sig)
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes in process group ``pgid``, from /proc."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            # Fields after the ")" closing the command name: state, ppid, pgrp, ...
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            members.append(int(entry.name))
-    return members
-
-
-def _wait_group_gone(pgid: int, timeout_s: float) -> None:
-    """SIGKILL is delivered asynchronously: wait until the stubs are really gone."""
-    deadline = time.monotonic() + timeout_s
-    while group_members(pgid) and time.monotonic() < deadline:
-        _signal_group(pgid, signal.SIGKILL)
-        time.sleep(0.02)
 
 
 def _has_nvidia_gpu() -> bool:

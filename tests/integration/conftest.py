@@ -119,9 +119,11 @@ class Project:
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
 
-    def ctrl_c_when(self, ready, *args: str, settle_s: float = 0.3, timeout: float = 120) -> tuple[int, str]:
-        """Start ``navbuild *args``, wait until ``ready()``, then SIGINT the process only (as a
-        terminal's Ctrl-C would); return its exit code and output. Always reaps the process."""
+    def ctrl_c_when(self, ready, *args: str, settle_s: float = 0.3, timeout: float = 120,
+                    group: bool = False) -> tuple[int, str]:
+        """Start ``navbuild *args``, wait until ``ready()``, then SIGINT the process only (or, with
+        ``group``, its process group, as a terminal's Ctrl-C does); return its exit code and
+        output. Always reaps the process."""
         import signal
         import time
 
@@ -133,7 +135,10 @@ class Project:
                 assert time.monotonic() < deadline, "the awaited moment never came"
                 time.sleep(0.05)
             time.sleep(settle_s)
-            os.kill(proc.pid, signal.SIGINT)
+            if group:
+                os.killpg(proc.pid, signal.SIGINT)
+            else:
+                os.kill(proc.pid, signal.SIGINT)
             out, _ = proc.communicate(timeout=120)
         finally:
             if proc.poll() is None:

@@ -19,3 +19,68 @@ def live_commands() -> dict[int, str]:
         if state != "Z":
             found[int(entry.name)] = cmdline
     return found
+
+
+def identity(pid: int) -> tuple[int, int] | None:
+    """(pid, start time) of a live (non-zombie) process, None if it is gone: a reused pid is another process."""
+    try:
+        fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] == "Z" else (pid, int(fields[19]))
+
+
+def alive(identities: set[tuple[int, int]]) -> list[tuple[int, str]]:
+    """Those of ``identities`` that still run, with their command lines."""
+    commands = live_commands()
+    return [(pid, commands.get(pid, "?")) for pid, start in identities if identity(pid) == (pid, start)]
+
+
+def kill_all(identities: set[tuple[int, int]]) -> None:
+    """SIGKILL those of ``identities`` that still run: a failing test must not leave them behind."""
+    import os
+    import signal
+
+    for pid, start in identities:
+        if identity(pid) == (pid, start):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def watch_until(root: int, moment, timeout_s: float = 600) -> set[tuple[int, int]]:
+    """(pid, start) of every process seen below ``root`` until ``moment(command lines)`` holds for them.
+
+    AssertionError if ``root`` ends first or the moment does not come within ``timeout_s``.
+    """
+    import time
+
+    from navbuild.execute.supervise import descendants
+
+    seen: set[tuple[int, int]] = set()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        assert identity(root) is not None, f"process {root} ended before the awaited moment"
+        below = descendants(root)
+        seen |= {ident for pid in below if (ident := identity(pid))}
+        commands = live_commands()
+        if moment([commands.get(pid, "") for pid in below]):
+            return seen
+        assert time.monotonic() < deadline, "the awaited moment never came"
+        time.sleep(0.05)
+
+
+def left_after(seen: set[tuple[int, int]], mention: str, within_s: float) -> list[tuple[int, str]]:
+    """What still runs ``within_s`` after a kill: of ``seen``, and any process whose command line
+    mentions ``mention`` (a project's folder); returns as soon as nothing does."""
+    import time
+
+    deadline = time.monotonic() + within_s
+    while True:
+        left = alive(seen)
+        known = {pid for pid, _ in left}
+        left += [(pid, cmd) for pid, cmd in live_commands().items() if mention in cmd and pid not in known]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
