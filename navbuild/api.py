@@ -136,7 +136,7 @@ def build_prepared(prep: Prepared, reporter: Reporter) -> BuildResult:
     outcomes = _deploy_to_triton(prep, variants, outcomes, reporter)
     prep.store.memo.save()
     summary = make_summary(prep.recipe, prep.recipe_file, prep.build_dir, prep.store.root, outcomes,
-                           variants, time.perf_counter() - start)
+                           variants, time.perf_counter() - start, lineage=_lineage(prep))
     from navbuild.report.triton_summary import publish_triton
 
     publish_triton(summary.get("triton"), prep.build_dir)
@@ -189,7 +189,7 @@ def _final_ranking(prep: Prepared, variants: dict[str, str | None], outcomes: di
     from navbuild.select import choose, choose_from_finalists
 
     sel = prep.recipe.select
-    table = variant_table(outcomes, variants)
+    table = variant_table(outcomes, variants, _lineage(prep), _accepts_trace_risk(prep))
     ranking = [n for n, _ in choose(table, sel.objective, sel.batch_size, sel.percentile, sel.noise).ranking]
     finalists = outcomes.get("finalists")
     if finalists is not None and finalists.status in ("built", "cached"):
@@ -208,13 +208,25 @@ def _compare_finalists(prep: Prepared, variants: dict[str, str | None], outcomes
     from navbuild.select import choose
 
     sel = prep.recipe.select
-    first = choose(variant_table(outcomes, variants), sel.objective, sel.batch_size, sel.percentile, sel.noise)
+    first = choose(variant_table(outcomes, variants, _lineage(prep), _accepts_trace_risk(prep)), sel.objective, sel.batch_size, sel.percentile, sel.noise)
     target = finalists_target(prep.graph, prep.recipe, [n for n, _ in first.ranking], first.batch_size)
     if target is None:
         return outcomes
     prep.graph.add(target)
     return execute(prep.graph, prep.store, prep.build_dir, prep.cwd, reporter,
                    keep_going=prep.recipe.keep_going, done=outcomes)
+
+
+def _lineage(prep: Prepared) -> dict[str, dict]:
+    """How each variant was derived (navbuild.evidence), for the evidence its row carries."""
+    from navbuild.evidence import variant_lineage
+
+    return variant_lineage(prep.graph)
+
+
+def _accepts_trace_risk(prep: Prepared) -> bool:
+    """Whether the recipe accepts variants built from a trace that evidence calls unreliable."""
+    return bool(prep.recipe.correctness.accept_trace_risk)
 
 
 __all__ = ["build", "plan", "export", "load", "load_recipe", "prepare", "BuildResult", "RecipeError"]

@@ -51,7 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as exc:  # noqa: BLE001 - report anything, the parent decides
         tb = traceback.format_exc()
         print(tb, file=sys.stderr, flush=True)
-        message = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
+        # the root cause (ONNX Runtime's "index: 0 Got: 4 Expected: 1", torch's inner error), not
+        # only the wrapper's first line
+        from navbuild.steps.common import describe_error
+
+        message = describe_error(exc)
         _write(error_path, {"type": type(exc).__name__, "message": message, "traceback": tb})
         return 1
     _write(result_path, result if isinstance(result, dict) else {})

@@ -146,7 +146,7 @@ def _run_and_publish(target: Any, out: TargetOutcome, inputs: dict[str, Path], s
             _keep_failure_files(staging, out)
             store.discard(staging)
             if child.input_error:
-                raise InputError(f"{target.id}: {child.message}")
+                raise InputError(f"{target.id}: {child.message} (log: {out.log_path})")
             return None
         info = {"target_id": target.id, "seconds": round(time.time() - started, 3), "created": time.time()}
         return store.publish(out.key, staging, payload=out.payload, result=child.result, info=info)

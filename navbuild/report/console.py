@@ -101,8 +101,12 @@ def variant_table(summary: dict) -> Table:
         colour = {"pass": "green", "reference": "cyan"}.get(verdict, "red")
         corr = row.get("correctness") or {}
         worst = corr.get("worst") or {}
+        if row.get("blocked"):
+            verdict, colour = f"{verdict} (risk)", "yellow"
+        figures = (["[red]error[/]"] * 2 if worst.get("error")  # it raised: no figures, never "0, 1.000000"
+                   else [_num(worst.get("max_abs")), _num(worst.get("cosine_min"), ".6f")])
         head = [f"{name}{' *' if name == best else ''}", row.get("precision", ""), f"[{colour}]{verdict}[/]",
-                _num(worst.get("max_abs")), _num(worst.get("cosine_min"), ".6f")]
+                *figures]
         if metric_name:
             head.append(_num((corr.get("metric") or {}).get("worst"), ".6f"))
         prof = row.get("profile") or {}
@@ -116,6 +120,8 @@ def variant_table(summary: dict) -> Table:
     notes = [f"{name}: {row['reason']}" for name, row in summary["variants"].items()
              if row.get("reason") and row["verdict"] not in ("pass", "reference")]
     notes += [f"{name}: {row['note']}" for name, row in summary["variants"].items() if row.get("note")]
+    notes += [f"{name}: not chosen: {row['blocked']}" for name, row in summary["variants"].items()
+              if row.get("blocked")]
     per_batch = summary.get("best_per_batch") or {}
     if per_batch:
         notes.append("best per batch size: " + ", ".join(f"b={b}: {c['variant'] or 'none'}"

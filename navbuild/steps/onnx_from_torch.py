@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 from navbuild.errors import InputError
+from navbuild.evidence import trace_warnings
 from navbuild.model_io import BATCH_AXIS, TensorSpec
 from navbuild.samples import generate_samples
 from navbuild.steps.base import Step, StepContext
@@ -34,7 +35,7 @@ class OnnxFromTorch(Step):
     """Export the torch source to ``model.onnx`` with every named axis dynamic."""
 
     name: ClassVar[str] = "OnnxFromTorch"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2  # 2: TracerWarnings recorded as evidence in the result
     Params: ClassVar[type] = OnnxFromTorchParams
     requires: ClassVar[tuple[str, ...]] = ("torch", "onnx")
     tools: ClassVar[tuple[str, ...]] = ("torch", "onnx", "onnxscript")
@@ -68,10 +69,11 @@ class OnnxFromTorch(Step):
 
         path = ctx.out / "model.onnx"
         print(f"exporting with the {params.exporter} exporter, opset {params.opset}", flush=True)
+        evidence: list[dict] = []  # what the tracer said about this model (every traced variant carries it)
         if params.exporter == "torchscript":
             dynamic_axes = _dynamic_axes(params, traced, output_names)
             print(f"dynamic axes: {dynamic_axes}", flush=True)
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), trace_warnings(evidence):
                 # the legacy exporter announces its own deprecation on every call
                 warnings.simplefilter("ignore", DeprecationWarning)
                 # a TorchScript module (a serialized source) binds only positional inputs
@@ -93,7 +95,7 @@ class OnnxFromTorch(Step):
         size = sum(p.stat().st_size for p in ctx.out.iterdir() if p.is_file())
         print(f"model.onnx: {len(proto.graph.node)} nodes, {size} bytes", flush=True)
         return {"exporter": params.exporter, "opset": params.opset, "nodes": len(proto.graph.node),
-                "size_bytes": size}
+                "size_bytes": size, "evidence": evidence}
 
 
 def _signature_order(model: Any, names: list[str]) -> list[str]:
