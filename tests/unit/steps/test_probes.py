@@ -223,3 +223,20 @@ def test_openvino_int8_that_quantizes_nothing_is_a_failed_conversion(
     with pytest.raises(RuntimeError, match=r"nncf.compress_weights stored no weight as int8"):
         OpenVinoWeightCompressed().run(OpenVinoWeightCompressed.Params(mode="int8_asym"),
                                        StepContext({"openvino": ov}, out))
+
+
+def test_torch_export_refusing_a_value_branch_is_evidence_for_traced_variants(tmp_path: Path) -> None:
+    from navbuild.evidence import DataDependentBranch, gather
+    from navbuild.steps.exported_program_from_torch import ExportedProgramFromTorch
+
+    params = ExportedProgramFromTorch.Params(factory=TorchFactory("tests.models:value_branch", {}),
+                                             inputs=POSITIVE, axes={}, seed=0)
+    out = tmp_path / "export"
+    out.mkdir()
+    with pytest.raises(DataDependentBranch, match=r"torch.export failed: .*data-dependent") as err:
+        ExportedProgramFromTorch().run(params, StepContext(inputs={}, out=out))
+    from navbuild.steps.common import describe_error
+
+    failed = type("Outcome", (), {"id": "torch-export", "kind": "convert", "status": "failed", "result": {},
+                                  "reason": describe_error(err.value)})()
+    assert gather({"torch-export": failed})[0]["kind"] == "data-dependent"
