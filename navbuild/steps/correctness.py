@@ -93,20 +93,24 @@ def _raised(message: str) -> dict[str, Any]:
     return {"max_abs": None, "max_rel": None, "cosine_min": None, "error": message}
 
 
-def _cases(params: CorrectnessParams, ref_dir: Any, samples: Mapping[str, np.ndarray]) -> Iterator[tuple]:
-    """(label, report key, is a probe, feeds, reference outputs) for each batch size, then each probe."""
+def _cases(params: CorrectnessParams, ref_dir: Any, samples: Mapping[str, np.ndarray],
+           max_batch: int | None) -> Iterator[tuple]:
+    """(label, report key, is a probe, feeds, reference outputs) for each batch size, then each probe
+    (those of at most ``max_batch`` rows, when a server caps the batch)."""
     for b in params.batch_sizes:
         yield f"batch {b}", str(b), False, take_batch(samples, b), read_npz(ref_dir / reference_file(b))
     if not params.probe:
         return
     for probe in load_probes(ref_dir):
-        if probe.get("skipped") or (probe["kind"] == "stress" and not params.stress):
+        if probe.get("skipped") or (probe["kind"] == "stress" and not params.stress) or \
+                (max_batch is not None and probe["batch"] > max_batch):
             continue
         inputs, outputs = probe_files(ref_dir, probe["id"])
         yield f"probe {probe['label']}", probe["id"], True, read_npz(inputs), read_npz(outputs)
 
 
-def judge_runner(runner: Any, params: CorrectnessParams, ref_dir: Any, samples: Mapping[str, np.ndarray]) -> dict:
+def judge_runner(runner: Any, params: CorrectnessParams, ref_dir: Any, samples: Mapping[str, np.ndarray],
+                 max_batch: int | None = None) -> dict:
     """Run ``runner`` at every batch size and probe of ``params`` and judge its outputs against the reference.
 
     The verdict of a correctness check; also how a model served by Triton is judged.
@@ -120,7 +124,7 @@ def judge_runner(runner: Any, params: CorrectnessParams, ref_dir: Any, samples: 
     metric_values: dict[str, dict[str, float]] = {}
     labels: dict[str, str] = {}
     tolerance_reasons: list[str] = []
-    for label, key, is_probe, feeds, reference in _cases(params, ref_dir, samples):
+    for label, key, is_probe, feeds, reference in _cases(params, ref_dir, samples, max_batch):
         reports = probes if is_probe else batches
         labels[key] = label
         names = list(params.outputs) or list(reference)
@@ -146,6 +150,8 @@ def judge_runner(runner: Any, params: CorrectnessParams, ref_dir: Any, samples: 
             if not m["within_tolerance"]:
                 where = reasons if "max_abs" not in m else tolerance_reasons
                 where.append(f"{label}, output {name}: {_describe_failure(m, **budget)}")
+                if "max_abs" not in m:  # a wrong shape has no figures: show the error, not the other cases'
+                    raised = raised or where[-1]
             if "max_abs" in m:
                 worst["max_abs"] = max(worst["max_abs"], m["max_abs"])
                 worst["max_rel"] = max(worst["max_rel"], m["max_rel"])
@@ -181,6 +187,9 @@ def judge_runner(runner: Any, params: CorrectnessParams, ref_dir: Any, samples: 
     return {"verdict": verdict, "reason": reason, "atol": params.atol, "rtol": params.rtol,
             "range_rtol": params.range_rtol, "cosine_min": params.cosine_min,
             "precision": params.precision, "batches": batches, "probes": probes,
+            # probes the source itself rejected (beyond what the model accepts): not checked, and why
+            "probes_skipped": {p["id"]: p["skipped"] for p in (load_probes(ref_dir) if params.probe else [])
+                               if p.get("skipped")},
             "worst": {**worst, "tolerance_pass_rate": pass_rate}, "metric": metric_report,
             "tolerance_verdict": "fail" if tolerance_reasons else "pass"}
 

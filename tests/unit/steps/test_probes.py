@@ -106,6 +106,7 @@ def test_a_baked_sequence_axis_fails_on_the_probes_in_onnx_runtime_and_openvino(
     assert ov["verdict"] == "fail"
     assert ov["reason"] == ("probe seq=9, batch 3, output y: shape (3, 16, 8) != reference (3, 9, 8) "
                             "(and 1 more)")
+    assert ov["worst"]["max_abs"] is None and ov["worst"]["error"].startswith("probe seq=9, batch 3, output y")
 
 
 def test_a_baked_export_batch_fails_on_the_batch_probes(tmp_path: Path, make_onnx: Callable[..., Path]) -> None:
@@ -240,3 +241,23 @@ def test_torch_export_refusing_a_value_branch_is_evidence_for_traced_variants(tm
     failed = type("Outcome", (), {"id": "torch-export", "kind": "convert", "status": "failed", "result": {},
                                   "reason": describe_error(err.value)})()
     assert gather({"torch-export": failed})[0]["kind"] == "data-dependent"
+
+
+def test_a_probe_the_source_rejects_is_skipped_and_listed(tmp_path: Path, make_onnx: Callable[..., Path]) -> None:
+    # tiny_bert has 512 positions: a sequence of 600 is beyond what the model accepts
+    bert = (TensorSpec("input_ids", "int64", ("batch", "seq"), low=0, high=1000),
+            TensorSpec("attention_mask", "int64", ("batch", "seq"), low=1, high=2))
+    params = ReferenceFromSource.Params(
+        source_format="torch", factory=TorchFactory("tests.models:tiny_bert", {}), inputs=bert,
+        outputs=("last_hidden_state",), count=2, seed=0, axes={"seq": 8}, batch_sizes=(1,), threads=1,
+        probe=ProbeParams(axes={"seq": (5, 600)}, stress=False))
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    ReferenceFromSource().run(params, StepContext(inputs={}, out=ref))
+    probes = {p["id"]: p for p in load_probes(ref)}
+    assert "skipped" not in probes["seq5-b3"]
+    assert probes["seq600-b3"]["skipped"].startswith("the source raised: ")
+    onnx_dir = make_onnx(model="tiny_bert", inputs=bert, outputs=("last_hidden_state",), axes={"seq": 8})
+    result = _check(tmp_path, {"model": onnx_dir, "reference": ref}, (1,))
+    assert result["verdict"] == "pass", result["reason"]
+    assert set(result["probes"]) == {"seq5-b3"} and list(result["probes_skipped"]) == ["seq600-b3"]
