@@ -117,7 +117,8 @@ def variant_table(summary: dict) -> Table:
             cells = head if i == 0 else [""] * len(head)
             table.add_row(*cells, str(b), f"{fig['latency_ms']['p50']:.3f}{mark}",
                           f"{fig['latency_ms']['p99']:.3f}", f"{fig['throughput']:.1f}")
-    notes = [f"{name}: {row['reason']}" for name, row in summary["variants"].items()
+    notes = [f"{name}: {row['reason']}" + (f" (log: {row['log']})" if row.get("log") else "")
+             for name, row in summary["variants"].items()
              if row.get("reason") and row["verdict"] not in ("pass", "reference")]
     notes += [f"{name}: {row['note']}" for name, row in summary["variants"].items() if row.get("note")]
     notes += [f"{name}: not chosen: {row['blocked']}" for name, row in summary["variants"].items()

@@ -45,10 +45,15 @@ def variant_table(outcomes: dict[str, Any], variants: dict[str, str | None],
                 row["verdict"] = check.result.get("verdict", "unchecked")
                 row["reason"] = check.result.get("reason", "")
                 row["correctness"] = {k: check.result.get(k) for k in ("atol", "rtol", "worst", "metric",
-                                                                         "tolerance_verdict", "batches")}
+                                                                         "tolerance_verdict", "batches",
+                                                                         "range_rtol", "cosine_min", "probes",
+                                                                         "probes_skipped")}
             elif row["verdict"] == "unchecked":
                 row["verdict"] = check.status
                 row["reason"] = f"correctness/{v}: {check.reason}"
+        failing = conv if conv is not None and conv.status == "failed" else check
+        if row["verdict"] not in ("pass", "reference") and getattr(failing, "log_path", None):
+            row["log"] = str(failing.log_path)  # where the whole story of the failure is
         if prof is not None and prof.status in ("built", "cached"):
             row["profile"] = prof.result.get("batches", {})
         elif prof is not None:
@@ -124,7 +129,7 @@ def render_text(summary: dict) -> str:
     lines.append("")
     for name, row in summary["variants"].items():
         verdict = row["verdict"] + (f" — {row['reason']}" if row.get("reason") else "")
-        lines.append(f"variant {name}: {verdict}")
+        lines.append(f"variant {name}: {verdict}" + (f" (log: {row['log']})" if row.get("log") else ""))
         if row.get("blocked"):
             lines.append(f"  not chosen: {row['blocked']}")
         for e in row.get("evidence") or []:

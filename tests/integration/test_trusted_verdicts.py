@@ -58,6 +58,8 @@ def test_a_value_branch_is_caught_and_its_traced_int8_variant_is_not_chosen(proj
     assert rows["onnx"]["verdict"] == "fail", rows["onnx"]
     assert rows["onnx"]["reason"].startswith("probe stressed values (floats x -2, integers redrawn in range), "
                                              "batch 3, output y: max_abs ")
+    assert rows["onnx"]["log"].endswith("build/branchy/correctness/onnx/log.txt")
+    assert f"(log: {rows['onnx']['log']})" in (project.root / "build/branchy/summary.txt").read_text()
     # its int8 sibling passes its budget, but the export's TracerWarning travels to it
     int8 = rows["onnx-int8-dynamic"]
     assert int8["verdict"] == "pass", int8
