@@ -208,7 +208,8 @@ def _compare_finalists(prep: Prepared, variants: dict[str, str | None], outcomes
     from navbuild.select import choose
 
     sel = prep.recipe.select
-    first = choose(variant_table(outcomes, variants, _lineage(prep), _accepts_trace_risk(prep)), sel.objective, sel.batch_size, sel.percentile, sel.noise)
+    table = variant_table(outcomes, variants, _lineage(prep), _accepts_trace_risk(prep))
+    first = choose(table, sel.objective, sel.batch_size, sel.percentile, sel.noise)
     target = finalists_target(prep.graph, prep.recipe, [n for n, _ in first.ranking], first.batch_size)
     if target is None:
         return outcomes
