@@ -217,7 +217,7 @@ def build_prepared(prep: Prepared, reporter: Reporter) -> BuildResult:
     if (why := prep.store.save_memo()) is not None:
         reporter.warning(f"could not record the digest memo ({why}); the next build re-hashes its files")
     summary = make_summary(prep.recipe, prep.recipe_file, prep.build_dir, prep.store.root, outcomes,
-                           variants, time.perf_counter() - start)
+                           variants, time.perf_counter() - start, lineage=_lineage(prep))
     summary["notes"] = list(prep.graph.notes)  # what the plan changed to fit the source
     from navbuild.report.triton_summary import publish_triton
 
@@ -295,7 +295,7 @@ def _final_ranking(prep: Prepared, variants: dict[str, str | None], outcomes: di
     from navbuild.select import choose, choose_from_finalists
 
     sel = prep.recipe.select
-    table = variant_table(outcomes, variants)
+    table = variant_table(outcomes, variants, _lineage(prep), _accepts_trace_risk(prep))
     ranking = [n for n, _ in choose(table, sel.objective, sel.batch_size, sel.percentile, sel.noise).ranking]
     finalists = outcomes.get("finalists")
     if finalists is not None and finalists.status in ("built", "cached"):
@@ -314,7 +314,8 @@ def _compare_finalists(prep: Prepared, variants: dict[str, str | None], outcomes
     from navbuild.select import choose
 
     sel = prep.recipe.select
-    first = choose(variant_table(outcomes, variants), sel.objective, sel.batch_size, sel.percentile, sel.noise)
+    table = variant_table(outcomes, variants, _lineage(prep), _accepts_trace_risk(prep))
+    first = choose(table, sel.objective, sel.batch_size, sel.percentile, sel.noise)
     target = finalists_target(prep.graph, prep.recipe, [n for n, _ in first.ranking], first.batch_size)
     if target is None:
         return outcomes
@@ -322,6 +323,18 @@ def _compare_finalists(prep: Prepared, variants: dict[str, str | None], outcomes
     reporter.targets_total(len(prep.graph.targets), final=not prep.recipe.triton.enabled)
     return execute(prep.graph, prep.store, prep.build_dir, prep.cwd, reporter,
                    keep_going=prep.recipe.keep_going, done=outcomes)
+
+
+def _lineage(prep: Prepared) -> dict[str, dict]:
+    """How each variant was derived (navbuild.evidence), for the evidence its row carries."""
+    from navbuild.evidence import variant_lineage
+
+    return variant_lineage(prep.graph)
+
+
+def _accepts_trace_risk(prep: Prepared) -> bool:
+    """Whether the recipe accepts variants built from a trace that evidence calls unreliable."""
+    return bool(prep.recipe.correctness.accept_trace_risk)
 
 
 __all__ = ["build", "plan", "export", "load", "load_recipe", "prepare", "BuildResult", "RecipeError"]

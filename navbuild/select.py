@@ -42,6 +42,9 @@ def choose(variants: dict[str, dict], objective: str, batch_size: int | None, pe
         if v.get("verdict") not in ("pass", "reference"):
             excluded.append(f"{name} ({v.get('verdict') or 'not checked'})")
             continue
+        if v.get("blocked"):  # correct on every check, but built from a trace evidence says is unreliable
+            excluded.append(f"{name} (trace risk)")
+            continue
         fig = (v.get("profile") or {}).get(str(b)) if b is not None else None
         if not fig:
             excluded.append(f"{name} (not profiled)")

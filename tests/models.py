@@ -253,3 +253,118 @@ def unregistered(**_):
         _register()
     return Model().eval()
 '''
+
+
+def baked_seq(features: int = 8, heads: int = 2) -> Any:
+    """Attention-like model over x [batch, seq, features] whose traced export bakes the sample's seq.
+
+    ``int(x.shape[1])`` is a Python int at trace time, so the head-splitting reshape holds the
+    export's sequence length as a constant while the ONNX axis is declared dynamic: right at
+    that length, and a Reshape error at any other. Eager torch is right at any length.
+    """
+    import torch
+    from torch import nn
+
+    class BakedSeq(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(6)
+            self.qkv = nn.Linear(features, 3 * features)
+            self.out = nn.Linear(features, features)
+
+        def forward(self, x: Any) -> Any:
+            seq = int(x.shape[1])  # the bake: a trace-time constant
+            q, k, v = self.qkv(x).reshape(x.shape[0], seq, 3, heads, features // heads).unbind(2)
+            att = torch.softmax(torch.einsum("bshd,bthd->bhst", q, k), dim=-1)
+            h = torch.einsum("bhst,bthd->bshd", att, v).reshape(x.shape[0], seq, features)
+            return self.out(h)
+
+    return BakedSeq().eval()
+
+
+def baked_batch(features: int = 8) -> Any:
+    """x [batch, 4, 2] -> y [batch, 4]: the flatten uses ``int(x.shape[0])``, so a trace bakes the
+    export's batch (2) into a Reshape; right at batch 2, an error at any other batch."""
+    import torch
+    from torch import nn
+
+    class BakedBatch(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(7)
+            self.lin = nn.Linear(features, 4)
+
+        def forward(self, x: Any) -> Any:
+            return self.lin(x.reshape(int(x.shape[0]), -1))
+
+    return BakedBatch().eval()
+
+
+def value_branch(in_features: int = 8) -> Any:
+    """forward(x) branches on ``x.sum() > 0``: samples drawn in [0, 1] all take one side, and a
+    trace bakes that side in (with a TracerWarning); eager torch takes the other side for negatives."""
+    import torch
+    from torch import nn
+
+    class ValueBranch(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(8)
+            self.lin = nn.Linear(in_features, 4)
+
+        def forward(self, x: Any) -> Any:
+            if x.sum() > 0:
+                return self.lin(x)
+            return -self.lin(x)
+
+    return ValueBranch().eval()
+
+
+def probabilities(in_features: int = 8, classes: int = 1000, distort: float = 0.0) -> Any:
+    """Softmax over ``classes`` (each ~1/classes); ``distort`` scales them by (1 + distort): a
+    variant whose probabilities are ``distort`` x 100% off, still within an absolute 0.1."""
+    import torch
+    from torch import nn
+
+    class Probabilities(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(9)
+            self.lin = nn.Linear(in_features, classes)
+
+        def forward(self, x: Any) -> Any:
+            return torch.softmax(self.lin(x), dim=-1) * (1.0 + distort)
+
+    return Probabilities().eval()
+
+
+def large_logits(in_features: int = 8, scale: float = 100.0, noise: float = 0.0) -> Any:
+    """Logits of range ~``scale``; ``noise`` adds a fixed pattern of that fraction of ``scale``
+    (a reduced-precision variant with cosine ~0.999 whose absolute error is far above 0.1)."""
+    import torch
+    from torch import nn
+
+    class LargeLogits(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(10)
+            self.lin = nn.Linear(in_features, 16)
+            self.register_buffer("pattern", torch.sin(torch.arange(16, dtype=torch.float32)))
+
+        def forward(self, x: Any) -> Any:
+            y = self.lin(x) * scale
+            return y + self.pattern * (noise * scale)
+
+    return LargeLogits().eval()
+
+
+def elementwise_only(in_features: int = 8) -> Any:
+    """forward(x) = relu(x) * 2 + 1: no MatMul, Gemm or Conv, so an int8 quantizer has nothing to quantize."""
+    import torch
+    from torch import nn
+
+    class ElementwiseOnly(nn.Module):
+        def forward(self, x: Any) -> Any:
+            return torch.relu(x) * 2.0 + 1.0
+
+    return ElementwiseOnly().eval()

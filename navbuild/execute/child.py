@@ -51,24 +51,16 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as exc:  # noqa: BLE001 - report anything, the parent decides
         tb = traceback.format_exc()
         print(tb, file=sys.stderr, flush=True)
-        message = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
-        message = _with_root_cause(message, exc)
+        # the root cause (ONNX Runtime's "index: 0 Got: 4 Expected: 1", torch's inner error), not
+        # only the wrapper's first line
+        from navbuild.steps.common import describe_error
+
+        message = describe_error(exc)
         _write(error_path, {"type": type(exc).__name__, "message": message, "traceback": tb})
         return 1
     _write(result_path, result if isinstance(result, dict) else {})
     print(f"[navbuild] done in {time.perf_counter() - start:.2f}s", flush=True)
     return 0
-
-
-def _with_root_cause(message: str, exc: BaseException) -> str:
-    """``message`` plus the innermost ``raise ... from`` error's line when the message lacks it:
-    a wrapper's first line says that something failed, the root cause says what."""
-    from navbuild.steps.common import root_cause
-
-    if exc.__cause__ is None:
-        return message
-    root = root_cause(exc)
-    return message if root.partition(": ")[2] in message else f"{message} (root cause: {root})"
 
 
 def _exit_on_term(signum: int, frame: object) -> None:

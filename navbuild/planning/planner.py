@@ -115,8 +115,29 @@ def expand_reference(graph: Graph, recipe: Recipe) -> None:
         threads=REFERENCE_THREADS,
         generator=None if recipe.samples.file else recipe.samples.generator,
         generator_kwargs=dict(recipe.samples.generator_kwargs),
+        probe=probe_params(recipe),
     )
     graph.add(Target(REFERENCE_ID, step.name, params, inputs, kind=REFERENCE))
+
+
+def probe_params(recipe: Recipe):
+    """The reference's probes: the recipe's ``correctness.probe`` with its defaults resolved here
+    wherever the samples' sizes are known (so the sizes are in the key and in ``plan``); a samples
+    file's sizes are known only to the reference step, which resolves the rest the same way."""
+    from navbuild.steps.probes import ProbeParams, auto_probe_sizes, default_probe_batches
+
+    probe = recipe.correctness.probe
+    if not probe.enabled:
+        return None
+    axes = {axis: tuple(int(n) for n in sizes) for axis, sizes in probe.axes.items() if sizes}
+    if not recipe.samples.file:
+        dynamic = {d for i in recipe.inputs for d in list(i.shape)[1:] if isinstance(d, str)}
+        for axis, n in recipe.samples.axes.items():
+            if axis in dynamic and axis not in axes:
+                axes[axis] = auto_probe_sizes(int(n))
+    batches = (tuple(probe.batch_sizes) if probe.batch_sizes is not None
+               else default_probe_batches(list(recipe.profile.batch_sizes)))
+    return ProbeParams(axes=dict(sorted(axes.items())), batch_sizes=batches, rows=probe.rows, stress=probe.stress)
 
 
 def expand_conversions(graph: Graph, recipe: Recipe, variants: list[VariantDef]) -> dict[str, str]:
@@ -238,6 +259,20 @@ def tolerances(recipe: Recipe, precision: str) -> tuple[float, float]:
     return tol.atol, tol.rtol
 
 
+def scale_budget(recipe: Recipe, precision: str) -> dict:
+    """The scale-aware part of a precision's budget (range_rtol, cosine_min); none for fp32."""
+    if precision == "fp32" or precision not in recipe.correctness.precisions:
+        return {"range_rtol": 0.0, "cosine_min": None}
+    tol = recipe.correctness.precisions[precision]
+    return {"range_rtol": tol.range_rtol, "cosine_min": tol.cosine_min}
+
+
+def output_budgets(recipe: Recipe) -> dict:
+    """Per-output budgets (``correctness.outputs``), every precision."""
+    return {k: {"atol": t.atol, "rtol": t.rtol, "range_rtol": t.range_rtol, "cosine_min": t.cosine_min}
+            for k, t in recipe.correctness.outputs.items()}
+
+
 def expand_checks(graph: Graph, recipe: Recipe, variants: list[VariantDef], models: dict[str, str]) -> None:
     """A correctness check of every variant against the source, at every profiled batch size.
 
@@ -260,9 +295,9 @@ def expand_checks(graph: Graph, recipe: Recipe, variants: list[VariantDef], mode
                              outputs=tuple(recipe.outputs),
                              batch_sizes=tuple(sorted(recipe.profile.batch_sizes)), atol=atol, rtol=rtol,
                              runtime=_runtime(recipe, v), precision=v.precision,
-                             output_tolerances={k: {"atol": t.atol, "rtol": t.rtol}
-                                                for k, t in recipe.correctness.outputs.items()},
-                             metric=spec)
+                             output_tolerances=output_budgets(recipe), metric=spec,
+                             **scale_budget(recipe, v.precision), probe=recipe.correctness.probe.enabled,
+                             stress=recipe.correctness.probe.stress and v.precision == "fp32")
         graph.add(Target(f"correctness/{v.name}", step.name, params, inputs, kind=CORRECTNESS, variant=v.name))
 
 
@@ -324,5 +359,5 @@ def _module_file(module: str, cwd: Path) -> Path | None:
         return None
 
 
-__all__ = ["expand", "fit_to_source", "SOURCE_ID", "REFERENCE_ID", "SAMPLES_FILE_ID", "METRIC_ID", "SOURCE", "tensor_specs",
-           "tolerances"]
+__all__ = ["expand", "fit_to_source", "SOURCE_ID", "REFERENCE_ID", "SAMPLES_FILE_ID", "METRIC_ID", "SOURCE",
+           "tensor_specs", "tolerances", "scale_budget", "output_budgets", "probe_params"]

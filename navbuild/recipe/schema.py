@@ -156,14 +156,39 @@ class RuntimeConfig:
 
 @dataclass
 class ToleranceConfig:
+    """An element passes when |variant - source| <= atol + rtol*|source| + range_rtol*range, range
+    being that output's max - min in the source's outputs; with ``cosine_min``, every sample's
+    cosine similarity must reach it too."""
+
     atol: float = 1e-4
     rtol: float = 1e-3
+    range_rtol: float = 0.0
+    cosine_min: Optional[float] = None
 
 
 def _precision_tolerances() -> Dict[str, ToleranceConfig]:
-    # Looser for lower precisions; fp32 uses correctness.atol/rtol.
-    return {"bf16": ToleranceConfig(5e-2, 5e-2), "fp16": ToleranceConfig(1e-2, 1e-2),
-            "int8": ToleranceConfig(1e-1, 1e-1)}
+    # Reduced precisions get a scale-aware budget: a fraction of each output's range plus a
+    # cosine floor. A fixed atol is scale-blind: 0.1 failed int8 logits of range ~100 at cosine
+    # 0.999 and passed 0.001 probabilities that were 100% off. fp32 uses correctness.atol/rtol.
+    return {"bf16": ToleranceConfig(0.0, 0.0, range_rtol=0.05, cosine_min=0.995),
+            "fp16": ToleranceConfig(0.0, 0.0, range_rtol=0.01, cosine_min=0.999),
+            "int8": ToleranceConfig(0.0, 0.0, range_rtol=0.1, cosine_min=0.99)}
+
+
+@dataclass
+class ProbeConfig:
+    """Shapes and values besides the samples' that every variant must also match the source on."""
+
+    enabled: bool = True
+    # sizes per non-batch dynamic axis, e.g. {seq: [17, 300]}; an axis not named gets two: about
+    # half and about 1.5x the samples' size (128 -> 65, 193). A size the source itself rejects is skipped.
+    axes: Dict[str, List[int]] = field(default_factory=dict)
+    # batches probed at the samples' axis sizes; null: 1 and 3, less those profiled (never only
+    # the export's batch 2)
+    batch_sizes: Optional[List[int]] = None
+    rows: int = 3  # the batch of each axis and stressed-values probe
+    # exact-precision (fp32) variants also see stressed values: floats x -2, integers redrawn in range
+    stress: bool = True
 
 
 @dataclass
@@ -186,6 +211,11 @@ class CorrectnessConfig:
     precisions: Dict[str, ToleranceConfig] = field(default_factory=_precision_tolerances)
     outputs: Dict[str, ToleranceConfig] = field(default_factory=dict)  # per output, all precisions
     metric: Optional[MetricConfig] = None
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    # a variant built from a trace that some conversion of this model found unreliable (a
+    # TracerWarning, a trace that diverged, a branch torch.export refused) is not chosen as best
+    # unless this is true
+    accept_trace_risk: bool = False
 
 
 @dataclass

@@ -347,6 +347,8 @@ def _check_variants(recipe: Recipe, p: list[str]) -> None:
             p.append(msg)
         if tol.atol < 0 or tol.rtol < 0:
             p.append(f"correctness.precisions.{prec}: atol and rtol must be >= 0")
+    _check_budgets(recipe, p)
+    _check_probe(recipe, p)
     metric = recipe.correctness.metric
     if metric is not None:
         module, sep, func = metric.function.partition(":")
@@ -354,6 +356,35 @@ def _check_variants(recipe: Recipe, p: list[str]) -> None:
             p.append(f"correctness.metric.function: '{metric.function}' must look like 'package.module:function'")
         if metric.min is None and metric.max is None:
             p.append("correctness.metric: set min or max (the pass condition on the metric's value)")
+
+
+def _check_budgets(recipe: Recipe, p: list[str]) -> None:
+    """The scale-aware parts of every budget: a non-negative range fraction, a cosine in [-1, 1]."""
+    budgets = [(f"correctness.precisions.{k}", t) for k, t in recipe.correctness.precisions.items()]
+    budgets += [(f"correctness.outputs.{k}", t) for k, t in recipe.correctness.outputs.items()]
+    for where, tol in budgets:
+        if tol.range_rtol < 0:
+            p.append(f"{where}.range_rtol: {tol.range_rtol} must be >= 0 (a fraction of the output's range)")
+        if tol.cosine_min is not None and not -1.0 <= tol.cosine_min <= 1.0:
+            p.append(f"{where}.cosine_min: {tol.cosine_min} must be within [-1, 1]")
+
+
+def _check_probe(recipe: Recipe, p: list[str]) -> None:
+    """Probe sizes name declared dynamic axes and are positive."""
+    probe = recipe.correctness.probe
+    axes = sorted({d for i in recipe.inputs for d in list(i.shape)[1:] if isinstance(d, str)})
+    for axis, sizes in probe.axes.items():
+        if axis not in axes:
+            p.append(f"correctness.probe.axes.{axis}: not a dynamic axis of the inputs"
+                     + (_suggest(axis, axes) if axes else " (they have none besides batch)"))
+        for i, size in enumerate(sizes):
+            if size < 1:
+                p.append(f"correctness.probe.axes.{axis}[{i}]: {size} must be >= 1")
+    for i, b in enumerate(probe.batch_sizes or []):
+        if b < 1:
+            p.append(f"correctness.probe.batch_sizes[{i}]: {b} must be >= 1")
+    if probe.rows < 1:
+        p.append(f"correctness.probe.rows: {probe.rows} must be >= 1")
 
 
 def _check_profile(recipe: Recipe, p: list[str]) -> None:

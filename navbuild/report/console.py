@@ -244,8 +244,12 @@ def variant_table(summary: dict) -> Table:
         colour = {"pass": "green", "reference": "cyan"}.get(verdict, "red")
         corr = row.get("correctness") or {}
         worst = corr.get("worst") or {}
+        if row.get("blocked"):
+            verdict, colour = f"{verdict} (risk)", "yellow"
+        figures = (["[red]error[/]"] * 2 if worst.get("error")  # it raised: no figures, never "0, 1.000000"
+                   else [_num(worst.get("max_abs")), _num(worst.get("cosine_min"), ".6f")])
         head = [f"{name}{' *' if name == best else ''}", row.get("precision", ""), f"[{colour}]{verdict}[/]",
-                _num(worst.get("max_abs")), _num(worst.get("cosine_min"), ".6f")]
+                *figures]
         if metric_name:
             head.append(_num((corr.get("metric") or {}).get("worst"), ".6f"))
         prof = row.get("profile") or {}
@@ -257,9 +261,12 @@ def variant_table(summary: dict) -> Table:
             table.add_row(*cells, str(b), f"{fig['latency_ms']['p50']:.3f}{mark}",
                           f"{fig['latency_ms']['p99']:.3f}", f"{fig['throughput']:.1f}",
                           _load(fig.get("conditions"), bool(row.get("provisional")) and i == 0))
-    notes = [f"{name}: {row['reason']}" for name, row in summary["variants"].items()
+    notes = [f"{name}: {row['reason']}" + (f" (log: {row['log']})" if row.get("log") else "")
+             for name, row in summary["variants"].items()
              if row.get("reason") and row["verdict"] not in ("pass", "reference")]
     notes += [f"{name}: {row['note']}" for name, row in summary["variants"].items() if row.get("note")]
+    notes += [f"{name}: not chosen: {row['blocked']}" for name, row in summary["variants"].items()
+              if row.get("blocked")]
     per_batch = summary.get("best_per_batch") or {}
     if per_batch:
         notes.append("best per batch size: " + ", ".join(f"b={b}: {c['variant'] or 'none'}"

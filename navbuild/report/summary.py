@@ -12,13 +12,19 @@ from navbuild.hardware import fingerprint
 from navbuild.select import choose, choose_from_finalists, choose_per_batch
 
 
-def variant_table(outcomes: dict[str, Any], variants: dict[str, str | None]) -> dict[str, dict]:
+def variant_table(outcomes: dict[str, Any], variants: dict[str, str | None],
+                  lineage: dict[str, dict] | None = None, accept_trace_risk: bool = False) -> dict[str, dict]:
     """Per variant: verdict (and why), correctness figures, profile figures, artifact folder.
 
-    ``variants`` maps each variant (simplest first) to the target that builds its model.
+    ``variants`` maps each variant (simplest first) to the target that builds its model;
+    ``lineage`` (navbuild.evidence.variant_lineage) says how each was derived, so that what any
+    conversion learnt about the model is shown on every variant derived the same way, and a
+    variant built from an untrusted trace is ``blocked`` from being chosen unless accepted.
     """
+    from navbuild.evidence import for_variant, gather, trace_risk
     from navbuild.planning.variants import BY_NAME
 
+    evidence = gather(outcomes)
     table: dict[str, dict] = {}
     for v, model in variants.items():
         check = outcomes.get(f"correctness/{v}")
@@ -39,10 +45,15 @@ def variant_table(outcomes: dict[str, Any], variants: dict[str, str | None]) -> 
                 row["verdict"] = check.result.get("verdict", "unchecked")
                 row["reason"] = check.result.get("reason", "")
                 row["correctness"] = {k: check.result.get(k) for k in ("atol", "rtol", "worst", "metric",
-                                                                         "tolerance_verdict", "batches")}
+                                                                         "tolerance_verdict", "batches",
+                                                                         "range_rtol", "cosine_min", "probes",
+                                                                         "probes_skipped")}
             elif row["verdict"] == "unchecked":
                 row["verdict"] = check.status
                 row["reason"] = f"correctness/{v}: {check.reason}"
+        failing = conv if conv is not None and conv.status == "failed" else check
+        if row["verdict"] not in ("pass", "reference") and getattr(failing, "log_path", None):
+            row["log"] = str(failing.log_path)  # where the whole story of the failure is
         if prof is not None and prof.status in ("built", "cached"):
             row["profile"] = prof.result.get("batches", {})
             row["profile_conditions"] = prof.result.get("conditions")
@@ -51,13 +62,22 @@ def variant_table(outcomes: dict[str, Any], variants: dict[str, str | None]) -> 
             row["profile_status"] = f"{prof.status}: {prof.reason}"
         if conv is not None and conv.path is not None and conv.status in ("built", "cached"):
             row["artifact"] = str(conv.path)
+        if (seen := for_variant(evidence, (lineage or {}).get(v))):
+            row["evidence"] = seen
+            risk = trace_risk(seen)
+            if risk and row["verdict"] == "pass":
+                if accept_trace_risk:
+                    row["risk_accepted"] = risk
+                else:
+                    row["blocked"] = risk
         table[v] = row
     return table
 
 
 def make_summary(recipe: Any, recipe_file: Path | None, build_dir: Path, cache_dir: Path,
-                 outcomes: dict[str, Any], variants: dict[str, str | None], seconds: float) -> dict:
-    table = variant_table(outcomes, variants)
+                 outcomes: dict[str, Any], variants: dict[str, str | None], seconds: float,
+                 lineage: dict[str, dict] | None = None) -> dict:
+    table = variant_table(outcomes, variants, lineage, recipe.correctness.accept_trace_risk)
     sel = recipe.select
     finalists = outcomes.get("finalists")
     if finalists is not None and finalists.status in ("built", "cached"):
@@ -130,9 +150,15 @@ def render_text(summary: dict) -> str:
     lines.append("")
     for name, row in summary["variants"].items():
         verdict = row["verdict"] + (f" — {row['reason']}" if row.get("reason") else "")
-        lines.append(f"variant {name}: {verdict}")
+        lines.append(f"variant {name}: {verdict}" + (f" (log: {row['log']})" if row.get("log") else ""))
+        if row.get("blocked"):
+            lines.append(f"  not chosen: {row['blocked']}")
+        for e in row.get("evidence") or []:
+            lines.append(f"  evidence from {e.get('target')}: {e['message']}")
         worst = (row.get("correctness") or {}).get("worst")
-        if worst:
+        if worst and worst.get("error"):
+            lines.append(f"  accuracy: error ({worst['error']})")
+        elif worst:
             lines.append("  accuracy: " + ", ".join(f"{k} {v:.3g}" for k, v in worst.items() if isinstance(v, (int, float))))
         metric = (row.get("correctness") or {}).get("metric")
         if metric and metric.get("worst") is not None:

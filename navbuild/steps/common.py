@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -54,21 +55,44 @@ def first_line(error: BaseException) -> str:
     return type(error).__name__
 
 
-def root_cause(error: BaseException) -> str:
-    """``Type: first line`` of the innermost exception of ``error``'s ``raise ... from`` chain.
+#: lines of runtime errors that only say where the error passed through, never what went wrong
+_WRAPPER_LINES = re.compile(r"^(Exception from src/\S+:?$|Please fix|Traceback |File \"|\^+$|Check '.*' failed at \S+:?$)")
+_ROOT_CAUSE_CHARS = 400
+#: ONNX Runtime's C++ source location and function signature inside a status message
+_SOURCE_LOCATION = re.compile(r"/\S+\.(?:h|cc|cpp):\d+ [\w:~]+\([^)]*\) ")
 
-    Wrappers (an exporter's ``OnnxExporterError``, a step's own ``RuntimeError(...) from e``)
-    say only that something failed; the innermost error says what (``aten::diff`` is not
-    supported, a keyword collides), so that is the line a failure shows.
+
+def root_cause(error: BaseException) -> str:
+    """What actually went wrong, on one line: the innermost cause's message without the wrapper lines.
+
+    Runtimes put the detail after a generic first line (ONNX Runtime's "index: 0 Got: 4
+    Expected: 1" under "Got invalid dimensions ... for the following indices"; OpenVINO's
+    shape mismatch under "Exception from src/..." lines), and steps wrap a library's error in
+    their own (``raise ... from e``): the innermost exception's detail lines, joined, are the
+    line a person needs. Prefixed by the innermost exception's type.
     """
-    seen = {id(error)}
-    while True:
-        # only explicit causes: an error raised while handling another is a new error, not its cause
-        inner = error.__cause__
-        if inner is None or id(inner) in seen:
-            return f"{type(error).__name__}: {first_line(error)}"
+    inner = error
+    seen = {id(inner)}
+    while inner.__cause__ is not None and id(inner.__cause__) not in seen:
+        inner = inner.__cause__
         seen.add(id(inner))
-        error = inner
+    lines = [_SOURCE_LOCATION.sub("", ln.strip()) for ln in str(inner).splitlines() if ln.strip()]
+    kept = [ln for ln in lines if not _WRAPPER_LINES.match(ln)] or lines[:1]
+    text = " ".join(kept[:4])
+    if len(text) > _ROOT_CAUSE_CHARS:
+        text = text[:_ROOT_CAUSE_CHARS - 3] + "..."
+    return f"{type(inner).__name__}: {text}" if text else type(inner).__name__
+
+
+def describe_error(error: BaseException) -> str:
+    """One line for a failure: ``Type: root cause``, or for a wrapped error ``Type: first line;
+    root cause: InnerType: ...`` (the wrapper says where, the root cause says what)."""
+    root = root_cause(error)
+    if error.__cause__ is None:
+        return root
+    head = f"{type(error).__name__}: {first_line(error)}"
+    detail = root.split(": ", 1)[-1]
+    return head if detail in head else f"{head}; root cause: {root}"
 
 
 def describe_outputs(names: Sequence[str] | None, count: int) -> str:
@@ -114,8 +138,8 @@ def describe_feeds(feeds: Mapping[str, Any]) -> str:
     return ", ".join(f"{n} {a.dtype} {tuple(a.shape)}" for n, a in feeds.items())
 
 
-__all__ = ["TorchFactory", "RuntimeOptions", "GRAPH_LEVELS", "first_line", "root_cause", "describe_outputs",
-           "resolve_output_names", "order_by_name", "describe_feeds"]
+__all__ = ["TorchFactory", "RuntimeOptions", "GRAPH_LEVELS", "first_line", "describe_outputs",
+           "resolve_output_names", "order_by_name", "describe_feeds", "root_cause", "describe_error"]
 
 
 def load_callable(spec: str, key: str) -> Any:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
+from navbuild.evidence import BakedShape, DataDependentBranch, is_data_dependent
 from navbuild.model_io import TensorSpec
 from navbuild.steps.base import Step, StepContext
 from navbuild.steps.common import TorchFactory, first_line, root_cause
@@ -58,8 +59,8 @@ class ExportedProgramFromTorch(Step):
         program, how = _export(model, examples, params, positional)
         specialized = _specialized_axes(program, params, names if positional else None)
         if specialized:
-            raise RuntimeError("torch.export made axes static: " + ", ".join(specialized)
-                               + " (the model computes with that size as a Python int or branches on it)")
+            raise BakedShape("torch.export made axes static: " + ", ".join(specialized)
+                             + " (the model computes with that size as a Python int or branches on it)")
         _strip_stack_traces(program)
         path = ctx.out / "model.pt2"
         torch.export.save(program, str(path))
@@ -160,8 +161,10 @@ def _export(model: Any, examples: dict[str, Any], params: ExportedProgramFromTor
                 auto = shapes(lambda axis: torch.export.Dim.AUTO)
                 return export(auto), "auto"
             except Exception as second:
-                raise RuntimeError(f"torch.export failed: {root_cause(first)}; "
-                                   f"with Dim.AUTO: {root_cause(second)}") from second
+                # a branch on values is news about the model: every trace of it bakes one side
+                error = DataDependentBranch if is_data_dependent(second) or is_data_dependent(first) else RuntimeError
+                raise error(f"torch.export failed: {root_cause(first)}; "
+                            f"with Dim.AUTO: {root_cause(second)}") from second
 
 
 def _strip_stack_traces(program: Any) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 from navbuild.errors import InputError
+from navbuild.evidence import trace_warnings
 from navbuild.model_io import BATCH_AXIS, TensorSpec
 from navbuild.samples import generate_samples
 from navbuild.steps.base import Step, StepContext
@@ -34,7 +35,7 @@ class OnnxFromTorch(Step):
     """Export the torch source to ``model.onnx`` with every named axis dynamic."""
 
     name: ClassVar[str] = "OnnxFromTorch"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2  # 2: TracerWarnings recorded as evidence in the result
     Params: ClassVar[type] = OnnxFromTorchParams
     requires: ClassVar[tuple[str, ...]] = ("torch", "onnx")
     tools: ClassVar[tuple[str, ...]] = ("torch", "onnx", "onnxscript")
@@ -81,6 +82,7 @@ class OnnxFromTorch(Step):
                 print(f"the TorchScript exporter failed ({fallback}); retrying with the dynamo exporter",
                       flush=True)
                 _remove_outputs(ctx.out)
+                export.evidence.clear()  # the dynamo exporter does not trace: the tracer's words do not apply
                 exporter = "dynamo"
                 try:
                     export.dynamo()
@@ -102,7 +104,9 @@ class OnnxFromTorch(Step):
             raise RuntimeError(f"exported graph has inputs {graph_inputs}, expected a subset of {input_names}")
         size = sum(p.stat().st_size for p in ctx.out.iterdir() if p.is_file())
         print(f"model.onnx: {len(proto.graph.node)} nodes, {size} bytes ({exporter} exporter)", flush=True)
-        result = {"exporter": exporter, "opset": params.opset, "nodes": len(proto.graph.node), "size_bytes": size}
+        # what the tracer said about this model: every variant derived from this trace carries it
+        result = {"exporter": exporter, "opset": params.opset, "nodes": len(proto.graph.node), "size_bytes": size,
+                  "evidence": export.evidence}
         if fallback:
             # which exporter ran is a deterministic function of the model and the params, so the
             # key stays honest; the result says why the first one did not
@@ -118,6 +122,7 @@ class _Export:
         self.model, self.kwargs, self.positional = model, kwargs, positional
         self.input_names, self.output_names, self.traced = input_names, output_names, traced
         self.params, self.path = params, path
+        self.evidence: list[dict] = []  # the tracer's warnings (TracerWarning) during the export
 
     def torchscript(self) -> None:
         import torch
@@ -126,7 +131,7 @@ class _Export:
         print(f"exporting with the torchscript exporter, opset {params.opset}", flush=True)
         dynamic_axes = _dynamic_axes(params, self.traced, self.output_names)
         print(f"dynamic axes: {dynamic_axes}", flush=True)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), trace_warnings(self.evidence):
             # the legacy exporter announces its own deprecation on every call
             warnings.simplefilter("ignore", DeprecationWarning)
             args = tuple(self.kwargs.values()) if self.positional else ()

@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
+from navbuild.evidence import TraceDivergence, trace_warnings
 from navbuild.model_io import TensorSpec
 from navbuild.steps.base import Step, StepContext
 from navbuild.steps.common import TorchFactory, first_line
@@ -39,7 +40,7 @@ class OpenVinoFromTorch(Step):
     """
 
     name: ClassVar[str] = "OpenVinoFromTorch"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2  # 2: TracerWarnings recorded as evidence in the result
     Params: ClassVar[type] = OpenVinoFromTorchParams
     requires: ClassVar[tuple[str, ...]] = ("torch", "openvino")
     tools: ClassVar[tuple[str, ...]] = ("torch", "openvino")
@@ -56,8 +57,9 @@ class OpenVinoFromTorch(Step):
         example = example_inputs(params, EXAMPLE_BATCH, params.seed, names)
         print(f"converting the torch module to OpenVINO IR (example batch {EXAMPLE_BATCH}, f32 weights)",
               flush=True)
+        evidence: list[dict] = []
         try:
-            with torch.no_grad():
+            with torch.no_grad(), trace_warnings(evidence):
                 # a forward that does not take the recipe's names gets them positionally
                 converted = ov.convert_model(model, example_input=example if takes_names(model, names)
                                              else tuple(example.values()))
@@ -75,7 +77,7 @@ class OpenVinoFromTorch(Step):
         shapes = ", ".join(f"{p.get_any_name()} {p.get_partial_shape()}" for p in converted.inputs)
         print(f"{sum(ops.values())} ops; inputs {shapes}; reproduces eager at batch {EXAMPLE_BATCH} and "
               f"{CHECK_BATCH}", flush=True)
-        return {"size_bytes": ir_size(ctx.out), "ops": sum(ops.values())}
+        return {"size_bytes": ir_size(ctx.out), "ops": sum(ops.values()), "evidence": evidence}
 
 
 def _name_ports(model: Any, inputs: list[str], outputs: tuple[str, ...]) -> None:
@@ -108,8 +110,8 @@ def _check_same(model: Any, converted: Any, feeds: dict[str, Any], batch: int) -
     got = [np.asarray(result[port]) for port in compiled.outputs]
     problem = outputs_problem(got, [w.float().numpy() for w in want], CHECK_ATOL, CHECK_RTOL)
     if problem:
-        raise RuntimeError(f"the OpenVINO IR converted from torch does not reproduce the model at batch {batch}: "
-                           f"{problem}")
+        raise TraceDivergence(f"the OpenVINO IR converted from torch does not reproduce the model at batch {batch}: "
+                              f"{problem}")
 
 
 __all__ = ["OpenVinoFromTorch", "OpenVinoFromTorchParams"]

@@ -65,9 +65,12 @@ class OpenVinoQuantized(Step):
             model_type=nncf.ModelType.TRANSFORMER if params.model_type == "transformer" else None,
             ignored_scope=(nncf.IgnoredScope(patterns=list(params.ignored_patterns))
                            if params.ignored_patterns else None))
-        save_ir(quantized, ctx.out)
         fake_quantize = sum(op.get_type_name() == "FakeQuantize" for op in quantized.get_ops())
         print(f"{fake_quantize} FakeQuantize node(s) inserted", flush=True)
+        if fake_quantize == 0:
+            raise nothing_quantized("nncf.quantize inserted no FakeQuantize node", model,
+                                    "openvino.quantization.ignored_patterns / model_type")
+        save_ir(quantized, ctx.out)
         return {"preset": params.preset, "subset_size": params.subset_size,
                 "model_type": params.model_type, "size_bytes": ir_size(ctx.out),
                 "calibration_samples": used, "fake_quantize": fake_quantize}
@@ -77,7 +80,7 @@ class OpenVinoWeightCompressed(Step):
     """Store the weights of MatMul/Conv/Gather as int8 with ``nncf.compress_weights`` (activations stay float)."""
 
     name: ClassVar[str] = "OpenVinoWeightCompressed"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2  # 2: the count of int8 weights in the result (zero: a failed conversion)
     Params: ClassVar[type] = OpenVinoWeightCompressedParams
     requires: ClassVar[tuple[str, ...]] = ("openvino", "nncf")
     tools: ClassVar[tuple[str, ...]] = ("openvino", "nncf")
@@ -93,8 +96,27 @@ class OpenVinoWeightCompressed(Step):
         print(f"nncf.compress_weights: mode {params.mode}", flush=True)
         compressed = nncf.compress_weights(model, mode=getattr(nncf.CompressWeightsMode,
                                                                 params.mode.upper()))
+        weights = sum(op.get_type_name() == "Constant" and op.get_element_type().get_type_name() in ("u8", "i8")
+                      for op in compressed.get_ops())
+        print(f"{weights} weight(s) stored as int8", flush=True)
+        if weights == 0:
+            raise nothing_quantized("nncf.compress_weights stored no weight as int8", model,
+                                    "openvino.weight_compression")
         save_ir(compressed, ctx.out)
-        return {"mode": params.mode, "size_bytes": ir_size(ctx.out)}
+        return {"mode": params.mode, "size_bytes": ir_size(ctx.out), "compressed_weights": weights}
+
+
+def nothing_quantized(what: str, model: Any, knobs: str) -> RuntimeError:
+    """The failure of an int8 step that quantized nothing: its output would be an fp32 model
+    reported as int8 (bit-identical outputs, fp32 speed)."""
+    from collections import Counter
+
+    ops = Counter(op.get_type_name() for op in model.get_ops()
+                  if op.get_type_name() not in ("Parameter", "Result", "Constant"))
+    shown = ", ".join(f"{n} x{c}" for n, c in ops.most_common(6)) or "none"
+    return RuntimeError(f"{what}: nothing in this model was quantized, so the int8 variant would be the fp32 "
+                        f"model under another name (the model's ops: {shown}); int8 needs MatMul/Convolution "
+                        f"ops outside the ignored scope (check {knobs}), else leave int8 out for this model")
 
 
 def calibration_batches(model: Any, samples_path: Path) -> list[dict[str, Any]]:

@@ -380,12 +380,19 @@ def _is_quantized_op(op: str) -> bool:
 
 
 def _report_quantized(path: Path) -> dict[str, int]:
+    """The quantization ops in the output; none is a failed conversion, not an "int8" fp32 model."""
+    import onnx
+
     counts = quantized_op_counts(path)
-    if counts:
-        print(f"quantized ops: {counts}", flush=True)
-    else:
-        # not an error (the model may simply have no quantizable op), but never silent
-        print("warning: no op was quantized; the output computes in float like its input", flush=True)
+    if not counts:
+        ops = Counter(n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node)
+        shown = ", ".join(f"{n} x{c}" for n, c in ops.most_common(6)) or "none"
+        raise RuntimeError("ONNX Runtime quantized nothing in this model (no QuantizeLinear, DequantizeLinear, "
+                           "QLinear*, MatMulInteger or DynamicQuantizeLinear node), so the int8 variant would be "
+                           f"the fp32 model under another name (the model's ops: {shown}); int8 needs MatMul/Gemm/"
+                           "Conv ops that quantization.*.op_types selects and exclude does not, else leave "
+                           "int8 out for this model")
+    print(f"quantized ops: {counts}", flush=True)
     return counts
 
 

@@ -11,8 +11,9 @@ from navbuild.errors import InputError
 from navbuild.model_io import TensorSpec
 from navbuild.samples import generate_samples, load_samples, save_npz, take_batch
 from navbuild.steps.base import Step, StepContext, model_file, runtime_requirements
-from navbuild.steps.common import (RuntimeOptions, load_callable, TorchFactory, describe_feeds, first_line,
-                                   order_by_name, resolve_output_names)
+from navbuild.steps.common import (RuntimeOptions, load_callable, TorchFactory, describe_error, describe_feeds,
+                                   first_line, order_by_name, resolve_output_names)
+from navbuild.steps.probes import PROBES_FILE, ProbeParams, probe_feeds, probe_files, probe_plan
 
 SOURCE_FORMATS: tuple[str, ...] = ("torch", "onnx")
 #: the samples every downstream check and profile feeds, inside a reference target's folder
@@ -37,6 +38,8 @@ class ReferenceParams:
     threads: int
     generator: str | None = None       # "module:function(count, seed, axes, **kwargs)" making samples
     generator_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    # other shapes and values the variants must also match the source on (None: none)
+    probe: ProbeParams | None = None
 
 
 def _call_generator(params: ReferenceParams) -> dict:
@@ -79,7 +82,8 @@ class ReferenceFromSource(Step):
     """
 
     name: ClassVar[str] = "ReferenceFromSource"
-    version: ClassVar[int] = 2
+    # 3: probe feeds (other axis sizes, other batches, stressed values) and their outputs
+    version: ClassVar[int] = 3
     Params: ClassVar[type] = ReferenceParams
     # torch or onnxruntime is needed depending on the source format; the planner checks the
     # source's own step for those, so only numpy is a hard requirement here
@@ -119,7 +123,7 @@ class ReferenceFromSource(Step):
                 against = "the ONNX file's inputs" if params.source_format == "onnx" else "the model's forward"
                 raise InputError(
                     f"source: the model raised on the recipe's inputs ({describe_feeds(feeds)}) "
-                    f"at batch {b}: {type(e).__name__}: {first_line(e)}; check inputs' names, "
+                    f"at batch {b}: {describe_error(e)}; check inputs' names, "
                     f"dtypes and shapes against {against}") from e
             model_names = runner.output_names
             batch_names = resolve_output_names(params.outputs, model_names, len(arrays), strict_names)
@@ -134,12 +138,48 @@ class ReferenceFromSource(Step):
                 info["shape_at_batch"][str(b)] = list(a.shape)
             print(f"batch {b}: " + ", ".join(f"{n} {tuple(a.shape)}" for n, a in zip(names, arrays)),
                   flush=True)
-        return {
+        result = {
             "inputs": [{"name": s.name, "dtype": s.dtype, "shape": list(s.shape)} for s in specs],
             "outputs": list(outputs_info.values()),
             "count": int(next(iter(samples.values())).shape[0]),
             "flops": _count_flops(runner, samples, params.batch_sizes),
         }
+        if params.probe is not None:
+            result["probes"] = self._probes(params, specs, samples, runner, names or [], ctx)
+        return result
+
+    @staticmethod
+    def _probes(params: ReferenceParams, specs: tuple[TensorSpec, ...], samples: Mapping[str, np.ndarray],
+                runner: Any, names: list[str], ctx: StepContext) -> list[dict]:
+        """Run the source on every probe feed; write the feeds, its outputs and ``probes.json``.
+
+        A probe the source itself rejects (a size beyond its position table, a value outside its
+        domain) is no input the deployed model will see: it is kept in the list, marked skipped,
+        with the source's error, so the report says which shapes were not probed and why.
+        """
+        import json
+
+        plan = probe_plan(specs, samples, params.probe)
+        for probe in plan:
+            feeds = probe_feeds(specs, samples, probe, params.seed)
+            inputs_file, outputs_file = probe_files(ctx.out, probe["id"])
+            try:
+                arrays = runner.run(feeds)
+                arrays = order_by_name(names, runner.output_names, arrays) if len(arrays) == len(names) else None
+            except Exception as e:  # noqa: BLE001 - the source decides what it accepts
+                probe["skipped"] = f"the source raised: {describe_error(e)}"
+                arrays = None
+            if arrays is None:
+                probe.setdefault("skipped", "the source returned another number of outputs")
+                print(f"probe {probe['label']}: skipped ({probe['skipped']})", flush=True)
+                continue
+            inputs_file.parent.mkdir(exist_ok=True)
+            save_npz(inputs_file, feeds)
+            save_npz(outputs_file, dict(zip(names, arrays)))
+            print(f"probe {probe['label']}: " + ", ".join(f"{n} {tuple(a.shape)}" for n, a in zip(names, arrays)),
+                  flush=True)
+        (ctx.out / PROBES_FILE).write_text(json.dumps(plan, indent=1, sort_keys=True))
+        return plan
 
     @staticmethod
     def _runner(params: ReferenceParams, ctx: StepContext) -> tuple[Any, bool]:
@@ -173,4 +213,4 @@ class ReferenceFromSource(Step):
         raise ValueError(f"source format '{params.source_format}' is not one of {SOURCE_FORMATS}")
 
 
-__all__ = ["ReferenceFromSource", "ReferenceParams", "SAMPLES_FILE", "reference_file"]
+__all__ = ["ReferenceFromSource", "ReferenceParams", "SAMPLES_FILE", "reference_file", "ProbeParams"]

@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
+from navbuild.evidence import TraceDivergence, trace_warnings
 from navbuild.model_io import TensorSpec
 from navbuild.samples import generate_samples
 from navbuild.steps.base import Step, StepContext
@@ -38,7 +39,7 @@ class TorchScriptFromTorch(Step):
     """Serialize the torch source as TorchScript (``model.pt``), loadable without the model's code."""
 
     name: ClassVar[str] = "TorchScriptFromTorch"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2  # 2: TracerWarnings recorded as evidence in the result
     Params: ClassVar[type] = TorchScriptFromTorchParams
     requires: ClassVar[tuple[str, ...]] = ("torch",)
     tools: ClassVar[tuple[str, ...]] = ("torch",)
@@ -55,8 +56,9 @@ class TorchScriptFromTorch(Step):
         examples = example_inputs(params, EXAMPLE_BATCH, params.seed, names)
 
         print(f"{params.method} at batch {EXAMPLE_BATCH}, freeze={params.freeze}", flush=True)
+        evidence: list[dict] = []
         with torch.no_grad():
-            scripted = _trace(model, examples) if params.method == "trace" else _script(model)
+            scripted = _trace(model, examples, evidence) if params.method == "trace" else _script(model)
             if params.freeze:
                 # freeze needs an eval-mode ScriptModule: it folds weights and inlines submodules
                 scripted = torch.jit.freeze(scripted.eval())
@@ -69,7 +71,7 @@ class TorchScriptFromTorch(Step):
         size = path.stat().st_size
         print(f"model.pt: {size} bytes, reproduces eager at batch {EXAMPLE_BATCH} and {CHECK_BATCH}"
               f"{'' if stripped else ' (debug info kept: this torch cannot rewrite the archive)'}", flush=True)
-        return {"method": params.method, "freeze": params.freeze, "size_bytes": size}
+        return {"method": params.method, "freeze": params.freeze, "size_bytes": size, "evidence": evidence}
 
 
 def example_inputs(params: Any, batch: int, seed: int, names: list[str]) -> dict[str, Any]:
@@ -81,14 +83,14 @@ def example_inputs(params: Any, batch: int, seed: int, names: list[str]) -> dict
     return {n: torch.from_numpy(arrays[n]) for n in names}
 
 
-def _trace(model: Any, examples: dict[str, Any]) -> Any:
+def _trace(model: Any, examples: dict[str, Any], evidence: list[dict]) -> Any:
     import torch
 
     from navbuild.runners.torch_runner import takes_names
 
-    with warnings.catch_warnings():
-        # TracerWarnings flag Python-level shape logic; the batch 2 / 3 check below says whether it mattered
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+    # TracerWarnings flag Python-level logic baked into the trace: recorded as evidence that
+    # every traced variant of this model carries; the batch 2 / 3 check below is a first test of it
+    with trace_warnings(evidence):
         try:
             # strict=False: models may return dicts or lists (ModelOutput), which the tracer records as such
             if not takes_names(model, list(examples)):  # nn.Sequential's input: positionally, recipe order
@@ -128,7 +130,8 @@ def _check_same(model: Any, loaded: Any, examples: dict[str, Any], method: str, 
         hint = (" (the trace baked a batch-dependent value into the graph: a Python int or branch "
                 "on a shape; use method 'script' or fix the model)" if method == "trace" and batch != EXAMPLE_BATCH
                 else "")
-        raise RuntimeError(f"TorchScript ({method}) does not reproduce the model at batch {batch}: {problem}{hint}")
+        error = TraceDivergence if method in ("trace", "export") else RuntimeError
+        raise error(f"TorchScript ({method}) does not reproduce the model at batch {batch}: {problem}{hint}")
 
 
 def outputs_problem(got: list[np.ndarray], want: list[np.ndarray], atol: float, rtol: float) -> str:

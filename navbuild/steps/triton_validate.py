@@ -83,7 +83,7 @@ class ValidateTritonModel(Step):
                                             [t["name"] for t in io["outputs"]])
                 try:
                     print(f"{protocol} at {url}:", flush=True)
-                    verdicts[protocol] = judge_runner(runner, check, ctx.inputs["reference"], samples)
+                    verdicts[protocol] = judge_runner(runner, check, ctx.inputs["reference"], samples, max_batch)
                 finally:
                     runner.close()
         finally:

@@ -89,7 +89,7 @@ def _check_runner(fmt: str, model_dir: Path, model: str, specs: tuple = X, axes:
 def test_trace_reproduces_eager_at_other_batches(tmp_path: Path, freeze: bool) -> None:
     out, result = _torchscript(tmp_path, "tiny_mlp", freeze=freeze)
     path = out / "model.pt"
-    assert result == {"method": "trace", "freeze": freeze, "size_bytes": path.stat().st_size}
+    assert result == {"method": "trace", "freeze": freeze, "size_bytes": path.stat().st_size, "evidence": []}
     # no debug records: they hold source paths and line numbers
     assert not [n for n in zipfile.ZipFile(path).namelist() if n.endswith(".debug_pkl")]
     _check_runner("torchscript", out, "tiny_mlp")
