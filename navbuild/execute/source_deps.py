@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from navbuild.cache.fs import disk_full, ran_out_of_space, writing
 from navbuild.errors import InputError
 from navbuild.execute.isolation import run_child, write_job
 from navbuild.planning.graph import Graph
@@ -34,12 +35,19 @@ def refresh_source_record(graph: Graph, declared: Leaf, record: SourceRecord, pa
     step = load_step("DiscoverSourceDependencies")
     why = "; ".join(record.changes) if record.changes else "first build of this source"
     reporter.note(f"source: discovering what defines the model ({why})")
-    staging = store.staging(hashlib.sha256(str(record.path).encode()).hexdigest())
+    what = "the source's dependency discovery"
+    with writing(store.root, f"the job files of {what}"):
+        staging = store.staging(hashlib.sha256(str(record.path).encode()).hexdigest())
     try:
-        write_job(staging, DISCOVERY_DIR, step.name, params_to_dict(params), {}, cwd)
-        child = run_child(staging, cwd)
+        with writing(staging, f"the job files of {what}"):
+            write_job(staging, DISCOVERY_DIR, step.name, params_to_dict(params), {}, cwd)
+        with writing(staging / "log.txt", f"the log of {what}"):
+            child = run_child(staging, cwd)
         log_dir = Path(build_dir) / DISCOVERY_DIR
-        _keep_log(staging, log_dir)
+        with writing(log_dir, f"the log of {what} to the build folder"):
+            _keep_log(staging, log_dir)
+        if not child.ok and ran_out_of_space(staging, f"{child.message}\n{child.log_tail}"):
+            raise disk_full(staging, f"the output of {what}")
         if not child.ok:
             if child.input_error:
                 raise InputError(f"source: {child.message} (log: {log_dir / 'log.txt'})")
@@ -48,8 +56,9 @@ def refresh_source_record(graph: Graph, declared: Leaf, record: SourceRecord, pa
             return record
         data = record_data(declared, child.result, store.memo)
         try:
-            write_record(record.path, data)
-        except OSError as e:  # a read-only or full cache: this build is still keyed on what was found
+            with writing(record.path.parent, f"the record of {what}"):
+                write_record(record.path, data)
+        except OSError as e:  # a read-only cache: this build is still keyed on what was found
             reporter.warning(f"source: could not record its dependencies in {record.path.parent} "
                              f"({e.strerror or e}); the next build discovers them again")
     finally:
