@@ -26,6 +26,9 @@ DEFAULT = f"profile.max_background_load={mc.DEFAULT_MAX_BACKGROUND_LOAD}"
 TIMED = {"profile/torch", "profile/onnx", "finalists"}
 UNTIMED = {"reference", "onnx", "correctness/onnx"}
 
+#: the load these tests measure must be theirs alone: they run after the parallel run (see .ci/run)
+pytestmark = pytest.mark.serial
+
 
 @contextlib.contextmanager
 def cpu_hog() -> Iterator[list[subprocess.Popen]]:

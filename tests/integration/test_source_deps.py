@@ -69,6 +69,7 @@ RECIPE = textwrap.dedent('''
       max_windows: 3
       pin_cores: false
       finalists: 0
+      max_background_load: 1000   # what is cached here must not depend on the machine's load
 ''')
 
 
