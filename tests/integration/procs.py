@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -84,3 +85,28 @@ def left_after(seen: set[tuple[int, int]], mention: str, within_s: float) -> lis
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.05)
+
+
+#: the promise: a killed build's processes are gone this long after it died (issue 13, part 3)
+GONE_WITHIN_S = 3.0
+
+
+def left_after_killing(build, moment, mention: str, group: bool, timeout_s: float = 600) -> list[tuple[int, str]]:
+    """SIGKILL ``build`` (a Popen in a session of its own; with ``group``, its whole process group)
+    once ``moment(commands)`` holds below it; return what still runs GONE_WITHIN_S later. Reaps the
+    build and kills whatever it saw, whatever happens."""
+    import signal
+
+    seen: set[tuple[int, int]] = set()
+    try:
+        seen = watch_until(build.pid, moment, timeout_s=timeout_s)
+        if group:
+            os.killpg(build.pid, signal.SIGKILL)
+        else:
+            build.kill()
+        build.wait()
+        return left_after(seen, mention, GONE_WITHIN_S)
+    finally:
+        build.kill()
+        build.communicate()
+        kill_all(seen)

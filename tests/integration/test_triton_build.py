@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import textwrap
 from pathlib import Path
 
 import pytest
-from procs import kill_all, left_after, live_commands, watch_until
+from procs import left_after, left_after_killing, live_commands
 
 pytest.importorskip("pytriton", reason="the Triton stack (nvidia-pytriton) is not installed")
 pytest.importorskip("model_analyzer", reason="triton-model-analyzer is not installed")
@@ -160,23 +158,7 @@ def test_ctrl_c_during_a_measurement_leaves_no_server_behind(project, group):
     assert not list((project.cache / "tmp").iterdir())  # no staging folder left
 
 
-#: the promise: a killed build's processes are gone this long after it died (issue 13, part 3)
-GONE_WITHIN_S = 3.0
-
-
 @pytest.mark.parametrize("group", [False, True], ids=["build", "group"])
 def test_a_build_killed_during_a_measurement_leaves_nothing_running(project, group):
     build = project.popen("recipe=tiny", *TRITON)
-    seen: set[tuple[int, int]] = set()
-    try:
-        seen = watch_until(build.pid, _measuring, timeout_s=600)
-        if group:
-            os.killpg(build.pid, signal.SIGKILL)
-        else:
-            build.kill()
-        build.wait()
-        assert left_after(seen, str(project.root), GONE_WITHIN_S) == []
-    finally:
-        build.kill()
-        build.communicate()
-        kill_all(seen)
+    assert left_after_killing(build, _measuring, str(project.root), group) == []
