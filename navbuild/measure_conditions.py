@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from navbuild.supervise import descendants, process_stats
+
 #: Background cores busy (other processes' CPU time over the measurement, averaged) above which a
 #: measurement is provisional. 0.5 suits 2-core CI runners: half a core taken by others is a
 #: quarter of such a machine, which a 2-thread profile cannot help feeling, while an idle
@@ -54,31 +56,10 @@ def machine_busy_jiffies() -> int | None:
 def tree_jiffies(root: int) -> int:
     """CPU jiffies of ``root`` and every live descendant, counting what they reaped (cutime, cstime):
     a worker that ends and is reaped moves its time into its parent's figure, not out of the tree."""
-    parents: dict[int, int] = {}
-    cpu: dict[int, int] = {}
-    for path in glob.glob("/proc/[0-9]*/stat"):
-        try:
-            with open(path, encoding="ascii", errors="replace") as f:
-                text = f.read()
-        except OSError:
-            continue  # ended while we looked
-        # the command name (field 2) may hold spaces and parentheses: split after its last ')'
-        rest = text[text.rfind(")") + 2:].split()
-        if len(rest) < 15:
-            continue
-        pid = int(path.split("/")[2])
-        parents[pid] = int(rest[1])
-        cpu[pid] = sum(int(v) for v in rest[11:15])  # utime stime cutime cstime
-    tree, frontier = {root}, [root]
-    children: dict[int, list[int]] = {}
-    for pid, ppid in parents.items():
-        children.setdefault(ppid, []).append(pid)
-    while frontier:
-        for child in children.get(frontier.pop(), []):
-            if child not in tree:
-                tree.add(child)
-                frontier.append(child)
-    return sum(cpu.get(pid, 0) for pid in tree)
+    stats = process_stats()
+    tree = [root, *descendants(root, stats, zombies=True)]
+    # utime stime cutime cstime
+    return sum(sum(int(v) for v in stats[pid][11:15]) for pid in tree if len(stats.get(pid, ())) >= 15)
 
 
 def sample(root: int | None = None) -> Sample:

@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from navbuild.execute import supervise
+from navbuild import supervise
 from navbuild.execute.child import EXIT_INPUT_ERROR
 
 LOG_TAIL_LINES = 25

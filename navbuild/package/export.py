@@ -14,6 +14,7 @@ import numpy as np
 
 from navbuild.errors import InputError
 from navbuild.package.samples_infer import infer_samples
+from navbuild.steps.eager_check import TORCH_KERNELS, eager_mismatch
 
 SOURCE_DIR = "sources"  # inside the cache: serialized models and sample files, by content
 
@@ -168,16 +169,11 @@ def _serialize(model: Any, arrays: Mapping[str, np.ndarray], folder: Path) -> tu
     """TorchScript trace (checked against eager at two batch sizes), else torch.export, into ``folder``."""
     import torch
 
-    from navbuild.runners.torch_runner import flatten_outputs
-
     small = {k: torch.from_numpy(v[:2].copy()) for k, v in arrays.items()}
     other = {k: torch.from_numpy(np.concatenate([v, v, v])[:3].copy()) for k, v in arrays.items()}
 
-    def same(a: Any, b: Any) -> bool:
-        _, xs = flatten_outputs(a)
-        _, ys = flatten_outputs(b)
-        return len(xs) == len(ys) and all(x.shape == y.shape and torch.allclose(x, y, atol=1e-5, rtol=1e-4)
-                                          for x, y in zip(xs, ys))
+    def same(got: Any, want: Any) -> bool:
+        return not eager_mismatch(want, got, TORCH_KERNELS)
 
     errors = []
     with torch.no_grad():

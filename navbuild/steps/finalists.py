@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from navbuild.measure_conditions import Probe, describe
 from navbuild.steps.base import Step, StepContext, runtime_requirements
 from navbuild.steps.common import RuntimeOptions, TorchFactory
+from navbuild.supervise import die_with_parent
 
 
 #: pause between two finalists' turns. Without it, MiniLM's openvino-int8 timed between torch
@@ -146,8 +147,6 @@ def _worker(conn: Any, spec: FinalistSpec, path: str | None, feeds: dict, cpus: 
             parent: int) -> None:
     """Load one finalist; on each ``(warmup, n)`` request run it ``warmup`` times untimed, then
     ``n`` times timed, and send those latencies in ms; ``n`` = 0 ends the worker."""
-    from navbuild.execute.supervise import die_with_parent
-
     # a daemon worker is stopped by its parent's normal exit only: a SIGKILLed step must not
     # leave it timing on
     die_with_parent(parent)

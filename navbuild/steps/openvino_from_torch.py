@@ -10,15 +10,12 @@ import numpy as np
 
 from navbuild.evidence import TraceDivergence, trace_warnings
 from navbuild.model_io import TensorSpec
+from navbuild.runners.torch_runner import call_model
 from navbuild.steps.base import Step, StepContext
 from navbuild.steps.common import TorchFactory, first_line
+from navbuild.steps.eager_check import OTHER_KERNELS, eager_mismatch
 from navbuild.steps.onnx_from_torch import EXAMPLE_BATCH, _signature_order
-from navbuild.steps.torchscript_from_torch import CHECK_BATCH, example_inputs, outputs_problem
-
-#: OpenVINO's CPU kernels reassociate sums differently from torch's, hence a looser rtol than
-#: TorchScript's check; a real conversion error is orders of magnitude larger
-CHECK_ATOL = 1e-4
-CHECK_RTOL = 1e-3
+from navbuild.steps.torchscript_from_torch import CHECK_BATCH, example_inputs
 
 
 @dataclass(frozen=True)
@@ -101,14 +98,11 @@ def _check_same(model: Any, converted: Any, feeds: dict[str, Any], batch: int) -
     import openvino as ov
     import torch
 
-    from navbuild.runners.torch_runner import call_model, flatten_outputs
-
     with torch.no_grad():
-        _, want = flatten_outputs(call_model(model, feeds))
+        want = call_model(model, feeds)
     compiled = ov.Core().compile_model(converted, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     result = compiled([t.numpy() for t in feeds.values()])
-    got = [np.asarray(result[port]) for port in compiled.outputs]
-    problem = outputs_problem(got, [w.float().numpy() for w in want], CHECK_ATOL, CHECK_RTOL)
+    problem = eager_mismatch(want, [np.asarray(result[port]) for port in compiled.outputs], OTHER_KERNELS)
     if problem:
         raise TraceDivergence(f"the OpenVINO IR converted from torch does not reproduce the model at batch {batch}: "
                               f"{problem}")

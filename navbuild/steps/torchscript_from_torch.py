@@ -8,21 +8,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
-import numpy as np
-
 from navbuild.evidence import TraceDivergence, trace_warnings
 from navbuild.model_io import TensorSpec
+from navbuild.runners.torch_runner import call_model
 from navbuild.samples import generate_samples
 from navbuild.steps.base import Step, StepContext
 from navbuild.steps.common import TorchFactory, first_line
+from navbuild.steps.eager_check import TORCH_KERNELS, eager_mismatch
 from navbuild.steps.onnx_from_torch import EXAMPLE_BATCH, _signature_order
 
 METHODS: tuple[str, ...] = ("trace", "script")
 #: the second batch size the saved module is checked at: a trace that baked the example batch
 #: (2) into a shape or a slice is right at 2 and wrong at 3
 CHECK_BATCH = 3
-CHECK_ATOL = 1e-4
-CHECK_RTOL = 1e-4
 
 
 @dataclass(frozen=True)
@@ -116,34 +114,17 @@ def _script(model: Any) -> Any:
 
 
 def _check_same(model: Any, loaded: Any, examples: dict[str, Any], method: str, batch: int) -> None:
-    """Raise RuntimeError unless the saved module's outputs match eager ones (shape and allclose)."""
+    """Raise RuntimeError unless the saved module's outputs match eager ones (eager_check, torch's kernels)."""
     import torch
 
-    from navbuild.runners.torch_runner import call_model, flatten_outputs
-
     with torch.no_grad():
-        _, want = flatten_outputs(call_model(model, examples))
-        _, got = flatten_outputs(call_model(loaded, examples))
-    problem = outputs_problem([g.float().numpy() for g in got], [w.float().numpy() for w in want],
-                              CHECK_ATOL, CHECK_RTOL)
+        problem = eager_mismatch(call_model(model, examples), call_model(loaded, examples), TORCH_KERNELS)
     if problem:
         hint = (" (the trace baked a batch-dependent value into the graph: a Python int or branch "
                 "on a shape; use method 'script' or fix the model)" if method == "trace" and batch != EXAMPLE_BATCH
                 else "")
         error = TraceDivergence if method in ("trace", "export") else RuntimeError
         raise error(f"TorchScript ({method}) does not reproduce the model at batch {batch}: {problem}{hint}")
-
-
-def outputs_problem(got: list[np.ndarray], want: list[np.ndarray], atol: float, rtol: float) -> str:
-    """What differs between a converted model's outputs and eager ones ("" when they agree)."""
-    if len(got) != len(want):
-        return f"{len(got)} outputs instead of {len(want)}"
-    for i, (g, w) in enumerate(zip(got, want)):
-        if g.shape != w.shape:
-            return f"output {i} has shape {g.shape} instead of {w.shape}"
-        if not np.allclose(g, w, atol=atol, rtol=rtol):
-            return f"output {i} differs by up to {np.abs(g - w).max():.3g}"
-    return ""
 
 
 def save_without_debug_info(module: Any, path: Path) -> bool:
@@ -185,5 +166,5 @@ def save_without_debug_info(module: Any, path: Path) -> bool:
     return True
 
 
-__all__ = ["TorchScriptFromTorch", "TorchScriptFromTorchParams", "METHODS", "CHECK_BATCH", "example_inputs", "outputs_problem",
+__all__ = ["TorchScriptFromTorch", "TorchScriptFromTorchParams", "METHODS", "CHECK_BATCH", "example_inputs",
            "save_without_debug_info"]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 from navbuild.model_io import TensorSpec
 from navbuild.steps.base import Step, StepContext
+from navbuild.triton.model_config import local_runtime
+from navbuild.triton.repository import EVERY_CORE
 
 #: folders and files of a WriteTritonModel output
 NATIVE, LOCAL, IO_FILE, INPUT_DATA = "native", "local", "io.json", "input_data.json"
@@ -39,7 +40,10 @@ class WriteTritonModel(Step):
     """
 
     name: ClassVar[str] = "WriteTritonModel"
-    version: ClassVar[int] = 2  # 2: the python-backend twin unpins OpenVINO threads when instances > 1
+    # 2: the python-backend twin unpins OpenVINO threads when instances > 1
+    # 3: the twin's default thread count is "every core" (0), counted where it is served: it was
+    #    this machine's os.cpu_count(), written into an output whose key has no hardware
+    version: ClassVar[int] = 3
     Params: ClassVar[type] = TritonModelParams
     requires: ClassVar[tuple[str, ...]] = ("numpy", "google.protobuf", "tritonclient")
     tools: ClassVar[tuple[str, ...]] = ("tritonclient",)
@@ -80,12 +84,10 @@ def local_runtime_options(backend: str, mode: str, backend_parameters: Any) -> M
     """The runner options that make the python-backend twin run like the native backend.
 
     A native backend left at its defaults uses every core for one model instance (ONNX
-    Runtime's, OpenVINO's and libtorch's own default), so that is the twin's default too.
+    Runtime's, OpenVINO's and libtorch's own default), so that is the twin's default too:
+    EVERY_CORE, counted by the machine that serves the twin, not by this one.
     """
-    from navbuild.triton.model_config import local_runtime
-
-    runtime = {"intra_op_threads": str(os.cpu_count() or 1), "inter_op_threads": "1", "graph_level": "all",
-               "mode": mode}
+    runtime = {"intra_op_threads": EVERY_CORE, "inter_op_threads": "1", "graph_level": "all", "mode": mode}
     runtime.update(local_runtime(backend, backend_parameters))
     return runtime
 

@@ -54,7 +54,9 @@ class SearchTritonConfig(Step):
     """
 
     name: ClassVar[str] = "SearchTritonConfig"
-    version: ClassVar[int] = 1
+    # 2: the python-backend twin's default thread count is "every core" (0), counted where it is
+    #    served (as WriteTritonModel 3): it was this machine's os.cpu_count()
+    version: ClassVar[int] = 2
     Params: ClassVar[type] = SearchParams
     requires: ClassVar[tuple[str, ...]] = ("numpy", "tritonclient", "matplotlib")
     tools: ClassVar[tuple[str, ...]] = ("tritonclient", "matplotlib")

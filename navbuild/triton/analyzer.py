@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from navbuild.errors import NavbuildError
-from navbuild.execute import supervise
+from navbuild import supervise
 
 #: recipe constraint -> (Model Analyzer metric, bound)
 CONSTRAINT_METRICS = {"p99_latency_ms": ("perf_latency_p99", "max"),

@@ -8,6 +8,7 @@ stub's interpreter must be able to import navbuild and its runtime (ONNX Runtime
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -38,6 +39,12 @@ def runtime_settings(params: dict[str, str]) -> dict[str, str]:
     native = BACKEND_OF_RUNNER.get(params.get(PREFIX + "runner", ""), "")
     settings.update(local_runtime(native, {k: v for k, v in params.items() if not k.startswith(PREFIX)}))
     return settings
+
+
+def serving_threads(setting: str) -> int:
+    """An ``intra_op_threads`` setting as a thread count here, on the machine serving the model:
+    0 (repository.EVERY_CORE) is every core of it."""
+    return int(setting) or os.cpu_count() or 1
 
 
 def batch_groups(feeds: Sequence[dict[str, np.ndarray] | None]) -> list[list[int]]:
@@ -129,7 +136,7 @@ class TritonPythonModel:
         settings = runtime_settings(params)
         defaults = RuntimeOptions()
         options = RuntimeOptions(
-            intra_op_threads=int(settings.get("intra_op_threads", defaults.intra_op_threads)),
+            intra_op_threads=serving_threads(settings.get("intra_op_threads", str(defaults.intra_op_threads))),
             inter_op_threads=int(settings.get("inter_op_threads", defaults.inter_op_threads)),
             graph_level=settings.get("graph_level", defaults.graph_level),
             mode=settings.get("mode", defaults.mode))

@@ -22,6 +22,11 @@ PYTHON_MODEL_TEMPLATE = Path(__file__).with_name("python_model.py")
 
 #: runtime options a local model reads, by their ``RuntimeOptions`` field names
 RUNTIME_KEYS: tuple[str, ...] = ("intra_op_threads", "inter_op_threads", "graph_level", "mode")
+#: ``intra_op_threads`` of a local model that runs as a native backend left at its default does:
+#: on every core of the machine that serves it, counted there by model.py (a native backend reads
+#: a count of 0 so too). Counted where the model is written, a model folder or package moved to
+#: another machine would carry the first machine's count.
+EVERY_CORE = "0"
 
 
 def backend_for(runner: str) -> str | None:
@@ -165,5 +170,5 @@ def write_local(repo: Path, name: str, runner: str, model_files: Mapping[str, Pa
     return _publish(Path(repo), name, text, files)
 
 
-__all__ = ["BACKEND_OF_RUNNER", "VERSION", "PYTHON_MODEL_TEMPLATE", "RUNTIME_KEYS", "backend_for",
+__all__ = ["BACKEND_OF_RUNNER", "VERSION", "PYTHON_MODEL_TEMPLATE", "RUNTIME_KEYS", "EVERY_CORE", "backend_for",
            "write_native", "write_local"]

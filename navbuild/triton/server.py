@@ -17,8 +17,7 @@ from types import TracebackType
 from typing import IO
 
 from navbuild.errors import ServerError
-from navbuild.execute import supervise
-from navbuild.execute.supervise import group_members  # noqa: F401 - was defined here; callers import it
+from navbuild import supervise
 from navbuild.triton.stack import TritonStack
 
 HOST = "127.0.0.1"
@@ -56,7 +55,7 @@ class ServerEndpoint:
 class TritonServer:
     """tritonserver over one model repository, as a context manager that always stops it.
 
-    It runs under navbuild's process guard (navbuild.execute.supervise): stopping it also stops
+    It runs under navbuild's process guard (navbuild.supervise): stopping it also stops
     the python backend stubs it forked, and it dies with the process that started it, however
     that process dies; its stdout and stderr go to ``log_path``.
     """

@@ -57,7 +57,7 @@ def watch_until(root: int, moment, timeout_s: float = 600) -> set[tuple[int, int
     """
     import time
 
-    from navbuild.execute.supervise import descendants
+    from navbuild.supervise import descendants
 
     seen: set[tuple[int, int]] = set()
     deadline = time.monotonic() + timeout_s

@@ -13,7 +13,7 @@ import time
 import pytest
 from procs import alive, identity, kill_all
 
-from navbuild.execute import supervise
+from navbuild import supervise
 
 #: the promise: a killed caller's processes are gone this long after it died (issue 13, part 3).
 #: The guard takes KILL_GRACE_S (SIGTERM, then SIGKILL); the rest is slack for a busy machine.
@@ -37,7 +37,7 @@ TREE = textwrap.dedent('''
 # A program that starts TREE under the guard, says so, and waits: killed by the test.
 CALLER = textwrap.dedent('''
     import sys, time
-    from navbuild.execute import supervise
+    from navbuild import supervise
     supervise.start([sys.executable, "-c", sys.argv[1]])
     time.sleep(600)
 ''')
@@ -142,7 +142,7 @@ def test_exit_codes_and_signals_pass_through_and_a_missing_command_is_an_os_erro
 
 
 def test_a_process_that_asks_dies_with_its_parent() -> None:
-    worker = ("import os, sys, time; from navbuild.execute.supervise import die_with_parent; "
+    worker = ("import os, sys, time; from navbuild.supervise import die_with_parent; "
               "die_with_parent(int(sys.argv[1])); print(os.getpid(), flush=True); time.sleep(600)")
     caller = textwrap.dedent('''
         import os, subprocess, sys, time

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 from navbuild.errors import ServerError
+from navbuild.supervise import group_members
 from navbuild.triton import server as server_module
-from navbuild.triton.server import TritonServer, connect, free_port, group_members
+from navbuild.triton.server import TritonServer, connect, free_port
 from navbuild.triton.stack import TritonStack, find_stack
 from procs import live_commands
 

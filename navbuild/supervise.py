@@ -129,18 +129,20 @@ def die_with_parent(parent: int, sig: signal.Signals = signal.SIGKILL) -> None:
         os.kill(os.getpid(), sig)
 
 
-def descendants(root: int) -> list[int]:
-    """Live processes below ``root`` (its children, theirs, ...), from /proc; zombies left out."""
+def descendants(root: int, stats: dict[int, list[str]] | None = None, *, zombies: bool = False) -> list[int]:
+    """Processes below ``root`` (its children, theirs, ...): live ones, zombies too if asked.
+
+    ``stats`` is a reading of :func:`process_stats` to walk (default: a fresh one).
+    """
+    if stats is None:
+        stats = process_stats()
     children: dict[int, list[int]] = {}
-    zombies = set()
-    for pid, fields in _stats():
+    for pid, fields in stats.items():
         children.setdefault(int(fields[1]), []).append(pid)
-        if fields[0] == "Z":
-            zombies.add(pid)
     found, todo = [], list(children.get(root, ()))
     while todo:
         pid = todo.pop()
-        if pid not in zombies:
+        if zombies or stats[pid][0] != "Z":
             found.append(pid)
         todo.extend(children.get(pid, ()))
     return found
@@ -148,7 +150,7 @@ def descendants(root: int) -> list[int]:
 
 def group_members(pgid: int) -> list[int]:
     """Live (non-zombie) processes in process group ``pgid``, from /proc."""
-    return [pid for pid, fields in _stats() if fields[0] != "Z" and int(fields[2]) == pgid]
+    return [pid for pid, fields in process_stats().items() if fields[0] != "Z" and int(fields[2]) == pgid]
 
 
 def signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -171,9 +173,10 @@ def exit_code(pid: int) -> int | None:
     return status.si_status if status.si_code == os.CLD_EXITED else -status.si_status
 
 
-def _stats() -> list[tuple[int, list[str]]]:
-    """(pid, fields of /proc/PID/stat after the command name: state, ppid, pgrp, ...) of every process."""
-    found: list[tuple[int, list[str]]] = []
+def process_stats() -> dict[int, list[str]]:
+    """pid -> the fields of /proc/PID/stat after the command name (state, ppid, pgrp, ...;
+    ``[11:15]`` are utime, stime, cutime, cstime) of every process; empty off Linux."""
+    found: dict[int, list[str]] = {}
     if not os.path.isdir("/proc"):  # not Linux: no process table to read
         return found
     for entry in os.scandir("/proc"):
@@ -182,9 +185,12 @@ def _stats() -> list[tuple[int, list[str]]]:
         try:
             with open(f"/proc/{entry.name}/stat", "rb") as f:
                 text = f.read().decode(errors="replace")
-            found.append((int(entry.name), text.rsplit(")", 1)[1].split()))
-        except (OSError, IndexError):  # ended meanwhile
+        except OSError:  # ended meanwhile
             continue
+        # the command name may hold spaces and parentheses: split after its last ')'
+        _, paren, rest = text.rpartition(")")
+        if paren:
+            found[int(entry.name)] = rest.split()
     return found
 
 
