@@ -7,31 +7,30 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
-from navbuild.measure_conditions import DEFAULT_MAX_BACKGROUND_LOAD
+from navbuild.settings import setting
+from navbuild.steps.common import RuntimeConfig
+from navbuild.steps.onnx_fp16 import Fp16Config
+from navbuild.steps.onnx_from_torch import OnnxConfig
+from navbuild.steps.openvino_quantized import OpenVinoConfig, OpenVinoQuantConfig
+from navbuild.steps.ort_optimized import OnnxOptConfig
+from navbuild.steps.ort_quantized import DynamicQuantConfig, StaticQuantConfig
+from navbuild.steps.profile import ProfileConfig
+from navbuild.steps.torchscript_from_torch import TorchScriptConfig
+from navbuild.triton.model_config import INSTANCE_KINDS
 
 #: formats a recipe may name (the variants each one yields are in navbuild/planning/variants.py).
 FORMATS = ("torch", "torchscript", "torch-export", "torch-compile", "onnx", "onnx-opt", "onnx-levels", "onnx-openvino",
            "openvino")
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
-CALIBRATIONS = ("minmax", "entropy", "percentile")
-EXPORTERS = ("torchscript", "dynamo")
-OPENVINO_PRESETS = ("auto", "performance", "mixed")
-OPENVINO_SOURCES = ("onnx", "torch")
-ORT_LEVELS = ("basic", "extended", "all")
-RUNTIME_GRAPH_LEVELS = ("disable", "basic", "extended", "all")
-FUSION_MODEL_TYPES = ("bert", "bart", "gpt2", "t5", "vit", "clip", "unet", "vae")
-DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "int8", "uint8", "bool")
-OBJECTIVES = ("throughput", "latency")
-LATENCY_PERCENTILES = ("p50", "p90", "p95", "p99")
 
 
 @dataclass
 class SourceConfig:
     """Where the model comes from: a torch callable or an existing ONNX file."""
 
-    torch: Optional[str] = None  # "package.module:function" returning a torch.nn.Module
+    torch: Optional[str] = setting(None, doc="'package.module:function' returning a torch.nn.Module")
     kwargs: Dict[str, Any] = field(default_factory=dict)
-    onnx: Optional[str] = None  # path to an existing .onnx file
+    onnx: Optional[str] = setting(None, doc="path to an existing .onnx file")
     # a serialized torch model: TorchScript (.pt, torch.jit.save) or exported program (.pt2)
     torchscript: Optional[str] = None
     # a .nav package written by navbuild.export: continue from it without the training code
@@ -48,7 +47,8 @@ class InputConfig:
     """One model input. ``shape`` holds ints and axis names; the first axis must be ``batch``."""
 
     name: str = MISSING
-    dtype: str = "float32"
+    dtype: str = setting("float32", choices=("float32", "float16", "bfloat16", "float64", "int64", "int32", "int8",
+                                             "uint8", "bool"))
     shape: List[Any] = MISSING
     range: List[float] = field(default_factory=lambda: [0.0, 1.0])
 
@@ -62,96 +62,15 @@ class SamplesConfig:
     # (e.g. real tokenized sentences); otherwise random values in each input's range
     generator: Optional[str] = None
     generator_kwargs: Dict[str, Any] = field(default_factory=dict)
-    count: int = 8
+    count: int = setting(8, minimum=1)
     seed: int = 0
-    axes: Dict[str, int] = field(default_factory=dict)  # size of each dynamic axis except batch
-
-
-@dataclass
-class OnnxConfig:
-    opset: int = 17
-    exporter: str = "torchscript"
-
-
-@dataclass
-class OnnxOptConfig:
-    level: str = "all"
-    fusion: Optional[str] = None  # onnxruntime transformer optimizer model type, e.g. "bert"
-    num_heads: int = 0  # 0: let the optimizer detect
-    hidden_size: int = 0
-
-
-@dataclass
-class TorchScriptConfig:
-    method: str = "trace"  # trace | script
-    freeze: bool = True
-
-
-@dataclass
-class DynamicQuantConfig:
-    per_channel: bool = True
-    reduce_range: bool = False
-    weight_type: str = "qint8"
-    exclude: List[str] = field(default_factory=list)  # node name / op type patterns kept in float
-    op_types: List[str] = field(default_factory=list)  # empty: ONNX Runtime's default set
-
-
-@dataclass
-class StaticQuantConfig:
-    calibration: str = "minmax"
-    per_channel: bool = True
-    reduce_range: bool = False
-    activation_type: str = "quint8"
-    weight_type: str = "qint8"
-    exclude: List[str] = field(default_factory=list)
-    op_types: List[str] = field(default_factory=list)
-    max_samples: int = 64
-    batch_size: int = 1
+    axes: Dict[str, int] = setting(factory=dict, minimum=1, doc="size of each dynamic axis except batch")
 
 
 @dataclass
 class QuantizationConfig:
     dynamic: DynamicQuantConfig = field(default_factory=DynamicQuantConfig)
     static: StaticQuantConfig = field(default_factory=StaticQuantConfig)
-
-
-@dataclass
-class OpenVinoQuantConfig:
-    # "auto" is NNCF's own default: "mixed" (asymmetric activations) for model_type transformer,
-    # else "performance" (symmetric). Asymmetric activations are unsigned, which the int8 dot
-    # product (VNNI, u8 x s8) takes as they are: MiniLM int8 ran 28.4 ms mixed against 32.9 ms
-    # performance (batch 8, 2 threads), and mixed was more accurate (pooled cosine 0.9971/0.9969).
-    preset: str = "auto"
-    subset_size: int = 300
-    fast_bias_correction: bool = True
-    model_type: Optional[str] = None  # "transformer" for transformer models
-    ignored_patterns: List[str] = field(default_factory=list)
-
-
-@dataclass
-class OpenVinoConfig:
-    # what the IR is converted from: "onnx" (the onnx variant's model) or "torch" (the source
-    # module, through OpenVINO's PyTorch frontend; needs a torch source)
-    source: str = "onnx"
-    quantization: OpenVinoQuantConfig = field(default_factory=OpenVinoQuantConfig)
-    weight_compression: str = "int8_asym"
-
-
-@dataclass
-class Fp16Config:
-    keep_io_types: bool = True
-
-
-@dataclass
-class RuntimeConfig:
-    """Runtime options for checks and profiles (part of their cache keys)."""
-
-    intra_op_threads: int = 2
-    inter_op_threads: int = 1
-    graph_level: str = "all"
-    # ONNX Runtime only: treat denormal floats as zero (session.set_denormal_as_zero). Masked
-    # attention (padded sentences) makes denormals; keeping them cost MiniLM's ONNX graph ~20%.
-    flush_denormals: bool = True
 
 
 @dataclass
@@ -162,7 +81,7 @@ class ToleranceConfig:
 
     atol: float = 1e-4
     rtol: float = 1e-3
-    range_rtol: float = 0.0
+    range_rtol: float = setting(0.0, minimum=0, note="a fraction of the output's range")
     cosine_min: Optional[float] = None
 
 
@@ -185,8 +104,8 @@ class ProbeConfig:
     axes: Dict[str, List[int]] = field(default_factory=dict)
     # batches probed at the samples' axis sizes; null: 1 and 3, less those profiled (never only
     # the export's batch 2)
-    batch_sizes: Optional[List[int]] = None
-    rows: int = 3  # the batch of each axis and stressed-values probe
+    batch_sizes: Optional[List[int]] = setting(None, minimum=1)
+    rows: int = setting(3, minimum=1, doc="the batch of each axis and stressed-values probe")
     # exact-precision (fp32) variants also see stressed values: floats x -2, integers redrawn in range
     stress: bool = True
 
@@ -206,10 +125,10 @@ class MetricConfig:
 
 @dataclass
 class CorrectnessConfig:
-    atol: float = 1e-4  # fp32 tolerances
-    rtol: float = 1e-3
+    atol: float = setting(1e-4, minimum=0, doc="fp32 tolerances")
+    rtol: float = setting(1e-3, minimum=0)
     precisions: Dict[str, ToleranceConfig] = field(default_factory=_precision_tolerances)
-    outputs: Dict[str, ToleranceConfig] = field(default_factory=dict)  # per output, all precisions
+    outputs: Dict[str, ToleranceConfig] = setting(factory=dict, doc="per output, all precisions")
     metric: Optional[MetricConfig] = None
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     # a variant built from a trace that some conversion of this model found unreliable (a
@@ -219,64 +138,34 @@ class CorrectnessConfig:
 
 
 @dataclass
-class ProfileConfig:
-    batch_sizes: List[int] = field(default_factory=lambda: [1, 8])
-    warmup_iters: int = 6  # TorchScript needs ~5 calls before its optimized plan runs
-    window_s: float = 0.5
-    min_window_iters: int = 5
-    stable_windows: int = 3
-    stability: float = 0.1  # window medians must agree within this relative spread
-    max_windows: int = 15
-    pin_cores: bool = True
-    finalists: int = 3  # re-measured interleaved (A B A B ...) before a winner is named; <2: off
-    finalist_rounds: int = 10
-    finalist_iters: int = 3  # timed runs per variant and round
-    finalist_warmup_iters: int = 1  # untimed runs at the start of each variant's turn
-    # Background cores busy (other processes' CPU time averaged over the measurement, from /proc)
-    # above which a profile, the finalists' ranking or a Triton measurement is provisional: this
-    # build uses it and says so, the next build measures it again. 0.5 suits 2-core CI runners
-    # (a quarter of the machine taken by others); raise it on a many-core host. A policy, not an
-    # input: it is in no cache key, so changing it re-measures nothing that was measured quietly.
-    max_background_load: float = DEFAULT_MAX_BACKGROUND_LOAD
-    # re-run every timed target (profiles, finalists, Triton measurements) even when cached;
-    # conversions and checks stay cached (`navbuild --remeasure` sets it for one build)
-    remeasure: bool = False
-
-
-@dataclass
 class SelectConfig:
     """How the best variant is chosen among the correct ones."""
 
-    objective: str = "throughput"
-    batch_size: Optional[int] = None  # default: the largest profiled batch size
-    percentile: str = "p50"  # for objective=latency
-    noise: float = 0.05  # differences below this relative margin are ties (simpler wins)
-
-
-TRITON_OBJECTIVES = ("throughput", "latency", "weighted")
-TRITON_PROTOCOLS = ("http", "grpc")
-INSTANCE_KINDS = ("KIND_CPU", "KIND_GPU")
+    objective: str = setting("throughput", choices=("throughput", "latency"))
+    batch_size: Optional[int] = setting(None, doc="default: the largest profiled batch size")
+    percentile: str = setting("p50", choices=("p50", "p90", "p95", "p99"), doc="for objective=latency")
+    noise: float = setting(0.05, doc="differences below this relative margin are ties (simpler wins)")
 
 
 @dataclass
 class TritonServerConfig:
     """Which Triton server runs the search and the validation."""
 
-    path: Optional[str] = None  # another tritonserver binary; default: the one nvidia-pytriton bundles
-    url: Optional[str] = None  # an already running server ("host:port", HTTP) for the validation
-    grpc_url: Optional[str] = None  # its gRPC "host:port" (unset: that server is checked over HTTP only)
-    startup_timeout_s: float = 120.0
+    path: Optional[str] = setting(None, doc="another tritonserver binary; default: the one nvidia-pytriton bundles")
+    url: Optional[str] = setting(None, doc="an already running server ('host:port', HTTP) for the validation")
+    grpc_url: Optional[str] = setting(None, doc="its gRPC 'host:port' (unset: that server is checked over HTTP only)")
+    startup_timeout_s: float = setting(120.0, above=0)
 
 
 @dataclass
 class TritonSearchConfig:
     """The model configurations to measure (their cartesian product; Triton's default is always added)."""
 
-    max_batch_sizes: List[int] = field(default_factory=lambda: [8])
-    instance_counts: List[int] = field(default_factory=lambda: [1, 2])
-    instance_kind: str = "KIND_CPU"
+    max_batch_sizes: List[int] = setting(factory=lambda: [8], minimum=1)
+    instance_counts: List[int] = setting(factory=lambda: [1, 2], minimum=1)
+    instance_kind: str = setting("KIND_CPU", choices=INSTANCE_KINDS)
     dynamic_batching: List[bool] = field(default_factory=lambda: [False, True])
-    max_queue_delays_us: List[int] = field(default_factory=lambda: [0])
+    max_queue_delays_us: List[int] = setting(factory=lambda: [0], minimum=0)
     # per native backend, option name -> values to try, e.g.
     # {onnxruntime_onnx: {intra_op_thread_count: [1, 2]}}; names as the backend's config.pbtxt spells them
     backend_options: Dict[str, Dict[str, List[Any]]] = field(default_factory=dict)
@@ -286,21 +175,21 @@ class TritonSearchConfig:
 class TritonLoadConfig:
     """The load perf_analyzer applies to every configuration."""
 
-    concurrency: List[int] = field(default_factory=list)  # empty: automatic (1, 2, 4, ... max_concurrency)
-    max_concurrency: int = 8
-    batch_size: int = 1  # the batch of each client request
-    measurement_interval_ms: int = 1000
-    stability_percentage: int = 15  # perf_analyzer: 3 windows within this spread count as stable
-    max_trials: int = 10
+    concurrency: List[int] = setting(factory=list, minimum=1, doc="empty: automatic (1, 2, 4, ... max_concurrency)")
+    max_concurrency: int = setting(8, minimum=1)
+    batch_size: int = setting(1, minimum=1, doc="the batch of each client request")
+    measurement_interval_ms: int = setting(1000, minimum=1)
+    stability_percentage: int = setting(15, minimum=1, doc="perf_analyzer: 3 windows within this spread count as stable")
+    max_trials: int = setting(10, minimum=1)
 
 
 @dataclass
 class TritonConstraintsConfig:
     """What a configuration must meet to be chosen (None: no bound)."""
 
-    p99_latency_ms: Optional[float] = None
-    min_throughput: Optional[float] = None  # inferences per second
-    max_memory_mb: Optional[float] = None  # server CPU memory
+    p99_latency_ms: Optional[float] = setting(None, above=0, note="or null for no bound")
+    min_throughput: Optional[float] = setting(None, above=0, note="or null for no bound", doc="inferences per second")
+    max_memory_mb: Optional[float] = setting(None, above=0, note="or null for no bound", doc="server CPU memory")
 
 
 @dataclass
@@ -308,21 +197,21 @@ class TritonConfig:
     """Deploy the best variants to Triton and search its model configuration (off unless enabled)."""
 
     enabled: bool = False
-    variants: List[str] = field(default_factory=list)  # empty: the top `top` correct deployable variants
-    top: int = 1
+    variants: List[str] = setting(factory=list, doc="empty: the top `top` correct deployable variants")
+    top: int = setting(1, minimum=1)
     server: TritonServerConfig = field(default_factory=TritonServerConfig)
     search: TritonSearchConfig = field(default_factory=TritonSearchConfig)
     load: TritonLoadConfig = field(default_factory=TritonLoadConfig)
     constraints: TritonConstraintsConfig = field(default_factory=TritonConstraintsConfig)
-    objective: str = "throughput"  # throughput | latency | weighted
+    objective: str = setting("throughput", choices=("throughput", "latency", "weighted"))
     weights: Dict[str, float] = field(default_factory=lambda: {"throughput": 1.0, "latency": 1.0})
-    validate: bool = True  # serve the winner and check its outputs through HTTP and gRPC
-    protocols: List[str] = field(default_factory=lambda: ["http", "grpc"])
+    validate: bool = setting(True, doc="serve the winner and check its outputs through HTTP and gRPC")
+    protocols: List[str] = setting(factory=lambda: ["http", "grpc"], choices=("http", "grpc"))
 
 
 @dataclass
 class CacheConfig:
-    dir: Optional[str] = None  # default: $NAVBUILD_CACHE_DIR, else ./.navbuild-cache
+    dir: Optional[str] = setting(None, doc="default: $NAVBUILD_CACHE_DIR, else ./.navbuild-cache")
 
 
 @dataclass
@@ -350,6 +239,6 @@ class Recipe:
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
     triton: TritonConfig = field(default_factory=TritonConfig)
-    output_dir: Optional[str] = None  # default: build/<name>
+    output_dir: Optional[str] = setting(None, doc="default: build/<name>")
     cache: CacheConfig = field(default_factory=CacheConfig)
-    keep_going: bool = True  # a failing target does not stop its siblings
+    keep_going: bool = setting(True, doc="a failing target does not stop its siblings")

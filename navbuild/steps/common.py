@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from navbuild.errors import InputError
+from navbuild.settings import setting
 
 
 #: the factory of a source given as a serialized file (TorchScript ``.pt`` or exported
@@ -29,6 +30,19 @@ class TorchFactory:
 
 #: ONNX Runtime graph optimization levels by their recipe names.
 GRAPH_LEVELS: tuple[str, ...] = ("disable", "basic", "extended", "all")
+
+
+@dataclass
+class RuntimeConfig:
+    """The recipe's ``runtime``: options for checks and profiles (part of their cache keys, as
+    :class:`RuntimeOptions`)."""
+
+    intra_op_threads: int = setting(2, minimum=1)
+    inter_op_threads: int = setting(1, minimum=1, doc="ONNX Runtime only")
+    graph_level: str = setting("all", choices=GRAPH_LEVELS, doc="ONNX Runtime only")
+    # Masked attention (padded sentences) makes denormals; keeping them cost MiniLM's ONNX graph ~20%.
+    flush_denormals: bool = setting(True, doc="ONNX Runtime only: treat denormal floats as zero "
+                                              "(session.set_denormal_as_zero)")
 
 
 @dataclass(frozen=True)
@@ -138,7 +152,7 @@ def describe_feeds(feeds: Mapping[str, Any]) -> str:
     return ", ".join(f"{n} {a.dtype} {tuple(a.shape)}" for n, a in feeds.items())
 
 
-__all__ = ["TorchFactory", "RuntimeOptions", "GRAPH_LEVELS", "first_line", "describe_outputs",
+__all__ = ["TorchFactory", "RuntimeOptions", "RuntimeConfig", "GRAPH_LEVELS", "first_line", "describe_outputs",
            "resolve_output_names", "order_by_name", "describe_feeds", "root_cause", "describe_error"]
 
 

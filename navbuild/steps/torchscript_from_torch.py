@@ -13,6 +13,7 @@ import numpy as np
 from navbuild.evidence import TraceDivergence, trace_warnings
 from navbuild.model_io import TensorSpec
 from navbuild.samples import generate_samples
+from navbuild.settings import params_of, setting
 from navbuild.steps.base import Step, StepContext
 from navbuild.steps.common import TorchFactory, first_line
 from navbuild.steps.onnx_from_torch import EXAMPLE_BATCH, _signature_order
@@ -25,14 +26,25 @@ CHECK_ATOL = 1e-4
 CHECK_RTOL = 1e-4
 
 
+@dataclass
+class TorchScriptConfig:
+    """The recipe's ``torchscript``: how the torch source is serialized as TorchScript."""
+
+    method: str = setting("trace", choices=METHODS, doc="torch.jit.trace or torch.jit.script")
+    freeze: bool = setting(True, doc="torch.jit.freeze: weights and attributes become constants")
+
+
 @dataclass(frozen=True)
-class TorchScriptFromTorchParams:
+class _TorchSource:
+    """What the serialization reads besides the recipe's ``torchscript`` section."""
+
     factory: TorchFactory
     inputs: tuple[TensorSpec, ...]
     axes: Mapping[str, int]
     seed: int
-    method: str   # "trace" | "script"
-    freeze: bool  # torch.jit.freeze: weights and attributes become constants
+
+
+TorchScriptFromTorchParams = params_of(TorchScriptConfig, "TorchScriptFromTorchParams", __name__, bases=(_TorchSource,))
 
 
 class TorchScriptFromTorch(Step):
@@ -185,5 +197,5 @@ def save_without_debug_info(module: Any, path: Path) -> bool:
     return True
 
 
-__all__ = ["TorchScriptFromTorch", "TorchScriptFromTorchParams", "METHODS", "CHECK_BATCH", "example_inputs", "outputs_problem",
+__all__ = ["TorchScriptFromTorch", "TorchScriptFromTorchParams", "TorchScriptConfig", "METHODS", "CHECK_BATCH", "example_inputs", "outputs_problem",
            "save_without_debug_info"]
