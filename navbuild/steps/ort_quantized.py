@@ -20,7 +20,7 @@ from navbuild.steps.common import first_line
 from navbuild.steps.reference import SAMPLES_FILE
 
 WEIGHT_TYPES: tuple[str, ...] = ("qint8", "quint8")
-ACTIVATION_TYPES: tuple[str, ...] = ("quint8", "qint8")
+ACTIVATION_TYPES: tuple[str, ...] = WEIGHT_TYPES  # the same 8-bit integer types
 CALIBRATIONS: tuple[str, ...] = ("minmax", "entropy", "percentile")
 #: quantized op types that are not recognisable by name pattern alone (see _is_quantized_op)
 _QUANTIZED_OPS = frozenset({"QGemm", "QAttention", "QEmbedLayerNormalization"})
