@@ -158,7 +158,11 @@ def type_name(hint: Any) -> str:
 def _default_text(f: dataclasses.Field) -> str:
     if f.default_factory is not dataclasses.MISSING:
         value = f.default_factory()
-        return "(a section)" if dataclasses.is_dataclass(value) else repr(value)
+        if dataclasses.is_dataclass(value):
+            return "(a section)"
+        if isinstance(value, dict):  # e.g. per-precision budgets: show the sections' values
+            value = {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in value.items()}
+        return repr(value)
     if f.default is dataclasses.MISSING or f.default == "???":
         return "(required)"
     return "null" if f.default is None else repr(f.default)

@@ -1,4 +1,9 @@
-"""The recipe schema: Hydra structured configs, the single source of truth for keys, types and defaults."""
+"""The recipe schema: Hydra structured configs, the single source of truth for keys, types and defaults.
+
+Each field is declared once with :func:`navbuild.settings.setting` (default, allowed values,
+bounds, doc); the sections a conversion reads are declared beside its step (whose ``Params`` are
+made from them) and assembled here. ``navbuild.recipe.reference`` renders the whole reference.
+"""
 
 from __future__ import annotations
 
@@ -29,46 +34,51 @@ class SourceConfig:
     """Where the model comes from: a torch callable or an existing ONNX file."""
 
     torch: Optional[str] = setting(None, doc="'package.module:function' returning a torch.nn.Module")
-    kwargs: Dict[str, Any] = field(default_factory=dict)
+    kwargs: Dict[str, Any] = setting(factory=dict, doc="keyword arguments of the torch factory (JSON-able: "
+                                                        "they enter the cache key)")
     onnx: Optional[str] = setting(None, doc="path to an existing .onnx file")
-    # a serialized torch model: TorchScript (.pt, torch.jit.save) or exported program (.pt2)
-    torchscript: Optional[str] = None
-    # a .nav package written by navbuild.export: continue from it without the training code
-    package: Optional[str] = None
+    torchscript: Optional[str] = setting(None, doc="a serialized torch model: TorchScript (.pt, torch.jit.save) "
+                                                   "or exported program (.pt2)")
+    package: Optional[str] = setting(None, doc="a .nav package written by navbuild.export: continue from it "
+                                               "without the training code")
     # Files and installed distributions that define the model besides the factory's module
     # (checkpoints, helper modules, the package that ships the weights): their content or
     # version is part of the source's identity, so changing them rebuilds what depends on it.
-    watch: List[str] = field(default_factory=list)
-    packages: List[str] = field(default_factory=list)
+    watch: List[str] = setting(factory=list, doc="files that define the model besides the factory's module "
+                                                 "(checkpoints, helper modules): changing them rebuilds")
+    packages: List[str] = setting(factory=list, doc="installed distributions that define the model (the package "
+                                                    "that ships the weights): a new version rebuilds")
 
 
 @dataclass
 class InputConfig:
     """One model input. ``shape`` holds ints and axis names; the first axis must be ``batch``."""
 
-    name: str = MISSING
+    name: str = setting(MISSING, doc="the tensor's name")
     dtype: str = setting("float32", choices=("float32", "float16", "bfloat16", "float64", "int64", "int32", "int8",
                                              "uint8", "bool"))
-    shape: List[Any] = MISSING
-    range: List[float] = field(default_factory=lambda: [0.0, 1.0])
+    shape: List[Any] = setting(MISSING, doc="ints and axis names; the first axis is batch")
+    range: List[float] = setting(factory=lambda: [0.0, 1.0], doc="[low, high] of generated sample values")
 
 
 @dataclass
 class SamplesConfig:
     """The samples every check and profile runs on: a ``.npz`` file, or generated (seeded)."""
 
-    file: Optional[str] = None
-    # or a generator "module:function(count, seed, axes, **kwargs) -> {input name: array}"
-    # (e.g. real tokenized sentences); otherwise random values in each input's range
-    generator: Optional[str] = None
-    generator_kwargs: Dict[str, Any] = field(default_factory=dict)
-    count: int = setting(8, minimum=1)
-    seed: int = 0
+    file: Optional[str] = setting(None, doc="a .npz file with one array per input")
+    generator: Optional[str] = setting(None, doc="or 'module:function(count, seed, axes, **kwargs) -> {input name: "
+                                                 "array}' (e.g. real tokenized sentences); otherwise random values "
+                                                 "in each input's range")
+    generator_kwargs: Dict[str, Any] = setting(factory=dict, doc="keyword arguments of the generator")
+    count: int = setting(8, minimum=1, doc="samples generated")
+    seed: int = setting(0, doc="seed of generated samples and example inputs")
     axes: Dict[str, int] = setting(factory=dict, minimum=1, doc="size of each dynamic axis except batch")
 
 
 @dataclass
 class QuantizationConfig:
+    """ONNX Runtime int8 quantization (onnx-int8-dynamic, onnx-int8-static)."""
+
     dynamic: DynamicQuantConfig = field(default_factory=DynamicQuantConfig)
     static: StaticQuantConfig = field(default_factory=StaticQuantConfig)
 
@@ -79,10 +89,10 @@ class ToleranceConfig:
     being that output's max - min in the source's outputs; with ``cosine_min``, every sample's
     cosine similarity must reach it too."""
 
-    atol: float = 1e-4
-    rtol: float = 1e-3
+    atol: float = setting(1e-4, doc="absolute tolerance")
+    rtol: float = setting(1e-3, doc="tolerance relative to |source|")
     range_rtol: float = setting(0.0, minimum=0, note="a fraction of the output's range")
-    cosine_min: Optional[float] = None
+    cosine_min: Optional[float] = setting(None, doc="every sample's cosine similarity must reach it, within [-1, 1]")
 
 
 def _precision_tolerances() -> Dict[str, ToleranceConfig]:
@@ -98,16 +108,17 @@ def _precision_tolerances() -> Dict[str, ToleranceConfig]:
 class ProbeConfig:
     """Shapes and values besides the samples' that every variant must also match the source on."""
 
-    enabled: bool = True
-    # sizes per non-batch dynamic axis, e.g. {seq: [17, 300]}; an axis not named gets two: about
-    # half and about 1.5x the samples' size (128 -> 65, 193). A size the source itself rejects is skipped.
-    axes: Dict[str, List[int]] = field(default_factory=dict)
-    # batches probed at the samples' axis sizes; null: 1 and 3, less those profiled (never only
-    # the export's batch 2)
-    batch_sizes: Optional[List[int]] = setting(None, minimum=1)
+    enabled: bool = setting(True, doc="make and judge the probes")
+    axes: Dict[str, List[int]] = setting(factory=dict, doc="sizes per non-batch dynamic axis, e.g. {seq: [17, 300]}; "
+                                                           "an axis not named gets two: about half and about 1.5x the "
+                                                           "samples' size (128 -> 65, 193). A size the source itself "
+                                                           "rejects is skipped")
+    batch_sizes: Optional[List[int]] = setting(None, minimum=1, doc="batches probed at the samples' axis sizes; "
+                                                                    "null: 1 and 3, less those profiled (never only "
+                                                                    "the export's batch 2)")
     rows: int = setting(3, minimum=1, doc="the batch of each axis and stressed-values probe")
-    # exact-precision (fp32) variants also see stressed values: floats x -2, integers redrawn in range
-    stress: bool = True
+    stress: bool = setting(True, doc="exact-precision (fp32) variants also see stressed values: floats x -2, "
+                                     "integers redrawn in range")
 
 
 @dataclass
@@ -115,26 +126,29 @@ class MetricConfig:
     """A user metric ``module:function(reference_outputs, variant_outputs, inputs) -> {name: value}``
     and its pass condition on ``name`` (the worst value over batch sizes must satisfy min/max)."""
 
-    function: str = MISSING
-    name: str = MISSING
-    min: Optional[float] = None
-    max: Optional[float] = None
-    # when true the metric alone decides pass/fail (tolerance figures are still reported)
-    replaces_tolerance: bool = True
+    function: str = setting(MISSING, doc="'module:function(reference_outputs, variant_outputs, inputs) -> "
+                                         "{name: value}'")
+    name: str = setting(MISSING, doc="the value the pass condition is on")
+    min: Optional[float] = setting(None, doc="the worst value over batch sizes must be >= min")
+    max: Optional[float] = setting(None, doc="the worst value over batch sizes must be <= max")
+    replaces_tolerance: bool = setting(True, doc="the metric alone decides pass/fail (tolerance figures are "
+                                                 "still reported)")
 
 
 @dataclass
 class CorrectnessConfig:
+    """How every variant is checked against the source."""
+
     atol: float = setting(1e-4, minimum=0, doc="fp32 tolerances")
     rtol: float = setting(1e-3, minimum=0)
-    precisions: Dict[str, ToleranceConfig] = field(default_factory=_precision_tolerances)
+    precisions: Dict[str, ToleranceConfig] = setting(factory=_precision_tolerances,
+                                                     doc="budget per reduced precision (bf16, fp16, int8)")
     outputs: Dict[str, ToleranceConfig] = setting(factory=dict, doc="per output, all precisions")
-    metric: Optional[MetricConfig] = None
+    metric: Optional[MetricConfig] = setting(None, doc="a user metric that judges the outputs")
     probe: ProbeConfig = field(default_factory=ProbeConfig)
-    # a variant built from a trace that some conversion of this model found unreliable (a
-    # TracerWarning, a trace that diverged, a branch torch.export refused) is not chosen as best
-    # unless this is true
-    accept_trace_risk: bool = False
+    accept_trace_risk: bool = setting(False, doc="a variant built from a trace that some conversion of this model "
+                                                 "found unreliable (a TracerWarning, a trace that diverged, a branch "
+                                                 "torch.export refused) is not chosen as best unless this is true")
 
 
 @dataclass
@@ -164,11 +178,11 @@ class TritonSearchConfig:
     max_batch_sizes: List[int] = setting(factory=lambda: [8], minimum=1)
     instance_counts: List[int] = setting(factory=lambda: [1, 2], minimum=1)
     instance_kind: str = setting("KIND_CPU", choices=INSTANCE_KINDS)
-    dynamic_batching: List[bool] = field(default_factory=lambda: [False, True])
+    dynamic_batching: List[bool] = setting(factory=lambda: [False, True])
     max_queue_delays_us: List[int] = setting(factory=lambda: [0], minimum=0)
-    # per native backend, option name -> values to try, e.g.
-    # {onnxruntime_onnx: {intra_op_thread_count: [1, 2]}}; names as the backend's config.pbtxt spells them
-    backend_options: Dict[str, Dict[str, List[Any]]] = field(default_factory=dict)
+    backend_options: Dict[str, Dict[str, List[Any]]] = setting(
+        factory=dict, doc="per native backend, option name -> values to try, e.g. {onnxruntime_onnx: "
+                          "{intra_op_thread_count: [1, 2]}}; names as the backend's config.pbtxt spells them")
 
 
 @dataclass
@@ -196,21 +210,24 @@ class TritonConstraintsConfig:
 class TritonConfig:
     """Deploy the best variants to Triton and search its model configuration (off unless enabled)."""
 
-    enabled: bool = False
+    enabled: bool = setting(False, doc="deploy and search (the section is checked only when on)")
     variants: List[str] = setting(factory=list, doc="empty: the top `top` correct deployable variants")
-    top: int = setting(1, minimum=1)
+    top: int = setting(1, minimum=1, doc="how many of the best correct deployable variants")
     server: TritonServerConfig = field(default_factory=TritonServerConfig)
     search: TritonSearchConfig = field(default_factory=TritonSearchConfig)
     load: TritonLoadConfig = field(default_factory=TritonLoadConfig)
     constraints: TritonConstraintsConfig = field(default_factory=TritonConstraintsConfig)
     objective: str = setting("throughput", choices=("throughput", "latency", "weighted"))
-    weights: Dict[str, float] = field(default_factory=lambda: {"throughput": 1.0, "latency": 1.0})
+    weights: Dict[str, float] = setting(factory=lambda: {"throughput": 1.0, "latency": 1.0},
+                                        doc="of throughput and latency, for the weighted objective")
     validate: bool = setting(True, doc="serve the winner and check its outputs through HTTP and gRPC")
     protocols: List[str] = setting(factory=lambda: ["http", "grpc"], choices=("http", "grpc"))
 
 
 @dataclass
 class CacheConfig:
+    """Where built targets are stored."""
+
     dir: Optional[str] = setting(None, doc="default: $NAVBUILD_CACHE_DIR, else ./.navbuild-cache")
 
 
@@ -218,16 +235,15 @@ class CacheConfig:
 class Recipe:
     """A whole recipe. Every key a recipe file or an override may set is declared here."""
 
-    name: str = ""
+    name: str = setting("", doc="the recipe's name (the default output_dir is build/<name>)")
     description: str = ""
     source: SourceConfig = field(default_factory=SourceConfig)
-    inputs: List[InputConfig] = field(default_factory=list)
-    outputs: List[str] = field(default_factory=list)
+    inputs: List[InputConfig] = setting(factory=list, doc="the model's inputs")
+    outputs: List[str] = setting(factory=list, doc="the model's output names")
     samples: SamplesConfig = field(default_factory=SamplesConfig)
     formats: List[str] = field(default_factory=lambda: ["torch", "onnx", "onnx-opt"])
     precisions: List[str] = field(default_factory=lambda: ["fp32"])
-    # explicit variant names (navbuild/planning/variants.py); non-empty replaces formats x precisions
-    variants: List[str] = field(default_factory=list)
+    variants: List[str] = setting(factory=list, doc="explicit variant names; non-empty replaces formats x precisions")
     onnx: OnnxConfig = field(default_factory=OnnxConfig)
     onnx_opt: OnnxOptConfig = field(default_factory=OnnxOptConfig)
     torchscript: TorchScriptConfig = field(default_factory=TorchScriptConfig)
