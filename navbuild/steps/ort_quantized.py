@@ -45,16 +45,12 @@ class DynamicQuantConfig:
 
 
 @dataclass
-class StaticQuantConfig:
-    """The recipe's ``quantization.static``: ONNX Runtime static QDQ int8 quantization (onnx-int8-static)."""
+class StaticQuantConfig(DynamicQuantConfig):
+    """The recipe's ``quantization.static``: ONNX Runtime static QDQ int8 quantization (onnx-int8-static);
+    the dynamic section's settings and the calibration's."""
 
     calibration: str = setting("minmax", choices=CALIBRATIONS)
-    per_channel: bool = setting(True, doc="one scale per output channel of each weight")
-    reduce_range: bool = setting(False, doc="7-bit weights: for CPUs without VNNI, where u8s8 can saturate")
     activation_type: str = setting("quint8", choices=ACTIVATION_TYPES)
-    weight_type: str = setting("qint8", choices=WEIGHT_TYPES)
-    exclude: List[str] = setting(factory=list, doc="regexes (re.search) on node names and op types kept in float")
-    op_types: List[str] = setting(factory=list, doc="op types to quantize; empty: ONNX Runtime's default set")
     max_samples: int = setting(64, minimum=1, doc="calibration rows taken from the reference samples")
     batch_size: int = setting(1, minimum=1, doc="rows per calibration run")
 
