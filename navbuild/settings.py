@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import typing
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -20,18 +21,24 @@ _MIN = "minimum"
 _MAX = "maximum"
 _ABOVE = "above"
 _NOTE = "note"
+_CHECK = "check"
 
 
 def setting(default: Any = dataclasses.MISSING, *, factory: Callable[[], Any] | None = None,
             choices: Sequence[Any] | None = None, minimum: float | None = None, maximum: float | None = None,
-            above: float | None = None, note: str = "", doc: str = "") -> Any:
+            above: float | None = None, note: str = "", check: Callable[[Any], str | None] | None = None,
+            doc: str = "") -> Any:
     """A dataclass field that carries its allowed values and its doc beside its default.
 
     ``choices``: the values it may take (each item, for a list). ``minimum``/``maximum``: inclusive
     bounds, ``above``: an exclusive lower bound (each item, for a list). ``note`` is appended to a
-    bound's message (e.g. ``"0 = detect"``). ``factory`` makes a mutable default (a list, a dict).
+    bound's message (e.g. ``"0 = detect"``). ``check``: what else a value (each item) must be, as a
+    function returning the problem (the text after ``path: ``) or None; it replaces the choices'
+    and bounds' own messages. ``factory`` makes a mutable default (a list, a dict).
     """
-    metadata = {_DOC: doc}
+    metadata: dict[str, Any] = {_DOC: doc}
+    if check is not None:
+        metadata[_CHECK] = check
     if choices is not None:
         metadata[_CHOICES] = tuple(choices)
     for key, value in ((_MIN, minimum), (_MAX, maximum), (_ABOVE, above)):
@@ -71,6 +78,15 @@ def unknown(value: Any, choices: Iterable[Any], path: str, word: str = "value") 
     return f"{path}: unknown {word} '{value}'{hint}; choose one of {', '.join(choices)}"
 
 
+def regex_problem(pattern: Any) -> str | None:
+    """A :func:`setting` check: the problem of a string that is not a regular expression, or None."""
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        return f"'{pattern}' is not a regular expression ({exc})"
+    return None
+
+
 def check_choice(value: Any, choices: Iterable[Any], path: str) -> str | None:
     """None when ``value`` is one of ``choices``, else the :func:`unknown` message."""
     choices = list(choices)
@@ -106,6 +122,9 @@ def _walk(obj: Any, prefix: str, skip: frozenset[str], problems: list[str]) -> N
 
 
 def _check_one(value: Any, meta: Mapping[str, Any], path: str) -> str | None:
+    if _CHECK in meta:
+        problem = meta[_CHECK](value)
+        return None if problem is None else f"{path}: {problem}"
     if _CHOICES in meta:
         return check_choice(value, meta[_CHOICES], path)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -224,5 +243,5 @@ def _frozen_field(f: dataclasses.Field) -> dataclasses.Field:
     return dataclasses.field(default=f.default, metadata=f.metadata)
 
 
-__all__ = ["setting", "choices_of", "doc_of", "unknown", "check_choice", "check_settings", "describe_setting",
+__all__ = ["setting", "choices_of", "doc_of", "unknown", "check_choice", "regex_problem", "check_settings", "describe_setting",
            "type_name", "params_of"]

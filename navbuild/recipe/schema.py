@@ -92,7 +92,9 @@ class ToleranceConfig:
     atol: float = setting(1e-4, doc="absolute tolerance")
     rtol: float = setting(1e-3, doc="tolerance relative to |source|")
     range_rtol: float = setting(0.0, minimum=0, note="a fraction of the output's range")
-    cosine_min: Optional[float] = setting(None, doc="every sample's cosine similarity must reach it, within [-1, 1]")
+    cosine_min: Optional[float] = setting(None, check=lambda v: None if -1.0 <= v <= 1.0 else
+                                          f"{v} must be within [-1, 1]",
+                                          doc="every sample's cosine similarity must reach it, within [-1, 1]")
 
 
 def _precision_tolerances() -> Dict[str, ToleranceConfig]:
@@ -158,7 +160,8 @@ class SelectConfig:
     objective: str = setting("throughput", choices=("throughput", "latency"))
     batch_size: Optional[int] = setting(None, doc="default: the largest profiled batch size")
     percentile: str = setting("p50", choices=("p50", "p90", "p95", "p99"), doc="for objective=latency")
-    noise: float = setting(0.05, doc="differences below this relative margin are ties (simpler wins)")
+    noise: float = setting(0.05, check=lambda v: None if 0 <= v < 1 else f"{v} must be between 0 and 1",
+                           doc="differences below this relative margin are ties (simpler wins), in [0, 1)")
 
 
 @dataclass
@@ -258,3 +261,11 @@ class Recipe:
     output_dir: Optional[str] = setting(None, doc="default: build/<name>")
     cache: CacheConfig = field(default_factory=CacheConfig)
     keep_going: bool = setting(True, doc="a failing target does not stop its siblings")
+
+
+#: every section of the recipe, those declared beside their steps included, is importable from here
+__all__ = ["Recipe", "SourceConfig", "InputConfig", "SamplesConfig", "OnnxConfig", "OnnxOptConfig", "TorchScriptConfig",
+           "QuantizationConfig", "DynamicQuantConfig", "StaticQuantConfig", "OpenVinoConfig", "OpenVinoQuantConfig",
+           "Fp16Config", "RuntimeConfig", "ToleranceConfig", "ProbeConfig", "MetricConfig", "CorrectnessConfig",
+           "ProfileConfig", "SelectConfig", "TritonServerConfig", "TritonSearchConfig", "TritonLoadConfig",
+           "TritonConstraintsConfig", "TritonConfig", "CacheConfig", "FORMATS", "PRECISIONS"]

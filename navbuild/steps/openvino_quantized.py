@@ -6,13 +6,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, List, Optional
 
-from navbuild.settings import params_of, setting
+from navbuild.settings import params_of, regex_problem, setting
 from navbuild.steps.base import Step, StepContext
 from navbuild.steps.reference import SAMPLES_FILE
 
 PRESETS: tuple[str, ...] = ("performance", "mixed")
 MODEL_TYPES: tuple[str, ...] = ("transformer",)
 WEIGHT_MODES: tuple[str, ...] = ("int8_asym", "int8_sym")
+
+
+def _model_type_problem(value: str) -> str | None:
+    return None if value in MODEL_TYPES else f"'{value}' must be null or 'transformer'"
 
 
 @dataclass
@@ -28,9 +32,10 @@ class OpenVinoQuantConfig:
                           doc="performance: symmetric activations; mixed: asymmetric; auto: mixed for transformers")
     subset_size: int = setting(300, doc="calibration samples NNCF reads at most")
     fast_bias_correction: bool = setting(True, doc="false: NNCF's slower, more exact bias correction")
-    # checked by recipe validation with its own wording ("must be null or 'transformer'")
-    model_type: Optional[str] = setting(None, doc="null (generic), or transformer (NNCF's transformer patterns)")
-    ignored_patterns: List[str] = setting(factory=list, doc="node-name regexes kept in float (nncf.IgnoredScope)")
+    model_type: Optional[str] = setting(None, choices=MODEL_TYPES, check=_model_type_problem,
+                                        doc="null (generic), or transformer (NNCF's transformer patterns)")
+    ignored_patterns: List[str] = setting(factory=list, check=regex_problem,
+                                          doc="node-name regexes kept in float (nncf.IgnoredScope)")
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Iterator, List, Mapping, Sequence
 import numpy as np
 
 from navbuild.samples import read_npz
-from navbuild.settings import params_of, setting
+from navbuild.settings import params_of, regex_problem, setting
 from navbuild.steps.base import Step, StepContext, model_file
 from navbuild.steps.common import first_line
 from navbuild.steps.reference import SAMPLES_FILE
@@ -40,7 +40,8 @@ class DynamicQuantConfig:
     per_channel: bool = setting(True, doc="one scale per output channel of each weight")
     reduce_range: bool = setting(False, doc="7-bit weights: for CPUs without VNNI, where u8s8 can saturate")
     weight_type: str = setting("qint8", choices=WEIGHT_TYPES)
-    exclude: List[str] = setting(factory=list, doc="regexes (re.search) on node names and op types kept in float")
+    exclude: List[str] = setting(factory=list, check=regex_problem,
+                                 doc="regexes (re.search) on node names and op types kept in float")
     op_types: List[str] = setting(factory=list, doc="op types to quantize; empty: ONNX Runtime's default set")
 
 

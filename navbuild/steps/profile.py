@@ -27,7 +27,9 @@ class ProfileConfig:
     window_s: float = setting(0.5, above=0, doc="a window lasts at least this long ...")
     min_window_iters: int = setting(5, minimum=1, doc="... and at least this many iterations")
     stable_windows: int = setting(3, minimum=2, doc="the last N window medians must agree ...")
-    stability: float = setting(0.1, doc="... within this relative spread ((max - min) / median)")
+    stability: float = setting(0.1, check=lambda v: None if 0 < v < 1 else
+                               f"{v} must be between 0 and 1 (a relative spread)",
+                               doc="... within this relative spread ((max - min) / median), between 0 and 1")
     max_windows: int = setting(15, minimum=2, doc="give up waiting for stability after this many windows")
     pin_cores: bool = setting(True, doc="pin to the first intra_op_threads allowed CPUs")
     finalists: int = setting(3, doc="re-measured interleaved (A B A B ...) before a winner is named; <2: off")

@@ -10,7 +10,7 @@ from typing import Dict, List, Optional
 import pytest
 
 from navbuild.settings import (check_choice, check_settings, choices_of, describe_setting, doc_of, params_of,
-                               setting, unknown)
+                               regex_problem, setting, unknown)
 from navbuild.steps.base import params_from_dict, params_to_dict
 
 
@@ -104,3 +104,15 @@ def test_params_are_built_from_a_section_and_what_the_planner_resolves():
     assert LeafParams.from_section(Leaf(), model="m", mode="exact").mode == "exact"  # an explicit resolution wins
     assert params_from_dict(LeafParams, params_to_dict(p)) == p
     assert pickle.loads(pickle.dumps(p)) == p  # child processes get them by name
+
+
+@dataclass
+class Patterns:
+    exclude: List[str] = setting(factory=list, check=regex_problem)
+    spread: float = setting(0.1, minimum=0, check=lambda v: None if 0 < v < 1 else f"{v} must be between 0 and 1")
+
+
+def test_a_declared_check_speaks_for_the_field_with_its_path():
+    assert check_settings(Patterns(exclude=["ok", "(x"], spread=0.0)) == [
+        "exclude[1]: '(x' is not a regular expression (missing ), unterminated subpattern at position 0)",
+        "spread: 0.0 must be between 0 and 1"]  # the check replaces the bound's own message

@@ -31,6 +31,8 @@ def _declared_choices(cls: type = Recipe, prefix: str = "") -> list[tuple[str, t
 
 
 CHOICES = _declared_choices()
+#: settings whose declaration words its own message (kept as it always read)
+OWN_WORDING = {"openvino.quantization.model_type": "'{typo}' must be null or 'transformer'"}
 
 
 def _recipe() -> Recipe:
@@ -72,7 +74,9 @@ def test_a_typo_in_any_declared_choice_is_reported_with_did_you_mean(path, choic
     with pytest.raises(RecipeError) as err:
         check_semantics(r, Path.cwd())
     where = path + "[0]" if is_list else path
-    expected = f"{where}: unknown value '{typo}' (did you mean '{choices[-1]}'?); choose one of {', '.join(choices)}"
+    expected = OWN_WORDING.get(path, "unknown value '{typo}' (did you mean '{best}'?); choose one of {choices}").format(
+        typo=typo, best=choices[-1], choices=", ".join(choices))
+    expected = f"{where}: {expected}"
     assert expected in err.value.problems, err.value.problems
 
 
