@@ -23,6 +23,9 @@ _ABOVE = "above"
 _NOTE = "note"
 _CHECK = "check"
 
+#: the default of a value the recipe must give (omegaconf.MISSING, which Hydra reports when unset)
+REQUIRED = "???"
+
 
 def setting(default: Any = dataclasses.MISSING, *, factory: Callable[[], Any] | None = None,
             choices: Sequence[Any] | None = None, minimum: float | None = None, maximum: float | None = None,
@@ -182,7 +185,7 @@ def _default_text(f: dataclasses.Field) -> str:
         if isinstance(value, dict):  # e.g. per-precision budgets: show the sections' values
             value = {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in value.items()}
         return repr(value)
-    if f.default is dataclasses.MISSING or f.default == "???":
+    if f.default is dataclasses.MISSING or f.default == REQUIRED:
         return "(required)"
     return "null" if f.default is None else repr(f.default)
 
@@ -235,6 +238,8 @@ def _frozen_value(value: Any) -> Any:
 
 
 def _frozen_field(f: dataclasses.Field) -> dataclasses.Field:
+    if f.default == REQUIRED:  # required in the recipe: required in the Params
+        return dataclasses.field(metadata=f.metadata)
     if f.default_factory is not dataclasses.MISSING:
         value = f.default_factory()
         if isinstance(value, list):
@@ -243,5 +248,5 @@ def _frozen_field(f: dataclasses.Field) -> dataclasses.Field:
     return dataclasses.field(default=f.default, metadata=f.metadata)
 
 
-__all__ = ["setting", "choices_of", "doc_of", "unknown", "check_choice", "regex_problem", "check_settings", "describe_setting",
+__all__ = ["setting", "REQUIRED", "choices_of", "doc_of", "unknown", "check_choice", "regex_problem", "check_settings", "describe_setting",
            "type_name", "params_of"]

@@ -277,8 +277,7 @@ def expand_checks(graph: Graph, recipe: Recipe, variants: list[VariantDef], mode
 
     step = load_step("CheckCorrectness")
     metric = recipe.correctness.metric
-    spec = None if metric is None else MetricSpec(function=metric.function, name=metric.name, min=metric.min,
-                                                  max=metric.max, replaces_tolerance=metric.replaces_tolerance)
+    spec = None if metric is None else MetricSpec.from_section(metric)
     for v in variants:
         if v.name == "torch":
             continue

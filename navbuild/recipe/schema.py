@@ -14,6 +14,7 @@ from omegaconf import MISSING
 
 from navbuild.settings import setting
 from navbuild.steps.common import RuntimeConfig
+from navbuild.steps.correctness import MetricConfig
 from navbuild.steps.onnx_fp16 import Fp16Config
 from navbuild.steps.onnx_from_torch import OnnxConfig
 from navbuild.steps.openvino_quantized import OpenVinoConfig, OpenVinoQuantConfig
@@ -121,20 +122,6 @@ class ProbeConfig:
     rows: int = setting(3, minimum=1, doc="the batch of each axis and stressed-values probe")
     stress: bool = setting(True, doc="exact-precision (fp32) variants also see stressed values: floats x -2, "
                                      "integers redrawn in range")
-
-
-@dataclass
-class MetricConfig:
-    """A user metric ``module:function(reference_outputs, variant_outputs, inputs) -> {name: value}``
-    and its pass condition on ``name`` (the worst value over batch sizes must satisfy min/max)."""
-
-    function: str = setting(MISSING, doc="'module:function(reference_outputs, variant_outputs, inputs) -> "
-                                         "{name: value}'")
-    name: str = setting(MISSING, doc="the value the pass condition is on")
-    min: Optional[float] = setting(None, doc="the worst value over batch sizes must be >= min")
-    max: Optional[float] = setting(None, doc="the worst value over batch sizes must be <= max")
-    replaces_tolerance: bool = setting(True, doc="the metric alone decides pass/fail (tolerance figures are "
-                                                 "still reported)")
 
 
 @dataclass

@@ -21,13 +21,17 @@ SECTIONS = {
     "OpenVinoQuantized": "openvino.quantization",
     "OpenVinoWeightCompressed": "openvino",
     "ProfilePerformance": "profile",
+    "CompareFinalists": "profile",
 }
+#: steps that read only part of their section
+PARTIAL = {"ProfilePerformance", "OpenVinoWeightCompressed", "CompareFinalists"}
 
 
 def _section_class(key: str) -> type:
     cls = Recipe
     for part in key.split("."):
-        cls = typing.get_type_hints(cls)[part]
+        hint = typing.get_type_hints(cls)[part]
+        cls = next((a for a in typing.get_args(hint) if a is not type(None)), hint)  # Optional[X] -> X
     return cls
 
 
@@ -47,8 +51,7 @@ def test_params_hold_the_fields_of_the_recipe_section(step_name, key):
         assert own[name].default == default
 
 
-@pytest.mark.parametrize("step_name, key", [(s, k) for s, k in SECTIONS.items() if s != "ProfilePerformance"
-                                            and s != "OpenVinoWeightCompressed"])
+@pytest.mark.parametrize("step_name, key", [(s, k) for s, k in SECTIONS.items() if s not in PARTIAL])
 def test_a_conversion_reads_its_whole_section(step_name, key):
     params = load_step(step_name).Params
     assert sorted(params.section_fields.values()) == sorted(f.name for f in dataclasses.fields(params.section))
@@ -60,3 +63,15 @@ def test_the_partial_sections_say_which_fields():
     profile = load_step("ProfilePerformance").Params
     # the finalists' settings and the measurement policy are not a profile's params
     assert not {"finalists", "max_background_load", "remeasure"} & set(profile.section_fields.values())
+    finalists = load_step("CompareFinalists").Params
+    assert finalists.section_fields == {"rounds": "finalist_rounds", "iters": "finalist_iters", "pin_cores": "pin_cores",
+                                        "warmup": "finalist_warmup_iters"}
+
+
+def test_a_user_metric_is_passed_to_its_check_as_declared():
+    from navbuild.steps.correctness import MetricSpec
+
+    assert MetricSpec.section is _section_class("correctness.metric")
+    assert [f.name for f in dataclasses.fields(MetricSpec)] == [f.name for f in dataclasses.fields(MetricSpec.section)]
+    with pytest.raises(TypeError):
+        MetricSpec()  # function and name are required, as in the recipe
