@@ -51,3 +51,6 @@ def _section_of(hint: Any) -> tuple[type | None, str]:
 
 
 __all__ = ["reference", "describe"]
+
+if __name__ == "__main__":  # python -m navbuild.recipe.reference
+    print(describe())
