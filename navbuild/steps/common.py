@@ -48,7 +48,11 @@ class RuntimeConfig:
 @dataclass(frozen=True)
 class RuntimeOptions:
     """How a variant is executed: thread counts and (ONNX Runtime only) the graph optimization level
-    and denormal flushing."""
+    and denormal flushing.
+
+    Not made from :class:`RuntimeConfig` with ``params_of``: the planner resolves it per variant
+    (graph level "n/a" and one inter-op thread off ONNX Runtime, the variant's mode), and its
+    defaults are a bare runtime's (denormals kept), not the recipe's."""
 
     intra_op_threads: int = 2
     inter_op_threads: int = 1

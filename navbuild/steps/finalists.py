@@ -40,9 +40,6 @@ class _Finalists:
     batch_size: int
 
 
-# warmup: untimed runs at the start of each turn: the previous turn ran another runtime, whose
-# weights pushed this one's out of the caches (MiniLM openvino-int8 timed right after torch
-# with no warm-up: 33.2 ms median against 29.5 ms in its own profile)
 FinalistsParams = params_of(ProfileConfig, "FinalistsParams", __name__, bases=(_Finalists,),
                             only=("finalist_rounds", "finalist_iters", "pin_cores", "finalist_warmup_iters"),
                             rename={"finalist_rounds": "rounds", "finalist_iters": "iters",

@@ -35,6 +35,9 @@ class ProfileConfig:
     finalists: int = setting(3, doc="re-measured interleaved (A B A B ...) before a winner is named; <2: off")
     finalist_rounds: int = 10
     finalist_iters: int = setting(3, doc="timed runs per variant and round")
+    # the previous turn ran another runtime, whose weights pushed this one's out of the caches
+    # (MiniLM openvino-int8 timed right after torch with no warm-up: 33.2 ms median against 29.5 ms
+    # in its own profile)
     finalist_warmup_iters: int = setting(1, minimum=0, doc="untimed runs at the start of each variant's turn")
     # 0.5 suits 2-core CI runners (a quarter of the machine taken by others); raise it on a
     # many-core host. A policy, not an input: it is in no cache key, so changing it re-measures
