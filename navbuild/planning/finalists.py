@@ -27,9 +27,7 @@ def finalists_target(graph: Graph, recipe: Any, ranking: list[str], batch_size: 
         slot = f"model-{name}" if model else "source"
         inputs[slot] = model or SOURCE_ID
         specs.append(_spec(name, BY_NAME[name].runner, profile.runtime, profile.factory, slot))
-    params = step.Params(finalists=tuple(specs), batch_size=batch_size, rounds=recipe.profile.finalist_rounds,
-                         iters=recipe.profile.finalist_iters, pin_cores=recipe.profile.pin_cores,
-                         warmup=recipe.profile.finalist_warmup_iters)
+    params = step.Params.from_section(recipe.profile, finalists=tuple(specs), batch_size=batch_size)
     return Target(FINALISTS_ID, step.name, params, inputs, kind="finalists")
 
 

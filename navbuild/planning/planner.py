@@ -156,10 +156,9 @@ def expand_conversions(graph: Graph, recipe: Recipe, variants: list[VariantDef])
         if recipe.source.onnx:
             models["onnx"] = SOURCE_ID
         else:
-            models["onnx"] = _add_conversion(graph, "onnx", "OnnxFromTorch", {"source": SOURCE_ID},
+            models["onnx"] = _add_conversion(graph, "onnx", "OnnxFromTorch", {"source": SOURCE_ID}, recipe.onnx,
                                          factory=_factory(recipe), inputs=tensor_specs(recipe),
                                          outputs=tuple(recipe.outputs), axes=dict(recipe.samples.axes),
-                                         opset=recipe.onnx.opset, exporter=recipe.onnx.exporter,
                                          seed=recipe.samples.seed)
     onnx = {"onnx": models.get("onnx", SOURCE_ID)}
     facts = _onnx_facts(graph, recipe)
@@ -175,27 +174,21 @@ def expand_conversions(graph: Graph, recipe: Recipe, variants: list[VariantDef])
     ovq = recipe.openvino.quantization
     builders = {
         "torchscript": lambda: _add_conversion(
-            graph,             "torchscript", "TorchScriptFromTorch", {"source": SOURCE_ID}, factory=_factory(recipe),
-            inputs=tensor_specs(recipe), axes=dict(recipe.samples.axes), seed=recipe.samples.seed,
-            method=recipe.torchscript.method, freeze=recipe.torchscript.freeze),
+            graph,             "torchscript", "TorchScriptFromTorch", {"source": SOURCE_ID}, recipe.torchscript,
+            factory=_factory(recipe), inputs=tensor_specs(recipe), axes=dict(recipe.samples.axes),
+            seed=recipe.samples.seed),
         "torch-export": lambda: _add_conversion(
             graph,             "torch-export", "ExportedProgramFromTorch", {"source": SOURCE_ID}, factory=_factory(recipe),
             inputs=tensor_specs(recipe), axes=dict(recipe.samples.axes), seed=recipe.samples.seed,
             packages=tuple(recipe.source.packages)),
         "onnx-opt": lambda: _add_conversion(
-            graph,             "onnx-opt", "OrtOptimizedFromOnnx", onnx, level=recipe.onnx_opt.level, fusion=recipe.onnx_opt.fusion,
-            num_heads=recipe.onnx_opt.num_heads, hidden_size=recipe.onnx_opt.hidden_size),
+            graph,             "onnx-opt", "OrtOptimizedFromOnnx", onnx, recipe.onnx_opt),
         "onnx-fp16": lambda: _add_conversion(
-            graph,             "onnx-fp16", "OnnxFp16FromOnnx", onnx, keep_io_types=recipe.fp16.keep_io_types, op_block_list=()),
+            graph,             "onnx-fp16", "OnnxFp16FromOnnx", onnx, recipe.fp16, op_block_list=()),
         "onnx-int8-dynamic": lambda: _add_conversion(
-            graph,             "onnx-int8-dynamic", "OrtQuantizedDynamic", onnx, per_channel=dyn.per_channel,
-            reduce_range=dyn.reduce_range, weight_type=dyn.weight_type, exclude=tuple(dyn.exclude),
-            op_types=tuple(dyn.op_types)),
+            graph,             "onnx-int8-dynamic", "OrtQuantizedDynamic", onnx, dyn),
         "onnx-int8-static": lambda: _add_conversion(
-            graph,             "onnx-int8-static", "OrtQuantizedStatic", with_samples, calibration=sta.calibration,
-            per_channel=sta.per_channel, reduce_range=sta.reduce_range, activation_type=sta.activation_type,
-            weight_type=sta.weight_type, exclude=tuple(sta.exclude), op_types=tuple(sta.op_types),
-            max_samples=sta.max_samples, batch_size=sta.batch_size),
+            graph,             "onnx-int8-static", "OrtQuantizedStatic", with_samples, sta),
         "openvino": lambda: (_add_conversion(
             graph,             "openvino", "OpenVinoFromTorch", {"source": SOURCE_ID}, factory=_factory(recipe),
             inputs=tensor_specs(recipe), outputs=tuple(recipe.outputs), axes=dict(recipe.samples.axes),
@@ -203,11 +196,10 @@ def expand_conversions(graph: Graph, recipe: Recipe, variants: list[VariantDef])
             else _add_conversion(graph, "openvino", "OpenVinoFromOnnx", onnx, compress_to_fp16=False)),
         "openvino-int8": lambda: _add_conversion(
             graph,             "openvino-int8", "OpenVinoQuantized", {"openvino": models["openvino"], "reference": REFERENCE_ID},
-            preset=nncf_preset(ovq.preset, ovq.model_type), subset_size=ovq.subset_size, fast_bias_correction=ovq.fast_bias_correction,
-            model_type=ovq.model_type, ignored_patterns=tuple(ovq.ignored_patterns)),
+            ovq, preset=nncf_preset(ovq.preset, ovq.model_type)),
         "openvino-int8-wo": lambda: _add_conversion(
             graph,             "openvino-int8-wo", "OpenVinoWeightCompressed", {"openvino": models["openvino"]},
-            mode=recipe.openvino.weight_compression),
+            recipe.openvino),
     }
     for name in ("torchscript", "torch-export", "onnx-opt", "onnx-fp16", "onnx-int8-dynamic",
                  "onnx-int8-static", "openvino", "openvino-int8", "openvino-int8-wo"):
@@ -236,10 +228,13 @@ def nncf_preset(preset: str, model_type: str | None) -> str:
     return "mixed" if model_type == "transformer" else "performance"
 
 
-def _add_conversion(graph: Graph, target_id: str, step_name: str, upstream: dict[str, str], /, **params) -> str:
-    """Add a conversion target whose step Params are built from keyword arguments."""
+def _add_conversion(graph: Graph, target_id: str, step_name: str, upstream: dict[str, str], section=None, /,
+                    **params) -> str:
+    """Add a conversion target whose step Params are built from its recipe section (Params made by
+    navbuild.settings.params_of) and keyword arguments (the other fields, and resolved values)."""
     step = load_step(step_name)
-    return graph.add(Target(target_id, step.name, step.Params(**params), upstream, kind=CONVERT))
+    made = step.Params(**params) if section is None else step.Params.from_section(section, **params)
+    return graph.add(Target(target_id, step.name, made, upstream, kind=CONVERT))
 
 
 def _variant_inputs(v: VariantDef, models: dict[str, str]) -> dict[str, str]:
@@ -282,8 +277,7 @@ def expand_checks(graph: Graph, recipe: Recipe, variants: list[VariantDef], mode
 
     step = load_step("CheckCorrectness")
     metric = recipe.correctness.metric
-    spec = None if metric is None else MetricSpec(function=metric.function, name=metric.name, min=metric.min,
-                                                  max=metric.max, replaces_tolerance=metric.replaces_tolerance)
+    spec = None if metric is None else MetricSpec.from_section(metric)
     for v in variants:
         if v.name == "torch":
             continue
@@ -306,12 +300,9 @@ def expand_profiles(graph: Graph, recipe: Recipe, variants: list[VariantDef], mo
     step = load_step("ProfilePerformance")
     prof = recipe.profile
     for v in variants:
-        params = step.Params(variant_format=v.runner, factory=_factory(recipe) if v.model is None else None,
-                             batch_sizes=tuple(sorted(prof.batch_sizes)), runtime=_runtime(recipe, v),
-                             warmup_iters=prof.warmup_iters, window_s=prof.window_s,
-                             min_window_iters=prof.min_window_iters, stable_windows=prof.stable_windows,
-                             stability=prof.stability, max_windows=prof.max_windows,
-                             pin_cores=prof.pin_cores)
+        params = step.Params.from_section(prof, variant_format=v.runner, runtime=_runtime(recipe, v),
+                                          factory=_factory(recipe) if v.model is None else None,
+                                          batch_sizes=tuple(sorted(prof.batch_sizes)))
         graph.add(Target(f"profile/{v.name}", step.name, params, _variant_inputs(v, models), kind=PROFILE,
                          variant=v.name))
 

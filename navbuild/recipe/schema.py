@@ -1,4 +1,9 @@
-"""The recipe schema: Hydra structured configs, the single source of truth for keys, types and defaults."""
+"""The recipe schema: Hydra structured configs, the single source of truth for keys, types and defaults.
+
+Each field is declared once with :func:`navbuild.settings.setting` (default, allowed values,
+bounds, doc); the sections a conversion reads are declared beside its step (whose ``Params`` are
+made from them) and assembled here. ``navbuild.recipe.reference`` renders the whole reference.
+"""
 
 from __future__ import annotations
 
@@ -7,151 +12,76 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
-from navbuild.measure_conditions import DEFAULT_MAX_BACKGROUND_LOAD
+from navbuild.settings import setting
+from navbuild.steps.common import RuntimeConfig
+from navbuild.steps.correctness import MetricConfig
+from navbuild.steps.onnx_fp16 import Fp16Config
+from navbuild.steps.onnx_from_torch import OnnxConfig
+from navbuild.steps.openvino_quantized import OpenVinoConfig, OpenVinoQuantConfig
+from navbuild.steps.ort_optimized import OnnxOptConfig
+from navbuild.steps.ort_quantized import DynamicQuantConfig, StaticQuantConfig
+from navbuild.steps.profile import ProfileConfig
+from navbuild.steps.torchscript_from_torch import TorchScriptConfig
+from navbuild.triton.model_config import INSTANCE_KINDS
 
 #: formats a recipe may name (the variants each one yields are in navbuild/planning/variants.py).
 FORMATS = ("torch", "torchscript", "torch-export", "torch-compile", "onnx", "onnx-opt", "onnx-levels", "onnx-openvino",
            "openvino")
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
-CALIBRATIONS = ("minmax", "entropy", "percentile")
-EXPORTERS = ("torchscript", "dynamo")
-OPENVINO_PRESETS = ("auto", "performance", "mixed")
-OPENVINO_SOURCES = ("onnx", "torch")
-ORT_LEVELS = ("basic", "extended", "all")
-RUNTIME_GRAPH_LEVELS = ("disable", "basic", "extended", "all")
-FUSION_MODEL_TYPES = ("bert", "bart", "gpt2", "t5", "vit", "clip", "unet", "vae")
-DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "int8", "uint8", "bool")
-OBJECTIVES = ("throughput", "latency")
-LATENCY_PERCENTILES = ("p50", "p90", "p95", "p99")
 
 
 @dataclass
 class SourceConfig:
     """Where the model comes from: a torch callable or an existing ONNX file."""
 
-    torch: Optional[str] = None  # "package.module:function" returning a torch.nn.Module
-    kwargs: Dict[str, Any] = field(default_factory=dict)
-    onnx: Optional[str] = None  # path to an existing .onnx file
-    # a serialized torch model: TorchScript (.pt, torch.jit.save) or exported program (.pt2)
-    torchscript: Optional[str] = None
-    # a .nav package written by navbuild.export: continue from it without the training code
-    package: Optional[str] = None
+    torch: Optional[str] = setting(None, doc="'package.module:function' returning a torch.nn.Module")
+    kwargs: Dict[str, Any] = setting(factory=dict, doc="keyword arguments of the torch factory (JSON-able: "
+                                                        "they enter the cache key)")
+    onnx: Optional[str] = setting(None, doc="path to an existing .onnx file")
+    torchscript: Optional[str] = setting(None, doc="a serialized torch model: TorchScript (.pt, torch.jit.save) "
+                                                   "or exported program (.pt2)")
+    package: Optional[str] = setting(None, doc="a .nav package written by navbuild.export: continue from it "
+                                               "without the training code")
     # Files and installed distributions that define the model besides the factory's module
     # (checkpoints, helper modules, the package that ships the weights): their content or
     # version is part of the source's identity, so changing them rebuilds what depends on it.
-    watch: List[str] = field(default_factory=list)
-    packages: List[str] = field(default_factory=list)
+    watch: List[str] = setting(factory=list, doc="files that define the model besides the factory's module "
+                                                 "(checkpoints, helper modules): changing them rebuilds")
+    packages: List[str] = setting(factory=list, doc="installed distributions that define the model (the package "
+                                                    "that ships the weights): a new version rebuilds")
 
 
 @dataclass
 class InputConfig:
     """One model input. ``shape`` holds ints and axis names; the first axis must be ``batch``."""
 
-    name: str = MISSING
-    dtype: str = "float32"
-    shape: List[Any] = MISSING
-    range: List[float] = field(default_factory=lambda: [0.0, 1.0])
+    name: str = setting(MISSING, doc="the tensor's name")
+    dtype: str = setting("float32", choices=("float32", "float16", "bfloat16", "float64", "int64", "int32", "int8",
+                                             "uint8", "bool"))
+    shape: List[Any] = setting(MISSING, doc="ints and axis names; the first axis is batch")
+    range: List[float] = setting(factory=lambda: [0.0, 1.0], doc="[low, high] of generated sample values")
 
 
 @dataclass
 class SamplesConfig:
     """The samples every check and profile runs on: a ``.npz`` file, or generated (seeded)."""
 
-    file: Optional[str] = None
-    # or a generator "module:function(count, seed, axes, **kwargs) -> {input name: array}"
-    # (e.g. real tokenized sentences); otherwise random values in each input's range
-    generator: Optional[str] = None
-    generator_kwargs: Dict[str, Any] = field(default_factory=dict)
-    count: int = 8
-    seed: int = 0
-    axes: Dict[str, int] = field(default_factory=dict)  # size of each dynamic axis except batch
-
-
-@dataclass
-class OnnxConfig:
-    opset: int = 17
-    exporter: str = "torchscript"
-
-
-@dataclass
-class OnnxOptConfig:
-    level: str = "all"
-    fusion: Optional[str] = None  # onnxruntime transformer optimizer model type, e.g. "bert"
-    num_heads: int = 0  # 0: let the optimizer detect
-    hidden_size: int = 0
-
-
-@dataclass
-class TorchScriptConfig:
-    method: str = "trace"  # trace | script
-    freeze: bool = True
-
-
-@dataclass
-class DynamicQuantConfig:
-    per_channel: bool = True
-    reduce_range: bool = False
-    weight_type: str = "qint8"
-    exclude: List[str] = field(default_factory=list)  # node name / op type patterns kept in float
-    op_types: List[str] = field(default_factory=list)  # empty: ONNX Runtime's default set
-
-
-@dataclass
-class StaticQuantConfig:
-    calibration: str = "minmax"
-    per_channel: bool = True
-    reduce_range: bool = False
-    activation_type: str = "quint8"
-    weight_type: str = "qint8"
-    exclude: List[str] = field(default_factory=list)
-    op_types: List[str] = field(default_factory=list)
-    max_samples: int = 64
-    batch_size: int = 1
+    file: Optional[str] = setting(None, doc="a .npz file with one array per input")
+    generator: Optional[str] = setting(None, doc="or 'module:function(count, seed, axes, **kwargs) -> {input name: "
+                                                 "array}' (e.g. real tokenized sentences); otherwise random values "
+                                                 "in each input's range")
+    generator_kwargs: Dict[str, Any] = setting(factory=dict, doc="keyword arguments of the generator")
+    count: int = setting(8, minimum=1, doc="samples generated")
+    seed: int = setting(0, doc="seed of generated samples and example inputs")
+    axes: Dict[str, int] = setting(factory=dict, minimum=1, doc="size of each dynamic axis except batch")
 
 
 @dataclass
 class QuantizationConfig:
+    """ONNX Runtime int8 quantization (onnx-int8-dynamic, onnx-int8-static)."""
+
     dynamic: DynamicQuantConfig = field(default_factory=DynamicQuantConfig)
     static: StaticQuantConfig = field(default_factory=StaticQuantConfig)
-
-
-@dataclass
-class OpenVinoQuantConfig:
-    # "auto" is NNCF's own default: "mixed" (asymmetric activations) for model_type transformer,
-    # else "performance" (symmetric). Asymmetric activations are unsigned, which the int8 dot
-    # product (VNNI, u8 x s8) takes as they are: MiniLM int8 ran 28.4 ms mixed against 32.9 ms
-    # performance (batch 8, 2 threads), and mixed was more accurate (pooled cosine 0.9971/0.9969).
-    preset: str = "auto"
-    subset_size: int = 300
-    fast_bias_correction: bool = True
-    model_type: Optional[str] = None  # "transformer" for transformer models
-    ignored_patterns: List[str] = field(default_factory=list)
-
-
-@dataclass
-class OpenVinoConfig:
-    # what the IR is converted from: "onnx" (the onnx variant's model) or "torch" (the source
-    # module, through OpenVINO's PyTorch frontend; needs a torch source)
-    source: str = "onnx"
-    quantization: OpenVinoQuantConfig = field(default_factory=OpenVinoQuantConfig)
-    weight_compression: str = "int8_asym"
-
-
-@dataclass
-class Fp16Config:
-    keep_io_types: bool = True
-
-
-@dataclass
-class RuntimeConfig:
-    """Runtime options for checks and profiles (part of their cache keys)."""
-
-    intra_op_threads: int = 2
-    inter_op_threads: int = 1
-    graph_level: str = "all"
-    # ONNX Runtime only: treat denormal floats as zero (session.set_denormal_as_zero). Masked
-    # attention (padded sentences) makes denormals; keeping them cost MiniLM's ONNX graph ~20%.
-    flush_denormals: bool = True
 
 
 @dataclass
@@ -160,10 +90,12 @@ class ToleranceConfig:
     being that output's max - min in the source's outputs; with ``cosine_min``, every sample's
     cosine similarity must reach it too."""
 
-    atol: float = 1e-4
-    rtol: float = 1e-3
-    range_rtol: float = 0.0
-    cosine_min: Optional[float] = None
+    atol: float = setting(1e-4, doc="absolute tolerance")
+    rtol: float = setting(1e-3, doc="tolerance relative to |source|")
+    range_rtol: float = setting(0.0, minimum=0, note="a fraction of the output's range")
+    cosine_min: Optional[float] = setting(None, check=lambda v: None if -1.0 <= v <= 1.0 else
+                                          f"{v} must be within [-1, 1]",
+                                          doc="every sample's cosine similarity must reach it, within [-1, 1]")
 
 
 def _precision_tolerances() -> Dict[str, ToleranceConfig]:
@@ -179,166 +111,129 @@ def _precision_tolerances() -> Dict[str, ToleranceConfig]:
 class ProbeConfig:
     """Shapes and values besides the samples' that every variant must also match the source on."""
 
-    enabled: bool = True
-    # sizes per non-batch dynamic axis, e.g. {seq: [17, 300]}; an axis not named gets two: about
-    # half and about 1.5x the samples' size (128 -> 65, 193). A size the source itself rejects is skipped.
-    axes: Dict[str, List[int]] = field(default_factory=dict)
-    # batches probed at the samples' axis sizes; null: 1 and 3, less those profiled (never only
-    # the export's batch 2)
-    batch_sizes: Optional[List[int]] = None
-    rows: int = 3  # the batch of each axis and stressed-values probe
-    # exact-precision (fp32) variants also see stressed values: floats x -2, integers redrawn in range
-    stress: bool = True
-
-
-@dataclass
-class MetricConfig:
-    """A user metric ``module:function(reference_outputs, variant_outputs, inputs) -> {name: value}``
-    and its pass condition on ``name`` (the worst value over batch sizes must satisfy min/max)."""
-
-    function: str = MISSING
-    name: str = MISSING
-    min: Optional[float] = None
-    max: Optional[float] = None
-    # when true the metric alone decides pass/fail (tolerance figures are still reported)
-    replaces_tolerance: bool = True
+    enabled: bool = setting(True, doc="make and judge the probes")
+    axes: Dict[str, List[int]] = setting(factory=dict, doc="sizes per non-batch dynamic axis, e.g. {seq: [17, 300]}; "
+                                                           "an axis not named gets two: about half and about 1.5x the "
+                                                           "samples' size (128 -> 65, 193). A size the source itself "
+                                                           "rejects is skipped")
+    batch_sizes: Optional[List[int]] = setting(None, minimum=1, doc="batches probed at the samples' axis sizes; "
+                                                                    "null: 1 and 3, less those profiled (never only "
+                                                                    "the export's batch 2)")
+    rows: int = setting(3, minimum=1, doc="the batch of each axis and stressed-values probe")
+    stress: bool = setting(True, doc="exact-precision (fp32) variants also see stressed values: floats x -2, "
+                                     "integers redrawn in range")
 
 
 @dataclass
 class CorrectnessConfig:
-    atol: float = 1e-4  # fp32 tolerances
-    rtol: float = 1e-3
-    precisions: Dict[str, ToleranceConfig] = field(default_factory=_precision_tolerances)
-    outputs: Dict[str, ToleranceConfig] = field(default_factory=dict)  # per output, all precisions
-    metric: Optional[MetricConfig] = None
+    """How every variant is checked against the source."""
+
+    atol: float = setting(1e-4, minimum=0, doc="fp32 tolerances")
+    rtol: float = setting(1e-3, minimum=0)
+    precisions: Dict[str, ToleranceConfig] = setting(factory=_precision_tolerances,
+                                                     doc="budget per reduced precision (bf16, fp16, int8)")
+    outputs: Dict[str, ToleranceConfig] = setting(factory=dict, doc="per output, all precisions")
+    metric: Optional[MetricConfig] = setting(None, doc="a user metric that judges the outputs")
     probe: ProbeConfig = field(default_factory=ProbeConfig)
-    # a variant built from a trace that some conversion of this model found unreliable (a
-    # TracerWarning, a trace that diverged, a branch torch.export refused) is not chosen as best
-    # unless this is true
-    accept_trace_risk: bool = False
-
-
-@dataclass
-class ProfileConfig:
-    batch_sizes: List[int] = field(default_factory=lambda: [1, 8])
-    warmup_iters: int = 6  # TorchScript needs ~5 calls before its optimized plan runs
-    window_s: float = 0.5
-    min_window_iters: int = 5
-    stable_windows: int = 3
-    stability: float = 0.1  # window medians must agree within this relative spread
-    max_windows: int = 15
-    pin_cores: bool = True
-    finalists: int = 3  # re-measured interleaved (A B A B ...) before a winner is named; <2: off
-    finalist_rounds: int = 10
-    finalist_iters: int = 3  # timed runs per variant and round
-    finalist_warmup_iters: int = 1  # untimed runs at the start of each variant's turn
-    # Background cores busy (other processes' CPU time averaged over the measurement, from /proc)
-    # above which a profile, the finalists' ranking or a Triton measurement is provisional: this
-    # build uses it and says so, the next build measures it again. 0.5 suits 2-core CI runners
-    # (a quarter of the machine taken by others); raise it on a many-core host. A policy, not an
-    # input: it is in no cache key, so changing it re-measures nothing that was measured quietly.
-    max_background_load: float = DEFAULT_MAX_BACKGROUND_LOAD
-    # re-run every timed target (profiles, finalists, Triton measurements) even when cached;
-    # conversions and checks stay cached (`navbuild --remeasure` sets it for one build)
-    remeasure: bool = False
+    accept_trace_risk: bool = setting(False, doc="a variant built from a trace that some conversion of this model "
+                                                 "found unreliable (a TracerWarning, a trace that diverged, a branch "
+                                                 "torch.export refused) is not chosen as best unless this is true")
 
 
 @dataclass
 class SelectConfig:
     """How the best variant is chosen among the correct ones."""
 
-    objective: str = "throughput"
-    batch_size: Optional[int] = None  # default: the largest profiled batch size
-    percentile: str = "p50"  # for objective=latency
-    noise: float = 0.05  # differences below this relative margin are ties (simpler wins)
-
-
-TRITON_OBJECTIVES = ("throughput", "latency", "weighted")
-TRITON_PROTOCOLS = ("http", "grpc")
-INSTANCE_KINDS = ("KIND_CPU", "KIND_GPU")
+    objective: str = setting("throughput", choices=("throughput", "latency"))
+    batch_size: Optional[int] = setting(None, doc="default: the largest profiled batch size")
+    percentile: str = setting("p50", choices=("p50", "p90", "p95", "p99"), doc="for objective=latency")
+    noise: float = setting(0.05, check=lambda v: None if 0 <= v < 1 else f"{v} must be between 0 and 1",
+                           doc="differences below this relative margin are ties (simpler wins), in [0, 1)")
 
 
 @dataclass
 class TritonServerConfig:
     """Which Triton server runs the search and the validation."""
 
-    path: Optional[str] = None  # another tritonserver binary; default: the one nvidia-pytriton bundles
-    url: Optional[str] = None  # an already running server ("host:port", HTTP) for the validation
-    grpc_url: Optional[str] = None  # its gRPC "host:port" (unset: that server is checked over HTTP only)
-    startup_timeout_s: float = 120.0
+    path: Optional[str] = setting(None, doc="another tritonserver binary; default: the one nvidia-pytriton bundles")
+    url: Optional[str] = setting(None, doc="an already running server ('host:port', HTTP) for the validation")
+    grpc_url: Optional[str] = setting(None, doc="its gRPC 'host:port' (unset: that server is checked over HTTP only)")
+    startup_timeout_s: float = setting(120.0, above=0)
 
 
 @dataclass
 class TritonSearchConfig:
     """The model configurations to measure (their cartesian product; Triton's default is always added)."""
 
-    max_batch_sizes: List[int] = field(default_factory=lambda: [8])
-    instance_counts: List[int] = field(default_factory=lambda: [1, 2])
-    instance_kind: str = "KIND_CPU"
-    dynamic_batching: List[bool] = field(default_factory=lambda: [False, True])
-    max_queue_delays_us: List[int] = field(default_factory=lambda: [0])
-    # per native backend, option name -> values to try, e.g.
-    # {onnxruntime_onnx: {intra_op_thread_count: [1, 2]}}; names as the backend's config.pbtxt spells them
-    backend_options: Dict[str, Dict[str, List[Any]]] = field(default_factory=dict)
+    max_batch_sizes: List[int] = setting(factory=lambda: [8], minimum=1)
+    instance_counts: List[int] = setting(factory=lambda: [1, 2], minimum=1)
+    instance_kind: str = setting("KIND_CPU", choices=INSTANCE_KINDS)
+    dynamic_batching: List[bool] = setting(factory=lambda: [False, True])
+    max_queue_delays_us: List[int] = setting(factory=lambda: [0], minimum=0)
+    backend_options: Dict[str, Dict[str, List[Any]]] = setting(
+        factory=dict, doc="per native backend, option name -> values to try, e.g. {onnxruntime_onnx: "
+                          "{intra_op_thread_count: [1, 2]}}; names as the backend's config.pbtxt spells them")
 
 
 @dataclass
 class TritonLoadConfig:
     """The load perf_analyzer applies to every configuration."""
 
-    concurrency: List[int] = field(default_factory=list)  # empty: automatic (1, 2, 4, ... max_concurrency)
-    max_concurrency: int = 8
-    batch_size: int = 1  # the batch of each client request
-    measurement_interval_ms: int = 1000
-    stability_percentage: int = 15  # perf_analyzer: 3 windows within this spread count as stable
-    max_trials: int = 10
+    concurrency: List[int] = setting(factory=list, minimum=1, doc="empty: automatic (1, 2, 4, ... max_concurrency)")
+    max_concurrency: int = setting(8, minimum=1)
+    batch_size: int = setting(1, minimum=1, doc="the batch of each client request")
+    measurement_interval_ms: int = setting(1000, minimum=1)
+    stability_percentage: int = setting(15, minimum=1, doc="perf_analyzer: 3 windows within this spread count as stable")
+    max_trials: int = setting(10, minimum=1)
 
 
 @dataclass
 class TritonConstraintsConfig:
     """What a configuration must meet to be chosen (None: no bound)."""
 
-    p99_latency_ms: Optional[float] = None
-    min_throughput: Optional[float] = None  # inferences per second
-    max_memory_mb: Optional[float] = None  # server CPU memory
+    p99_latency_ms: Optional[float] = setting(None, above=0, note="or null for no bound")
+    min_throughput: Optional[float] = setting(None, above=0, note="or null for no bound", doc="inferences per second")
+    max_memory_mb: Optional[float] = setting(None, above=0, note="or null for no bound", doc="server CPU memory")
 
 
 @dataclass
 class TritonConfig:
     """Deploy the best variants to Triton and search its model configuration (off unless enabled)."""
 
-    enabled: bool = False
-    variants: List[str] = field(default_factory=list)  # empty: the top `top` correct deployable variants
-    top: int = 1
+    enabled: bool = setting(False, doc="deploy and search (the section is checked only when on)")
+    variants: List[str] = setting(factory=list, doc="empty: the top `top` correct deployable variants")
+    top: int = setting(1, minimum=1, doc="how many of the best correct deployable variants")
     server: TritonServerConfig = field(default_factory=TritonServerConfig)
     search: TritonSearchConfig = field(default_factory=TritonSearchConfig)
     load: TritonLoadConfig = field(default_factory=TritonLoadConfig)
     constraints: TritonConstraintsConfig = field(default_factory=TritonConstraintsConfig)
-    objective: str = "throughput"  # throughput | latency | weighted
-    weights: Dict[str, float] = field(default_factory=lambda: {"throughput": 1.0, "latency": 1.0})
-    validate: bool = True  # serve the winner and check its outputs through HTTP and gRPC
-    protocols: List[str] = field(default_factory=lambda: ["http", "grpc"])
+    objective: str = setting("throughput", choices=("throughput", "latency", "weighted"))
+    weights: Dict[str, float] = setting(factory=lambda: {"throughput": 1.0, "latency": 1.0},
+                                        doc="of throughput and latency, for the weighted objective")
+    validate: bool = setting(True, doc="serve the winner and check its outputs through HTTP and gRPC")
+    protocols: List[str] = setting(factory=lambda: ["http", "grpc"], choices=("http", "grpc"))
 
 
 @dataclass
 class CacheConfig:
-    dir: Optional[str] = None  # default: $NAVBUILD_CACHE_DIR, else ./.navbuild-cache
+    """Where built targets are stored."""
+
+    dir: Optional[str] = setting(None, doc="default: $NAVBUILD_CACHE_DIR, else ./.navbuild-cache")
 
 
 @dataclass
 class Recipe:
     """A whole recipe. Every key a recipe file or an override may set is declared here."""
 
-    name: str = ""
+    name: str = setting("", doc="the recipe's name (the default output_dir is build/<name>)")
     description: str = ""
     source: SourceConfig = field(default_factory=SourceConfig)
-    inputs: List[InputConfig] = field(default_factory=list)
-    outputs: List[str] = field(default_factory=list)
+    inputs: List[InputConfig] = setting(factory=list, doc="the model's inputs")
+    outputs: List[str] = setting(factory=list, doc="the model's output names")
     samples: SamplesConfig = field(default_factory=SamplesConfig)
     formats: List[str] = field(default_factory=lambda: ["torch", "onnx", "onnx-opt"])
     precisions: List[str] = field(default_factory=lambda: ["fp32"])
-    # explicit variant names (navbuild/planning/variants.py); non-empty replaces formats x precisions
-    variants: List[str] = field(default_factory=list)
+    variants: List[str] = setting(factory=list, doc="explicit variant names; non-empty replaces formats x precisions")
     onnx: OnnxConfig = field(default_factory=OnnxConfig)
     onnx_opt: OnnxOptConfig = field(default_factory=OnnxOptConfig)
     torchscript: TorchScriptConfig = field(default_factory=TorchScriptConfig)
@@ -350,6 +245,14 @@ class Recipe:
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
     triton: TritonConfig = field(default_factory=TritonConfig)
-    output_dir: Optional[str] = None  # default: build/<name>
+    output_dir: Optional[str] = setting(None, doc="default: build/<name>")
     cache: CacheConfig = field(default_factory=CacheConfig)
-    keep_going: bool = True  # a failing target does not stop its siblings
+    keep_going: bool = setting(True, doc="a failing target does not stop its siblings")
+
+
+#: every section of the recipe, those declared beside their steps included, is importable from here
+__all__ = ["Recipe", "SourceConfig", "InputConfig", "SamplesConfig", "OnnxConfig", "OnnxOptConfig", "TorchScriptConfig",
+           "QuantizationConfig", "DynamicQuantConfig", "StaticQuantConfig", "OpenVinoConfig", "OpenVinoQuantConfig",
+           "Fp16Config", "RuntimeConfig", "ToleranceConfig", "ProbeConfig", "MetricConfig", "CorrectnessConfig",
+           "ProfileConfig", "SelectConfig", "TritonServerConfig", "TritonSearchConfig", "TritonLoadConfig",
+           "TritonConstraintsConfig", "TritonConfig", "CacheConfig", "FORMATS", "PRECISIONS"]

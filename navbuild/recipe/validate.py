@@ -18,6 +18,7 @@ from navbuild.model_io import BATCH_AXIS
 from navbuild.recipe import schema
 from navbuild.recipe.validate_triton import check_triton
 from navbuild.recipe.schema import Recipe
+from navbuild.settings import check_choice, check_settings
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -140,22 +141,18 @@ def _suggest(name: str, choices: Iterable[str]) -> str:
     return f" (known keys: {', '.join(sorted(choices))})"
 
 
-def _choice(value: str, choices: Iterable[str], path: str) -> str | None:
-    choices = list(choices)
-    if value in choices:
-        return None
-    close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.6)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return f"{path}: unknown value '{value}'{hint}; choose one of {', '.join(choices)}"
-
-
 # ----------------------------------------------------------------------------- pass 2
 
 def check_semantics(recipe: Recipe, cwd: Path, where: str = "recipe") -> None:
-    """Check what types cannot: ranges, choices, cross-references, files. Raise every problem at once."""
+    """Check what types cannot: ranges, choices, cross-references, files. Raise every problem at once.
+
+    Each field's own choices and bounds are declared on it (navbuild.settings) and checked by one
+    walk; what is written here spans fields or sections. The triton section is checked only when on.
+    """
     p: list[str] = []
     _check_source(recipe, cwd, p)
     _check_inputs(recipe, p)
+    p.extend(check_settings(recipe, skip=("triton",)))
     names = [o for o in recipe.outputs]
     for i, name in enumerate(names):
         if names.index(name) != i:
@@ -163,35 +160,14 @@ def check_semantics(recipe: Recipe, cwd: Path, where: str = "recipe") -> None:
     if not recipe.formats:
         p.append("formats: must name at least one format")
     for i, fmt in enumerate(recipe.formats):
-        if (msg := _choice(fmt, schema.FORMATS, f"formats[{i}]")):
+        if (msg := check_choice(fmt, schema.FORMATS, f"formats[{i}]")):
             p.append(msg)
         elif recipe.formats.index(fmt) != i:
             p.append(f"formats[{i}]: '{fmt}' is listed twice")
     for i, prec in enumerate(recipe.precisions):
-        if (msg := _choice(prec, schema.PRECISIONS, f"precisions[{i}]")):
+        if (msg := check_choice(prec, schema.PRECISIONS, f"precisions[{i}]")):
             p.append(msg)
     _check_variants(recipe, p)
-    if not 7 <= recipe.onnx.opset <= 25:
-        p.append(f"onnx.opset: {recipe.onnx.opset} must be between 7 and 25")
-    if (msg := _choice(recipe.onnx.exporter, schema.EXPORTERS, "onnx.exporter")):
-        p.append(msg)
-    if (msg := _choice(recipe.onnx_opt.level, schema.ORT_LEVELS, "onnx_opt.level")):
-        p.append(msg)
-    if recipe.onnx_opt.fusion is not None and (
-            msg := _choice(recipe.onnx_opt.fusion, schema.FUSION_MODEL_TYPES, "onnx_opt.fusion")):
-        p.append(msg)
-    for key in ("num_heads", "hidden_size"):
-        if getattr(recipe.onnx_opt, key) < 0:
-            p.append(f"onnx_opt.{key}: {getattr(recipe.onnx_opt, key)} must be >= 0 (0 = detect)")
-    rt = recipe.runtime
-    for key in ("intra_op_threads", "inter_op_threads"):
-        if getattr(rt, key) < 1:
-            p.append(f"runtime.{key}: {getattr(rt, key)} must be >= 1")
-    if (msg := _choice(rt.graph_level, schema.RUNTIME_GRAPH_LEVELS, "runtime.graph_level")):
-        p.append(msg)
-    for key in ("atol", "rtol"):
-        if getattr(recipe.correctness, key) < 0:
-            p.append(f"correctness.{key}: {getattr(recipe.correctness, key)} must be >= 0")
     _check_profile(recipe, p)
     _check_select(recipe, p)
     _check_samples(recipe, cwd, p)
@@ -279,8 +255,6 @@ def _check_inputs(recipe: Recipe, p: list[str]) -> None:
         if inp.name in seen:
             p.append(f"{at}.name: duplicate input name '{inp.name}'")
         seen.add(inp.name)
-        if (msg := _choice(inp.dtype, schema.DTYPES, f"{at}.dtype")):
-            p.append(msg)
         if not inp.shape:
             p.append(f"{at}.shape: must have at least the batch axis")
         elif inp.shape[0] != BATCH_AXIS:
@@ -306,7 +280,7 @@ def _check_variants(recipe: Recipe, p: list[str]) -> None:
     from navbuild.planning.variants import BY_NAME, TORCH_SOURCE_FORMATS, selected
 
     for i, name in enumerate(recipe.variants):
-        if (msg := _choice(name, BY_NAME, f"variants[{i}]")):
+        if (msg := check_choice(name, BY_NAME, f"variants[{i}]")):
             p.append(msg)
         elif recipe.source.onnx and BY_NAME[name].format in TORCH_SOURCE_FORMATS:
             p.append(f"variants[{i}]: '{name}' needs a torch source; this recipe's source is an ONNX file")
@@ -314,40 +288,14 @@ def _check_variants(recipe: Recipe, p: list[str]) -> None:
             and all(x in schema.PRECISIONS for x in recipe.precisions) \
             and not selected(list(recipe.formats), list(recipe.precisions), []):
         p.append(f"formats {list(recipe.formats)} x precisions {list(recipe.precisions)}: selects no variant")
-    if (msg := _choice(recipe.torchscript.method, ("trace", "script"), "torchscript.method")):
-        p.append(msg)
-    dyn, sta = recipe.quantization.dynamic, recipe.quantization.static
-    for where, value, choices in (
-            ("quantization.dynamic.weight_type", dyn.weight_type, ("qint8", "quint8")),
-            ("quantization.static.weight_type", sta.weight_type, ("qint8", "quint8")),
-            ("quantization.static.activation_type", sta.activation_type, ("qint8", "quint8")),
-            ("quantization.static.calibration", sta.calibration, schema.CALIBRATIONS),
-            ("openvino.quantization.preset", recipe.openvino.quantization.preset, schema.OPENVINO_PRESETS),
-            ("openvino.weight_compression", recipe.openvino.weight_compression, ("int8_asym", "int8_sym")),
-            ("openvino.source", recipe.openvino.source, schema.OPENVINO_SOURCES)):
-        if (msg := _choice(value, choices, where)):
-            p.append(msg)
     if recipe.openvino.source == "torch" and recipe.source.onnx:
         p.append("openvino.source: 'torch' converts the torch module, but this recipe's source is an ONNX file; "
                  "use 'onnx'")
-    if recipe.openvino.quantization.model_type not in (None, "transformer"):
-        p.append(f"openvino.quantization.model_type: '{recipe.openvino.quantization.model_type}' must be null or 'transformer'")
-    for key in ("max_samples", "batch_size"):
-        if getattr(sta, key) < 1:
-            p.append(f"quantization.static.{key}: {getattr(sta, key)} must be >= 1")
-    for patterns, where in ((dyn.exclude, "quantization.dynamic.exclude"), (sta.exclude, "quantization.static.exclude"),
-                            (recipe.openvino.quantization.ignored_patterns, "openvino.quantization.ignored_patterns")):
-        for i, pattern in enumerate(patterns):
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                p.append(f"{where}[{i}]: '{pattern}' is not a regular expression ({exc})")
     for prec, tol in recipe.correctness.precisions.items():
-        if (msg := _choice(prec, schema.PRECISIONS, f"correctness.precisions.{prec}")):
+        if (msg := check_choice(prec, schema.PRECISIONS, f"correctness.precisions.{prec}")):
             p.append(msg)
         if tol.atol < 0 or tol.rtol < 0:
             p.append(f"correctness.precisions.{prec}: atol and rtol must be >= 0")
-    _check_budgets(recipe, p)
     _check_probe(recipe, p)
     metric = recipe.correctness.metric
     if metric is not None:
@@ -356,17 +304,6 @@ def _check_variants(recipe: Recipe, p: list[str]) -> None:
             p.append(f"correctness.metric.function: '{metric.function}' must look like 'package.module:function'")
         if metric.min is None and metric.max is None:
             p.append("correctness.metric: set min or max (the pass condition on the metric's value)")
-
-
-def _check_budgets(recipe: Recipe, p: list[str]) -> None:
-    """The scale-aware parts of every budget: a non-negative range fraction, a cosine in [-1, 1]."""
-    budgets = [(f"correctness.precisions.{k}", t) for k, t in recipe.correctness.precisions.items()]
-    budgets += [(f"correctness.outputs.{k}", t) for k, t in recipe.correctness.outputs.items()]
-    for where, tol in budgets:
-        if tol.range_rtol < 0:
-            p.append(f"{where}.range_rtol: {tol.range_rtol} must be >= 0 (a fraction of the output's range)")
-        if tol.cosine_min is not None and not -1.0 <= tol.cosine_min <= 1.0:
-            p.append(f"{where}.cosine_min: {tol.cosine_min} must be within [-1, 1]")
 
 
 def _check_probe(recipe: Recipe, p: list[str]) -> None:
@@ -380,11 +317,6 @@ def _check_probe(recipe: Recipe, p: list[str]) -> None:
         for i, size in enumerate(sizes):
             if size < 1:
                 p.append(f"correctness.probe.axes.{axis}[{i}]: {size} must be >= 1")
-    for i, b in enumerate(probe.batch_sizes or []):
-        if b < 1:
-            p.append(f"correctness.probe.batch_sizes[{i}]: {b} must be >= 1")
-    if probe.rows < 1:
-        p.append(f"correctness.probe.rows: {probe.rows} must be >= 1")
 
 
 def _check_profile(recipe: Recipe, p: list[str]) -> None:
@@ -396,39 +328,20 @@ def _check_profile(recipe: Recipe, p: list[str]) -> None:
             p.append(f"profile.batch_sizes[{i}]: {b} must be >= 1")
         elif prof.batch_sizes.index(b) != i:
             p.append(f"profile.batch_sizes[{i}]: {b} is listed twice")
-    for key, low in (("warmup_iters", 0), ("min_window_iters", 1), ("stable_windows", 2), ("max_windows", 2)):
-        if getattr(prof, key) < low:
-            p.append(f"profile.{key}: {getattr(prof, key)} must be >= {low}")
-    if prof.window_s <= 0:
-        p.append(f"profile.window_s: {prof.window_s} must be > 0")
-    if not 0 < prof.stability < 1:
-        p.append(f"profile.stability: {prof.stability} must be between 0 and 1 (a relative spread)")
     if prof.finalist_rounds < 1 or prof.finalist_iters < 1:
         p.append("profile.finalist_rounds and profile.finalist_iters must be >= 1")
-    if prof.finalist_warmup_iters < 0:
-        p.append(f"profile.finalist_warmup_iters: {prof.finalist_warmup_iters} must be >= 0")
-    if prof.max_background_load < 0:
-        p.append(f"profile.max_background_load: {prof.max_background_load} must be >= 0 (cores busy with other work)")
     if prof.max_windows < prof.stable_windows:
         p.append(f"profile.max_windows: {prof.max_windows} must be >= profile.stable_windows ({prof.stable_windows})")
 
 
 def _check_select(recipe: Recipe, p: list[str]) -> None:
     sel = recipe.select
-    if (msg := _choice(sel.objective, schema.OBJECTIVES, "select.objective")):
-        p.append(msg)
-    if (msg := _choice(sel.percentile, schema.LATENCY_PERCENTILES, "select.percentile")):
-        p.append(msg)
     if sel.batch_size is not None and sel.batch_size not in recipe.profile.batch_sizes:
         p.append(f"select.batch_size: {sel.batch_size} is not one of profile.batch_sizes {list(recipe.profile.batch_sizes)}")
-    if not 0 <= sel.noise < 1:
-        p.append(f"select.noise: {sel.noise} must be between 0 and 1")
 
 
 def _check_samples(recipe: Recipe, cwd: Path, p: list[str]) -> None:
     s = recipe.samples
-    if s.count < 1:
-        p.append(f"samples.count: {s.count} must be >= 1")
     if s.generator:
         module, sep, func = s.generator.partition(":")
         if not sep or not module or not _IDENT.match(func):
@@ -437,9 +350,6 @@ def _check_samples(recipe: Recipe, cwd: Path, p: list[str]) -> None:
             p.append("samples: set samples.file or samples.generator, not both")
         elif (problem := _find_factory(module, func, cwd)):
             p.append(f"samples.generator: {problem}")
-    for axis, size in s.axes.items():
-        if size < 1:
-            p.append(f"samples.axes.{axis}: {size} must be >= 1")
     if s.file:
         path = resolve_path(s.file, cwd)
         if not path.is_file():

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from navbuild.recipe import schema
 from navbuild.recipe.schema import Recipe
+from navbuild.settings import check_settings, unknown
 
 #: runner format -> the native Triton backend that serves it (others have none).
 NATIVE_BACKENDS = {"onnx": "onnxruntime_onnx", "torchscript": "pytorch_libtorch", "openvino": "openvino"}
@@ -35,29 +36,16 @@ def check_triton(recipe: Recipe, p: list[str], cwd: Path | None = None) -> None:
     if not t.enabled:
         return
     _check_variants(recipe, p)
-    if t.top < 1:
-        p.append(f"triton.top: {t.top} must be >= 1")
+    p.extend(check_settings(t, "triton."))  # choices and bounds declared in the schema
     _check_search(t.search, p)
     _check_load(t.load, t.search, p)
-    c = t.constraints
-    for key in ("p99_latency_ms", "min_throughput", "max_memory_mb"):
-        value = getattr(c, key)
-        if value is not None and value <= 0:
-            p.append(f"triton.constraints.{key}: {value} must be > 0 (or null for no bound)")
-    if (msg := _choice(t.objective, schema.TRITON_OBJECTIVES, "triton.objective")):
-        p.append(msg)
     for key, weight in t.weights.items():
         if key not in ("throughput", "latency"):
-            p.append(_unknown(key, ("throughput", "latency"), "triton.weights"))
+            p.append(unknown(key, ("throughput", "latency"), "triton.weights", word="key"))
         elif weight < 0:
             p.append(f"triton.weights.{key}: {weight} must be >= 0")
     if t.objective == "weighted" and not any(t.weights.get(k, 0) > 0 for k in ("throughput", "latency")):
         p.append("triton.weights: a weighted objective needs a positive weight on throughput or latency")
-    for i, proto in enumerate(t.protocols):
-        if (msg := _choice(proto, schema.TRITON_PROTOCOLS, f"triton.protocols[{i}]")):
-            p.append(msg)
-    if t.server.startup_timeout_s <= 0:
-        p.append(f"triton.server.startup_timeout_s: {t.server.startup_timeout_s} must be > 0")
     if t.server.path is not None and cwd is not None:
         from navbuild.recipe.validate import resolve_path
 
@@ -92,21 +80,11 @@ def _check_search(s: schema.TritonSearchConfig, p: list[str]) -> None:
     for key in ("max_batch_sizes", "instance_counts", "dynamic_batching"):
         if not getattr(s, key):
             p.append(f"triton.search.{key}: must list at least one value")
-    for i, value in enumerate(s.max_batch_sizes):
-        if value < 1:
-            p.append(f"triton.search.max_batch_sizes[{i}]: {value} must be >= 1")
-    for i, value in enumerate(s.instance_counts):
-        if value < 1:
-            p.append(f"triton.search.instance_counts[{i}]: {value} must be >= 1")
-    for i, value in enumerate(s.max_queue_delays_us):
-        if value < 0:
-            p.append(f"triton.search.max_queue_delays_us[{i}]: {value} must be >= 0")
-    if (msg := _choice(s.instance_kind, schema.INSTANCE_KINDS, "triton.search.instance_kind")):
-        p.append(msg)
     for backend, options in s.backend_options.items():
         where = f"triton.search.backend_options.{backend}"
         if backend not in BACKENDS or backend == "python":
-            p.append(_unknown(backend, [b for b in BACKENDS if b != "python"], "triton.search.backend_options"))
+            p.append(unknown(backend, [b for b in BACKENDS if b != "python"], "triton.search.backend_options",
+                             word="key"))
             continue
         pairs = []
         for name, values in options.items():
@@ -120,31 +98,9 @@ def _check_search(s: schema.TritonSearchConfig, p: list[str]) -> None:
 
 
 def _check_load(load: schema.TritonLoadConfig, search: schema.TritonSearchConfig, p: list[str]) -> None:
-    for i, value in enumerate(load.concurrency):
-        if value < 1:
-            p.append(f"triton.load.concurrency[{i}]: {value} must be >= 1")
-    if load.max_concurrency < 1:
-        p.append(f"triton.load.max_concurrency: {load.max_concurrency} must be >= 1")
-    if load.batch_size < 1:
-        p.append(f"triton.load.batch_size: {load.batch_size} must be >= 1")
-    elif search.max_batch_sizes and load.batch_size > min(search.max_batch_sizes):
+    if load.batch_size >= 1 and search.max_batch_sizes and load.batch_size > min(search.max_batch_sizes):
         p.append(f"triton.load.batch_size: {load.batch_size} exceeds triton.search.max_batch_sizes "
                  f"{list(search.max_batch_sizes)}: a request must fit the smallest max_batch_size")
-    for key in ("measurement_interval_ms", "stability_percentage", "max_trials"):
-        if getattr(load, key) < 1:
-            p.append(f"triton.load.{key}: {getattr(load, key)} must be >= 1")
-
-
-def _choice(value: str, choices: tuple[str, ...] | list[str], path: str) -> str | None:
-    if value in choices:
-        return None
-    return _unknown(value, choices, path, value_word="value")
-
-
-def _unknown(value: str, choices: tuple[str, ...] | list[str], path: str, value_word: str = "key") -> str:
-    close = difflib.get_close_matches(str(value), list(choices), n=1, cutoff=0.6)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return f"{path}: unknown {value_word} '{value}'{hint}; choose one of {', '.join(choices)}"
 
 
 __all__ = ["check_triton", "deployable", "NATIVE_BACKENDS"]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from navbuild.errors import InputError
+from navbuild.settings import setting
 
 
 #: the factory of a source given as a serialized file (TorchScript ``.pt`` or exported
@@ -31,10 +32,27 @@ class TorchFactory:
 GRAPH_LEVELS: tuple[str, ...] = ("disable", "basic", "extended", "all")
 
 
+@dataclass
+class RuntimeConfig:
+    """The recipe's ``runtime``: options for checks and profiles (part of their cache keys, as
+    :class:`RuntimeOptions`)."""
+
+    intra_op_threads: int = setting(2, minimum=1)
+    inter_op_threads: int = setting(1, minimum=1, doc="ONNX Runtime only")
+    graph_level: str = setting("all", choices=GRAPH_LEVELS, doc="ONNX Runtime only")
+    # Masked attention (padded sentences) makes denormals; keeping them cost MiniLM's ONNX graph ~20%.
+    flush_denormals: bool = setting(True, doc="ONNX Runtime only: treat denormal floats as zero "
+                                              "(session.set_denormal_as_zero)")
+
+
 @dataclass(frozen=True)
 class RuntimeOptions:
     """How a variant is executed: thread counts and (ONNX Runtime only) the graph optimization level
-    and denormal flushing."""
+    and denormal flushing.
+
+    Not made from :class:`RuntimeConfig` with ``params_of``: the planner resolves it per variant
+    (graph level "n/a" and one inter-op thread off ONNX Runtime, the variant's mode), and its
+    defaults are a bare runtime's (denormals kept), not the recipe's."""
 
     intra_op_threads: int = 2
     inter_op_threads: int = 1
@@ -138,7 +156,7 @@ def describe_feeds(feeds: Mapping[str, Any]) -> str:
     return ", ".join(f"{n} {a.dtype} {tuple(a.shape)}" for n, a in feeds.items())
 
 
-__all__ = ["TorchFactory", "RuntimeOptions", "GRAPH_LEVELS", "first_line", "describe_outputs",
+__all__ = ["TorchFactory", "RuntimeOptions", "RuntimeConfig", "GRAPH_LEVELS", "first_line", "describe_outputs",
            "resolve_output_names", "order_by_name", "describe_feeds", "root_cause", "describe_error"]
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator, Mapping
+from typing import Any, ClassVar, Iterator, Mapping, Optional
 
 import numpy as np
 
 from navbuild.samples import read_npz, take_batch
+from navbuild.settings import REQUIRED, params_of, setting
 from navbuild.steps.base import Step, StepContext, variant_runtimes
 from navbuild.steps.common import RuntimeOptions, TorchFactory, describe_error, load_callable
 from navbuild.steps.probes import load_probes, probe_files
@@ -17,16 +18,22 @@ from navbuild.steps.reference import SAMPLES_FILE, reference_file
 _TINY = 1e-12
 
 
-@dataclass(frozen=True)
-class MetricSpec:
-    """A user metric ``module:function(reference_outputs, variant_outputs, inputs) -> {name: value}``
-    and the pass condition on ``name``: the worst value over batch sizes within [min, max]."""
+@dataclass
+class MetricConfig:
+    """The recipe's ``correctness.metric``: a user metric ``module:function(reference_outputs,
+    variant_outputs, inputs) -> {name: value}`` and its pass condition on ``name`` (the worst value
+    over batch sizes must satisfy min/max)."""
 
-    function: str
-    name: str
-    min: float | None = None
-    max: float | None = None
-    replaces_tolerance: bool = True  # the metric alone decides (tolerance figures still reported)
+    function: str = setting(REQUIRED, doc="'module:function(reference_outputs, variant_outputs, inputs) -> "
+                                          "{name: value}'")
+    name: str = setting(REQUIRED, doc="the value the pass condition is on")
+    min: Optional[float] = setting(None, doc="the worst value over batch sizes must be >= min")
+    max: Optional[float] = setting(None, doc="the worst value over batch sizes must be <= max")
+    replaces_tolerance: bool = setting(True, doc="the metric alone decides pass/fail (tolerance figures are "
+                                                 "still reported)")
+
+
+MetricSpec = params_of(MetricConfig, "MetricSpec", __name__)
 
 
 @dataclass(frozen=True)
@@ -310,4 +317,4 @@ def _describe_failure(m: dict[str, Any], atol: float, rtol: float, range_rtol: f
     return "; ".join(parts) or "mismatch"
 
 
-__all__ = ["CheckCorrectness", "CorrectnessParams", "MetricSpec", "compare", "judge_runner"]
+__all__ = ["CheckCorrectness", "CorrectnessParams", "MetricConfig", "MetricSpec", "compare", "judge_runner"]

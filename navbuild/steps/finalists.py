@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from navbuild.measure_conditions import Probe, describe
+from navbuild.settings import params_of
 from navbuild.steps.base import Step, StepContext, runtime_requirements
 from navbuild.steps.common import RuntimeOptions, TorchFactory
+from navbuild.steps.profile import ProfileConfig
 from navbuild.supervise import die_with_parent
 
 
@@ -32,16 +34,17 @@ class FinalistSpec:
 
 
 @dataclass(frozen=True)
-class FinalistsParams:
+class _Finalists:
+    """What the comparison reads besides the recipe's ``profile.finalist_*`` settings."""
+
     finalists: tuple[FinalistSpec, ...]
     batch_size: int
-    rounds: int
-    iters: int  # timed runs per variant and round
-    pin_cores: bool
-    # untimed runs at the start of each turn: the previous turn ran another runtime, whose
-    # weights pushed this one's out of the caches (MiniLM openvino-int8 timed right after torch
-    # with no warm-up: 33.2 ms median against 29.5 ms in its own profile)
-    warmup: int = 1
+
+
+FinalistsParams = params_of(ProfileConfig, "FinalistsParams", __name__, bases=(_Finalists,),
+                            only=("finalist_rounds", "finalist_iters", "pin_cores", "finalist_warmup_iters"),
+                            rename={"finalist_rounds": "rounds", "finalist_iters": "iters",
+                                    "finalist_warmup_iters": "warmup"})
 
 
 class CompareFinalists(Step):

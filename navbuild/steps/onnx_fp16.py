@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from navbuild.settings import params_of, setting
 from navbuild.steps.base import Step, StepContext, model_file
 from navbuild.steps.common import RuntimeOptions, first_line
 
@@ -14,9 +15,20 @@ NOTE = "fp16 is for GPU targets; on CPU it is usually slower than fp32"
 _EXTERNAL_DATA_BYTES = 1_800_000_000
 
 
+@dataclass
+class Fp16Config:
+    """The recipe's ``fp16``: ONNX Runtime's float16 conversion (onnx-fp16)."""
+
+    keep_io_types: bool = setting(True, doc="float inputs and outputs stay float32 (Casts at the edges)")
+
+
+_Fp16Params = params_of(Fp16Config, "_Fp16Params", __name__)
+
+
 @dataclass(frozen=True)
-class OnnxFp16Params:
-    keep_io_types: bool = True            # float inputs/outputs stay float32 (Casts at the edges)
+class OnnxFp16Params(_Fp16Params):
+    """The ``fp16`` section's fields and what no recipe sets."""
+
     op_block_list: tuple[str, ...] = ()   # op types kept in float32, on top of ORT's default list
 
 
@@ -70,4 +82,4 @@ def _check_loads(path: Path) -> None:
                            "add the op type it names to op_block_list to keep it in float32") from e
 
 
-__all__ = ["OnnxFp16FromOnnx", "OnnxFp16Params", "NOTE"]
+__all__ = ["OnnxFp16FromOnnx", "OnnxFp16Params", "Fp16Config", "NOTE"]

@@ -12,6 +12,7 @@ from navbuild.errors import InputError
 from navbuild.evidence import trace_warnings
 from navbuild.model_io import BATCH_AXIS, TensorSpec
 from navbuild.samples import generate_samples
+from navbuild.settings import params_of, setting
 from navbuild.steps.base import Step, StepContext
 from navbuild.steps.common import TorchFactory, first_line, resolve_output_names, root_cause
 
@@ -20,15 +21,27 @@ EXPORTERS: tuple[str, ...] = ("torchscript", "dynamo")
 EXAMPLE_BATCH = 2
 
 
+@dataclass
+class OnnxConfig:
+    """The recipe's ``onnx``: how the torch source is exported to ONNX."""
+
+    opset: int = setting(17, minimum=7, maximum=25, doc="ONNX opset of the export")
+    exporter: str = setting("torchscript", choices=EXPORTERS,
+                            doc="torch.onnx.export's TorchScript exporter (falling back to dynamo), or dynamo")
+
+
 @dataclass(frozen=True)
-class OnnxFromTorchParams:
+class _ExportSource:
+    """What the export reads besides the recipe's ``onnx`` section."""
+
     factory: TorchFactory
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[str, ...]
     axes: Mapping[str, int]
-    opset: int
-    exporter: str   # "torchscript" | "dynamo"
     seed: int
+
+
+OnnxFromTorchParams = params_of(OnnxConfig, "OnnxFromTorchParams", __name__, bases=(_ExportSource,))
 
 
 class OnnxFromTorch(Step):
@@ -255,4 +268,4 @@ def _strip_stack_traces(model: Any) -> None:
             node.metadata_props.pop(_STACK_TRACE_KEY, None)
 
 
-__all__ = ["OnnxFromTorch", "OnnxFromTorchParams", "EXPORTERS"]
+__all__ = ["OnnxFromTorch", "OnnxFromTorchParams", "OnnxConfig", "EXPORTERS"]

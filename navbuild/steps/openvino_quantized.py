@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, List, Optional
 
+from navbuild.settings import params_of, regex_problem, setting
 from navbuild.steps.base import Step, StepContext
 from navbuild.steps.reference import SAMPLES_FILE
 
@@ -14,18 +15,44 @@ MODEL_TYPES: tuple[str, ...] = ("transformer",)
 WEIGHT_MODES: tuple[str, ...] = ("int8_asym", "int8_sym")
 
 
-@dataclass(frozen=True)
-class OpenVinoQuantizedParams:
-    preset: str                           # "performance" (symmetric activations) | "mixed" (asymmetric)
-    subset_size: int                      # calibration samples NNCF reads at most
-    fast_bias_correction: bool            # False = NNCF's slower, more exact bias correction
-    model_type: str | None = None         # "transformer" enables NNCF's transformer patterns; None = generic
-    ignored_patterns: tuple[str, ...] = ()  # node-name regexes kept in float (nncf.IgnoredScope)
+def _model_type_problem(value: str) -> str | None:
+    return None if value in MODEL_TYPES else f"'{value}' must be null or 'transformer'"
 
 
-@dataclass(frozen=True)
-class OpenVinoWeightCompressedParams:
-    mode: str  # "int8_asym" | "int8_sym"
+@dataclass
+class OpenVinoQuantConfig:
+    """The recipe's ``openvino.quantization``: NNCF post-training int8 quantization (openvino-int8)."""
+
+    # "auto" is NNCF's own default: "mixed" (asymmetric activations) for model_type transformer,
+    # else "performance" (symmetric). Asymmetric activations are unsigned, which the int8 dot
+    # product (VNNI, u8 x s8) takes as they are: MiniLM int8 ran 28.4 ms mixed against 32.9 ms
+    # performance (batch 8, 2 threads), and mixed was more accurate (pooled cosine 0.9971/0.9969).
+    # The planner resolves "auto" (planning.planner.nncf_preset): the step's params name the preset that ran.
+    preset: str = setting("auto", choices=("auto",) + PRESETS,
+                          doc="performance: symmetric activations; mixed: asymmetric; auto: mixed for transformers")
+    subset_size: int = setting(300, doc="calibration samples NNCF reads at most")
+    fast_bias_correction: bool = setting(True, doc="false: NNCF's slower, more exact bias correction")
+    model_type: Optional[str] = setting(None, choices=MODEL_TYPES, check=_model_type_problem,
+                                        doc="null (generic), or transformer (NNCF's transformer patterns)")
+    ignored_patterns: List[str] = setting(factory=list, check=regex_problem,
+                                          doc="node-name regexes kept in float (nncf.IgnoredScope)")
+
+
+@dataclass
+class OpenVinoConfig:
+    """The recipe's ``openvino``: how the OpenVINO IR is made and compressed."""
+
+    source: str = setting("onnx", choices=("onnx", "torch"),
+                          doc="what the IR is converted from: onnx (the onnx variant's model) or torch "
+                              "(the source module, through OpenVINO's PyTorch frontend; needs a torch source)")
+    quantization: OpenVinoQuantConfig = setting(factory=OpenVinoQuantConfig)
+    weight_compression: str = setting("int8_asym", choices=WEIGHT_MODES,
+                                      doc="nncf.compress_weights mode of openvino-int8-wo")
+
+
+OpenVinoQuantizedParams = params_of(OpenVinoQuantConfig, "OpenVinoQuantizedParams", __name__)
+OpenVinoWeightCompressedParams = params_of(OpenVinoConfig, "OpenVinoWeightCompressedParams", __name__,
+                                           only=("weight_compression",), rename={"weight_compression": "mode"})
 
 
 class OpenVinoQuantized(Step):
@@ -157,6 +184,6 @@ def _static_batch(model: Any) -> int | None:
     return sizes.pop() if len(sizes) == 1 else None
 
 
-__all__ = ["OpenVinoQuantized", "OpenVinoWeightCompressed", "OpenVinoQuantizedParams",
+__all__ = ["OpenVinoQuantized", "OpenVinoWeightCompressed", "OpenVinoQuantConfig", "OpenVinoConfig", "OpenVinoQuantizedParams",
            "OpenVinoWeightCompressedParams", "PRESETS", "MODEL_TYPES", "WEIGHT_MODES",
            "calibration_batches"]

@@ -5,24 +5,34 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Optional
 
+from navbuild.settings import params_of, setting
 from navbuild.steps.base import Step, StepContext, model_file
-from navbuild.steps.common import RuntimeOptions
+from navbuild.steps.common import GRAPH_LEVELS, RuntimeOptions
 
-LEVELS: tuple[str, ...] = ("basic", "extended", "all")
+#: offline optimization levels: every runtime graph level but "disable"
+LEVELS: tuple[str, ...] = tuple(level for level in GRAPH_LEVELS if level != "disable")
+#: onnxruntime.transformers.optimizer model types a recipe may name for fusion
+FUSION_MODEL_TYPES: tuple[str, ...] = ("bert", "bart", "gpt2", "t5", "vit", "clip", "unet", "vae")
 #: opt_level of onnxruntime.transformers.optimizer for each level name
 _TRANSFORMER_OPT_LEVEL = {"basic": 1, "extended": 2, "all": 99}
 #: ONNX-domain op types that only appear in an optimized graph as the result of a fusion
 _FUSED_ONNX_OPS = frozenset({"LayerNormalization", "Gelu", "RMSNormalization"})
 
 
-@dataclass(frozen=True)
-class OrtOptimizedParams:
-    level: str               # "basic" | "extended" | "all"
-    fusion: str | None       # onnxruntime.transformers model_type (e.g. "bert"); None = no fusion
-    num_heads: int = 0       # 0 = let the optimizer detect
-    hidden_size: int = 0     # 0 = let the optimizer detect
+@dataclass
+class OnnxOptConfig:
+    """The recipe's ``onnx_opt``: ONNX Runtime's offline graph optimization (onnx-opt)."""
+
+    level: str = setting("all", choices=LEVELS)
+    fusion: Optional[str] = setting(None, choices=FUSION_MODEL_TYPES,
+                                    doc="onnxruntime transformer optimizer model type, e.g. bert; null: no fusion")
+    num_heads: int = setting(0, minimum=0, note="0 = detect", doc="0: let the optimizer detect")
+    hidden_size: int = setting(0, minimum=0, note="0 = detect", doc="0: let the optimizer detect")
+
+
+OrtOptimizedParams = params_of(OnnxOptConfig, "OrtOptimizedParams", __name__)
 
 
 class OrtOptimizedFromOnnx(Step):
@@ -109,4 +119,4 @@ def _is_fused(op: str) -> bool:
     return op.startswith("com.microsoft") or op in _FUSED_ONNX_OPS
 
 
-__all__ = ["OrtOptimizedFromOnnx", "OrtOptimizedParams", "LEVELS"]
+__all__ = ["OrtOptimizedFromOnnx", "OrtOptimizedParams", "OnnxOptConfig", "LEVELS", "FUSION_MODEL_TYPES"]

@@ -9,17 +9,18 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Iterator, List, Mapping, Sequence
 
 import numpy as np
 
 from navbuild.samples import read_npz
+from navbuild.settings import params_of, regex_problem, setting
 from navbuild.steps.base import Step, StepContext, model_file
 from navbuild.steps.common import first_line
 from navbuild.steps.reference import SAMPLES_FILE
 
 WEIGHT_TYPES: tuple[str, ...] = ("qint8", "quint8")
-ACTIVATION_TYPES: tuple[str, ...] = ("quint8", "qint8")
+ACTIVATION_TYPES: tuple[str, ...] = WEIGHT_TYPES  # the same 8-bit integer types
 CALIBRATIONS: tuple[str, ...] = ("minmax", "entropy", "percentile")
 #: quantized op types that are not recognisable by name pattern alone (see _is_quantized_op)
 _QUANTIZED_OPS = frozenset({"QGemm", "QAttention", "QEmbedLayerNormalization"})
@@ -32,26 +33,31 @@ _ENTROPY_BINS = 512
 _EXTERNAL_DATA_BYTES = 1_800_000_000
 
 
-@dataclass(frozen=True)
-class OrtQuantizedDynamicParams:
-    per_channel: bool = True
-    reduce_range: bool = False      # 7-bit weights: for CPUs without VNNI, where u8s8 can saturate
-    weight_type: str = "qint8"      # "qint8" | "quint8"
-    exclude: tuple[str, ...] = ()   # regexes (re.search) on node names and op types, kept in float
-    op_types: tuple[str, ...] = ()  # empty = ONNX Runtime's default set
+@dataclass
+class DynamicQuantConfig:
+    """The recipe's ``quantization.dynamic``: ONNX Runtime dynamic int8 quantization (onnx-int8-dynamic)."""
+
+    per_channel: bool = setting(True, doc="one scale per output channel of each weight")
+    reduce_range: bool = setting(False, doc="7-bit weights: for CPUs without VNNI, where u8s8 can saturate")
+    weight_type: str = setting("qint8", choices=WEIGHT_TYPES)
+    exclude: List[str] = setting(factory=list, check=regex_problem,
+                                 doc="regexes (re.search) on node names and op types kept in float")
+    op_types: List[str] = setting(factory=list, doc="op types to quantize; empty: ONNX Runtime's default set")
 
 
-@dataclass(frozen=True)
-class OrtQuantizedStaticParams:
-    calibration: str = "minmax"     # "minmax" | "entropy" | "percentile"
-    per_channel: bool = True
-    reduce_range: bool = False
-    activation_type: str = "quint8"  # "quint8" | "qint8"
-    weight_type: str = "qint8"
-    exclude: tuple[str, ...] = ()
-    op_types: tuple[str, ...] = ()
-    max_samples: int = 64           # calibration rows taken from the reference samples
-    batch_size: int = 1             # rows per calibration run
+@dataclass
+class StaticQuantConfig(DynamicQuantConfig):
+    """The recipe's ``quantization.static``: ONNX Runtime static QDQ int8 quantization (onnx-int8-static);
+    the dynamic section's settings and the calibration's."""
+
+    calibration: str = setting("minmax", choices=CALIBRATIONS)
+    activation_type: str = setting("quint8", choices=ACTIVATION_TYPES)
+    max_samples: int = setting(64, minimum=1, doc="calibration rows taken from the reference samples")
+    batch_size: int = setting(1, minimum=1, doc="rows per calibration run")
+
+
+OrtQuantizedDynamicParams = params_of(DynamicQuantConfig, "OrtQuantizedDynamicParams", __name__)
+OrtQuantizedStaticParams = params_of(StaticQuantConfig, "OrtQuantizedStaticParams", __name__)
 
 
 class OrtQuantizedDynamic(Step):
@@ -401,6 +407,6 @@ def _size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-__all__ = ["OrtQuantizedDynamic", "OrtQuantizedStatic", "OrtQuantizedDynamicParams",
+__all__ = ["OrtQuantizedDynamic", "OrtQuantizedStatic", "DynamicQuantConfig", "StaticQuantConfig", "OrtQuantizedDynamicParams",
            "OrtQuantizedStaticParams", "SampleBatches", "graph_input_dtypes", "quantized_op_counts",
            "WEIGHT_TYPES", "ACTIVATION_TYPES", "CALIBRATIONS"]

@@ -5,30 +5,66 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, List, Mapping
 
 import numpy as np
 
-from navbuild.measure_conditions import Probe, describe
+from navbuild.measure_conditions import DEFAULT_MAX_BACKGROUND_LOAD, Probe, describe
 from navbuild.samples import read_npz, take_batch
+from navbuild.settings import params_of, setting
 from navbuild.steps.base import Step, StepContext, variant_runtimes
 from navbuild.steps.common import RuntimeOptions, TorchFactory
 from navbuild.steps.reference import SAMPLES_FILE
 
 
+@dataclass
+class ProfileConfig:
+    """The recipe's ``profile``: how every variant is timed, and how the finalists are compared."""
+
+    batch_sizes: List[int] = setting(factory=lambda: [1, 8])
+    warmup_iters: int = setting(6, minimum=0, doc="iterations run and discarded before measuring "
+                                                  "(TorchScript needs ~5 calls before its optimized plan runs)")
+    window_s: float = setting(0.5, above=0, doc="a window lasts at least this long ...")
+    min_window_iters: int = setting(5, minimum=1, doc="... and at least this many iterations")
+    stable_windows: int = setting(3, minimum=2, doc="the last N window medians must agree ...")
+    stability: float = setting(0.1, check=lambda v: None if 0 < v < 1 else
+                               f"{v} must be between 0 and 1 (a relative spread)",
+                               doc="... within this relative spread ((max - min) / median), between 0 and 1")
+    max_windows: int = setting(15, minimum=2, doc="give up waiting for stability after this many windows")
+    pin_cores: bool = setting(True, doc="pin to the first intra_op_threads allowed CPUs")
+    finalists: int = setting(3, doc="re-measured interleaved (A B A B ...) before a winner is named; <2: off")
+    finalist_rounds: int = 10
+    finalist_iters: int = setting(3, doc="timed runs per variant and round")
+    # the previous turn ran another runtime, whose weights pushed this one's out of the caches
+    # (MiniLM openvino-int8 timed right after torch with no warm-up: 33.2 ms median against 29.5 ms
+    # in its own profile)
+    finalist_warmup_iters: int = setting(1, minimum=0, doc="untimed runs at the start of each variant's turn")
+    # 0.5 suits 2-core CI runners (a quarter of the machine taken by others); raise it on a
+    # many-core host. A policy, not an input: it is in no cache key, so changing it re-measures
+    # nothing that was measured quietly.
+    max_background_load: float = setting(
+        DEFAULT_MAX_BACKGROUND_LOAD, minimum=0, note="cores busy with other work",
+        doc="background cores busy (other processes' CPU time averaged over the measurement, from /proc) "
+            "above which a profile, the finalists' ranking or a Triton measurement is provisional: this build "
+            "uses it and says so, the next build measures it again")
+    remeasure: bool = setting(False, doc="re-run every timed target (profiles, finalists, Triton measurements) "
+                                         "even when cached; conversions and checks stay cached "
+                                         "(`navbuild --remeasure` sets it for one build)")
+
+
 @dataclass(frozen=True)
-class ProfileParams:
+class _ProfiledVariant:
+    """What a profile reads besides the recipe's ``profile`` section."""
+
     variant_format: str            # "torch" | "onnx"
     factory: TorchFactory | None   # for torch variants
-    batch_sizes: tuple[int, ...]
     runtime: RuntimeOptions
-    warmup_iters: int              # iterations run and discarded before measuring
-    window_s: float                # a window lasts at least this long ...
-    min_window_iters: int          # ... and at least this many iterations
-    stable_windows: int            # the last N window medians must agree ...
-    stability: float               # ... within this relative spread ((max - min) / median)
-    max_windows: int               # give up waiting for stability after this many windows
-    pin_cores: bool                # pin to the first intra_op_threads allowed CPUs
+
+
+#: the ``profile`` fields a profile target reads (the finalists' and the measurement policy's are not)
+PROFILE_FIELDS = ("batch_sizes", "warmup_iters", "window_s", "min_window_iters", "stable_windows", "stability",
+                  "max_windows", "pin_cores")
+ProfileParams = params_of(ProfileConfig, "ProfileParams", __name__, bases=(_ProfiledVariant,), only=PROFILE_FIELDS)
 
 
 class ProfilePerformance(Step):
@@ -143,4 +179,4 @@ def measure(run: Any, feeds: Mapping[str, np.ndarray], batch: int, params: Profi
     }
 
 
-__all__ = ["ProfilePerformance", "ProfileParams", "measure"]
+__all__ = ["ProfilePerformance", "ProfileParams", "ProfileConfig", "PROFILE_FIELDS", "measure"]

@@ -12,6 +12,7 @@ from navbuild.evidence import TraceDivergence, trace_warnings
 from navbuild.model_io import TensorSpec
 from navbuild.runners.torch_runner import call_model
 from navbuild.samples import generate_samples
+from navbuild.settings import params_of, setting
 from navbuild.steps.base import Step, StepContext
 from navbuild.steps.common import TorchFactory, first_line
 from navbuild.steps.eager_check import TORCH_KERNELS, eager_mismatch
@@ -23,14 +24,25 @@ METHODS: tuple[str, ...] = ("trace", "script")
 CHECK_BATCH = 3
 
 
+@dataclass
+class TorchScriptConfig:
+    """The recipe's ``torchscript``: how the torch source is serialized as TorchScript."""
+
+    method: str = setting("trace", choices=METHODS, doc="torch.jit.trace or torch.jit.script")
+    freeze: bool = setting(True, doc="torch.jit.freeze: weights and attributes become constants")
+
+
 @dataclass(frozen=True)
-class TorchScriptFromTorchParams:
+class _TorchSource:
+    """What the serialization reads besides the recipe's ``torchscript`` section."""
+
     factory: TorchFactory
     inputs: tuple[TensorSpec, ...]
     axes: Mapping[str, int]
     seed: int
-    method: str   # "trace" | "script"
-    freeze: bool  # torch.jit.freeze: weights and attributes become constants
+
+
+TorchScriptFromTorchParams = params_of(TorchScriptConfig, "TorchScriptFromTorchParams", __name__, bases=(_TorchSource,))
 
 
 class TorchScriptFromTorch(Step):
@@ -166,5 +178,5 @@ def save_without_debug_info(module: Any, path: Path) -> bool:
     return True
 
 
-__all__ = ["TorchScriptFromTorch", "TorchScriptFromTorchParams", "METHODS", "CHECK_BATCH", "example_inputs",
+__all__ = ["TorchScriptFromTorch", "TorchScriptFromTorchParams", "TorchScriptConfig", "METHODS", "CHECK_BATCH", "example_inputs",
            "save_without_debug_info"]
