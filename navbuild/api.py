@@ -105,6 +105,7 @@ def prepare(recipe: Recipe, recipe_file: Path | None, cwd: Path | None = None,
     """
     from navbuild.cache.records import Records
     from navbuild.cache.store import Store, resolve_cache_dir
+    from navbuild.planning.phases import declare_later_phases
     from navbuild.planning.planner import expand, fit_to_source
     from navbuild.recipe.validate import check_semantics, resolve_path
 
@@ -130,6 +131,7 @@ def prepare(recipe: Recipe, recipe_file: Path | None, cwd: Path | None = None,
     graph = expand(recipe, cwd)
     # the selection and the finalists use the sizes the checks and profiles ran at
     recipe = fit_to_source(recipe, cwd)
+    declare_later_phases(graph, recipe, cwd)
     build_dir = build_dir_of(recipe)
     _check_output_dir(build_dir, recipe, where)
     prep = Prepared(recipe, recipe_file, graph, store, records, build_dir, cwd)
@@ -190,7 +192,10 @@ def _remeasured(overrides: Sequence[str], remeasure: bool) -> list[str]:
 
 
 def build_prepared(prep: Prepared, reporter: Reporter) -> BuildResult:
+    from navbuild.evidence import variant_lineage
     from navbuild.execute.executor import execute
+    from navbuild.planning.phases import ranking_of
+    from navbuild.planning.ranking import variant_models
     from navbuild.report.summary import make_summary, write_summary
 
     start = time.perf_counter()
@@ -204,20 +209,19 @@ def build_prepared(prep: Prepared, reporter: Reporter) -> BuildResult:
         prep.source_record = refresh_source_record(
             prep.graph, prep.declared_source, prep.source_record, source_discovery_params(prep.recipe),
             prep.store, prep.build_dir, prep.cwd, reporter)
-    # Finalists join once the profiles have ranked the variants (if two or more are correct),
-    # Triton targets after them: until then the count of targets may still grow.
-    reporter.targets_total(len(prep.graph.targets), final=False)
+    # The finalists and the Triton targets join once the profiles have ranked the variants:
+    # until then the count of targets may still grow.
+    reporter.targets_total(len(prep.graph.targets), final=not prep.graph.unexpanded())
     reporter.planned(plan_statuses(prep.graph, prep.store, previous))
     outcomes = execute(prep.graph, prep.store, prep.build_dir, prep.cwd, reporter,
                        keep_going=prep.recipe.keep_going)
-    variants = {v: prep.graph.variant_models.get(v) for v in prep.graph.variants()}
-    outcomes = _compare_finalists(prep, variants, outcomes, reporter)
-    outcomes = _deploy_to_triton(prep, variants, outcomes, reporter)
+    variants = variant_models(prep.graph)
     reporter.targets_total(len(prep.graph.targets), final=True)
     if (why := prep.store.save_memo()) is not None:
         reporter.warning(f"could not record the digest memo ({why}); the next build re-hashes its files")
     summary = make_summary(prep.recipe, prep.recipe_file, prep.build_dir, prep.store.root, outcomes,
-                           variants, time.perf_counter() - start, lineage=_lineage(prep))
+                           variants, time.perf_counter() - start, lineage=variant_lineage(prep.graph),
+                           ranking=ranking_of(prep.graph))
     summary["notes"] = list(prep.graph.notes)  # what the plan changed to fit the source
     from navbuild.report.triton_summary import publish_triton
 
@@ -268,73 +272,6 @@ def load(path: str | Path) -> Any:
         raise InputError(f"navbuild.load: path: expected a .nav file path, got {type(path).__name__} {path!r:.60}")
 
     return Package.open(path)
-
-
-def _deploy_to_triton(prep: Prepared, variants: dict[str, str | None], outcomes: dict[str, Any],
-                      reporter: Reporter) -> dict[str, Any]:
-    """Third phase (``triton.enabled``): the best correct variants to Triton, their configuration searched."""
-    if not prep.recipe.triton.enabled:
-        return outcomes
-    from navbuild.execute.executor import execute
-    from navbuild.planning.triton import expand_triton, triton_variants
-
-    ranking = _final_ranking(prep, variants, outcomes)
-    chosen = triton_variants(prep.recipe, ranking)
-    if not chosen:
-        reporter.warning("triton: no correct variant with a native Triton backend to deploy")
-        return outcomes
-    expand_triton(prep.graph, prep.recipe, chosen, prep.cwd)
-    reporter.targets_total(len(prep.graph.targets), final=True)
-    return execute(prep.graph, prep.store, prep.build_dir, prep.cwd, reporter,
-                   keep_going=prep.recipe.keep_going, done=outcomes)
-
-
-def _final_ranking(prep: Prepared, variants: dict[str, str | None], outcomes: dict[str, Any]) -> list[str]:
-    """Correct variants, best first: the finalists' winner, then the profile ranking."""
-    from navbuild.report.summary import variant_table
-    from navbuild.select import choose, choose_from_finalists
-
-    sel = prep.recipe.select
-    table = variant_table(outcomes, variants, _lineage(prep), _accepts_trace_risk(prep))
-    ranking = [n for n, _ in choose(table, sel.objective, sel.batch_size, sel.percentile, sel.noise).ranking]
-    finalists = outcomes.get("finalists")
-    if finalists is not None and finalists.status in ("built", "cached"):
-        best = choose_from_finalists(finalists.result, sel.objective, sel.noise).variant
-        if best:
-            ranking = [best] + [n for n in ranking if n != best]
-    return ranking
-
-
-def _compare_finalists(prep: Prepared, variants: dict[str, str | None], outcomes: dict[str, Any],
-                       reporter: Reporter) -> dict[str, Any]:
-    """Second phase: once profiles name the fastest correct variants, re-measure them interleaved."""
-    from navbuild.execute.executor import execute
-    from navbuild.planning.finalists import finalists_target
-    from navbuild.report.summary import variant_table
-    from navbuild.select import choose
-
-    sel = prep.recipe.select
-    table = variant_table(outcomes, variants, _lineage(prep), _accepts_trace_risk(prep))
-    first = choose(table, sel.objective, sel.batch_size, sel.percentile, sel.noise)
-    target = finalists_target(prep.graph, prep.recipe, [n for n, _ in first.ranking], first.batch_size)
-    if target is None:
-        return outcomes
-    prep.graph.add(target)
-    reporter.targets_total(len(prep.graph.targets), final=not prep.recipe.triton.enabled)
-    return execute(prep.graph, prep.store, prep.build_dir, prep.cwd, reporter,
-                   keep_going=prep.recipe.keep_going, done=outcomes)
-
-
-def _lineage(prep: Prepared) -> dict[str, dict]:
-    """How each variant was derived (navbuild.evidence), for the evidence its row carries."""
-    from navbuild.evidence import variant_lineage
-
-    return variant_lineage(prep.graph)
-
-
-def _accepts_trace_risk(prep: Prepared) -> bool:
-    """Whether the recipe accepts variants built from a trace that evidence calls unreliable."""
-    return bool(prep.recipe.correctness.accept_trace_risk)
 
 
 __all__ = ["build", "plan", "export", "load", "load_recipe", "prepare", "BuildResult", "RecipeError"]

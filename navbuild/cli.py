@@ -141,17 +141,12 @@ def _print_plan(prep) -> int:
     table = Table()
     table.add_column("target", no_wrap=True)
     table.add_column("status", overflow="fold")
-    colours = {"cached": "cyan", "stale": "yellow", "missing": "yellow", "unavailable": "magenta"}
-    for t in plan.targets:
+    colours = {"cached": "cyan", "stale": "yellow", "missing": "yellow", "unavailable": "magenta", "pending": "blue"}
+    for t in [*plan.targets, *plan.pending]:
         table.add_row(t.id, f"[{colours.get(t.status, 'white')}]{t.label}[/]")
     console.print(table)
     for note in plan.notes:
         console.print(f"note: {note}")
-    if prep.recipe.triton.enabled:
-        t = prep.recipe.triton
-        which = ", ".join(t.variants) if t.variants else f"the top {t.top} correct variant(s) with a native backend"
-        console.print(f"triton: {which} will be searched once the profiles have ranked the variants "
-                      "(triton/model, triton/measure/<config>, triton/search, triton/validate)")
     return 0
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,100 +13,79 @@ from navbuild.errors import InputError
 from navbuild.execute.isolation import run_child, write_job
 from navbuild.measure_conditions import MeasurePolicy, judge, unservable_reason
 from navbuild.planning.graph import Graph
+from navbuild.planning.outcome import BUILT, CACHED, FAILED, SKIPPED, UNAVAILABLE, TargetOutcome, failed_check
 from navbuild.planning.status import leaf_digest, payload_for, unavailable_reason
-from navbuild.planning.target import CORRECTNESS, PROFILE
+from navbuild.planning.target import PROFILE
 from navbuild.report.events import Reporter
 from navbuild.steps.base import load_step, params_to_dict
 
-BUILT, CACHED, FAILED, SKIPPED, UNAVAILABLE = "built", "cached", "failed", "skipped", "unavailable"
 _SIDE_FILES = ("log.txt", "reproduce.sh", "job.json")
 
 
-@dataclass
-class TargetOutcome:
-    """What happened to one target in a build."""
-
-    id: str
-    kind: str
-    variant: str | None
-    status: str
-    key: str | None = None
-    payload: dict | None = None
-    digest: str | None = None
-    seconds: float = 0.0
-    result: dict = field(default_factory=dict)
-    reason: str = ""
-    path: Path | None = None  # the target's folder under the build dir
-    out_dir: Path | None = None  # the cache entry's out/ folder (what dependents read)
-    log_path: Path | None = None
-    reproduce: Path | None = None
-    log_tail: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "kind": self.kind, "variant": self.variant, "status": self.status,
-                "key": self.key, "digest": self.digest, "seconds": round(self.seconds, 3),
-                "reason": self.reason, "path": str(self.path) if self.path else None,
-                "log": str(self.log_path) if self.log_path else None}
-
-
 def execute(graph: Graph, store: Any, build_dir: Path, cwd: Path, reporter: Reporter,
-            keep_going: bool = True, done: dict[str, TargetOutcome] | None = None) -> dict[str, TargetOutcome]:
-    """Build every target of ``graph`` in order; return each target's outcome.
+            keep_going: bool = True) -> dict[str, TargetOutcome]:
+    """Build every target of ``graph`` in order, and those its generators add; return each target's outcome.
 
-    A failing target does not stop its siblings (unless ``keep_going`` is false); its
-    dependents are skipped. An ``InputError`` from a step (the user's model or samples do
-    not fit the recipe) stops the build at once and is raised: nothing of it is published.
+    One loop: once what a generator waits for is settled, it runs and adds its targets (the
+    finalists, the Triton targets), and the loop goes on until no target is left to build.
+    A failing target does not stop its siblings (unless ``keep_going`` is false: then nothing
+    more runs and no generator is expanded); its dependents are skipped. An ``InputError``
+    from a step (the user's model or samples do not fit the recipe) stops the build at once
+    and is raised: nothing of it is published.
     """
-    digests: dict[str, str] = {lid: leaf_digest(leaf, store.memo) for lid, leaf in graph.leaves.items()}
-    paths: dict[str, Path] = {lid: leaf.path for lid, leaf in graph.leaves.items()}
+    digests: dict[str, str] = {}
+    paths: dict[str, Path] = {}
     outcomes: dict[str, TargetOutcome] = {}
     stop = False
-    for tid in graph.order:
-        if done and tid in done:  # settled earlier in this build (a second phase adds targets)
-            outcomes[tid] = done[tid]
-            if done[tid].digest is not None and done[tid].out_dir is not None:
-                digests[tid], paths[tid] = done[tid].digest, done[tid].out_dir
-            continue
-        target = graph.targets[tid]
-        out = TargetOutcome(id=tid, kind=target.kind, variant=target.variant, status=SKIPPED,
-                            path=build_dir / tid)
-        outcomes[tid] = out
-        if stop:
-            out.reason = "build stopped after a failure (keep_going is off)"
-        elif (why := unavailable_reason(target)):
-            out.status, out.reason = UNAVAILABLE, why
-        elif (blocked := [up for up in target.inputs.values() if up not in digests]):
-            up = blocked[0]
-            up_status = outcomes[up].status if up in outcomes else "missing"
-            out.reason = f"input {up} {up_status}"
-        elif target.kind == PROFILE and (why := _failed_check(outcomes, target.variant)):
-            out.reason = why
-        else:
-            upstream = {name: digests[up] for name, up in target.inputs.items()}
-            out.payload = payload_for(target, upstream)
-            out.key = cache_key(out.payload)
-            inputs = {name: paths[up] for name, up in target.inputs.items()}
-            entry = _build_one(target, out, inputs, store, cwd, reporter, graph.measure)
-            if entry is not None:
-                digests[tid] = entry.digest
-                paths[tid] = entry.out
-            elif not keep_going:
+    while True:
+        for lid, leaf in graph.leaves.items():  # a generator may add leaves (the Triton server)
+            if lid not in digests:
+                digests[lid], paths[lid] = leaf_digest(leaf, store.memo), leaf.path
+        for tid in graph.order:
+            if tid in outcomes:
+                continue
+            outcomes[tid] = out = _settle(graph, tid, outcomes, digests, paths, store, build_dir, cwd, reporter,
+                                          stopped=stop)
+            if out.status == FAILED and not keep_going:
                 stop = True
-        for w in _drain(store):
-            reporter.warning(w)
-        reporter.target_finished(out)
-    return outcomes
+            for w in _drain(store):
+                reporter.warning(w)
+            reporter.target_finished(out)
+        ready = [] if stop else graph.ready(lambda tid: tid in outcomes)
+        if not ready:
+            return outcomes
+        for generator in ready:
+            for w in graph.expand(generator, outcomes).warnings:
+                reporter.warning(w)
+        reporter.targets_total(len(graph.targets), final=not graph.unexpanded())
 
 
-def _failed_check(outcomes: dict[str, TargetOutcome], variant: str | None) -> str | None:
-    check = outcomes.get(f"{CORRECTNESS}/{variant}")
-    if check is None:
-        return None
-    if check.status not in (BUILT, CACHED):
-        return f"correctness/{variant} {check.status}"
-    if check.result.get("verdict") != "pass":
-        return f"correctness failed: {check.result.get('reason', '')}".rstrip(": ")
-    return None
+def _settle(graph: Graph, tid: str, outcomes: dict[str, TargetOutcome], digests: dict[str, str],
+            paths: dict[str, Path], store: Any, build_dir: Path, cwd: Path, reporter: Reporter,
+            stopped: bool) -> TargetOutcome:
+    """Serve, build, skip or mark unavailable one target; a settled one's digest and folder join ``digests``/``paths``."""
+    target = graph.targets[tid]
+    out = TargetOutcome(id=tid, kind=target.kind, variant=target.variant, status=SKIPPED, path=build_dir / tid)
+    if stopped:
+        out.reason = "build stopped after a failure (keep_going is off)"
+    elif (why := unavailable_reason(target)):
+        out.status, out.reason = UNAVAILABLE, why
+    elif (blocked := [up for up in target.inputs.values() if up not in digests]):
+        up = blocked[0]
+        up_status = outcomes[up].status if up in outcomes else "missing"
+        out.reason = f"input {up} {up_status}"
+    elif target.kind == PROFILE and (why := failed_check(outcomes, target.variant)):
+        out.reason = why
+    else:
+        upstream = {name: digests[up] for name, up in target.inputs.items()}
+        out.payload = payload_for(target, upstream)
+        out.key = cache_key(out.payload)
+        inputs = {name: paths[up] for name, up in target.inputs.items()}
+        entry = _build_one(target, out, inputs, store, cwd, reporter, graph.measure)
+        if entry is not None:
+            digests[tid] = entry.digest
+            paths[tid] = entry.out
+    return out
 
 
 def _build_one(target: Any, out: TargetOutcome, inputs: dict[str, Path], store: Any, cwd: Path,

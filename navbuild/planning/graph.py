@@ -1,16 +1,49 @@
-"""The build graph: targets and leaves, topological order, dependents."""
+"""The build graph: targets and leaves, topological order, dependents, and the generators of later phases."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Mapping
 
 from navbuild.measure_conditions import MeasurePolicy
 from navbuild.planning.target import Leaf, Target
 
 
 @dataclass
+class Expansion:
+    """What a generator did when it ran: the value later generators and the summary read (e.g. the
+    ranking), what it wants the user to know, and the targets it added (filled in by the graph)."""
+
+    value: Any = None
+    warnings: list[str] = field(default_factory=list)
+    added: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Generator:
+    """A phase whose targets can only be known once others are settled (pydoit's ``create_after``).
+
+    ``waits_for`` names targets and other generators; a generator is settled once it ran and
+    every target it added is. ``expand(graph, outcomes)`` adds the phase's targets to ``graph``
+    from the outcomes of what it waited for; it must be pure (a plan runs it on cached outcomes).
+    ``shows`` is how the plan names what it will add (``finalists``, ``triton/*``), ``then``
+    what it will do, said in the plan while it waits.
+    """
+
+    id: str
+    shows: str
+    waits_for: tuple[str, ...]
+    expand: Callable[["Graph", Mapping[str, Any]], Expansion] = field(compare=False)
+    then: str = ""
+
+
+@dataclass
 class Graph:
-    """Targets keyed by id, plus leaves; ``order`` is a topological order of target ids."""
+    """Targets keyed by id, plus leaves; ``order`` is a topological order of target ids.
+
+    ``generators`` are the later phases, in the order they run; ``expansions`` what each did
+    once it ran.
+    """
 
     targets: dict[str, Target] = field(default_factory=dict)
     leaves: dict[str, Leaf] = field(default_factory=dict)
@@ -20,6 +53,8 @@ class Graph:
     notes: list[str] = field(default_factory=list)
     #: how timed targets are treated (threshold, remeasure); a policy, never part of a key
     measure: MeasurePolicy = field(default_factory=MeasurePolicy)
+    generators: dict[str, Generator] = field(default_factory=dict)
+    expansions: dict[str, Expansion] = field(default_factory=dict)
 
     def add(self, node: Target | Leaf) -> str:
         if node.id in self.targets or node.id in self.leaves:
@@ -33,10 +68,52 @@ class Graph:
             self.targets[node.id] = node
         return node.id
 
+    def declare(self, generator: Generator) -> str:
+        """Add a later phase; what it waits for must already be in the graph."""
+        if generator.id in self.generators:
+            raise ValueError(f"duplicate generator id {generator.id!r}")
+        for up in generator.waits_for:
+            if up not in self.targets and up not in self.generators:
+                raise ValueError(f"generator {generator.id!r} waits for unknown {up!r}")
+        self.generators[generator.id] = generator
+        return generator.id
+
+    def copy(self) -> Graph:
+        """A graph that can be expanded without changing this one (the plan's)."""
+        return replace(self, targets=dict(self.targets), leaves=dict(self.leaves),
+                       variant_models=dict(self.variant_models), notes=list(self.notes),
+                       generators=dict(self.generators), expansions=dict(self.expansions))
+
     @property
     def order(self) -> list[str]:
         """Targets in insertion order, which ``add`` guarantees is topological."""
         return list(self.targets)
+
+    def unexpanded(self) -> list[Generator]:
+        """The generators that have not run yet, in declaration order."""
+        return [g for gid, g in self.generators.items() if gid not in self.expansions]
+
+    def ready(self, settled: Callable[[str], bool]) -> list[Generator]:
+        """The generators that have not run and whose every wait is settled.
+
+        ``settled(target_id)`` says whether a target is; a generator is settled once it ran
+        and all it added is.
+        """
+        def done(node_id: str) -> bool:
+            if node_id in self.generators:
+                e = self.expansions.get(node_id)
+                return e is not None and all(settled(t) for t in e.added)
+            return settled(node_id)
+
+        return [g for g in self.unexpanded() if all(done(w) for w in g.waits_for)]
+
+    def expand(self, generator: Generator, outcomes: Mapping[str, Any]) -> Expansion:
+        """Run ``generator`` on the outcomes it waited for; record and return what it did."""
+        before = set(self.targets)
+        expansion = generator.expand(self, outcomes)
+        expansion.added = tuple(t for t in self.targets if t not in before)
+        self.expansions[generator.id] = expansion
+        return expansion
 
     def dependents(self, node_id: str) -> list[str]:
         """Every target that (transitively) depends on ``node_id``."""

@@ -39,6 +39,10 @@ def test_build_then_noop_then_one_knob(project):
     again = navbuild.build("tiny")
     assert statuses(again) == {t: "cached" for t in ALL}
     assert again.summary["variants"]["onnx"]["profile"] == s["variants"]["onnx"]["profile"]
+    # on a built cache the plan ranks the variants as the build would: the finalists are a target like any other
+    built = navbuild.plan("tiny")
+    assert [t.id for t in built.targets] == ALL and built.pending == []
+    assert {t.status for t in built.targets} == {"cached"}
 
     # One knob: the opset touches the export and what depends on it, not torch's profile.
     plan = navbuild.plan("tiny", ["onnx.opset=18"]).by_id()
@@ -51,6 +55,15 @@ def test_build_then_noop_then_one_knob(project):
     # Tolerances touch only the checks.
     tol = statuses(navbuild.build("tiny", ["onnx.opset=18", "correctness.atol=0.001"]))
     assert {t for t, v in tol.items() if v == "built"} == {"correctness/onnx", "correctness/onnx-opt"}
+
+
+def test_a_fresh_plan_lists_the_later_phases_and_what_they_wait_for(project):
+    plan = navbuild.plan("tiny")
+    assert [t.id for t in plan.targets] == ALL[:-1]
+    assert [(t.id, t.label) for t in plan.pending] == [
+        ("finalists", "pending: waits for profile/torch, profile/onnx, profile/onnx-opt")]
+    shown = project.run("plan", "recipe=tiny", check=True).stdout
+    assert "finalists" in shown and "pending: waits for profile/torch" in shown
 
 
 def test_a_failing_conversion_does_not_stop_its_siblings(project):

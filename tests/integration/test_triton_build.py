@@ -6,6 +6,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
+import navbuild
 from procs import left_after, left_after_killing, live_commands
 
 pytest.importorskip("pytriton", reason="the Triton stack (nvidia-pytriton) is not installed")
@@ -28,6 +30,8 @@ def _triton_processes(root: Path) -> list[str]:
 def test_search_validate_cache_and_widen(project):
     from navbuild.triton.model_config import parse_config
 
+    fresh = project.run("plan", "recipe=tiny", *TRITON, check=True).stdout
+    assert "triton/*" in fresh and "pending: waits for ranking; then searches the top 1" in fresh, fresh
     first = project.run("recipe=tiny", *TRITON, timeout=900, check=True)
     summary = project.summary()
     statuses = project.statuses()
@@ -60,6 +64,10 @@ def test_search_validate_cache_and_widen(project):
     # nothing changed: nothing is measured again
     again = project.run("recipe=tiny", *TRITON, timeout=300, check=True)
     assert all(s == "cached" for s in project.statuses().values()), again.stderr
+    # the plan of a built cache shows the Triton targets themselves, cached, and nothing pending
+    plan = navbuild.plan("tiny", TRITON)
+    assert set(plan.by_id()) == set(project.statuses()) and plan.pending == []
+    assert {t.status for t in plan.targets} == {"cached"}
 
     # an already running server (given by URL) is what the validation checks
     from navbuild.triton.server import TritonServer

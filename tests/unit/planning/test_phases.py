@@ -1,0 +1,218 @@
+"""Later phases as generators of the graph: when they expand, in a plan (from the cache) and in the executor's loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from navbuild.execute import executor
+from navbuild.planning.graph import Expansion, Generator, Graph
+from navbuild.planning.outcome import BUILT, FAILED, TargetOutcome
+from navbuild.planning.phases import declare_later_phases
+from navbuild.planning.planner import expand
+from navbuild.planning.status import plan_statuses
+from navbuild.planning.target import Leaf, Target
+from navbuild.recipe.schema import InputConfig, Recipe, SourceConfig
+from navbuild.report.events import CollectingReporter
+
+PROFILES = ["profile/torch", "profile/onnx", "profile/onnx-opt"]
+
+
+class FakeMemo:
+    def digest(self, path: Path) -> str:
+        return "d-" + Path(path).name
+
+
+class FakeStore:
+    """Entries are the keys in ``results``; a key's output digest derives from it."""
+
+    def __init__(self) -> None:
+        self.memo = FakeMemo()
+        self.results: dict[str, dict] = {}
+
+    def peek(self, key: str) -> dict | None:
+        if key not in self.results:
+            return None
+        return {"digest": "out-" + key[:8], "result": self.results[key]}
+
+
+def recipe(**changes) -> Recipe:
+    r = Recipe(name="t", source=SourceConfig(torch="navbuild.examples.models:mlp"),
+               inputs=[InputConfig(name="x", shape=["batch", 64])], outputs=["y"])
+    for k, v in changes.items():
+        setattr(r, k, v)
+    return r
+
+
+def planned(r: Recipe) -> Graph:
+    graph = expand(r, Path("."))
+    declare_later_phases(graph, r, Path("."))
+    return graph
+
+
+def figures(latency_ms: float) -> dict:
+    return {"throughput": 1000 / latency_ms, "latency_ms": {"p50": latency_ms, "p90": latency_ms,
+                                                           "p99": latency_ms}, "spread": 0.0}
+
+
+def result_of(tid: str) -> dict:
+    """A plausible cached result: checks pass, onnx-opt profiles fastest, the finalists confirm it."""
+    if tid.startswith("correctness/"):
+        return {"verdict": "pass"}
+    if tid.startswith("profile/"):
+        ms = {"profile/torch": 3.0, "profile/onnx": 2.0, "profile/onnx-opt": 1.0}[tid]
+        return {"batches": {"1": figures(ms), "8": figures(ms * 4)}}
+    if tid == "finalists":
+        return {"batch_size": 8, "rounds": 3, "variants": {
+            "onnx-opt": {"latency_ms": 4.0, "throughput": 2000.0, "rounds_ms": [4.0, 4.0, 4.0], "spread": 0.0},
+            "onnx": {"latency_ms": 8.0, "throughput": 1000.0, "rounds_ms": [8.0, 8.0, 8.0], "spread": 0.0}}}
+    return {}
+
+
+def cache_everything(graph: Graph, store: FakeStore, results=result_of) -> object:
+    """Put every target the plan can key into the store, until the plan expands no more."""
+    while True:
+        plan = plan_statuses(graph, store, None)
+        missing = [t for t in plan.targets if t.key and t.key not in store.results]
+        if not missing:
+            return plan
+        for t in missing:
+            store.results[t.key] = results(t.id)
+
+
+def test_a_fresh_plan_lists_the_later_phases_as_pending_with_what_they_wait_for():
+    graph = planned(recipe(triton=_triton_on()))
+    plan = plan_statuses(graph, FakeStore(), None)
+    assert [t.id for t in plan.targets] == graph.order  # nothing expanded: nothing is settled
+    assert [(t.id, t.label) for t in plan.pending] == [
+        ("finalists", f"pending: waits for {', '.join(PROFILES)}"),
+        ("triton/*", "pending: waits for finalists; then searches the top 1 correct variant(s) with a native backend "
+                     "(triton/model, triton/measure/<config>, triton/search, triton/validate)")]
+
+
+def test_a_cached_plan_expands_the_finalists_then_triton_and_leaves_the_graph_alone():
+    graph = planned(recipe(triton=_triton_on()))
+    order = graph.order
+    store = FakeStore()
+    plan = cache_everything(graph, store)
+    ids = [t.id for t in plan.targets]
+    assert ids[:len(order)] == order and ids[len(order)] == "finalists"
+    # the finalists' winner (onnx-opt) is the variant deployed
+    assert {"triton/model/onnx-opt", "triton/search/onnx-opt", "triton/validate/onnx-opt"} <= set(ids)
+    assert not any(i.startswith("triton/") and "onnx-opt" not in i for i in ids)
+    assert {t.status for t in plan.targets} == {"cached"} and plan.pending == []
+    assert graph.order == order and not graph.expansions  # the plan expanded a copy
+
+
+def test_the_plan_waits_for_what_is_not_settled_and_names_only_that():
+    graph = planned(recipe())
+    store = FakeStore()
+    cache_everything(graph, store)
+    # forget the onnx profile: the finalists wait for it alone
+    key = plan_statuses(graph, store, None).by_id()["profile/onnx"].key
+    del store.results[key]
+    plan = plan_statuses(graph, store, None)
+    assert [(t.id, t.label) for t in plan.pending] == [("finalists", "pending: waits for profile/onnx")]
+    assert "finalists" not in plan.by_id()
+
+
+def test_a_failed_check_settles_its_profile_and_one_correct_variant_has_no_finalists():
+    graph = planned(recipe(triton=_triton_on()))
+    plan = cache_everything(graph, FakeStore(), lambda tid: {"verdict": "fail", "reason": "too far"}
+                            if tid.startswith("correctness/") else result_of(tid))
+    # the build skips the profiles of failing variants: the ranking runs (torch alone is correct) and adds
+    # no finalists; torch has no native backend, so nothing is deployed and the plan says so
+    assert plan.pending == [] and "finalists" not in plan.by_id()
+    assert "triton: no correct variant with a native Triton backend to deploy" in plan.notes
+
+
+def test_fewer_than_two_finalists_show_the_pending_phase_as_the_ranking():
+    r = recipe()
+    r.profile.finalists = 0
+    plan = plan_statuses(planned(r), FakeStore(), None)
+    assert [t.id for t in plan.pending] == ["ranking"]
+
+
+def _triton_on():
+    t = recipe().triton
+    t.enabled = True
+    return t
+
+
+# -- the graph's generators and the executor's loop, with fake targets ------------------------------
+
+def fake_graph(calls: list[str]) -> Graph:
+    """a, b; a generator adding c once both are settled; another adding d once c is."""
+    g = Graph()
+    g.add(Leaf("src", Path("src.txt"), ()))
+    g.add(Target("a", "Fake", None, {"src": "src"}))
+    g.add(Target("b", "Fake", None, {"src": "src"}))
+
+    def first(graph: Graph, outcomes) -> Expansion:
+        calls.append(f"first sees {sorted(outcomes)}")
+        graph.add(Target("c", "Fake", None, {"a": "a"}))
+        return Expansion(value="ranked", warnings=["first ran"])
+
+    def second(graph: Graph, outcomes) -> Expansion:
+        calls.append(f"second sees {sorted(outcomes)}")
+        graph.add(Target("d", "Fake", None, {"c": "c"}))
+        return Expansion()
+
+    g.declare(Generator("first", "c", ("a", "b"), first))
+    g.declare(Generator("second", "d", ("first",), second))
+    return g
+
+
+@pytest.fixture
+def fake_settle(monkeypatch):
+    """Targets settle without steps: built, or failed when named in ``failing``."""
+    failing: set[str] = set()
+
+    def settle(graph, tid, outcomes, digests, paths, store, build_dir, cwd, reporter, stopped):
+        blocked = [up for up in graph.targets[tid].inputs.values() if up not in digests]
+        status = "skipped" if stopped or blocked else FAILED if tid in failing else BUILT
+        if status == BUILT:
+            digests[tid], paths[tid] = f"digest-{tid}", build_dir / tid
+        return TargetOutcome(id=tid, kind="convert", variant=None, status=status)
+
+    monkeypatch.setattr(executor, "_settle", settle)
+    return failing
+
+
+def test_generators_must_wait_for_what_is_in_the_graph():
+    g = fake_graph([])
+    with pytest.raises(ValueError, match="waits for unknown 'nowhere'"):
+        g.declare(Generator("third", "x", ("nowhere",), lambda graph, outcomes: Expansion()))
+    with pytest.raises(ValueError, match="duplicate generator id 'first'"):
+        g.declare(Generator("first", "x", (), lambda graph, outcomes: Expansion()))
+
+
+def test_one_loop_runs_the_generators_once_what_they_wait_for_is_settled(fake_settle, tmp_path):
+    calls: list[str] = []
+    graph = fake_graph(calls)
+    reporter = CollectingReporter()
+    outcomes = executor.execute(graph, FakeStore(), tmp_path, tmp_path, reporter)
+    assert list(outcomes) == ["a", "b", "c", "d"]
+    assert calls == ["first sees ['a', 'b']", "second sees ['a', 'b', 'c']"]
+    events = [(kind, e.id if kind == "finished" else e) for kind, e in reporter.events]
+    assert events == [("finished", "a"), ("finished", "b"), ("warning", "first ran"), ("total", (3, False)),
+                      ("finished", "c"), ("total", (4, True)), ("finished", "d")]
+    assert graph.expansions["first"].value == "ranked" and graph.expansions["first"].added == ("c",)
+
+
+def test_a_failure_with_keep_going_off_stops_the_build_before_any_later_phase(fake_settle, tmp_path):
+    fake_settle.add("a")
+    calls: list[str] = []
+    graph = fake_graph(calls)
+    outcomes = executor.execute(graph, FakeStore(), tmp_path, tmp_path, CollectingReporter(), keep_going=False)
+    assert {k: o.status for k, o in outcomes.items()} == {"a": "failed", "b": "skipped"}
+    assert calls == [] and [g.id for g in graph.unexpanded()] == ["first", "second"]
+
+
+def test_with_keep_going_a_failure_still_lets_the_later_phases_run(fake_settle, tmp_path):
+    fake_settle.add("a")
+    calls: list[str] = []
+    outcomes = executor.execute(fake_graph(calls), FakeStore(), tmp_path, tmp_path, CollectingReporter())
+    assert {k: o.status for k, o in outcomes.items()} == {"a": "failed", "b": "built", "c": "skipped", "d": "skipped"}
+    assert len(calls) == 2
