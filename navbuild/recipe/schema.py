@@ -9,10 +9,6 @@ from omegaconf import MISSING
 
 from navbuild.measure_conditions import DEFAULT_MAX_BACKGROUND_LOAD
 
-#: formats a recipe may name (the variants each one yields are in navbuild/planning/variants.py).
-FORMATS = ("torch", "torchscript", "torch-export", "torch-compile", "onnx", "onnx-opt", "onnx-levels", "onnx-openvino",
-           "openvino")
-PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 CALIBRATIONS = ("minmax", "entropy", "percentile")
 EXPORTERS = ("torchscript", "dynamo")
 OPENVINO_PRESETS = ("auto", "performance", "mixed")
@@ -337,7 +333,7 @@ class Recipe:
     samples: SamplesConfig = field(default_factory=SamplesConfig)
     formats: List[str] = field(default_factory=lambda: ["torch", "onnx", "onnx-opt"])
     precisions: List[str] = field(default_factory=lambda: ["fp32"])
-    # explicit variant names (navbuild/planning/variants.py); non-empty replaces formats x precisions
+    # explicit variant names (the format families' variants, navbuild/formats); non-empty replaces formats x precisions
     variants: List[str] = field(default_factory=list)
     onnx: OnnxConfig = field(default_factory=OnnxConfig)
     onnx_opt: OnnxOptConfig = field(default_factory=OnnxOptConfig)

@@ -5,28 +5,19 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
+from navbuild import formats
 from navbuild.recipe import schema
 from navbuild.recipe.schema import Recipe
 
-#: runner format -> the native Triton backend that serves it (others have none).
-NATIVE_BACKENDS = {"onnx": "onnxruntime_onnx", "torchscript": "pytorch_libtorch", "openvino": "openvino"}
-
-
 def deployable(variant: str) -> str | None:
     """Why ``variant`` cannot be deployed to a native Triton backend, or None when it can."""
-    from navbuild.planning.variants import BY_NAME
-
-    v = BY_NAME.get(variant)
+    v = formats.variant(variant)
     if v is None:
         return f"unknown variant '{variant}'"
-    if v.runner not in NATIVE_BACKENDS:
+    backend = formats.triton_backend(v.runner)
+    if backend is None:
         return f"{variant} runs the torch source ({v.runner}): Triton has no native backend for it"
-    if v.mode == "openvino-ep":
-        return f"{variant} runs ONNX Runtime's OpenVINO execution provider, which navbuild does not deploy; " \
-               "deploy the openvino variant (Triton's openvino backend) instead"
-    if v.mode and v.runner != "openvino":
-        return f"{variant} is a runtime mode ({v.mode}) that no Triton backend offers"
-    return None
+    return backend.refuses(v) or None
 
 
 def check_triton(recipe: Recipe, p: list[str], cwd: Path | None = None) -> None:
@@ -70,9 +61,7 @@ def check_triton(recipe: Recipe, p: list[str], cwd: Path | None = None) -> None:
 
 
 def _check_variants(recipe: Recipe, p: list[str]) -> None:
-    from navbuild.planning.variants import selected
-
-    built = [v.name for v in selected(list(recipe.formats), list(recipe.precisions), list(recipe.variants))]
+    built = [v.name for v in formats.selected(list(recipe.formats), list(recipe.precisions), list(recipe.variants))]
     for i, name in enumerate(recipe.triton.variants):
         where = f"triton.variants[{i}]"
         if name not in built:
@@ -147,4 +136,4 @@ def _unknown(value: str, choices: tuple[str, ...] | list[str], path: str, value_
     return f"{path}: unknown {value_word} '{value}'{hint}; choose one of {', '.join(choices)}"
 
 
-__all__ = ["check_triton", "deployable", "NATIVE_BACKENDS"]
+__all__ = ["check_triton", "deployable"]

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from navbuild import __version__
+from navbuild import __version__, formats
 from navbuild.hardware import fingerprint
 from navbuild.select import choose, choose_from_finalists, choose_per_batch
 
@@ -22,7 +22,6 @@ def variant_table(outcomes: dict[str, Any], variants: dict[str, str | None],
     variant built from an untrusted trace is ``blocked`` from being chosen unless accepted.
     """
     from navbuild.evidence import for_variant, gather, trace_risk
-    from navbuild.planning.variants import BY_NAME
 
     evidence = gather(outcomes)
     table: dict[str, dict] = {}
@@ -31,12 +30,13 @@ def variant_table(outcomes: dict[str, Any], variants: dict[str, str | None],
         prof = outcomes.get(f"profile/{v}")
         conv = outcomes.get(model) if model else None
         row: dict[str, Any] = {"verdict": "reference" if v == "torch" else "unchecked", "reason": ""}
-        if v in BY_NAME:
-            row.update(precision=BY_NAME[v].precision, runner=BY_NAME[v].runner, mode=BY_NAME[v].mode)
-            if BY_NAME[v].graph_level:
-                row["graph_level"] = BY_NAME[v].graph_level
-            if BY_NAME[v].note:
-                row["note"] = BY_NAME[v].note
+        spec = formats.variant(v)
+        if spec is not None:
+            row.update(precision=spec.precision, runner=spec.runner, mode=spec.mode)
+            if spec.graph_level:
+                row["graph_level"] = spec.graph_level
+            if spec.note:
+                row["note"] = spec.note
         if conv is not None and conv.status not in ("built", "cached"):
             row["verdict"] = conv.status
             row["reason"] = f"{v}: {conv.reason}"

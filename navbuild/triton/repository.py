@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import tempfile
 from pathlib import Path
@@ -10,9 +11,8 @@ from typing import Mapping, Sequence
 from navbuild.triton.model_config import (BACKENDS, RESERVED_PREFIX, ModelConfig, TritonTensor,
                                           check_backend_parameters, config_text)
 
-#: runner format (navbuild.runners) -> the native Triton backend that serves the same file
-BACKEND_OF_RUNNER: dict[str, str] = {"onnx": "onnxruntime_onnx", "torchscript": "pytorch_libtorch",
-                                     "openvino": "openvino"}
+#: the package whose format families declare which native backend serves each runner's models
+FAMILIES_MODULE = "navbuild.formats"
 
 #: the version folder navbuild writes (Triton serves the highest numeric version by default)
 VERSION = "1"
@@ -25,8 +25,11 @@ RUNTIME_KEYS: tuple[str, ...] = ("intra_op_threads", "inter_op_threads", "graph_
 
 
 def backend_for(runner: str) -> str | None:
-    """The native Triton backend for a runner format; None where Triton has none ("torch", "torch-export")."""
-    return BACKEND_OF_RUNNER.get(runner)
+    """The native Triton backend for a runner format, as the runner's format family declares it
+    (found by name, as a plugin is: the families sit above this layer); None where Triton has
+    none ("torch", "torch-export")."""
+    backend = importlib.import_module(FAMILIES_MODULE).triton_backend(runner)
+    return backend.name if backend is not None else None
 
 
 def _onnx_external_files(model: Path) -> list[str]:
@@ -142,7 +145,7 @@ def write_local(repo: Path, name: str, runner: str, model_files: Mapping[str, Pa
     native = backend_for(runner)
     if native is None:
         raise ValueError(f"runner '{runner}' has no Triton backend to emulate "
-                         f"(known: {', '.join(BACKEND_OF_RUNNER)})")
+                         f"(known: {', '.join(importlib.import_module(FAMILIES_MODULE).native_backends())})")
     problems = check_backend_parameters(native, config.backend_parameters)
     unknown = sorted(set(runtime) - set(RUNTIME_KEYS))
     if unknown:
@@ -165,5 +168,5 @@ def write_local(repo: Path, name: str, runner: str, model_files: Mapping[str, Pa
     return _publish(Path(repo), name, text, files)
 
 
-__all__ = ["BACKEND_OF_RUNNER", "VERSION", "PYTHON_MODEL_TEMPLATE", "RUNTIME_KEYS", "backend_for",
+__all__ = ["VERSION", "PYTHON_MODEL_TEMPLATE", "RUNTIME_KEYS", "backend_for",
            "write_native", "write_local"]
