@@ -183,8 +183,9 @@ def families() -> tuple[FormatFamily, ...]:
 
 def external_modules() -> tuple[str, ...]:
     """Modules outside navbuild that registered a family: a step's child process imports them."""
+    # a script's own __main__ cannot be imported again by name: its families must live in a module
     return tuple(dict.fromkeys(f.module for f in _FAMILIES.values()
-                               if f.module and not f.module.startswith("navbuild.")))
+                               if f.module and f.module != "__main__" and not f.module.startswith("navbuild.")))
 
 
 # ----------------------------------------------------------------------------- derived tables
