@@ -19,6 +19,8 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from navbuild.triton.model_config import TritonBackend
+
 #: pseudo model names a conversion may read besides other conversions' models
 SOURCE = "source"  # the recipe's source model (a leaf)
 REFERENCE = "reference"  # the reference target (samples and the source's outputs)
@@ -81,16 +83,14 @@ class Conversion:
 
 
 @dataclass(frozen=True)
-class TritonBackend:
-    """The native Triton backend that serves a runner's model (names as ``config.pbtxt`` spells
-    them; its options are declared in navbuild/triton/model_config.py BACKEND_OPTIONS).
-
-    ``parameters(variant)``: the backend parameters that make a served model that variant
-    (the ONNX Runtime graph level it was profiled at, OpenVINO's bf16 hint).
-    ``refuses(variant)``: why a variant of this runner cannot be deployed ("" when it can).
+class TritonServing:
+    """How a runner's models are served by Triton: the native ``backend`` (its ``config.pbtxt``
+    names, model files and options), ``parameters(variant)``: the backend parameters that make a
+    served model that variant (the ONNX Runtime graph level it was profiled at, OpenVINO's bf16
+    hint), and ``refuses(variant)``: why a variant of this runner cannot be deployed ("" when it can).
     """
 
-    name: str
+    backend: TritonBackend
     parameters: Callable[[Variant], Mapping[str, str]] = lambda v: {}
     refuses: Callable[[Variant], str] = lambda v: no_runtime_modes(v)
 
@@ -116,7 +116,7 @@ class Runner:
     requires: tuple[str, ...] = ()
     mode_requires: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     session_options: bool = False
-    triton: TritonBackend | None = None
+    triton: TritonServing | None = None
 
 
 @dataclass(frozen=True)
@@ -276,15 +276,22 @@ def runtime_requirements(runner_name: str | None, mode: str = "") -> tuple[str, 
     return tuple(r.mode_requires.get(mode, r.requires))
 
 
-def triton_backend(runner_name: str) -> TritonBackend | None:
-    """The native Triton backend that serves this runner's models (None where Triton has none)."""
+def triton_serving(runner_name: str) -> TritonServing | None:
+    """How Triton serves this runner's models (None where Triton has no backend for them)."""
     r = runner(runner_name)
     return r.triton if r is not None else None
 
 
 def native_backends() -> dict[str, str]:
     """Runner -> the native Triton backend that serves its models (runners without one are absent)."""
-    return {r.name: r.triton.name for f in _FAMILIES.values() for r in f.runners if r.triton is not None}
+    return {r.name: r.triton.backend.name for f in _FAMILIES.values() for r in f.runners if r.triton is not None}
+
+
+def triton_backends() -> tuple[TritonBackend, ...]:
+    """The native Triton backends the families declare, each once, family by family."""
+    found = {r.triton.backend.name: r.triton.backend for f in _FAMILIES.values() for r in f.runners
+             if r.triton is not None}
+    return tuple(found.values())
 
 
 def load_attr(ref: str) -> Any:
@@ -306,8 +313,8 @@ def _caller_module() -> str:
         del frame
 
 
-__all__ = ["FormatFamily", "Variant", "Runner", "Conversion", "Planned", "PlanContext", "TritonBackend",
-           "SOURCE", "REFERENCE", "register", "unregister", "families", "external_modules", "catalogue",
+__all__ = ["FormatFamily", "Variant", "Runner", "Conversion", "Planned", "PlanContext",
+           "TritonServing", "SOURCE", "REFERENCE", "register", "unregister", "families", "external_modules", "catalogue",
            "variant", "variant_names", "recipe_formats", "precisions", "torch_source_formats", "selected",
            "simplicity", "unavailable_on_serialized", "conversions", "conversion", "steps", "runner",
-           "runner_names", "runtime_requirements", "triton_backend", "native_backends", "load_attr"]
+           "runner_names", "runtime_requirements", "triton_serving", "native_backends", "triton_backends", "load_attr"]

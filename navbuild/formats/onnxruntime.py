@@ -5,8 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from navbuild.formats.base import (REFERENCE, SOURCE, Conversion, FormatFamily, PlanContext, Planned, Runner,
-                                   TritonBackend, Variant, no_runtime_modes, register)
+                                   TritonServing, Variant, no_runtime_modes, register)
 from navbuild.formats.common import torch_factory, tensor_specs
+from navbuild.triton.model_config import ORT_GRAPH_LEVELS, BackendOption, TritonBackend, options
+
+#: Triton's ONNX Runtime backend; its options as onnxruntime_backend src/onnxruntime.cc spells them.
+#: On a CPU-only machine it gives a model with no instance_group 2 instances.
+ORT_BACKEND = TritonBackend("onnxruntime_onnx", "onnxruntime", "onnxruntime_onnx", ("model.onnx",), options(
+    BackendOption("intra_op_thread_count", "count", runtime="intra_op_threads"),
+    BackendOption("inter_op_thread_count", "count", runtime="inter_op_threads"),
+    BackendOption("execution_mode", "choice", ("0", "1")),  # 0 sequential, 1 parallel
+    BackendOption("enable_mem_arena", "bool"),
+    BackendOption("enable_mem_pattern", "bool"),
+    BackendOption("graph_level", "choice", tuple(ORT_GRAPH_LEVELS), lands="graph_level", runtime="graph_level"),
+), default_cpu_instances=2)
 
 ONNX = "onnx"
 SANITIZED = "onnx-sanitized"
@@ -96,7 +108,7 @@ FAMILY = register(FormatFamily(
     runners=(
         Runner("onnx", "navbuild.runners.ort_runner:make", ("onnxruntime",),
                mode_requires={"openvino-ep": ("onnxruntime", "onnxruntime-openvino")}, session_options=True,
-               triton=TritonBackend("onnxruntime_onnx", parameters=_graph_level, refuses=_refuses)),
+               triton=TritonServing(ORT_BACKEND, parameters=_graph_level, refuses=_refuses)),
     ),
     conversions=(
         Conversion(ONNX, 0, {"OnnxFromTorch": _STEPS + "onnx_from_torch:OnnxFromTorch"}, _export,

@@ -3,9 +3,27 @@
 from __future__ import annotations
 
 from navbuild.formats.base import (REFERENCE, SOURCE, Conversion, FormatFamily, PlanContext, Planned, Runner,
-                                   TritonBackend, Variant, register)
+                                   TritonServing, Variant, register)
 from navbuild.formats.common import torch_factory, tensor_specs
 from navbuild.formats.onnxruntime import onnx_input
+from navbuild.triton.model_config import BackendOption, TritonBackend, options
+
+_YES_NO = ("YES", "NO")
+
+#: Triton's OpenVINO backend; its options as openvino_backend src/openvino.cc spells them
+OPENVINO_BACKEND = TritonBackend("openvino", "openvino", "", ("model.xml", "model.bin"), options(
+    BackendOption("INFERENCE_NUM_THREADS", "count", runtime="intra_op_threads"),
+    BackendOption("COMPILATION_NUM_THREADS", "count"),
+    BackendOption("NUM_STREAMS", "count", ("AUTO", "NUMA")),
+    BackendOption("PERFORMANCE_HINT", "choice", ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")),
+    # the backend accepts only YES (anything else is an error)
+    BackendOption("HINT_BF16", "choice", ("YES",), runtime="mode", runtime_values=(("YES", "bf16"),)),
+    # the backend's own flags: "yes" (any case) turns them on, anything else leaves them off
+    BackendOption("SKIP_OV_DYNAMIC_BATCHSIZE", "choice", _YES_NO),
+    BackendOption("ENABLE_BATCH_PADDING", "choice", _YES_NO),
+    BackendOption("RESHAPE_IO_LAYERS", "choice", _YES_NO),
+    BackendOption("CPU_EXTENSION_PATH", "text"),
+))
 
 OPENVINO = "openvino"
 
@@ -56,7 +74,7 @@ FAMILY = register(FormatFamily(
     ),
     runners=(
         Runner("openvino", "navbuild.runners.openvino_runner:make", ("openvino",),
-               triton=TritonBackend("openvino", parameters=_bf16_hint, refuses=lambda v: "")),
+               triton=TritonServing(OPENVINO_BACKEND, parameters=_bf16_hint, refuses=lambda v: "")),
     ),
     conversions=(
         Conversion(OPENVINO, 8, {"OpenVinoFromOnnx": _STEPS + "openvino_convert:OpenVinoFromOnnx",

@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
-from navbuild.formats.base import (SOURCE, Conversion, FormatFamily, PlanContext, Planned, Runner, TritonBackend,
+from navbuild.formats.base import (SOURCE, Conversion, FormatFamily, PlanContext, Planned, Runner, TritonServing,
                                    Variant, register)
 from navbuild.formats.common import traced_export
+from navbuild.triton.model_config import BackendOption, TritonBackend, options
+
+#: Triton's libtorch backend serves TorchScript files; its options as pytorch_backend src/libtorch.cc spells them
+LIBTORCH = TritonBackend("pytorch_libtorch", "", "pytorch_libtorch", ("model.pt",), options(
+    BackendOption("INTRA_OP_THREAD_COUNT", "count", runtime="intra_op_threads"),
+    BackendOption("INTER_OP_THREAD_COUNT", "count", runtime="inter_op_threads"),
+    BackendOption("DISABLE_OPTIMIZED_EXECUTION", "bool"),
+    BackendOption("INFERENCE_MODE", "bool"),
+    BackendOption("ENABLE_JIT_EXECUTOR", "bool"),
+    BackendOption("ENABLE_JIT_PROFILING", "bool"),
+    BackendOption("ENABLE_TENSOR_FUSER", "bool"),
+    BackendOption("ENABLE_WEIGHT_SHARING", "bool"),
+    BackendOption("ENABLE_CACHE_CLEANING", "bool"),
+    BackendOption("ENABLE_DETERMINISTIC_ALGORITHMS", "bool"),
+    BackendOption("DISABLE_CUDNN", "bool"),
+))
 
 _NO_COMPILE = "torch.compile cannot compile a TorchScript module"
 
@@ -38,7 +54,7 @@ FAMILY = register(FormatFamily(
     runners=(
         Runner("torch", "navbuild.runners.torch_runner:make", ("torch",)),
         Runner("torchscript", "navbuild.runners.torchscript_runner:make", ("torch",),
-               triton=TritonBackend("pytorch_libtorch")),
+               triton=TritonServing(LIBTORCH)),
         Runner("torch-export", "navbuild.runners.torch_export_runner:make", ("torch",)),
     ),
     conversions=(

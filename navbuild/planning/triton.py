@@ -39,8 +39,8 @@ def variant_parameters(variant: str) -> dict[str, str]:
     """The native backend parameters that make a served model this variant: the ONNX Runtime
     graph level it was profiled at, OpenVINO's bf16 hint. Every configuration of it carries them."""
     v = formats.variant(variant)
-    backend = formats.triton_backend(v.runner)
-    return dict(backend.parameters(v)) if backend is not None else {}
+    serving = formats.triton_serving(v.runner)
+    return dict(serving.parameters(v)) if serving is not None else {}
 
 
 def search_configs(recipe: Any, backend: str, fixed: dict[str, str] | None = None) -> list[Any]:
@@ -99,7 +99,7 @@ def expand_triton(graph: Graph, recipe: Any, variants: list[str], cwd: Path) -> 
     searches = []
     for variant in variants:
         v = formats.variant(variant)
-        backend = formats.triton_backend(v.runner).name
+        backend = formats.triton_serving(v.runner).backend.name
         name = model_name(recipe.name, variant)
         own = variant_parameters(variant)
         model_id = _add(graph, f"triton/model/{variant}", "WriteTritonModel", TRITON_MODEL, variant,

@@ -14,10 +14,10 @@ def deployable(variant: str) -> str | None:
     v = formats.variant(variant)
     if v is None:
         return f"unknown variant '{variant}'"
-    backend = formats.triton_backend(v.runner)
-    if backend is None:
+    serving = formats.triton_serving(v.runner)
+    if serving is None:
         return f"{variant} runs the torch source ({v.runner}): Triton has no native backend for it"
-    return backend.refuses(v) or None
+    return serving.refuses(v) or None
 
 
 def check_triton(recipe: Recipe, p: list[str], cwd: Path | None = None) -> None:
@@ -76,7 +76,9 @@ def _check_variants(recipe: Recipe, p: list[str]) -> None:
 
 
 def _check_search(s: schema.TritonSearchConfig, p: list[str]) -> None:
-    from navbuild.triton.model_config import BACKENDS, check_backend_parameters
+    from navbuild.triton.model_config import backends, check_backend_parameters
+
+    known = backends()
 
     for key in ("max_batch_sizes", "instance_counts", "dynamic_batching"):
         if not getattr(s, key):
@@ -94,8 +96,8 @@ def _check_search(s: schema.TritonSearchConfig, p: list[str]) -> None:
         p.append(msg)
     for backend, options in s.backend_options.items():
         where = f"triton.search.backend_options.{backend}"
-        if backend not in BACKENDS or backend == "python":
-            p.append(_unknown(backend, [b for b in BACKENDS if b != "python"], "triton.search.backend_options"))
+        if backend not in known or backend == "python":
+            p.append(_unknown(backend, [b for b in known if b != "python"], "triton.search.backend_options"))
             continue
         pairs = []
         for name, values in options.items():

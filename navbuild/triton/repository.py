@@ -8,11 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from navbuild.triton.model_config import (BACKENDS, RESERVED_PREFIX, ModelConfig, TritonTensor,
+from navbuild.triton.model_config import (FAMILIES_MODULE, RESERVED_PREFIX, ModelConfig, TritonTensor, backends,
                                           check_backend_parameters, config_text)
-
-#: the package whose format families declare which native backend serves each runner's models
-FAMILIES_MODULE = "navbuild.formats"
 
 #: the version folder navbuild writes (Triton serves the highest numeric version by default)
 VERSION = "1"
@@ -28,8 +25,8 @@ def backend_for(runner: str) -> str | None:
     """The native Triton backend for a runner format, as the runner's format family declares it
     (found by name, as a plugin is: the families sit above this layer); None where Triton has
     none ("torch", "torch-export")."""
-    backend = importlib.import_module(FAMILIES_MODULE).triton_backend(runner)
-    return backend.name if backend is not None else None
+    serving = importlib.import_module(FAMILIES_MODULE).triton_serving(runner)
+    return serving.backend.name if serving is not None else None
 
 
 def _onnx_external_files(model: Path) -> list[str]:
@@ -120,8 +117,9 @@ def write_native(repo: Path, name: str, backend: str, model_files: Mapping[str, 
     an ONNX model's external data files and an OpenVINO ``.xml``'s ``.bin`` come along.
     Replaces an existing model of that name; returns the model folder.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown Triton backend '{backend}' (known: {', '.join(BACKENDS)})")
+    known = backends()
+    if backend not in known:
+        raise ValueError(f"unknown Triton backend '{backend}' (known: {', '.join(known)})")
     text = config_text(name, backend, inputs, outputs, config)
     return _publish(Path(repo), name, text, _all_files(model_files))
 
@@ -156,7 +154,7 @@ def write_local(repo: Path, name: str, runner: str, model_files: Mapping[str, Pa
         problems.append("model_files is empty")
     if problems:
         raise ValueError(f"cannot write local model '{name}': " + "; ".join(problems))
-    main = next((f for f in BACKENDS[native].model_files if f in model_files), next(iter(model_files)))
+    main = next((f for f in backends()[native].model_files if f in model_files), next(iter(model_files)))
     parameters = {
         f"{RESERVED_PREFIX}runner": runner,
         f"{RESERVED_PREFIX}model_file": main,

@@ -111,7 +111,7 @@ def test_the_registered_toy_joins_every_derived_table(project, toy):
     assert "toy" in formats.recipe_formats()
     assert formats.variant_names()[-1] == "toy-numpy"
     assert formats.runtime_requirements("numpy") == ("numpy",)
-    assert formats.triton_backend("numpy") is None
+    assert formats.triton_serving("numpy") is None
     assert formats.steps()["NumpyWeightsFromTorch"] == f"{__name__}:NumpyWeightsFromTorch"
     assert formats.external_modules() == (__name__,)
     with pytest.raises(RecipeError, match=r"formats\[1\]: unknown value 'tyo' \(did you mean 'toy'\?\)"):

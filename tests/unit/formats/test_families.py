@@ -82,8 +82,8 @@ def test_the_triton_backend_maps() -> None:
                                          "openvino": "openvino"}
     assert [backend_for(r) for r in ("onnx", "torchscript", "openvino", "torch", "torch-export")] == [
         "onnxruntime_onnx", "pytorch_libtorch", "openvino", None, None]
-    params = {v.name: dict(formats.triton_backend(v.runner).parameters(v))
-              for v in formats.catalogue() if formats.triton_backend(v.runner)}
+    params = {v.name: dict(formats.triton_serving(v.runner).parameters(v))
+              for v in formats.catalogue() if formats.triton_serving(v.runner)}
     assert {n: p for n, p in params.items() if p} == {
         "onnx-disable": {"graph_level": "disable"}, "onnx-basic": {"graph_level": "basic"},
         "onnx-extended": {"graph_level": "extended"}, "onnx-openvino-ep": {"graph_level": "disable"},
@@ -93,6 +93,19 @@ def test_the_triton_backend_maps() -> None:
         "openvino-bf16", "onnx-fp16", "onnx-int8-dynamic", "onnx-int8-static", "openvino-int8-wo", "openvino-int8"]
     assert "OpenVINO execution provider" in deployable("onnx-openvino-ep")
     assert deployable("torch-bf16") == "torch-bf16 runs the torch source (torch): Triton has no native backend for it"
+
+
+def test_the_triton_backends_and_their_options() -> None:
+    from navbuild.triton.model_config import backends, check_backend_parameters, default_config, local_runtime
+
+    assert list(backends()) == ["pytorch_libtorch", "onnxruntime_onnx", "openvino", "tensorrt_plan", "python"]
+    assert [b.name for b in formats.triton_backends()] == ["pytorch_libtorch", "onnxruntime_onnx", "openvino"]
+    assert backends()["openvino"].model_files == ("model.xml", "model.bin") and backends()["python"].options is None
+    assert [default_config(8, b).instance_count for b in ("onnxruntime_onnx", "openvino", None)] == [2, 1, 1]
+    assert check_backend_parameters("openvino", {"HINT_BF16": "NO"})[0].startswith("backend option 'HINT_BF16'")
+    assert local_runtime("openvino", {"HINT_BF16": "yes", "INFERENCE_NUM_THREADS": "3"}) == {
+        "mode": "bf16", "intra_op_threads": "3"}
+    assert local_runtime("pytorch_libtorch", {"INTRA_OP_THREAD_COUNT": "2"}) == {"intra_op_threads": "2"}
 
 
 def test_steps_and_runners_are_the_families() -> None:
