@@ -67,7 +67,7 @@ def main() -> None:
 
     from navbuild.api import build_prepared, load_recipe, prepare
     from navbuild.planning.planner import SOURCE_ID
-    from navbuild.planning.variants import BY_NAME
+    from navbuild import formats
     from navbuild.report.events import Reporter
     from navbuild.steps.base import StepContext
     from navbuild.steps.finalists import CompareFinalists, FinalistSpec, FinalistsParams
@@ -108,7 +108,7 @@ def main() -> None:
             model = prep.graph.variant_models.get(name)
             slot = f"model-{name}" if model else "source"
             inputs[slot] = (prep.build_dir / model) if model else prep.graph.leaves[SOURCE_ID].path
-            specs.append(FinalistSpec(variant=name, runner=BY_NAME[name].runner, runtime=profile.runtime,
+            specs.append(FinalistSpec(variant=name, runner=formats.variant(name).runner, runtime=profile.runtime,
                                       factory=profile.factory, input=slot))
         params = FinalistsParams(finalists=tuple(specs), batch_size=args.batch, rounds=args.rounds, iters=3,
                                  pin_cores=True, warmup=1)

@@ -28,7 +28,7 @@ def main() -> None:
 
     from navbuild.api import build_prepared, load_recipe, prepare
     from navbuild.planning.planner import SOURCE_ID
-    from navbuild.planning.variants import BY_NAME
+    from navbuild import formats
     from navbuild.report.events import Reporter
     from navbuild.steps.base import StepContext
     from navbuild.steps.finalists import CompareFinalists, FinalistSpec, FinalistsParams
@@ -43,7 +43,7 @@ def main() -> None:
                          "model-onnx-opt": prep.build_dir / "onnx-opt"}
     for name, slot in (("torch", "source"), ("onnx-opt", "model-onnx-opt")):
         profile = prep.graph.targets[f"profile/{name}"].params
-        specs.append(FinalistSpec(variant=name, runner=BY_NAME[name].runner, runtime=profile.runtime,
+        specs.append(FinalistSpec(variant=name, runner=formats.variant(name).runner, runtime=profile.runtime,
                                   factory=profile.factory, input=slot))
     params = FinalistsParams(finalists=tuple(specs), batch_size=args.batch, rounds=args.rounds,
                              iters=args.iters, pin_cores=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from navbuild.planning.variants import simplicity
+from navbuild.formats import simplicity
 
 
 @dataclass

@@ -35,11 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     error_path = result_path.with_name("error.json")
 
     from navbuild.errors import InputError
+    from navbuild.formats import load_modules
     from navbuild.steps.base import StepContext, load_step, params_from_dict
 
     start = time.perf_counter()
     print(f"[navbuild] target {job['target']}: step {job['step']}", flush=True)
     try:
+        load_modules(job.get("formats", ()))
         step_cls = load_step(job["step"])
         params = params_from_dict(step_cls.Params, job["params"])
         ctx = StepContext(inputs={k: Path(v) for k, v in job["inputs"].items()}, out=out)

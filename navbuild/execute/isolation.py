@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from navbuild import supervise
+from navbuild import formats, supervise
 from navbuild.execute.child import EXIT_INPUT_ERROR
 
 LOG_TAIL_LINES = 25
@@ -33,6 +33,10 @@ def write_job(staging: Path, target_id: str, step: str, params: dict, inputs: di
     """Write ``job.json`` and ``reproduce.sh`` into the staging dir (beside ``out/``)."""
     job = {"target": target_id, "step": step, "params": params,
            "inputs": {k: str(v) for k, v in inputs.items()}, "out": "out"}
+    if formats.external_modules():
+        # format families registered outside navbuild: the child imports them to find their
+        # steps and runners
+        job["formats"] = list(formats.external_modules())
     job_path = staging / "job.json"
     job_path.write_text(json.dumps(job, indent=2, sort_keys=True))
     script = staging / "reproduce.sh"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from navbuild import formats
 from navbuild.planning.graph import Graph
 from navbuild.planning.planner import REFERENCE_ID, SOURCE_ID
 from navbuild.planning.target import PROFILE, Target
-from navbuild.planning.variants import BY_NAME
 from navbuild.steps.base import load_step
 
 FINALISTS_ID = "finalists"
@@ -16,7 +16,7 @@ FINALISTS_ID = "finalists"
 def finalists_target(graph: Graph, recipe: Any, ranking: list[str], batch_size: int | None) -> Target | None:
     """A CompareFinalists target over the top ``profile.finalists`` correct variants, or None."""
     count = recipe.profile.finalists
-    names = [n for n in ranking if n in BY_NAME][:count]
+    names = [n for n in ranking if formats.variant(n) is not None][:count]
     if count < 2 or len(names) < 2 or batch_size is None:
         return None
     step = load_step("CompareFinalists")
@@ -26,7 +26,7 @@ def finalists_target(graph: Graph, recipe: Any, ranking: list[str], batch_size: 
         model = graph.variant_models.get(name)
         slot = f"model-{name}" if model else "source"
         inputs[slot] = model or SOURCE_ID
-        specs.append(_spec(name, BY_NAME[name].runner, profile.runtime, profile.factory, slot))
+        specs.append(_spec(name, formats.variant(name).runner, profile.runtime, profile.factory, slot))
     params = step.Params.from_section(recipe.profile, finalists=tuple(specs), batch_size=batch_size)
     return Target(FINALISTS_ID, step.name, params, inputs, kind="finalists")
 

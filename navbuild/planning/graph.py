@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
+from navbuild import formats
 from navbuild.measure_conditions import MeasurePolicy
 from navbuild.planning.target import Leaf, Target
 
@@ -127,7 +128,5 @@ class Graph:
 
     def variants(self) -> list[str]:
         """Variant names, simplest first (the order in which ties are broken)."""
-        from navbuild.planning.variants import simplicity
-
         names = set(self.variant_models) | {t.variant for t in self.targets.values() if t.variant}
-        return sorted(names, key=lambda v: (simplicity(v), v))
+        return sorted(names, key=lambda v: (formats.simplicity(v), v))

@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from navbuild import formats
 from navbuild.cache.keys import tool_versions
 from navbuild.measure_conditions import MeasurePolicy
-from navbuild.model_io import TensorSpec
+from navbuild.formats import PlanContext, Variant
+from navbuild.formats.common import tensor_specs, torch_factory
 from navbuild.planning.graph import Graph
 from navbuild.planning.onnx_source import OnnxSourceFacts, accepted_recipe, read_onnx_source
 from navbuild.planning.target import CONVERT, CORRECTNESS, PROFILE, REFERENCE, SOURCE, Leaf, Target
-from navbuild.planning.variants import VariantDef, selected, unavailable_on_serialized
 from navbuild.recipe.schema import Recipe
 from navbuild.recipe.validate import module_origin, resolve_path
 from navbuild.steps.base import load_step
@@ -24,6 +25,8 @@ REFERENCE_ID = "reference"
 # The reference run's thread count is fixed, not the recipe's: changing the threads to
 # profile with must not change the reference outputs every check compares against.
 REFERENCE_THREADS = 2
+#: the models a conversion may read that are not conversions: the source leaf, the reference target
+_PSEUDO_MODELS = {formats.SOURCE: SOURCE_ID, formats.REFERENCE: REFERENCE_ID}
 
 
 def expand(recipe: Recipe, cwd: Path) -> Graph:
@@ -32,7 +35,7 @@ def expand(recipe: Recipe, cwd: Path) -> Graph:
     expand_source(graph, recipe, cwd)
     recipe = accept_source(graph, recipe)
     expand_reference(graph, recipe)
-    variants = selected(list(recipe.formats), list(recipe.precisions), list(recipe.variants))
+    variants = formats.selected(list(recipe.formats), list(recipe.precisions), list(recipe.variants))
     models = expand_conversions(graph, recipe, variants)
     expand_checks(graph, recipe, variants, models)
     expand_profiles(graph, recipe, variants, models)
@@ -105,7 +108,7 @@ def expand_reference(graph: Graph, recipe: Recipe) -> None:
         inputs["samples_generator"] = GENERATOR_ID  # its code makes the samples: part of the key
     params = step.Params(
         source_format="onnx" if recipe.source.onnx else "torch",
-        factory=_factory(recipe),
+        factory=torch_factory(recipe),
         inputs=tensor_specs(recipe),
         outputs=tuple(recipe.outputs),
         count=recipe.samples.count,
@@ -140,72 +143,42 @@ def probe_params(recipe: Recipe):
     return ProbeParams(axes=dict(sorted(axes.items())), batch_sizes=batches, rows=probe.rows, stress=probe.stress)
 
 
-def expand_conversions(graph: Graph, recipe: Recipe, variants: list[VariantDef]) -> dict[str, str]:
-    """One target per model the selected variants need (and what those depend on).
+def expand_conversions(graph: Graph, recipe: Recipe, variants: list[Variant]) -> dict[str, str]:
+    """One target per model the selected variants need, and the models those read, transitively
+    (openvino-int8 needs openvino, which needs onnx unless openvino.source is torch), each planned
+    by the format family that declares it (navbuild/formats).
 
     Returns model name -> the id of the target (or leaf) that provides it.
     """
-    wanted = {v.model for v in variants if v.model}
-    if wanted & {"openvino-int8", "openvino-int8-wo"}:
-        wanted.add("openvino")
-    onnx_users = {"onnx", "onnx-opt", "onnx-fp16", "onnx-int8-dynamic", "onnx-int8-static"}
-    ov_from_torch = recipe.openvino.source == "torch"
-    needs_onnx = wanted & (onnx_users if ov_from_torch else onnx_users | {"openvino"})
-    models: dict[str, str] = {}
-    if needs_onnx:
-        if recipe.source.onnx:
-            models["onnx"] = SOURCE_ID
-        else:
-            models["onnx"] = _add_conversion(graph, "onnx", "OnnxFromTorch", {"source": SOURCE_ID}, recipe.onnx,
-                                         factory=_factory(recipe), inputs=tensor_specs(recipe),
-                                         outputs=tuple(recipe.outputs), axes=dict(recipe.samples.axes),
-                                         seed=recipe.samples.seed)
-    onnx = {"onnx": models.get("onnx", SOURCE_ID)}
-    facts = _onnx_facts(graph, recipe)
-    if facts is not None and facts.needs_sanitizing and wanted & (onnx_users | {"openvino"}) - {"onnx"}:
-        # the onnx variant runs the file as given; what ORT's optimizer, the quantizers and
-        # OpenVINO's converter read is its normalised copy
-        onnx = {"onnx": _add_conversion(graph, "onnx-sanitized", "OnnxSanitizedFromOnnx", onnx)}
-        graph.notes.append(f"source.onnx: {Path(recipe.source.onnx).name} lists {facts.weights_as_inputs} "
-                           f"weight(s) as graph inputs (IR version {facts.ir_version}): conversions read "
-                           "its normalised copy, target onnx-sanitized")
-    with_samples = {**onnx, "reference": REFERENCE_ID}
-    dyn, sta = recipe.quantization.dynamic, recipe.quantization.static
-    ovq = recipe.openvino.quantization
-    builders = {
-        "torchscript": lambda: _add_conversion(
-            graph,             "torchscript", "TorchScriptFromTorch", {"source": SOURCE_ID}, recipe.torchscript,
-            factory=_factory(recipe), inputs=tensor_specs(recipe), axes=dict(recipe.samples.axes),
-            seed=recipe.samples.seed),
-        "torch-export": lambda: _add_conversion(
-            graph,             "torch-export", "ExportedProgramFromTorch", {"source": SOURCE_ID}, factory=_factory(recipe),
-            inputs=tensor_specs(recipe), axes=dict(recipe.samples.axes), seed=recipe.samples.seed,
-            packages=tuple(recipe.source.packages)),
-        "onnx-opt": lambda: _add_conversion(
-            graph,             "onnx-opt", "OrtOptimizedFromOnnx", onnx, recipe.onnx_opt),
-        "onnx-fp16": lambda: _add_conversion(
-            graph,             "onnx-fp16", "OnnxFp16FromOnnx", onnx, recipe.fp16, op_block_list=()),
-        "onnx-int8-dynamic": lambda: _add_conversion(
-            graph,             "onnx-int8-dynamic", "OrtQuantizedDynamic", onnx, dyn),
-        "onnx-int8-static": lambda: _add_conversion(
-            graph,             "onnx-int8-static", "OrtQuantizedStatic", with_samples, sta),
-        "openvino": lambda: (_add_conversion(
-            graph,             "openvino", "OpenVinoFromTorch", {"source": SOURCE_ID}, factory=_factory(recipe),
-            inputs=tensor_specs(recipe), outputs=tuple(recipe.outputs), axes=dict(recipe.samples.axes),
-            seed=recipe.samples.seed) if ov_from_torch
-            else _add_conversion(graph, "openvino", "OpenVinoFromOnnx", onnx, compress_to_fp16=False)),
-        "openvino-int8": lambda: _add_conversion(
-            graph,             "openvino-int8", "OpenVinoQuantized", {"openvino": models["openvino"], "reference": REFERENCE_ID},
-            ovq, preset=nncf_preset(ovq.preset, ovq.model_type)),
-        "openvino-int8-wo": lambda: _add_conversion(
-            graph,             "openvino-int8-wo", "OpenVinoWeightCompressed", {"openvino": models["openvino"]},
-            recipe.openvino),
-    }
-    for name in ("torchscript", "torch-export", "onnx-opt", "onnx-fp16", "onnx-int8-dynamic",
-                 "onnx-int8-static", "openvino", "openvino-int8", "openvino-int8-wo"):
-        if name in wanted:
-            models[name] = builders[name]()
-    return models
+    ctx = PlanContext(recipe, _onnx_facts(graph, recipe))
+    plans: dict[str, formats.Planned | None] = {}  # None: the source itself is that model
+    pending = [v.model for v in variants if v.model]
+    while pending:
+        model = pending.pop()
+        if model in plans or model in _PSEUDO_MODELS:
+            continue
+        conv = formats.conversion(model)
+        plans[model] = None if conv.from_source(recipe) else conv.plan(ctx)
+        pending.extend(plans[model].inputs.values() if plans[model] else ())
+    models: dict[str, str] = dict(_PSEUDO_MODELS)
+    for conv in formats.conversions():
+        if conv.model not in plans:
+            continue
+        planned = plans[conv.model]
+        if planned is None:
+            models[conv.model] = SOURCE_ID
+            continue
+        late = [m for m in planned.inputs.values() if m not in models]
+        if late:
+            raise ValueError(f"conversion '{conv.model}' (rank {conv.rank}) reads {', '.join(late)}, "
+                             "which must rank before it")
+        step = load_step(planned.step)
+        inputs = {slot: models[m] for slot, m in planned.inputs.items()}
+        models[conv.model] = graph.add(Target(conv.model, step.name, step.Params(**planned.params), inputs,
+                                              kind=CONVERT))
+        if planned.note:
+            graph.notes.append(planned.note)
+    return {m: tid for m, tid in models.items() if m not in _PSEUDO_MODELS}
 
 
 def mark_unavailable(graph: Graph, recipe: Recipe) -> None:
@@ -215,29 +188,12 @@ def mark_unavailable(graph: Graph, recipe: Recipe) -> None:
     if not recipe.source.torchscript:
         return
     for tid, target in list(graph.targets.items()):
-        why = unavailable_on_serialized(recipe.source.torchscript, target.variant or tid)
+        why = formats.unavailable_on_serialized(recipe.source.torchscript, target.variant or tid)
         if why:
             graph.targets[tid] = dataclasses.replace(target, unavailable=why)
 
 
-def nncf_preset(preset: str, model_type: str | None) -> str:
-    """The NNCF preset a recipe's ``preset`` means; "auto" resolves as NNCF itself would, so the
-    step's params (and its key) name the preset that actually ran."""
-    if preset != "auto":
-        return preset
-    return "mixed" if model_type == "transformer" else "performance"
-
-
-def _add_conversion(graph: Graph, target_id: str, step_name: str, upstream: dict[str, str], section=None, /,
-                    **params) -> str:
-    """Add a conversion target whose step Params are built from its recipe section (Params made by
-    navbuild.settings.params_of) and keyword arguments (the other fields, and resolved values)."""
-    step = load_step(step_name)
-    made = step.Params(**params) if section is None else step.Params.from_section(section, **params)
-    return graph.add(Target(target_id, step.name, made, upstream, kind=CONVERT))
-
-
-def _variant_inputs(v: VariantDef, models: dict[str, str]) -> dict[str, str]:
+def _variant_inputs(v: Variant, models: dict[str, str]) -> dict[str, str]:
     inputs = {"reference": REFERENCE_ID}
     if v.model:
         inputs["model"] = models[v.model]
@@ -268,7 +224,7 @@ def output_budgets(recipe: Recipe) -> dict:
             for k, t in recipe.correctness.outputs.items()}
 
 
-def expand_checks(graph: Graph, recipe: Recipe, variants: list[VariantDef], models: dict[str, str]) -> None:
+def expand_checks(graph: Graph, recipe: Recipe, variants: list[Variant], models: dict[str, str]) -> None:
     """A correctness check of every variant against the source, at every profiled batch size.
 
     The torch variant is the source itself: it is the reference and gets no check.
@@ -285,7 +241,7 @@ def expand_checks(graph: Graph, recipe: Recipe, variants: list[VariantDef], mode
         inputs = _variant_inputs(v, models)
         if metric is not None:
             inputs["metric"] = METRIC_ID
-        params = step.Params(variant_format=v.runner, factory=_factory(recipe) if v.model is None else None,
+        params = step.Params(variant_format=v.runner, factory=torch_factory(recipe) if v.model is None else None,
                              outputs=tuple(recipe.outputs),
                              batch_sizes=tuple(sorted(recipe.profile.batch_sizes)), atol=atol, rtol=rtol,
                              runtime=_runtime(recipe, v), precision=v.precision,
@@ -295,13 +251,13 @@ def expand_checks(graph: Graph, recipe: Recipe, variants: list[VariantDef], mode
         graph.add(Target(f"correctness/{v.name}", step.name, params, inputs, kind=CORRECTNESS, variant=v.name))
 
 
-def expand_profiles(graph: Graph, recipe: Recipe, variants: list[VariantDef], models: dict[str, str]) -> None:
+def expand_profiles(graph: Graph, recipe: Recipe, variants: list[Variant], models: dict[str, str]) -> None:
     """Latency and throughput of every variant at every batch size (hardware in the key)."""
     step = load_step("ProfilePerformance")
     prof = recipe.profile
     for v in variants:
         params = step.Params.from_section(prof, variant_format=v.runner, runtime=_runtime(recipe, v),
-                                          factory=_factory(recipe) if v.model is None else None,
+                                          factory=torch_factory(recipe) if v.model is None else None,
                                           batch_sizes=tuple(sorted(prof.batch_sizes)))
         graph.add(Target(f"profile/{v.name}", step.name, params, _variant_inputs(v, models), kind=PROFILE,
                          variant=v.name))
@@ -310,32 +266,18 @@ def expand_profiles(graph: Graph, recipe: Recipe, variants: list[VariantDef], mo
 def source_discovery_params(recipe: Recipe):
     """Params of the run that discovers what defines a torch source (its modules, files, distributions)."""
     step = load_step("DiscoverSourceDependencies")
-    return step.Params(factory=_factory(recipe), inputs=tensor_specs(recipe), axes=dict(recipe.samples.axes),
+    return step.Params(factory=torch_factory(recipe), inputs=tensor_specs(recipe), axes=dict(recipe.samples.axes),
                        seed=recipe.samples.seed)
 
 
-def tensor_specs(recipe: Recipe) -> tuple[TensorSpec, ...]:
-    return tuple(TensorSpec(name=i.name, dtype=i.dtype, shape=tuple(i.shape),
-                            low=float(i.range[0]), high=float(i.range[1])) for i in recipe.inputs)
-
-
-def _factory(recipe: Recipe):
-    from navbuild.steps.common import SERIALIZED_SOURCE, TorchFactory
-
-    if recipe.source.torchscript:
-        return TorchFactory(factory=SERIALIZED_SOURCE, kwargs={})
-    if not recipe.source.torch:
-        return None
-    return TorchFactory(factory=recipe.source.torch, kwargs=dict(recipe.source.kwargs))
-
-
-def _runtime(recipe: Recipe, v: VariantDef):
+def _runtime(recipe: Recipe, v: Variant):
     from navbuild.steps.common import RuntimeOptions
 
     rt = recipe.runtime
-    if v.runner != "onnx":
-        # only ONNX Runtime reads the inter-op threads, graph level and denormal flushing: keep
-        # them out of other keys.
+    runner = formats.runner(v.runner)
+    if runner is None or not runner.session_options:
+        # only a runner that reads them (ONNX Runtime) gets the inter-op threads, graph level and
+        # denormal flushing: keep them out of other keys.
         return RuntimeOptions(intra_op_threads=rt.intra_op_threads, inter_op_threads=1, graph_level="n/a",
                               mode=v.mode)
     return RuntimeOptions(intra_op_threads=rt.intra_op_threads, inter_op_threads=rt.inter_op_threads,

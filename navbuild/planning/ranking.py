@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from navbuild import formats
 from navbuild.evidence import for_variant, gather, trace_risk, variant_lineage
 from navbuild.planning.graph import Graph
-from navbuild.planning.variants import BY_NAME
 from navbuild.select import Choice, choose
 
 
@@ -39,12 +39,13 @@ def variant_table(outcomes: dict[str, Any], variants: dict[str, str | None],
         prof = outcomes.get(f"profile/{v}")
         conv = outcomes.get(model) if model else None
         row: dict[str, Any] = {"verdict": "reference" if v == "torch" else "unchecked", "reason": ""}
-        if v in BY_NAME:
-            row.update(precision=BY_NAME[v].precision, runner=BY_NAME[v].runner, mode=BY_NAME[v].mode)
-            if BY_NAME[v].graph_level:
-                row["graph_level"] = BY_NAME[v].graph_level
-            if BY_NAME[v].note:
-                row["note"] = BY_NAME[v].note
+        spec = formats.variant(v)
+        if spec is not None:
+            row.update(precision=spec.precision, runner=spec.runner, mode=spec.mode)
+            if spec.graph_level:
+                row["graph_level"] = spec.graph_level
+            if spec.note:
+                row["note"] = spec.note
         if conv is not None and conv.status not in ("built", "cached"):
             row["verdict"] = conv.status
             row["reason"] = f"{v}: {conv.reason}"

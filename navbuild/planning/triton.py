@@ -11,11 +11,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+from navbuild import formats
 from navbuild.planning.graph import Graph
 from navbuild.planning.planner import METRIC_ID, REFERENCE_ID, tensor_specs, tolerances
 from navbuild.planning.target import Leaf, Target
-from navbuild.planning.variants import BY_NAME
-from navbuild.recipe.validate_triton import NATIVE_BACKENDS, deployable
+from navbuild.recipe.validate_triton import deployable
 from navbuild.steps.base import load_step
 
 TRITON_MODEL, TRITON_MEASURE, TRITON_SEARCH, TRITON_VALIDATE = (
@@ -38,12 +38,9 @@ def model_name(recipe_name: str, variant: str) -> str:
 def variant_parameters(variant: str) -> dict[str, str]:
     """The native backend parameters that make a served model this variant: the ONNX Runtime
     graph level it was profiled at, OpenVINO's bf16 hint. Every configuration of it carries them."""
-    v = BY_NAME[variant]
-    if v.runner == "onnx" and v.graph_level:
-        return {"graph_level": v.graph_level}
-    if v.runner == "openvino" and v.mode == "bf16":
-        return {"HINT_BF16": "YES"}
-    return {}
+    v = formats.variant(variant)
+    serving = formats.triton_serving(v.runner)
+    return dict(serving.parameters(v)) if serving is not None else {}
 
 
 def search_configs(recipe: Any, backend: str, fixed: dict[str, str] | None = None) -> list[Any]:
@@ -101,8 +98,8 @@ def expand_triton(graph: Graph, recipe: Any, variants: list[str], cwd: Path) -> 
     constraints = Constraints(t.constraints.p99_latency_ms, t.constraints.min_throughput, t.constraints.max_memory_mb)
     searches = []
     for variant in variants:
-        v = BY_NAME[variant]
-        backend = NATIVE_BACKENDS[v.runner]
+        v = formats.variant(variant)
+        backend = formats.triton_serving(v.runner).backend.name
         name = model_name(recipe.name, variant)
         own = variant_parameters(variant)
         model_id = _add(graph, f"triton/model/{variant}", "WriteTritonModel", TRITON_MODEL, variant,
@@ -141,8 +138,9 @@ def _check_params(graph: Graph, recipe: Any, variant: str) -> Any:
     from navbuild.steps.common import RuntimeOptions
     from navbuild.steps.correctness import CorrectnessParams
 
-    atol, rtol = tolerances(recipe, BY_NAME[variant].precision)
-    return CorrectnessParams(variant_format=BY_NAME[variant].runner, factory=None, outputs=tuple(recipe.outputs),
+    v = formats.variant(variant)
+    atol, rtol = tolerances(recipe, v.precision)
+    return CorrectnessParams(variant_format=v.runner, factory=None, outputs=tuple(recipe.outputs),
                              batch_sizes=tuple(sorted(recipe.profile.batch_sizes)), atol=atol, rtol=rtol,
                              runtime=RuntimeOptions())
 

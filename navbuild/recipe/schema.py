@@ -24,10 +24,6 @@ from navbuild.steps.profile import ProfileConfig
 from navbuild.steps.torchscript_from_torch import TorchScriptConfig
 from navbuild.triton.model_config import INSTANCE_KINDS
 
-#: formats a recipe may name (the variants each one yields are in navbuild/planning/variants.py).
-FORMATS = ("torch", "torchscript", "torch-export", "torch-compile", "onnx", "onnx-opt", "onnx-levels", "onnx-openvino",
-           "openvino")
-PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 
 
 @dataclass
@@ -233,7 +229,7 @@ class Recipe:
     samples: SamplesConfig = field(default_factory=SamplesConfig)
     formats: List[str] = field(default_factory=lambda: ["torch", "onnx", "onnx-opt"])
     precisions: List[str] = field(default_factory=lambda: ["fp32"])
-    variants: List[str] = setting(factory=list, doc="explicit variant names; non-empty replaces formats x precisions")
+    variants: List[str] = setting(factory=list, doc="explicit variant names (the format families' variants, navbuild/formats); non-empty replaces formats x precisions")
     onnx: OnnxConfig = field(default_factory=OnnxConfig)
     onnx_opt: OnnxOptConfig = field(default_factory=OnnxOptConfig)
     torchscript: TorchScriptConfig = field(default_factory=TorchScriptConfig)
@@ -255,4 +251,4 @@ __all__ = ["Recipe", "SourceConfig", "InputConfig", "SamplesConfig", "OnnxConfig
            "QuantizationConfig", "DynamicQuantConfig", "StaticQuantConfig", "OpenVinoConfig", "OpenVinoQuantConfig",
            "Fp16Config", "RuntimeConfig", "ToleranceConfig", "ProbeConfig", "MetricConfig", "CorrectnessConfig",
            "ProfileConfig", "SelectConfig", "TritonServerConfig", "TritonSearchConfig", "TritonLoadConfig",
-           "TritonConstraintsConfig", "TritonConfig", "CacheConfig", "FORMATS", "PRECISIONS"]
+           "TritonConstraintsConfig", "TritonConfig", "CacheConfig"]

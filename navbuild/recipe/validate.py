@@ -13,9 +13,9 @@ import typing
 from pathlib import Path
 from typing import Any, Iterable
 
+from navbuild import formats
 from navbuild.errors import RecipeError
 from navbuild.model_io import BATCH_AXIS
-from navbuild.recipe import schema
 from navbuild.recipe.validate_triton import check_triton
 from navbuild.recipe.schema import Recipe
 from navbuild.settings import check_choice, check_settings
@@ -160,12 +160,12 @@ def check_semantics(recipe: Recipe, cwd: Path, where: str = "recipe") -> None:
     if not recipe.formats:
         p.append("formats: must name at least one format")
     for i, fmt in enumerate(recipe.formats):
-        if (msg := check_choice(fmt, schema.FORMATS, f"formats[{i}]")):
+        if (msg := check_choice(fmt, formats.recipe_formats(), f"formats[{i}]")):
             p.append(msg)
         elif recipe.formats.index(fmt) != i:
             p.append(f"formats[{i}]: '{fmt}' is listed twice")
     for i, prec in enumerate(recipe.precisions):
-        if (msg := check_choice(prec, schema.PRECISIONS, f"precisions[{i}]")):
+        if (msg := check_choice(prec, formats.precisions(), f"precisions[{i}]")):
             p.append(msg)
     _check_variants(recipe, p)
     _check_profile(recipe, p)
@@ -202,10 +202,8 @@ def _check_source(recipe: Recipe, cwd: Path, p: list[str]) -> None:
         elif path.suffix not in suffixes:
             p.append(f"source.{key}: '{value}' must be a {' or '.join(suffixes)} file")
     if src.onnx:
-        from navbuild.planning.variants import TORCH_SOURCE_FORMATS
-
         for i, fmt in enumerate(recipe.formats):
-            if fmt in TORCH_SOURCE_FORMATS:
+            if fmt in formats.torch_source_formats():
                 p.append(f"formats[{i}]: '{fmt}' needs a torch source; this recipe's source is an ONNX file")
     for i, w in enumerate(src.watch):
         if not resolve_path(w, cwd).exists():
@@ -277,22 +275,20 @@ def _check_inputs(recipe: Recipe, p: list[str]) -> None:
 
 
 def _check_variants(recipe: Recipe, p: list[str]) -> None:
-    from navbuild.planning.variants import BY_NAME, TORCH_SOURCE_FORMATS, selected
-
     for i, name in enumerate(recipe.variants):
-        if (msg := check_choice(name, BY_NAME, f"variants[{i}]")):
+        if (msg := check_choice(name, formats.variant_names(), f"variants[{i}]")):
             p.append(msg)
-        elif recipe.source.onnx and BY_NAME[name].format in TORCH_SOURCE_FORMATS:
+        elif recipe.source.onnx and formats.variant(name).format in formats.torch_source_formats():
             p.append(f"variants[{i}]: '{name}' needs a torch source; this recipe's source is an ONNX file")
-    if recipe.formats and not recipe.variants and all(f in schema.FORMATS for f in recipe.formats) \
-            and all(x in schema.PRECISIONS for x in recipe.precisions) \
-            and not selected(list(recipe.formats), list(recipe.precisions), []):
+    if recipe.formats and not recipe.variants and all(f in formats.recipe_formats() for f in recipe.formats) \
+            and all(x in formats.precisions() for x in recipe.precisions) \
+            and not formats.selected(list(recipe.formats), list(recipe.precisions), []):
         p.append(f"formats {list(recipe.formats)} x precisions {list(recipe.precisions)}: selects no variant")
     if recipe.openvino.source == "torch" and recipe.source.onnx:
         p.append("openvino.source: 'torch' converts the torch module, but this recipe's source is an ONNX file; "
                  "use 'onnx'")
     for prec, tol in recipe.correctness.precisions.items():
-        if (msg := check_choice(prec, schema.PRECISIONS, f"correctness.precisions.{prec}")):
+        if (msg := check_choice(prec, formats.precisions(), f"correctness.precisions.{prec}")):
             p.append(msg)
         if tol.atol < 0 or tol.rtol < 0:
             p.append(f"correctness.precisions.{prec}: atol and rtol must be >= 0")

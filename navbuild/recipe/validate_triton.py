@@ -5,29 +5,20 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
+from navbuild import formats
 from navbuild.recipe import schema
 from navbuild.recipe.schema import Recipe
 from navbuild.settings import check_settings, unknown
 
-#: runner format -> the native Triton backend that serves it (others have none).
-NATIVE_BACKENDS = {"onnx": "onnxruntime_onnx", "torchscript": "pytorch_libtorch", "openvino": "openvino"}
-
-
 def deployable(variant: str) -> str | None:
     """Why ``variant`` cannot be deployed to a native Triton backend, or None when it can."""
-    from navbuild.planning.variants import BY_NAME
-
-    v = BY_NAME.get(variant)
+    v = formats.variant(variant)
     if v is None:
         return f"unknown variant '{variant}'"
-    if v.runner not in NATIVE_BACKENDS:
+    serving = formats.triton_serving(v.runner)
+    if serving is None:
         return f"{variant} runs the torch source ({v.runner}): Triton has no native backend for it"
-    if v.mode == "openvino-ep":
-        return f"{variant} runs ONNX Runtime's OpenVINO execution provider, which navbuild does not deploy; " \
-               "deploy the openvino variant (Triton's openvino backend) instead"
-    if v.mode and v.runner != "openvino":
-        return f"{variant} is a runtime mode ({v.mode}) that no Triton backend offers"
-    return None
+    return serving.refuses(v) or None
 
 
 def check_triton(recipe: Recipe, p: list[str], cwd: Path | None = None) -> None:
@@ -58,9 +49,7 @@ def check_triton(recipe: Recipe, p: list[str], cwd: Path | None = None) -> None:
 
 
 def _check_variants(recipe: Recipe, p: list[str]) -> None:
-    from navbuild.planning.variants import selected
-
-    built = [v.name for v in selected(list(recipe.formats), list(recipe.precisions), list(recipe.variants))]
+    built = [v.name for v in formats.selected(list(recipe.formats), list(recipe.precisions), list(recipe.variants))]
     for i, name in enumerate(recipe.triton.variants):
         where = f"triton.variants[{i}]"
         if name not in built:
@@ -75,15 +64,17 @@ def _check_variants(recipe: Recipe, p: list[str]) -> None:
 
 
 def _check_search(s: schema.TritonSearchConfig, p: list[str]) -> None:
-    from navbuild.triton.model_config import BACKENDS, check_backend_parameters
+    from navbuild.triton.model_config import backends, check_backend_parameters
+
+    known = backends()
 
     for key in ("max_batch_sizes", "instance_counts", "dynamic_batching"):
         if not getattr(s, key):
             p.append(f"triton.search.{key}: must list at least one value")
     for backend, options in s.backend_options.items():
         where = f"triton.search.backend_options.{backend}"
-        if backend not in BACKENDS or backend == "python":
-            p.append(unknown(backend, [b for b in BACKENDS if b != "python"], "triton.search.backend_options",
+        if backend not in known or backend == "python":
+            p.append(unknown(backend, [b for b in known if b != "python"], "triton.search.backend_options",
                              word="key"))
             continue
         pairs = []
@@ -103,4 +94,4 @@ def _check_load(load: schema.TritonLoadConfig, search: schema.TritonSearchConfig
                  f"{list(search.max_batch_sizes)}: a request must fit the smallest max_batch_size")
 
 
-__all__ = ["check_triton", "deployable", "NATIVE_BACKENDS"]
+__all__ = ["check_triton", "deployable"]

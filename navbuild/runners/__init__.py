@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from navbuild.runners.factory import RUNNER_FORMATS, Runner, make_runner
+from navbuild.runners.factory import Runner, make_runner
 
-__all__ = ["RUNNER_FORMATS", "Runner", "make_runner"]
+__all__ = ["Runner", "make_runner"]

@@ -94,18 +94,22 @@ def installed(name: str) -> bool:
 
 
 def runtime_requirements(variant_format: str | None, mode: str = "") -> tuple[str, ...]:
-    """What running a variant of this format (in this runtime mode) needs besides numpy. The
-    names are both import names and distributions, so they serve as key tools as well."""
-    if variant_format == "onnx" and mode == "openvino-ep":
-        return ("onnxruntime", "onnxruntime-openvino")
-    return {"torch": ("torch",), "torchscript": ("torch",), "torch-export": ("torch",),
-            "onnx": ("onnxruntime",), "openvino": ("openvino",)}.get(variant_format or "", ())
+    """What running a model with this runner (in this runtime mode) needs besides numpy, as its
+    format family declares it (navbuild/formats). The names are both import names and
+    distributions, so they serve as key tools as well."""
+    return families().runtime_requirements(variant_format, mode)
 
 
 def variant_runtimes(params: Any) -> tuple[str, ...]:
     """The runtimes of a correctness or profile target's variant (its runner format and mode)."""
     return runtime_requirements(getattr(params, "variant_format", None),
                                 getattr(getattr(params, "runtime", None), "mode", ""))
+
+
+def families() -> Any:
+    """The format family registry (navbuild.formats). Steps sit below the families, which name
+    steps and runners as "module:attr" strings: it is found by name, as a plugin is."""
+    return importlib.import_module(FAMILIES_MODULE)
 
 
 def _merged(first: tuple[str, ...], more: tuple[str, ...]) -> tuple[str, ...]:
@@ -163,25 +167,17 @@ def _coerce(hint: Any, value: Any) -> Any:
     return value
 
 
-#: step name -> "module:Class"; modules are imported only when a step is needed, and step
-#: modules import heavy packages (torch, onnxruntime) only inside ``run``.
+#: the package whose modules declare the format families (conversions, runners, runtimes)
+FAMILIES_MODULE = "navbuild.formats"
+
+#: step name -> "module:Class" of the steps every build plans, whatever its formats; the format
+#: families add their conversion steps (navbuild/formats). Modules are imported only when a step
+#: is needed, and step modules import heavy packages (torch, onnxruntime) only inside ``run``.
 STEP_REGISTRY: dict[str, str] = {
     "ReferenceFromSource": "navbuild.steps.reference:ReferenceFromSource",
     "DiscoverSourceDependencies": "navbuild.steps.source_deps:DiscoverSourceDependencies",
-    "OnnxFromTorch": "navbuild.steps.onnx_from_torch:OnnxFromTorch",
-    "OrtOptimizedFromOnnx": "navbuild.steps.ort_optimized:OrtOptimizedFromOnnx",
-    "OnnxSanitizedFromOnnx": "navbuild.steps.onnx_sanitized:OnnxSanitizedFromOnnx",
     "CheckCorrectness": "navbuild.steps.correctness:CheckCorrectness",
     "ProfilePerformance": "navbuild.steps.profile:ProfilePerformance",
-    "TorchScriptFromTorch": "navbuild.steps.torchscript_from_torch:TorchScriptFromTorch",
-    "ExportedProgramFromTorch": "navbuild.steps.exported_program_from_torch:ExportedProgramFromTorch",
-    "OrtQuantizedDynamic": "navbuild.steps.ort_quantized:OrtQuantizedDynamic",
-    "OrtQuantizedStatic": "navbuild.steps.ort_quantized:OrtQuantizedStatic",
-    "OnnxFp16FromOnnx": "navbuild.steps.onnx_fp16:OnnxFp16FromOnnx",
-    "OpenVinoFromOnnx": "navbuild.steps.openvino_convert:OpenVinoFromOnnx",
-    "OpenVinoFromTorch": "navbuild.steps.openvino_from_torch:OpenVinoFromTorch",
-    "OpenVinoQuantized": "navbuild.steps.openvino_quantized:OpenVinoQuantized",
-    "OpenVinoWeightCompressed": "navbuild.steps.openvino_quantized:OpenVinoWeightCompressed",
     "CompareFinalists": "navbuild.steps.finalists:CompareFinalists",
     "WriteTritonModel": "navbuild.steps.triton_model:WriteTritonModel",
     "MeasureTritonConfig": "navbuild.steps.triton_measure:MeasureTritonConfig",
@@ -190,11 +186,20 @@ STEP_REGISTRY: dict[str, str] = {
 }
 
 
+def step_refs() -> dict[str, str]:
+    """Step name -> "module:Class" of every step: the core ones and every family's conversions."""
+    return {**STEP_REGISTRY, **families().steps()}
+
+
 def load_step(name: str) -> type[Step]:
     """The Step class registered under ``name``."""
-    module, _, cls = STEP_REGISTRY[name].partition(":")
+    refs = STEP_REGISTRY if name in STEP_REGISTRY else step_refs()
+    if name not in refs:
+        raise KeyError(f"no step named '{name}' (known: {', '.join(sorted(refs))})")
+    module, _, cls = refs[name].partition(":")
     return getattr(importlib.import_module(module), cls)
 
 
 __all__ = ["Step", "StepContext", "TensorSpec", "model_file", "params_to_dict",
-           "params_from_dict", "load_step", "STEP_REGISTRY"]
+           "params_from_dict", "load_step", "step_refs", "STEP_REGISTRY", "runtime_requirements",
+           "variant_runtimes"]

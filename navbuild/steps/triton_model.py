@@ -21,8 +21,8 @@ _SIDE_FILES = {"log.txt", "reproduce.sh", "job.json", "result.json", "error.json
 class TritonModelParams:
     name: str  # the Triton model name
     variant: str
-    runner: str  # onnx | torchscript | openvino
-    backend: str  # the native backend: onnxruntime_onnx | pytorch_libtorch | openvino
+    runner: str  # the variant's runner (its format family names the native backend that serves it)
+    backend: str  # that native backend
     mode: str  # the variant's runtime mode (openvino "bf16")
     inputs: tuple[TensorSpec, ...]
     batch_size: int  # the reference batch whose outputs give the output dims

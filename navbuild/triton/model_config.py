@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import importlib
 import json
 import re
 from dataclasses import dataclass
@@ -14,25 +15,6 @@ from typing import Any, Iterable, Mapping, Sequence, Union
 ParamsLike = Union[Mapping[str, Any], Iterable[tuple[str, Any]]]
 
 INSTANCE_KINDS: tuple[str, ...] = ("KIND_CPU", "KIND_GPU")
-
-
-@dataclass(frozen=True)
-class TritonBackend:
-    """A native Triton backend navbuild writes models for, as ``config.pbtxt`` names it."""
-
-    name: str  # navbuild's id for it (the platform name where Triton has one)
-    backend: str  # the ``backend:`` field, "" where the platform alone names it
-    platform: str  # the ``platform:`` field, "" where the backend alone names it
-    model_files: tuple[str, ...]  # default file names in the version folder, the main file first
-
-
-BACKENDS: dict[str, TritonBackend] = {b.name: b for b in (
-    TritonBackend("onnxruntime_onnx", "onnxruntime", "onnxruntime_onnx", ("model.onnx",)),
-    TritonBackend("pytorch_libtorch", "", "pytorch_libtorch", ("model.pt",)),
-    TritonBackend("openvino", "openvino", "", ("model.xml", "model.bin")),
-    TritonBackend("tensorrt_plan", "", "tensorrt_plan", ("model.plan",)),
-    TritonBackend("python", "python", "", ("model.py",)),
-)}
 
 
 @dataclass(frozen=True)
@@ -73,56 +55,48 @@ class BackendOption:
 ORT_GRAPH_LEVELS: dict[str, int | None] = {"disable": 2, "basic": -1, "extended": 1, "all": None}
 
 _BOOL_VALUES = ("true", "false", "yes", "no", "on", "off", "1", "0")
-_YES_NO = ("YES", "NO")
 
 
-def _options(*options: BackendOption) -> dict[str, BackendOption]:
-    return {o.key: o for o in options}
+def options(*declared: BackendOption) -> dict[str, BackendOption]:
+    """A backend's options by name."""
+    return {o.key: o for o in declared}
 
 
-#: the options each backend reads, by backend; names are the backends' own, taken from their
-#: sources (onnxruntime_backend src/onnxruntime.cc, pytorch_backend src/libtorch.cc,
-#: openvino_backend src/openvino.cc) so a recipe can be checked against the Triton docs.
-#: ``None``: free-form (the python backend passes every string parameter to model.py).
-BACKEND_OPTIONS: dict[str, dict[str, BackendOption] | None] = {
-    "onnxruntime_onnx": _options(
-        BackendOption("intra_op_thread_count", "count", runtime="intra_op_threads"),
-        BackendOption("inter_op_thread_count", "count", runtime="inter_op_threads"),
-        BackendOption("execution_mode", "choice", ("0", "1")),  # 0 sequential, 1 parallel
-        BackendOption("enable_mem_arena", "bool"),
-        BackendOption("enable_mem_pattern", "bool"),
-        BackendOption("graph_level", "choice", tuple(ORT_GRAPH_LEVELS), lands="graph_level",
-                      runtime="graph_level"),
-    ),
-    "pytorch_libtorch": _options(
-        BackendOption("INTRA_OP_THREAD_COUNT", "count", runtime="intra_op_threads"),
-        BackendOption("INTER_OP_THREAD_COUNT", "count", runtime="inter_op_threads"),
-        BackendOption("DISABLE_OPTIMIZED_EXECUTION", "bool"),
-        BackendOption("INFERENCE_MODE", "bool"),
-        BackendOption("ENABLE_JIT_EXECUTOR", "bool"),
-        BackendOption("ENABLE_JIT_PROFILING", "bool"),
-        BackendOption("ENABLE_TENSOR_FUSER", "bool"),
-        BackendOption("ENABLE_WEIGHT_SHARING", "bool"),
-        BackendOption("ENABLE_CACHE_CLEANING", "bool"),
-        BackendOption("ENABLE_DETERMINISTIC_ALGORITHMS", "bool"),
-        BackendOption("DISABLE_CUDNN", "bool"),
-    ),
-    "openvino": _options(
-        BackendOption("INFERENCE_NUM_THREADS", "count", runtime="intra_op_threads"),
-        BackendOption("COMPILATION_NUM_THREADS", "count"),
-        BackendOption("NUM_STREAMS", "count", ("AUTO", "NUMA")),
-        BackendOption("PERFORMANCE_HINT", "choice", ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")),
-        # the backend accepts only YES (anything else is an error)
-        BackendOption("HINT_BF16", "choice", ("YES",), runtime="mode", runtime_values=(("YES", "bf16"),)),
-        # the backend's own flags: "yes" (any case) turns them on, anything else leaves them off
-        BackendOption("SKIP_OV_DYNAMIC_BATCHSIZE", "choice", _YES_NO),
-        BackendOption("ENABLE_BATCH_PADDING", "choice", _YES_NO),
-        BackendOption("RESHAPE_IO_LAYERS", "choice", _YES_NO),
-        BackendOption("CPU_EXTENSION_PATH", "text"),
-    ),
-    "tensorrt_plan": {},
-    "python": None,
-}
+@dataclass(frozen=True)
+class TritonBackend:
+    """A native Triton backend navbuild writes models for, as ``config.pbtxt`` names it, and the
+    options it reads. The format families declare the backends that serve their models
+    (navbuild/formats); navbuild's own are below (OWN_BACKENDS)."""
+
+    name: str  # navbuild's id for it (the platform name where Triton has one)
+    backend: str  # the ``backend:`` field, "" where the platform alone names it
+    platform: str  # the ``platform:`` field, "" where the backend alone names it
+    model_files: tuple[str, ...]  # default file names in the version folder, the main file first
+    #: the options it reads, by name, as the backend's sources spell them so a recipe can be
+    #: checked against the Triton docs; None: free-form (the python backend passes every string
+    #: parameter to model.py)
+    options: Mapping[str, BackendOption] | None = dataclasses.field(default_factory=dict)
+    #: the instance count Triton gives a model with no instance_group on a CPU-only machine
+    default_cpu_instances: int = 1
+
+
+#: backends no format family owns: TensorRT plans, and the python backend that serves navbuild's
+#: local models
+OWN_BACKENDS: tuple[TritonBackend, ...] = (
+    TritonBackend("tensorrt_plan", "", "tensorrt_plan", ("model.plan",)),
+    TritonBackend("python", "python", "", ("model.py",), options=None),
+)
+
+#: the package whose format families declare the backends that serve their models
+FAMILIES_MODULE = "navbuild.formats"
+
+
+def backends() -> dict[str, TritonBackend]:
+    """Every native backend, by name: the format families' (found by name, as a plugin is: the
+    families sit above this layer), then navbuild's own."""
+    declared = importlib.import_module(FAMILIES_MODULE).triton_backends()
+    return {b.name: b for b in (*declared, *OWN_BACKENDS)}
+
 
 #: parameter names write_local uses for a local model's own settings; not for recipes
 RESERVED_PREFIX = "navbuild_"
@@ -222,7 +196,6 @@ class ModelConfig:
 #: (triton core, model_config_utils.cc SetDefaultInstanceCount: "Backends opt into the
 #: default_cpu_instance_count since some backends (pytorch, OpenVINO) don't perform well/have
 #: high overhead when using multiple instances"; tensorflow opts in too, navbuild writes none)
-DEFAULT_CPU_INSTANCES: dict[str, int] = {"onnxruntime_onnx": 2}
 
 
 def default_config(max_batch_size: int, backend: str | None = None, parameters: ParamsLike = ()) -> ModelConfig:
@@ -231,12 +204,17 @@ def default_config(max_batch_size: int, backend: str | None = None, parameters: 
     level, OpenVINO's bf16 hint).
 
     On a CPU-only machine Triton fills a missing instance_group with KIND_CPU and count 1,
-    except for backends that opt into 2 CPU instances (ONNX Runtime: see DEFAULT_CPU_INSTANCES),
+    except for backends that opt into 2 CPU instances (ONNX Runtime: ``default_cpu_instances``),
     so pass ``backend`` to get the count Triton would really use for it.
     """
     return ModelConfig(max_batch_size=max_batch_size,
-                       instance_count=DEFAULT_CPU_INSTANCES.get(backend or "", 1),
+                       instance_count=_default_cpu_instances(backend),
                        instance_kind="KIND_CPU", backend_parameters=parameters)
+
+
+def _default_cpu_instances(backend: str | None) -> int:
+    spec = backends().get(backend or "")
+    return spec.default_cpu_instances if spec is not None else 1
 
 
 def _did_you_mean(word: str, known: Iterable[str]) -> str:
@@ -273,9 +251,10 @@ def check_backend_parameters(backend: str, params: ParamsLike) -> list[str]:
     one call; an empty value checks only the option's name. The recipe validator prefixes
     each problem with its key path.
     """
-    if backend not in BACKENDS:
-        return [f"unknown Triton backend '{backend}' (known: {', '.join(BACKENDS)}){_did_you_mean(backend, BACKENDS)}"]
-    options = BACKEND_OPTIONS[backend]
+    known = backends()
+    if backend not in known:
+        return [f"unknown Triton backend '{backend}' (known: {', '.join(known)}){_did_you_mean(backend, known)}"]
+    options = known[backend].options
     problems: list[str] = []
     for key, value in parameter_pairs(params):
         if options is None:  # free-form: any string parameter reaches model.py
@@ -304,7 +283,8 @@ def local_runtime(backend: str, params: ParamsLike) -> dict[str, str]:
     Options with no local equivalent are left out; a thread count of 0 means "the runtime's
     default" to the native backends, so it is left out too.
     """
-    options = BACKEND_OPTIONS.get(backend) or {}
+    spec = backends().get(backend)
+    options = (spec.options if spec is not None else None) or {}
     runtime: dict[str, str] = {}
     for key, value in parameter_pairs(params):
         option = options.get(key)
@@ -386,8 +366,8 @@ def config_text(name: str, backend: str, inputs: Sequence[TritonTensor], outputs
         problems.append("a model needs at least one input and one output")
     if problems:
         raise ValueError(f"invalid Triton configuration for model '{name}': " + "; ".join(problems))
-    spec = BACKENDS[backend]
-    options = BACKEND_OPTIONS[backend] or {}
+    spec = backends()[backend]
+    options = spec.options or {}
 
     lines = [f"name: {_quote(name)}"]
     if spec.backend:
@@ -438,7 +418,7 @@ def parse_config(text: str) -> Any:
     return message
 
 
-__all__ = ["TritonTensor", "ModelConfig", "TritonBackend", "BACKENDS", "BackendOption", "BACKEND_OPTIONS",
-           "ORT_GRAPH_LEVELS", "DATA_TYPES", "INSTANCE_KINDS", "DEFAULT_CPU_INSTANCES", "RESERVED_PREFIX",
+__all__ = ["TritonTensor", "ModelConfig", "TritonBackend", "OWN_BACKENDS", "backends", "BackendOption", "options",
+           "ORT_GRAPH_LEVELS", "DATA_TYPES", "INSTANCE_KINDS", "RESERVED_PREFIX",
            "config_text", "parse_config", "default_config", "check_backend_parameters", "local_runtime",
            "parameter_pairs", "data_type"]

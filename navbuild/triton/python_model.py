@@ -33,10 +33,10 @@ def runtime_settings(params: dict[str, str]) -> dict[str, str]:
     """The runtime options for this model: ``navbuild_<key>`` parameters, overridden by native
     backend options (e.g. ``intra_op_thread_count``) that a search point sets on the folder."""
     from navbuild.triton.model_config import local_runtime
-    from navbuild.triton.repository import BACKEND_OF_RUNNER, RUNTIME_KEYS
+    from navbuild.triton.repository import RUNTIME_KEYS, backend_for
 
     settings = {k: params[PREFIX + k] for k in RUNTIME_KEYS if PREFIX + k in params}
-    native = BACKEND_OF_RUNNER.get(params.get(PREFIX + "runner", ""), "")
+    native = backend_for(params.get(PREFIX + "runner", "")) or ""
     settings.update(local_runtime(native, {k: v for k, v in params.items() if not k.startswith(PREFIX)}))
     return settings
 

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from navbuild.triton.model_config import (BACKENDS, RESERVED_PREFIX, ModelConfig, TritonTensor,
+from navbuild.triton.model_config import (FAMILIES_MODULE, RESERVED_PREFIX, ModelConfig, TritonTensor, backends,
                                           check_backend_parameters, config_text)
-
-#: runner format (navbuild.runners) -> the native Triton backend that serves the same file
-BACKEND_OF_RUNNER: dict[str, str] = {"onnx": "onnxruntime_onnx", "torchscript": "pytorch_libtorch",
-                                     "openvino": "openvino"}
 
 #: the version folder navbuild writes (Triton serves the highest numeric version by default)
 VERSION = "1"
@@ -30,8 +27,11 @@ EVERY_CORE = "0"
 
 
 def backend_for(runner: str) -> str | None:
-    """The native Triton backend for a runner format; None where Triton has none ("torch", "torch-export")."""
-    return BACKEND_OF_RUNNER.get(runner)
+    """The native Triton backend for a runner format, as the runner's format family declares it
+    (found by name, as a plugin is: the families sit above this layer); None where Triton has
+    none ("torch", "torch-export")."""
+    serving = importlib.import_module(FAMILIES_MODULE).triton_serving(runner)
+    return serving.backend.name if serving is not None else None
 
 
 def _onnx_external_files(model: Path) -> list[str]:
@@ -122,8 +122,9 @@ def write_native(repo: Path, name: str, backend: str, model_files: Mapping[str, 
     an ONNX model's external data files and an OpenVINO ``.xml``'s ``.bin`` come along.
     Replaces an existing model of that name; returns the model folder.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown Triton backend '{backend}' (known: {', '.join(BACKENDS)})")
+    known = backends()
+    if backend not in known:
+        raise ValueError(f"unknown Triton backend '{backend}' (known: {', '.join(known)})")
     text = config_text(name, backend, inputs, outputs, config)
     return _publish(Path(repo), name, text, _all_files(model_files))
 
@@ -147,7 +148,7 @@ def write_local(repo: Path, name: str, runner: str, model_files: Mapping[str, Pa
     native = backend_for(runner)
     if native is None:
         raise ValueError(f"runner '{runner}' has no Triton backend to emulate "
-                         f"(known: {', '.join(BACKEND_OF_RUNNER)})")
+                         f"(known: {', '.join(importlib.import_module(FAMILIES_MODULE).native_backends())})")
     problems = check_backend_parameters(native, config.backend_parameters)
     unknown = sorted(set(runtime) - set(RUNTIME_KEYS))
     if unknown:
@@ -158,7 +159,7 @@ def write_local(repo: Path, name: str, runner: str, model_files: Mapping[str, Pa
         problems.append("model_files is empty")
     if problems:
         raise ValueError(f"cannot write local model '{name}': " + "; ".join(problems))
-    main = next((f for f in BACKENDS[native].model_files if f in model_files), next(iter(model_files)))
+    main = next((f for f in backends()[native].model_files if f in model_files), next(iter(model_files)))
     parameters = {
         f"{RESERVED_PREFIX}runner": runner,
         f"{RESERVED_PREFIX}model_file": main,
@@ -170,5 +171,5 @@ def write_local(repo: Path, name: str, runner: str, model_files: Mapping[str, Pa
     return _publish(Path(repo), name, text, files)
 
 
-__all__ = ["BACKEND_OF_RUNNER", "VERSION", "PYTHON_MODEL_TEMPLATE", "RUNTIME_KEYS", "EVERY_CORE", "backend_for",
+__all__ = ["VERSION", "PYTHON_MODEL_TEMPLATE", "RUNTIME_KEYS", "EVERY_CORE", "backend_for",
            "write_native", "write_local"]

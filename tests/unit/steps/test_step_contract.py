@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from navbuild.model_io import TensorSpec
-from navbuild.steps.base import STEP_REGISTRY, Step, load_step, params_from_dict, params_to_dict
+from navbuild.steps.base import Step, load_step, params_from_dict, params_to_dict, step_refs
 from navbuild.steps.common import RuntimeOptions, TorchFactory
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -18,7 +18,8 @@ MODULES = ["navbuild.steps.reference", "navbuild.steps.onnx_from_torch", "navbui
            "navbuild.steps.correctness", "navbuild.steps.profile", "navbuild.runners",
            "navbuild.runners.torch_runner", "navbuild.runners.ort_runner", "navbuild.samples",
            "navbuild.examples.models", "navbuild.steps.triton_model", "navbuild.steps.triton_measure",
-           "navbuild.steps.triton_search", "navbuild.steps.triton_validate", "navbuild.planning.triton"]
+           "navbuild.steps.triton_search", "navbuild.steps.triton_validate", "navbuild.planning.triton",
+           "navbuild.formats"]
 
 X = (TensorSpec("x", "float32", ("batch", 8), low=-1.0, high=1.0),)
 FACTORY = TorchFactory("tests.models:tiny_mlp", {"hidden": 4, "nested": {"a": [1, 2]}})
@@ -75,7 +76,7 @@ def test_step_modules_do_not_import_heavy_packages() -> None:
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 
 
-@pytest.mark.parametrize("name", sorted(STEP_REGISTRY))
+@pytest.mark.parametrize("name", sorted(step_refs()))
 def test_registered_step(name: str) -> None:
     cls = load_step(name)
     assert issubclass(cls, Step) and cls.name == name and cls.version >= 1
@@ -94,7 +95,7 @@ def test_params_round_trip_through_json(name: str) -> None:
 
 
 def test_only_measurements_are_hardware_dependent() -> None:
-    assert [n for n in sorted(STEP_REGISTRY) if load_step(n).hardware_dependent] == [
+    assert [n for n in sorted(step_refs()) if load_step(n).hardware_dependent] == [
         "CompareFinalists", "MeasureTritonConfig", "ProfilePerformance"]
     # ORT's level-"all" graphs bake in CPU-specific layouts: hardware joins their key
     opt = load_step("OrtOptimizedFromOnnx")

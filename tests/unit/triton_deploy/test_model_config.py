@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from navbuild.triton.model_config import (BACKENDS, ModelConfig, TritonTensor, check_backend_parameters,
+from navbuild.triton.model_config import (backends, ModelConfig, TritonTensor, check_backend_parameters,
                                           config_text, data_type, default_config, local_runtime, parse_config)
 from navbuild.triton.python_model import batch_groups, run_batched, runtime_settings, string_parameters
 from navbuild.triton.repository import backend_for, write_local, write_native
@@ -36,14 +36,14 @@ def _params(message) -> dict[str, str]:
     return {k: v.string_value for k, v in message.parameters.items()}
 
 
-@pytest.mark.parametrize("backend", list(BACKENDS))
+@pytest.mark.parametrize("backend", list(backends()))
 @pytest.mark.parametrize("batching", [False, True])
 def test_config_text_parses_back_for_every_backend(backend: str, batching: bool) -> None:
     config = ModelConfig(max_batch_size=8, instance_count=3, dynamic_batching=batching,
                          max_queue_delay_us=250 if batching else 0,
                          preferred_batch_sizes=(4, 8) if batching else (), backend_parameters=OPTIONS[backend])
     m = _parse(config_text("tiny", backend, INPUTS, OUTPUTS, config))
-    spec = BACKENDS[backend]
+    spec = backends()[backend]
     assert (m.name, m.backend, m.platform) == ("tiny", spec.backend, spec.platform)
     assert m.max_batch_size == 8
     assert [(t.name, t.data_type, list(t.dims)) for t in m.input] == [("x", 11, [4]), ("mask", 9, [-1])]

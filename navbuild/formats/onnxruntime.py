@@ -1,0 +1,125 @@
+"""The ONNX Runtime family: the ONNX export (or ONNX source), its optimized, fp16 and int8 forms, its session modes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from navbuild.formats.base import (REFERENCE, SOURCE, Conversion, FormatFamily, PlanContext, Planned, Runner,
+                                   TritonServing, Variant, no_runtime_modes, register)
+from navbuild.formats.common import torch_factory, tensor_specs
+from navbuild.triton.model_config import ORT_GRAPH_LEVELS, BackendOption, TritonBackend, options
+
+#: Triton's ONNX Runtime backend; its options as onnxruntime_backend src/onnxruntime.cc spells them.
+#: On a CPU-only machine it gives a model with no instance_group 2 instances.
+ORT_BACKEND = TritonBackend("onnxruntime_onnx", "onnxruntime", "onnxruntime_onnx", ("model.onnx",), options(
+    BackendOption("intra_op_thread_count", "count", runtime="intra_op_threads"),
+    BackendOption("inter_op_thread_count", "count", runtime="inter_op_threads"),
+    BackendOption("execution_mode", "choice", ("0", "1")),  # 0 sequential, 1 parallel
+    BackendOption("enable_mem_arena", "bool"),
+    BackendOption("enable_mem_pattern", "bool"),
+    BackendOption("graph_level", "choice", tuple(ORT_GRAPH_LEVELS), lands="graph_level", runtime="graph_level"),
+), default_cpu_instances=2)
+
+ONNX = "onnx"
+SANITIZED = "onnx-sanitized"
+
+
+def onnx_input(ctx: PlanContext) -> str:
+    """The ONNX model conversions read: the onnx model, or its normalised copy where the ONNX
+    source lists weights as graph inputs (ORT's optimizer, the quantizers and OpenVINO's
+    converter then keep them as overridable inputs). The onnx variant runs the file as given."""
+    facts = ctx.onnx_facts
+    return SANITIZED if facts is not None and facts.needs_sanitizing else ONNX
+
+
+def _export(ctx: PlanContext) -> Planned:
+    r = ctx.recipe
+    return Planned("OnnxFromTorch", {"source": SOURCE},
+                   dict(factory=torch_factory(r), inputs=tensor_specs(r), outputs=tuple(r.outputs),
+                        axes=dict(r.samples.axes), opset=r.onnx.opset, exporter=r.onnx.exporter, seed=r.samples.seed))
+
+
+def _sanitized(ctx: PlanContext) -> Planned:
+    facts = ctx.onnx_facts
+    note = (f"source.onnx: {Path(ctx.recipe.source.onnx).name} lists {facts.weights_as_inputs} "
+            f"weight(s) as graph inputs (IR version {facts.ir_version}): conversions read "
+            f"its normalised copy, target {SANITIZED}") if facts is not None else ""
+    return Planned("OnnxSanitizedFromOnnx", {"onnx": ONNX}, {}, note=note)
+
+
+def _optimized(ctx: PlanContext) -> Planned:
+    o = ctx.recipe.onnx_opt
+    return Planned("OrtOptimizedFromOnnx", {"onnx": onnx_input(ctx)},
+                   dict(level=o.level, fusion=o.fusion, num_heads=o.num_heads, hidden_size=o.hidden_size))
+
+
+def _fp16(ctx: PlanContext) -> Planned:
+    return Planned("OnnxFp16FromOnnx", {"onnx": onnx_input(ctx)},
+                   dict(keep_io_types=ctx.recipe.fp16.keep_io_types, op_block_list=()))
+
+
+def _int8_dynamic(ctx: PlanContext) -> Planned:
+    d = ctx.recipe.quantization.dynamic
+    return Planned("OrtQuantizedDynamic", {"onnx": onnx_input(ctx)},
+                   dict(per_channel=d.per_channel, reduce_range=d.reduce_range, weight_type=d.weight_type,
+                        exclude=tuple(d.exclude), op_types=tuple(d.op_types)))
+
+
+def _int8_static(ctx: PlanContext) -> Planned:
+    s = ctx.recipe.quantization.static
+    return Planned("OrtQuantizedStatic", {"onnx": onnx_input(ctx), "reference": REFERENCE},
+                   dict(calibration=s.calibration, per_channel=s.per_channel, reduce_range=s.reduce_range,
+                        activation_type=s.activation_type, weight_type=s.weight_type, exclude=tuple(s.exclude),
+                        op_types=tuple(s.op_types), max_samples=s.max_samples, batch_size=s.batch_size))
+
+
+def _graph_level(variant: Variant) -> dict[str, str]:
+    return {"graph_level": variant.graph_level} if variant.graph_level else {}
+
+
+def _refuses(variant: Variant) -> str:
+    if variant.mode == "openvino-ep":
+        return (f"{variant.name} runs ONNX Runtime's OpenVINO execution provider, which navbuild does not deploy; "
+                "deploy the openvino variant (Triton's openvino backend) instead")
+    return no_runtime_modes(variant)
+
+
+_STEPS = "navbuild.steps."
+
+FAMILY = register(FormatFamily(
+    name="onnxruntime",
+    formats=("onnx", "onnx-opt", "onnx-levels", "onnx-openvino"),
+    variants=(
+        Variant("onnx", "onnx", "fp32", 3, "onnx", model=ONNX),
+        Variant("onnx-opt", "onnx-opt", "fp32", 4, "onnx", model="onnx-opt"),
+        # the onnx model with ONNX Runtime's session at each other graph optimization level
+        Variant("onnx-disable", "onnx-levels", "fp32", 5, "onnx", model=ONNX, graph_level="disable"),
+        Variant("onnx-basic", "onnx-levels", "fp32", 6, "onnx", model=ONNX, graph_level="basic"),
+        Variant("onnx-extended", "onnx-levels", "fp32", 7, "onnx", model=ONNX, graph_level="extended"),
+        # the onnx model in ONNX Runtime with OpenVINO's execution provider (the onnxruntime-openvino
+        # wheel); ORT's own graph passes are off so OpenVINO receives the graph as exported
+        Variant("onnx-openvino-ep", "onnx-openvino", "fp32", 9, "onnx", model=ONNX, mode="openvino-ep",
+                graph_level="disable"),
+        Variant("onnx-fp16", "onnx", "fp16", 15, "onnx", model="onnx-fp16",
+                note="fp16 is kept for GPU targets; on CPU it is usually slower than fp32"),
+        Variant("onnx-int8-dynamic", "onnx", "int8", 17, "onnx", model="onnx-int8-dynamic"),
+        Variant("onnx-int8-static", "onnx", "int8", 18, "onnx", model="onnx-int8-static"),
+    ),
+    runners=(
+        Runner("onnx", "navbuild.runners.ort_runner:make", ("onnxruntime",),
+               mode_requires={"openvino-ep": ("onnxruntime", "onnxruntime-openvino")}, session_options=True,
+               triton=TritonServing(ORT_BACKEND, parameters=_graph_level, refuses=_refuses)),
+    ),
+    conversions=(
+        Conversion(ONNX, 0, {"OnnxFromTorch": _STEPS + "onnx_from_torch:OnnxFromTorch"}, _export,
+                   from_source=lambda recipe: bool(recipe.source.onnx)),
+        Conversion(SANITIZED, 1, {"OnnxSanitizedFromOnnx": _STEPS + "onnx_sanitized:OnnxSanitizedFromOnnx"},
+                   _sanitized),
+        Conversion("onnx-opt", 4, {"OrtOptimizedFromOnnx": _STEPS + "ort_optimized:OrtOptimizedFromOnnx"}, _optimized),
+        Conversion("onnx-fp16", 5, {"OnnxFp16FromOnnx": _STEPS + "onnx_fp16:OnnxFp16FromOnnx"}, _fp16),
+        Conversion("onnx-int8-dynamic", 6, {"OrtQuantizedDynamic": _STEPS + "ort_quantized:OrtQuantizedDynamic"},
+                   _int8_dynamic),
+        Conversion("onnx-int8-static", 7, {"OrtQuantizedStatic": _STEPS + "ort_quantized:OrtQuantizedStatic"},
+                   _int8_static),
+    ),
+))

@@ -1,0 +1,88 @@
+"""The OpenVINO family: the IR converted from the ONNX model or the torch source, its int8 forms, its bf16 hint."""
+
+from __future__ import annotations
+
+from navbuild.formats.base import (REFERENCE, SOURCE, Conversion, FormatFamily, PlanContext, Planned, Runner,
+                                   TritonServing, Variant, register)
+from navbuild.formats.common import torch_factory, tensor_specs
+from navbuild.formats.onnxruntime import onnx_input
+from navbuild.triton.model_config import BackendOption, TritonBackend, options
+
+_YES_NO = ("YES", "NO")
+
+#: Triton's OpenVINO backend; its options as openvino_backend src/openvino.cc spells them
+OPENVINO_BACKEND = TritonBackend("openvino", "openvino", "", ("model.xml", "model.bin"), options(
+    BackendOption("INFERENCE_NUM_THREADS", "count", runtime="intra_op_threads"),
+    BackendOption("COMPILATION_NUM_THREADS", "count"),
+    BackendOption("NUM_STREAMS", "count", ("AUTO", "NUMA")),
+    BackendOption("PERFORMANCE_HINT", "choice", ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")),
+    # the backend accepts only YES (anything else is an error)
+    BackendOption("HINT_BF16", "choice", ("YES",), runtime="mode", runtime_values=(("YES", "bf16"),)),
+    # the backend's own flags: "yes" (any case) turns them on, anything else leaves them off
+    BackendOption("SKIP_OV_DYNAMIC_BATCHSIZE", "choice", _YES_NO),
+    BackendOption("ENABLE_BATCH_PADDING", "choice", _YES_NO),
+    BackendOption("RESHAPE_IO_LAYERS", "choice", _YES_NO),
+    BackendOption("CPU_EXTENSION_PATH", "text"),
+))
+
+OPENVINO = "openvino"
+
+
+def nncf_preset(preset: str, model_type: str | None) -> str:
+    """The NNCF preset a recipe's ``preset`` means; "auto" resolves as NNCF itself would, so the
+    step's params (and its key) name the preset that actually ran."""
+    if preset != "auto":
+        return preset
+    return "mixed" if model_type == "transformer" else "performance"
+
+
+def _convert(ctx: PlanContext) -> Planned:
+    r = ctx.recipe
+    if r.openvino.source == "torch":
+        return Planned("OpenVinoFromTorch", {"source": SOURCE},
+                       dict(factory=torch_factory(r), inputs=tensor_specs(r), outputs=tuple(r.outputs),
+                            axes=dict(r.samples.axes), seed=r.samples.seed))
+    return Planned("OpenVinoFromOnnx", {"onnx": onnx_input(ctx)}, dict(compress_to_fp16=False))
+
+
+def _quantized(ctx: PlanContext) -> Planned:
+    q = ctx.recipe.openvino.quantization
+    return Planned("OpenVinoQuantized", {"openvino": OPENVINO, "reference": REFERENCE},
+                   dict(preset=nncf_preset(q.preset, q.model_type), subset_size=q.subset_size,
+                        fast_bias_correction=q.fast_bias_correction, model_type=q.model_type,
+                        ignored_patterns=tuple(q.ignored_patterns)))
+
+
+def _weight_compressed(ctx: PlanContext) -> Planned:
+    return Planned("OpenVinoWeightCompressed", {"openvino": OPENVINO}, dict(mode=ctx.recipe.openvino.weight_compression))
+
+
+def _bf16_hint(variant: Variant) -> dict[str, str]:
+    return {"HINT_BF16": "YES"} if variant.mode == "bf16" else {}
+
+
+_STEPS = "navbuild.steps."
+
+FAMILY = register(FormatFamily(
+    name="openvino",
+    formats=("openvino",),
+    variants=(
+        Variant("openvino", "openvino", "fp32", 8, "openvino", model=OPENVINO),
+        Variant("openvino-bf16", "openvino", "bf16", 14, "openvino", model=OPENVINO, mode="bf16"),
+        Variant("openvino-int8-wo", "openvino", "int8", 19, "openvino", model="openvino-int8-wo"),
+        Variant("openvino-int8", "openvino", "int8", 20, "openvino", model="openvino-int8"),
+    ),
+    runners=(
+        Runner("openvino", "navbuild.runners.openvino_runner:make", ("openvino",),
+               triton=TritonServing(OPENVINO_BACKEND, parameters=_bf16_hint, refuses=lambda v: "")),
+    ),
+    conversions=(
+        Conversion(OPENVINO, 8, {"OpenVinoFromOnnx": _STEPS + "openvino_convert:OpenVinoFromOnnx",
+                                 "OpenVinoFromTorch": _STEPS + "openvino_from_torch:OpenVinoFromTorch"}, _convert),
+        Conversion("openvino-int8", 9, {"OpenVinoQuantized": _STEPS + "openvino_quantized:OpenVinoQuantized"},
+                   _quantized),
+        Conversion("openvino-int8-wo", 10,
+                   {"OpenVinoWeightCompressed": _STEPS + "openvino_quantized:OpenVinoWeightCompressed"},
+                   _weight_compressed),
+    ),
+))

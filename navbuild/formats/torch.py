@@ -1,0 +1,78 @@
+"""The torch family: the source in eager torch and its runtime modes, TorchScript, torch.export, torch.compile."""
+
+from __future__ import annotations
+
+from navbuild.formats.base import (SOURCE, Conversion, FormatFamily, PlanContext, Planned, Runner, TritonServing,
+                                   Variant, register)
+from navbuild.formats.common import traced_export
+from navbuild.triton.model_config import BackendOption, TritonBackend, options
+
+#: Triton's libtorch backend serves TorchScript files; its options as pytorch_backend src/libtorch.cc spells them
+LIBTORCH = TritonBackend("pytorch_libtorch", "", "pytorch_libtorch", ("model.pt",), options(
+    BackendOption("INTRA_OP_THREAD_COUNT", "count", runtime="intra_op_threads"),
+    BackendOption("INTER_OP_THREAD_COUNT", "count", runtime="inter_op_threads"),
+    BackendOption("DISABLE_OPTIMIZED_EXECUTION", "bool"),
+    BackendOption("INFERENCE_MODE", "bool"),
+    BackendOption("ENABLE_JIT_EXECUTOR", "bool"),
+    BackendOption("ENABLE_JIT_PROFILING", "bool"),
+    BackendOption("ENABLE_TENSOR_FUSER", "bool"),
+    BackendOption("ENABLE_WEIGHT_SHARING", "bool"),
+    BackendOption("ENABLE_CACHE_CLEANING", "bool"),
+    BackendOption("ENABLE_DETERMINISTIC_ALGORITHMS", "bool"),
+    BackendOption("DISABLE_CUDNN", "bool"),
+))
+
+_NO_COMPILE = "torch.compile cannot compile a TorchScript module"
+
+
+def _torchscript(ctx: PlanContext) -> Planned:
+    r = ctx.recipe
+    return Planned("TorchScriptFromTorch", {"source": SOURCE},
+                   dict(traced_export(r), method=r.torchscript.method, freeze=r.torchscript.freeze))
+
+
+def _torch_export(ctx: PlanContext) -> Planned:
+    r = ctx.recipe
+    return Planned("ExportedProgramFromTorch", {"source": SOURCE},
+                   dict(traced_export(r), packages=tuple(r.source.packages)))
+
+
+FAMILY = register(FormatFamily(
+    name="torch",
+    formats=("torch", "torchscript", "torch-export", "torch-compile"),
+    torch_source=True,
+    variants=(
+        Variant("torch", "torch", "fp32", 0, "torch"),
+        Variant("torchscript", "torchscript", "fp32", 1, "torchscript", model="torchscript"),
+        Variant("torch-export", "torch-export", "fp32", 2, "torch-export", model="torch-export"),
+        Variant("torch-compile", "torch-compile", "fp32", 10, "torch", mode="compile"),
+        Variant("torch-bf16-autocast", "torch", "bf16", 11, "torch", mode="autocast-bf16"),
+        Variant("torch-bf16", "torch", "bf16", 12, "torch", mode="cast-bf16"),
+        Variant("torch-compile-bf16", "torch-compile", "bf16", 13, "torch", mode="compile-bf16"),
+        Variant("torch-int8-dynamic", "torch", "int8", 16, "torch", mode="dynamic-int8"),
+    ),
+    runners=(
+        Runner("torch", "navbuild.runners.torch_runner:make", ("torch",)),
+        Runner("torchscript", "navbuild.runners.torchscript_runner:make", ("torch",),
+               triton=TritonServing(LIBTORCH)),
+        Runner("torch-export", "navbuild.runners.torch_export_runner:make", ("torch",)),
+    ),
+    conversions=(
+        Conversion("torchscript", 2, {"TorchScriptFromTorch": "navbuild.steps.torchscript_from_torch:TorchScriptFromTorch"},
+                   _torchscript),
+        Conversion("torch-export", 3,
+                   {"ExportedProgramFromTorch": "navbuild.steps.exported_program_from_torch:ExportedProgramFromTorch"},
+                   _torch_export),
+    ),
+    not_on_serialized={
+        "torchscript": {
+            "torch-compile": _NO_COMPILE,
+            "torch-compile-bf16": _NO_COMPILE,
+            "torch-int8-dynamic": "dynamic int8 quantizes nn.Linear modules, which a TorchScript module does not expose",
+            "torch-export": "torch.export cannot export a TorchScript module",
+        },
+        "exported-program": {
+            "torch-int8-dynamic": "dynamic int8 quantizes nn.Linear modules, which an exported program does not have",
+        },
+    },
+))
