@@ -147,6 +147,8 @@ def _print_plan(prep) -> int:
     console.print(table)
     for note in plan.notes:
         console.print(f"note: {note}")
+    for warning in plan.warnings:
+        console.print(f"warning: {warning}")
     return 0
 
 

@@ -65,6 +65,8 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     #: the later phases not expanded yet (status ``pending``, the reason says what they wait for)
     pending: list[TargetPlan] = field(default_factory=list)
+    #: what the later phases the plan expanded will warn about when the build runs them
+    warnings: list[str] = field(default_factory=list)
 
     def by_id(self) -> dict[str, TargetPlan]:
         return {t.id: t for t in self.targets}
@@ -95,7 +97,7 @@ def plan_statuses(graph: Graph, store: Any, previous: dict | None) -> Plan:
         if not ready:
             break
         for generator in ready:
-            plan.notes.extend(graph.expand(generator, settled).warnings)
+            plan.warnings.extend(graph.expand(generator, settled).warnings)
     plan.pending = [TargetPlan(id=g.shows, status=PENDING, kind=PENDING,
                                reason=f"waits for {_waits(graph, g, settled)}" + (f"; then {g.then}" if g.then else ""))
                     for g in graph.unexpanded()]

@@ -124,7 +124,7 @@ def test_a_failed_check_settles_its_profile_and_one_correct_variant_has_no_final
     # the build skips the profiles of failing variants: the ranking runs (torch alone is correct) and adds
     # no finalists; torch has no native backend, so nothing is deployed and the plan says so
     assert plan.pending == [] and "finalists" not in plan.by_id()
-    assert "triton: no correct variant with a native Triton backend to deploy" in plan.notes
+    assert plan.warnings == ["triton: no correct variant with a native Triton backend to deploy"]
 
 
 def test_fewer_than_two_finalists_show_the_pending_phase_as_the_ranking():
