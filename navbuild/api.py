@@ -107,7 +107,8 @@ def prepare(recipe: Recipe, recipe_file: Path | None, cwd: Path | None = None,
     from navbuild.cache.store import Store, resolve_cache_dir
     from navbuild.planning.phases import declare_later_phases
     from navbuild.planning.planner import expand, fit_to_source
-    from navbuild.recipe.validate import check_semantics, resolve_path
+    from navbuild.recipe.validate import check_semantics
+    from navbuild.recipe.paths import resolve_path
 
     cwd = Path(cwd or Path.cwd()).resolve()
     where = f"recipe {recipe_file or recipe.name}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 BATCH_AXIS = "batch"
 
@@ -42,3 +43,8 @@ class TensorSpec:
     def from_dict(cls, d: dict) -> "TensorSpec":
         return cls(name=d["name"], dtype=d["dtype"], shape=tuple(d["shape"]),
                    low=float(d.get("low", 0.0)), high=float(d.get("high", 1.0)))
+
+
+def model_file(path: Path, name: str = "model.onnx") -> Path:
+    """The model file of an upstream input: the path itself for a leaf file, else ``path/name``."""
+    return path if path.is_file() else path / name

@@ -19,11 +19,55 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from navbuild.triton.model_config import TritonBackend
 
 #: pseudo model names a conversion may read besides other conversions' models
 SOURCE = "source"  # the recipe's source model (a leaf)
 REFERENCE = "reference"  # the reference target (samples and the source's outputs)
+
+
+@dataclass(frozen=True)
+class BackendOption:
+    """A backend option a recipe may set, and how it lands in ``config.pbtxt``.
+
+    ``kind``: ``count`` (a whole number >= 0), ``bool`` (what Triton's ParseBoolValue takes:
+    true/false, yes/no, on/off, 1/0), ``choice`` (one of ``choices``, any case) or ``text``.
+    A ``count`` also takes ``choices`` as named alternatives (OpenVINO ``NUM_STREAMS: AUTO``).
+    ``lands``: ``parameter`` (``parameters { key value { string_value } }``) or
+    ``graph_level`` (ONNX Runtime's ``optimization { graph { level } }``).
+    ``runtime``: the navbuild ``RuntimeOptions`` field a locally served python-backend model
+    sets from it, so the local model honours the same search point; ``runtime_values`` maps
+    option values (upper case) to runtime values where they differ.
+    """
+
+    key: str
+    kind: str
+    choices: tuple[str, ...] = ()
+    lands: str = "parameter"
+    runtime: str = ""
+    runtime_values: tuple[tuple[str, str], ...] = ()
+
+
+def options(*declared: BackendOption) -> dict[str, BackendOption]:
+    """A backend's options by name."""
+    return {o.key: o for o in declared}
+
+
+@dataclass(frozen=True)
+class TritonBackend:
+    """A native Triton backend navbuild writes models for, as ``config.pbtxt`` names it, and the
+    options it reads. The format families declare the backends that serve their models
+    (navbuild/formats); navbuild's own are below (OWN_BACKENDS)."""
+
+    name: str  # navbuild's id for it (the platform name where Triton has one)
+    backend: str  # the ``backend:`` field, "" where the platform alone names it
+    platform: str  # the ``platform:`` field, "" where the backend alone names it
+    model_files: tuple[str, ...]  # default file names in the version folder, the main file first
+    #: the options it reads, by name, as the backend's sources spell them so a recipe can be
+    #: checked against the Triton docs; None: free-form (the python backend passes every string
+    #: parameter to model.py)
+    options: Mapping[str, BackendOption] | None = dataclasses.field(default_factory=dict)
+    #: the instance count Triton gives a model with no instance_group on a CPU-only machine
+    default_cpu_instances: int = 1
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from navbuild.model_io import TensorSpec
-from navbuild.steps.common import SERIALIZED_SOURCE, TorchFactory
+from navbuild.runtime import SERIALIZED_SOURCE, TorchFactory
 
 
 def torch_factory(recipe: Any) -> TorchFactory | None:

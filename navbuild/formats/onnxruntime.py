@@ -5,9 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from navbuild.formats.base import (REFERENCE, SOURCE, Conversion, FormatFamily, PlanContext, Planned, Runner,
-                                   TritonServing, Variant, no_runtime_modes, register)
+                                   TritonBackend, BackendOption, TritonServing, Variant, no_runtime_modes, options,
+                                   register)
 from navbuild.formats.common import torch_factory, tensor_specs
-from navbuild.triton.model_config import ORT_GRAPH_LEVELS, BackendOption, TritonBackend, options
+
+
+#: ONNX Runtime backend: recipe graph level -> ``optimization.graph.level``. The backend reads
+#: -1 as ORT_ENABLE_BASIC, 1 as ORT_ENABLE_EXTENDED, 2 as ORT_DISABLE_ALL and anything else
+#: (0, or no optimization block) as ORT_ENABLE_ALL (onnxruntime_backend src/onnxruntime.cc,
+#: ModelState constructor; its README says the same). None: write no block, the default.
+ORT_GRAPH_LEVELS: dict[str, int | None] = {"disable": 2, "basic": -1, "extended": 1, "all": None}
 
 #: Triton's ONNX Runtime backend; its options as onnxruntime_backend src/onnxruntime.cc spells them.
 #: On a CPU-only machine it gives a model with no instance_group 2 instances.

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from navbuild.formats.base import (REFERENCE, SOURCE, Conversion, FormatFamily, PlanContext, Planned, Runner,
-                                   TritonServing, Variant, register)
+                                   TritonBackend, BackendOption, TritonServing, Variant, options, register)
 from navbuild.formats.common import torch_factory, tensor_specs
 from navbuild.formats.onnxruntime import onnx_input
-from navbuild.triton.model_config import BackendOption, TritonBackend, options
 
 _YES_NO = ("YES", "NO")
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from navbuild.formats.base import (SOURCE, Conversion, FormatFamily, PlanContext, Planned, Runner, TritonServing,
-                                   Variant, register)
+                                   TritonBackend, BackendOption, Variant, options, register)
 from navbuild.formats.common import traced_export
-from navbuild.triton.model_config import BackendOption, TritonBackend, options
 
 #: Triton's libtorch backend serves TorchScript files; its options as pytorch_backend src/libtorch.cc spells them
 LIBTORCH = TritonBackend("pytorch_libtorch", "", "pytorch_libtorch", ("model.pt",), options(

@@ -42,7 +42,8 @@ def resolve(recipe: Any, recipe_file: Path | None, overrides: Sequence[str], cwd
     from omegaconf import OmegaConf
 
     from navbuild.recipe.schema import Recipe
-    from navbuild.recipe.validate import check_semantics, resolve_path
+    from navbuild.recipe.validate import check_semantics
+    from navbuild.recipe.paths import resolve_path
 
     path = resolve_path(recipe.source.package, cwd)
     folder, manifest, placed = unpack(path, store.root / "packages")

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from navbuild import __version__
+from navbuild.version import __version__
 from navbuild.cache.store import Store
 from navbuild.hardware import fingerprint
 from navbuild.package.archive import FORMAT_NAME, FORMAT_VERSION, write_archive

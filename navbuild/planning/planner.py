@@ -14,7 +14,7 @@ from navbuild.planning.graph import Graph
 from navbuild.planning.onnx_source import OnnxSourceFacts, accepted_recipe, read_onnx_source
 from navbuild.planning.target import CONVERT, CORRECTNESS, PROFILE, REFERENCE, SOURCE, Leaf, Target
 from navbuild.recipe.schema import Recipe
-from navbuild.recipe.validate import module_origin, resolve_path
+from navbuild.recipe.paths import module_origin, resolve_path
 from navbuild.steps.base import load_step
 
 SOURCE_ID = "source"
@@ -271,7 +271,7 @@ def source_discovery_params(recipe: Recipe):
 
 
 def _runtime(recipe: Recipe, v: Variant):
-    from navbuild.steps.common import RuntimeOptions
+    from navbuild.runtime import RuntimeOptions
 
     rt = recipe.runtime
     runner = formats.runner(v.runner)

@@ -87,7 +87,7 @@ def expand_triton(graph: Graph, recipe: Any, variants: list[str], cwd: Path) -> 
     t = recipe.triton
     server_inputs: dict[str, str] = {}
     if t.server.path:
-        from navbuild.recipe.validate import resolve_path
+        from navbuild.recipe.paths import resolve_path
 
         path = resolve_path(t.server.path, cwd)
         graph.add(Leaf(SERVER_ID, path, (path,)))
@@ -135,7 +135,7 @@ def _check_params(graph: Graph, recipe: Any, variant: str) -> Any:
     check = graph.targets.get(f"correctness/{variant}")
     if check is not None:
         return check.params
-    from navbuild.steps.common import RuntimeOptions
+    from navbuild.runtime import RuntimeOptions
     from navbuild.steps.correctness import CorrectnessParams
 
     v = formats.variant(variant)

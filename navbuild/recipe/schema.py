@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional
 from omegaconf import MISSING
 
 from navbuild.settings import setting
-from navbuild.steps.common import RuntimeConfig
+from navbuild.runtime import RuntimeConfig
 from navbuild.steps.correctness import MetricConfig
 from navbuild.steps.onnx_fp16 import Fp16Config
 from navbuild.steps.onnx_from_torch import OnnxConfig

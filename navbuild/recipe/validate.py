@@ -16,6 +16,7 @@ from typing import Any, Iterable
 from navbuild import formats
 from navbuild.errors import RecipeError
 from navbuild.model_io import BATCH_AXIS
+from navbuild.recipe.paths import module_origin, resolve_path
 from navbuild.recipe.validate_triton import check_triton
 from navbuild.recipe.schema import Recipe
 from navbuild.settings import check_choice, check_settings
@@ -381,40 +382,3 @@ def _npz_problems(path: Path, recipe: Recipe) -> list[str]:
             if isinstance(want, int) and got != want:
                 problems.append(f"samples.file: array '{inp.name}' dim {j} is {got}, inputs[{i}].shape[{j}] declares {want}")
     return problems
-
-
-def module_origin(module: str, cwd: Path) -> Path | None:
-    """The file that defines ``module`` for a build in ``cwd``, without importing it.
-
-    The working directory comes first, as in the child processes that import it; a module of
-    the same name already imported in this process (a notebook, a test run) must not hide the
-    project's own file.
-    """
-    import importlib.machinery
-    import importlib.util
-    import sys
-
-    parts = module.split(".")
-    local = cwd.joinpath(*parts)
-    for candidate in (local.with_suffix(".py"), local / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    if importlib.machinery.PathFinder.find_spec(parts[0], [str(cwd)]) is not None:
-        return None  # a local package that does not hold this submodule
-    added = str(cwd) not in sys.path
-    if added:
-        sys.path.insert(0, str(cwd))
-    try:
-        spec = importlib.util.find_spec(module)
-    finally:
-        if added:
-            sys.path.remove(str(cwd))
-    if spec is None or not spec.origin or spec.origin in ("built-in", "frozen"):
-        return None
-    return Path(spec.origin)
-
-
-def resolve_path(path: str, cwd: Path) -> Path:
-    """A recipe path: absolute, or relative to the working directory."""
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else (cwd / p)

@@ -38,7 +38,7 @@ def check_triton(recipe: Recipe, p: list[str], cwd: Path | None = None) -> None:
     if t.objective == "weighted" and not any(t.weights.get(k, 0) > 0 for k in ("throughput", "latency")):
         p.append("triton.weights: a weighted objective needs a positive weight on throughput or latency")
     if t.server.path is not None and cwd is not None:
-        from navbuild.recipe.validate import resolve_path
+        from navbuild.recipe.paths import resolve_path
 
         server = resolve_path(t.server.path, cwd)
         if not server.is_file():

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from navbuild import __version__
+from navbuild.version import __version__
 from navbuild.hardware import fingerprint
 from navbuild.planning.ranking import variant_table
 from navbuild.select import Choice, choose, choose_from_finalists, choose_per_batch

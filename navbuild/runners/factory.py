@@ -7,8 +7,8 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from navbuild.steps.base import families
-from navbuild.steps.common import RuntimeOptions, TorchFactory
+from navbuild import formats
+from navbuild.runtime import RuntimeOptions, TorchFactory
 
 
 class Runner(Protocol):
@@ -24,7 +24,6 @@ def make_runner(variant_format: str, model_path: Path | None, factory: TorchFact
     """The runner for ``variant_format``, as its format family declares it (navbuild/formats:
     ``Runner.make``, ``function(model_path, factory, input_names, options, source) -> Runner``;
     each runner module imports its runtime lazily), honouring ``options.mode``."""
-    formats = families()
     spec = formats.runner(variant_format)
     if spec is None:
         raise ValueError(f"no runner for variant format '{variant_format}' "

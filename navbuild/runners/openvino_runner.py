@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from navbuild.steps.common import RuntimeOptions
+from navbuild.runtime import RuntimeOptions
 
 #: the IR file inside a target folder written by the OpenVINO steps
 MODEL_XML = "model.xml"

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from navbuild.steps.common import GRAPH_LEVELS, RuntimeOptions
+from navbuild.runtime import GRAPH_LEVELS, RuntimeOptions
 
 
 def graph_optimization_level(name: str) -> Any:
@@ -92,6 +92,6 @@ def make(model_path: Path | None, factory: Any, input_names: Any, options: Runti
     """Runner registry entry: an ONNX Runtime session on ``model_path``."""
     if model_path is None:
         raise ValueError("an onnx variant needs a model path")
-    from navbuild.steps.base import model_file
+    from navbuild.model_io import model_file
 
     return OrtRunner(model_file(Path(model_path)), options)

@@ -10,7 +10,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from navbuild.errors import InputError
-from navbuild.steps.common import SERIALIZED_SOURCE, TorchFactory
+from navbuild.runtime import SERIALIZED_SOURCE, TorchFactory
 
 
 def takes_names(model: Any, names: Sequence[str]) -> bool:
@@ -203,7 +203,7 @@ def serialized_model_path(model_path: Path | None, name: str) -> Path:
     A ``model_path`` that does not exist but whose folder holds ``name`` is accepted too:
     callers that pass ``model_file(dir)`` get the ONNX default name in a torch variant's folder.
     """
-    from navbuild.steps.base import model_file
+    from navbuild.model_io import model_file
 
     if model_path is None:
         raise ValueError(f"a serialized torch variant needs a model path ({name})")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
+from navbuild import formats
 from navbuild.model_io import TensorSpec
 
 
@@ -97,7 +98,7 @@ def runtime_requirements(variant_format: str | None, mode: str = "") -> tuple[st
     """What running a model with this runner (in this runtime mode) needs besides numpy, as its
     format family declares it (navbuild/formats). The names are both import names and
     distributions, so they serve as key tools as well."""
-    return families().runtime_requirements(variant_format, mode)
+    return formats.runtime_requirements(variant_format, mode)
 
 
 def variant_runtimes(params: Any) -> tuple[str, ...]:
@@ -106,19 +107,8 @@ def variant_runtimes(params: Any) -> tuple[str, ...]:
                                 getattr(getattr(params, "runtime", None), "mode", ""))
 
 
-def families() -> Any:
-    """The format family registry (navbuild.formats). Steps sit below the families, which name
-    steps and runners as "module:attr" strings: it is found by name, as a plugin is."""
-    return importlib.import_module(FAMILIES_MODULE)
-
-
 def _merged(first: tuple[str, ...], more: tuple[str, ...]) -> tuple[str, ...]:
     return first + tuple(dict.fromkeys(m for m in more if m not in first))
-
-
-def model_file(path: Path, name: str = "model.onnx") -> Path:
-    """The model file of an upstream input: the path itself for a leaf file, else ``path/name``."""
-    return path if path.is_file() else path / name
 
 
 def params_to_dict(params: Any) -> dict:
@@ -167,8 +157,6 @@ def _coerce(hint: Any, value: Any) -> Any:
     return value
 
 
-#: the package whose modules declare the format families (conversions, runners, runtimes)
-FAMILIES_MODULE = "navbuild.formats"
 
 #: step name -> "module:Class" of the steps every build plans, whatever its formats; the format
 #: families add their conversion steps (navbuild/formats). Modules are imported only when a step
@@ -188,7 +176,7 @@ STEP_REGISTRY: dict[str, str] = {
 
 def step_refs() -> dict[str, str]:
     """Step name -> "module:Class" of every step: the core ones and every family's conversions."""
-    return {**STEP_REGISTRY, **families().steps()}
+    return {**STEP_REGISTRY, **formats.steps()}
 
 
 def load_step(name: str) -> type[Step]:
@@ -200,6 +188,6 @@ def load_step(name: str) -> type[Step]:
     return getattr(importlib.import_module(module), cls)
 
 
-__all__ = ["Step", "StepContext", "TensorSpec", "model_file", "params_to_dict",
+__all__ = ["Step", "StepContext", "TensorSpec", "params_to_dict",
            "params_from_dict", "load_step", "step_refs", "STEP_REGISTRY", "runtime_requirements",
            "variant_runtimes"]

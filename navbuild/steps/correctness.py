@@ -10,7 +10,8 @@ import numpy as np
 from navbuild.samples import read_npz, take_batch
 from navbuild.settings import REQUIRED, params_of, setting
 from navbuild.steps.base import Step, StepContext, variant_runtimes
-from navbuild.steps.common import RuntimeOptions, TorchFactory, describe_error, load_callable
+from navbuild.steps.common import describe_error, load_callable
+from navbuild.runtime import RuntimeOptions, TorchFactory
 from navbuild.steps.probes import load_probes, probe_files
 from navbuild.steps.reference import SAMPLES_FILE, reference_file
 

@@ -14,7 +14,8 @@ from typing import Any, ClassVar, Mapping
 from navbuild.evidence import BakedShape, DataDependentBranch, is_data_dependent
 from navbuild.model_io import TensorSpec
 from navbuild.steps.base import Step, StepContext
-from navbuild.steps.common import TorchFactory, first_line, root_cause
+from navbuild.steps.common import first_line, root_cause
+from navbuild.runtime import TorchFactory
 from navbuild.steps.onnx_from_torch import EXAMPLE_BATCH, _signature_order
 from navbuild.steps.torchscript_from_torch import CHECK_BATCH, _check_same, example_inputs
 

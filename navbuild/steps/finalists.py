@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from navbuild.measure_conditions import Probe, describe
 from navbuild.settings import params_of
 from navbuild.steps.base import Step, StepContext, runtime_requirements
-from navbuild.steps.common import RuntimeOptions, TorchFactory
+from navbuild.runtime import RuntimeOptions, TorchFactory
 from navbuild.steps.profile import ProfileConfig
 from navbuild.supervise import die_with_parent
 

@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import ClassVar
 
 from navbuild.settings import params_of, setting
-from navbuild.steps.base import Step, StepContext, model_file
-from navbuild.steps.common import RuntimeOptions, first_line
+from navbuild.steps.base import Step, StepContext
+from navbuild.model_io import model_file
+from navbuild.steps.common import first_line
+from navbuild.runtime import RuntimeOptions
 
 NOTE = "fp16 is for GPU targets; on CPU it is usually slower than fp32"
 #: above this size the protobuf 2 GB limit is near: weights go to an external data file

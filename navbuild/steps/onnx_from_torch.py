@@ -14,7 +14,8 @@ from navbuild.model_io import BATCH_AXIS, TensorSpec
 from navbuild.samples import generate_samples
 from navbuild.settings import params_of, setting
 from navbuild.steps.base import Step, StepContext
-from navbuild.steps.common import TorchFactory, first_line, resolve_output_names, root_cause
+from navbuild.steps.common import first_line, resolve_output_names, root_cause
+from navbuild.runtime import TorchFactory
 
 EXPORTERS: tuple[str, ...] = ("torchscript", "dynamo")
 #: rows of the example input: 2, not 1, so that no exporter can treat the batch dim as a constant 1

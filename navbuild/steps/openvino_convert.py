@@ -6,7 +6,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import ClassVar
 
-from navbuild.steps.base import Step, StepContext, model_file
+from navbuild.steps.base import Step, StepContext
+from navbuild.model_io import model_file
 
 
 @dataclass(frozen=True)

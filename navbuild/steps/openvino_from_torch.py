@@ -12,7 +12,8 @@ from navbuild.evidence import TraceDivergence, trace_warnings
 from navbuild.model_io import TensorSpec
 from navbuild.runners.torch_runner import call_model
 from navbuild.steps.base import Step, StepContext
-from navbuild.steps.common import TorchFactory, first_line
+from navbuild.steps.common import first_line
+from navbuild.runtime import TorchFactory
 from navbuild.steps.eager_check import OTHER_KERNELS, eager_mismatch
 from navbuild.steps.onnx_from_torch import EXAMPLE_BATCH, _signature_order
 from navbuild.steps.torchscript_from_torch import CHECK_BATCH, example_inputs

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import ClassVar, Optional
 
 from navbuild.settings import params_of, setting
-from navbuild.steps.base import Step, StepContext, model_file
-from navbuild.steps.common import GRAPH_LEVELS, RuntimeOptions
+from navbuild.steps.base import Step, StepContext
+from navbuild.model_io import model_file
+from navbuild.runtime import GRAPH_LEVELS, RuntimeOptions
 
 #: offline optimization levels: every runtime graph level but "disable"
 LEVELS: tuple[str, ...] = tuple(level for level in GRAPH_LEVELS if level != "disable")

@@ -15,7 +15,8 @@ import numpy as np
 
 from navbuild.samples import read_npz
 from navbuild.settings import params_of, regex_problem, setting
-from navbuild.steps.base import Step, StepContext, model_file
+from navbuild.steps.base import Step, StepContext
+from navbuild.model_io import model_file
 from navbuild.steps.common import first_line
 from navbuild.steps.reference import SAMPLES_FILE
 

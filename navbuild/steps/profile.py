@@ -13,7 +13,7 @@ from navbuild.measure_conditions import DEFAULT_MAX_BACKGROUND_LOAD, Probe, desc
 from navbuild.samples import read_npz, take_batch
 from navbuild.settings import params_of, setting
 from navbuild.steps.base import Step, StepContext, variant_runtimes
-from navbuild.steps.common import RuntimeOptions, TorchFactory
+from navbuild.runtime import RuntimeOptions, TorchFactory
 from navbuild.steps.reference import SAMPLES_FILE
 
 

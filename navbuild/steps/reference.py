@@ -10,9 +10,10 @@ import numpy as np
 from navbuild.errors import InputError
 from navbuild.model_io import TensorSpec
 from navbuild.samples import generate_samples, load_samples, save_npz, take_batch
-from navbuild.steps.base import Step, StepContext, model_file, runtime_requirements
-from navbuild.steps.common import (RuntimeOptions, load_callable, TorchFactory, describe_error, describe_feeds,
-                                   first_line, order_by_name, resolve_output_names)
+from navbuild.steps.base import Step, StepContext, runtime_requirements
+from navbuild.model_io import model_file
+from navbuild.steps.common import load_callable, describe_error, describe_feeds, first_line, order_by_name, resolve_output_names
+from navbuild.runtime import RuntimeOptions, TorchFactory
 from navbuild.steps.probes import PROBES_FILE, ProbeParams, probe_feeds, probe_files, probe_plan
 
 SOURCE_FORMATS: tuple[str, ...] = ("torch", "onnx")

@@ -18,7 +18,8 @@ from typing import Any, ClassVar, Iterable, Mapping
 
 from navbuild.model_io import TensorSpec
 from navbuild.steps.base import Step, StepContext
-from navbuild.steps.common import TorchFactory, first_line
+from navbuild.steps.common import first_line
+from navbuild.runtime import TorchFactory
 
 #: where each kind of finding goes in the step's result (and in the store's source record)
 FILES, MODULES, DISTRIBUTIONS = "files", "modules", "distributions"

@@ -13,7 +13,8 @@ from navbuild.runners.torch_runner import call_model
 from navbuild.samples import generate_samples
 from navbuild.settings import params_of, setting
 from navbuild.steps.base import Step, StepContext
-from navbuild.steps.common import TorchFactory, first_line
+from navbuild.steps.common import first_line
+from navbuild.runtime import TorchFactory
 from navbuild.steps.eager_check import TORCH_KERNELS, eager_mismatch
 from navbuild.steps.onnx_from_torch import EXAMPLE_BATCH, _signature_order
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
-import importlib
 import json
 import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence, Union
+
+from navbuild import formats
+from navbuild.formats.base import BackendOption, TritonBackend
+from navbuild.formats.onnxruntime import ORT_GRAPH_LEVELS
 
 #: what ``ModelConfig.backend_parameters`` and ``check_backend_parameters`` accept
 ParamsLike = Union[Mapping[str, Any], Iterable[tuple[str, Any]]]
@@ -26,58 +29,7 @@ class TritonTensor:
     dims: tuple[int, ...]  # WITHOUT the batch dimension; -1 = dynamic
 
 
-@dataclass(frozen=True)
-class BackendOption:
-    """A backend option a recipe may set, and how it lands in ``config.pbtxt``.
-
-    ``kind``: ``count`` (a whole number >= 0), ``bool`` (what Triton's ParseBoolValue takes:
-    true/false, yes/no, on/off, 1/0), ``choice`` (one of ``choices``, any case) or ``text``.
-    A ``count`` also takes ``choices`` as named alternatives (OpenVINO ``NUM_STREAMS: AUTO``).
-    ``lands``: ``parameter`` (``parameters { key value { string_value } }``) or
-    ``graph_level`` (ONNX Runtime's ``optimization { graph { level } }``).
-    ``runtime``: the navbuild ``RuntimeOptions`` field a locally served python-backend model
-    sets from it, so the local model honours the same search point; ``runtime_values`` maps
-    option values (upper case) to runtime values where they differ.
-    """
-
-    key: str
-    kind: str
-    choices: tuple[str, ...] = ()
-    lands: str = "parameter"
-    runtime: str = ""
-    runtime_values: tuple[tuple[str, str], ...] = ()
-
-
-#: ONNX Runtime backend: recipe graph level -> ``optimization.graph.level``. The backend reads
-#: -1 as ORT_ENABLE_BASIC, 1 as ORT_ENABLE_EXTENDED, 2 as ORT_DISABLE_ALL and anything else
-#: (0, or no optimization block) as ORT_ENABLE_ALL (onnxruntime_backend src/onnxruntime.cc,
-#: ModelState constructor; its README says the same). None: write no block, the default.
-ORT_GRAPH_LEVELS: dict[str, int | None] = {"disable": 2, "basic": -1, "extended": 1, "all": None}
-
 _BOOL_VALUES = ("true", "false", "yes", "no", "on", "off", "1", "0")
-
-
-def options(*declared: BackendOption) -> dict[str, BackendOption]:
-    """A backend's options by name."""
-    return {o.key: o for o in declared}
-
-
-@dataclass(frozen=True)
-class TritonBackend:
-    """A native Triton backend navbuild writes models for, as ``config.pbtxt`` names it, and the
-    options it reads. The format families declare the backends that serve their models
-    (navbuild/formats); navbuild's own are below (OWN_BACKENDS)."""
-
-    name: str  # navbuild's id for it (the platform name where Triton has one)
-    backend: str  # the ``backend:`` field, "" where the platform alone names it
-    platform: str  # the ``platform:`` field, "" where the backend alone names it
-    model_files: tuple[str, ...]  # default file names in the version folder, the main file first
-    #: the options it reads, by name, as the backend's sources spell them so a recipe can be
-    #: checked against the Triton docs; None: free-form (the python backend passes every string
-    #: parameter to model.py)
-    options: Mapping[str, BackendOption] | None = dataclasses.field(default_factory=dict)
-    #: the instance count Triton gives a model with no instance_group on a CPU-only machine
-    default_cpu_instances: int = 1
 
 
 #: backends no format family owns: TensorRT plans, and the python backend that serves navbuild's
@@ -87,14 +39,9 @@ OWN_BACKENDS: tuple[TritonBackend, ...] = (
     TritonBackend("python", "python", "", ("model.py",), options=None),
 )
 
-#: the package whose format families declare the backends that serve their models
-FAMILIES_MODULE = "navbuild.formats"
-
-
 def backends() -> dict[str, TritonBackend]:
-    """Every native backend, by name: the format families' (found by name, as a plugin is: the
-    families sit above this layer), then navbuild's own."""
-    declared = importlib.import_module(FAMILIES_MODULE).triton_backends()
+    """Every native backend, by name: the format families', then navbuild's own."""
+    declared = formats.triton_backends()
     return {b.name: b for b in (*declared, *OWN_BACKENDS)}
 
 
@@ -418,7 +365,6 @@ def parse_config(text: str) -> Any:
     return message
 
 
-__all__ = ["TritonTensor", "ModelConfig", "TritonBackend", "OWN_BACKENDS", "backends", "BackendOption", "options",
-           "ORT_GRAPH_LEVELS", "DATA_TYPES", "INSTANCE_KINDS", "RESERVED_PREFIX",
+__all__ = ["TritonTensor", "ModelConfig", "OWN_BACKENDS", "backends", "DATA_TYPES", "INSTANCE_KINDS", "RESERVED_PREFIX",
            "config_text", "parse_config", "default_config", "check_backend_parameters", "local_runtime",
            "parameter_pairs", "data_type"]

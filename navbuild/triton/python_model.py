@@ -106,7 +106,7 @@ class TritonPythonModel:
         params = string_parameters(config)
         try:
             from navbuild.runners.factory import make_runner
-            from navbuild.steps.common import RuntimeOptions
+            from navbuild.runtime import RuntimeOptions
         except ImportError as e:
             raise RuntimeError(f"navbuild is not importable in the python backend stub ({e}); start tritonserver "
                                "with navbuild's environment's bin folder first on PATH (the stub takes the Python "

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from navbuild.triton.model_config import (FAMILIES_MODULE, RESERVED_PREFIX, ModelConfig, TritonTensor, backends,
+from navbuild import formats
+from navbuild.triton.model_config import (RESERVED_PREFIX, ModelConfig, TritonTensor, backends,
                                           check_backend_parameters, config_text)
 
 #: the version folder navbuild writes (Triton serves the highest numeric version by default)
@@ -28,9 +28,9 @@ EVERY_CORE = "0"
 
 def backend_for(runner: str) -> str | None:
     """The native Triton backend for a runner format, as the runner's format family declares it
-    (found by name, as a plugin is: the families sit above this layer); None where Triton has
+    (navbuild/formats); None where Triton has
     none ("torch", "torch-export")."""
-    serving = importlib.import_module(FAMILIES_MODULE).triton_serving(runner)
+    serving = formats.triton_serving(runner)
     return serving.backend.name if serving is not None else None
 
 
@@ -148,7 +148,7 @@ def write_local(repo: Path, name: str, runner: str, model_files: Mapping[str, Pa
     native = backend_for(runner)
     if native is None:
         raise ValueError(f"runner '{runner}' has no Triton backend to emulate "
-                         f"(known: {', '.join(importlib.import_module(FAMILIES_MODULE).native_backends())})")
+                         f"(known: {', '.join(formats.native_backends())})")
     problems = check_backend_parameters(native, config.backend_parameters)
     unknown = sorted(set(runtime) - set(RUNTIME_KEYS))
     if unknown:

@@ -232,9 +232,7 @@ def _link(link: Path, target: Path) -> None:
 
 def _python_path() -> tuple[Path, ...]:
     """navbuild's parent folder (a source checkout wins over an installed copy), then site-packages."""
-    import navbuild
-
-    paths = [Path(navbuild.__file__).resolve().parent.parent]
+    paths = [Path(__file__).resolve().parents[2]]  # navbuild/triton/stack.py -> the folder holding navbuild
     for key in ("purelib", "platlib"):
         paths.append(Path(sysconfig.get_paths()[key]))
     return tuple(dict.fromkeys(paths))

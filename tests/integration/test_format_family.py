@@ -20,7 +20,8 @@ from navbuild import formats
 from navbuild.errors import RecipeError
 from navbuild.formats.common import torch_factory
 from navbuild.steps.base import Step, StepContext
-from navbuild.steps.common import TorchFactory, load_callable
+from navbuild.steps.common import load_callable
+from navbuild.runtime import TorchFactory
 
 WEIGHTS = "weights.npz"
 

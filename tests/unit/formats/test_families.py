@@ -8,7 +8,7 @@ from navbuild import formats
 from navbuild.recipe.validate_triton import deployable
 from navbuild.runners.factory import make_runner
 from navbuild.steps.base import STEP_REGISTRY, load_step, runtime_requirements, step_refs
-from navbuild.steps.common import RuntimeOptions
+from navbuild.runtime import RuntimeOptions
 from navbuild.triton.repository import backend_for
 
 #: the catalogue as it was spelled before the families (simplicity order)

@@ -15,7 +15,8 @@ from navbuild.runners.openvino_runner import OpenVinoRunner, compile_config  # n
 from navbuild.runners.ort_runner import OrtRunner  # noqa: E402
 from navbuild.runners.torch_runner import load_torch_model  # noqa: E402
 from navbuild.steps.base import StepContext  # noqa: E402
-from navbuild.steps.common import RuntimeOptions, TorchFactory  # noqa: E402
+from navbuild.runtime import TorchFactory  # noqa: E402
+from navbuild.runtime import RuntimeOptions
 from navbuild.steps.openvino_convert import OpenVinoFromOnnx  # noqa: E402
 
 MLP = TorchFactory("tests.models:tiny_mlp", {})

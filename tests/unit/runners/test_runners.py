@@ -12,7 +12,7 @@ from navbuild.errors import InputError
 from navbuild.runners import make_runner
 from navbuild.runners.ort_runner import OrtRunner, session_options
 from navbuild.runners.torch_runner import TorchRunner, flatten_outputs, load_torch_model
-from navbuild.steps.common import RuntimeOptions, TorchFactory
+from navbuild.runtime import RuntimeOptions, TorchFactory
 
 X = {"x": np.random.default_rng(0).uniform(-1, 1, (3, 8)).astype(np.float32)}
 

@@ -11,7 +11,7 @@ import pytest
 
 from navbuild.runners import make_runner
 from navbuild.runners.torch_runner import TORCH_MODES, serialized_model_path
-from navbuild.steps.common import SERIALIZED_SOURCE, RuntimeOptions, TorchFactory
+from navbuild.runtime import SERIALIZED_SOURCE, RuntimeOptions, TorchFactory
 
 MLP = TorchFactory("tests.models:tiny_mlp", {})
 X = {"x": np.random.default_rng(0).uniform(-1, 1, (5, 8)).astype(np.float32)}

@@ -16,7 +16,8 @@ if str(_ROOT) not in sys.path:
 
 from navbuild.model_io import TensorSpec  # noqa: E402
 from navbuild.steps.base import StepContext  # noqa: E402
-from navbuild.steps.common import RuntimeOptions, TorchFactory  # noqa: E402
+from navbuild.runtime import TorchFactory  # noqa: E402
+from navbuild.runtime import RuntimeOptions
 
 X_SPEC = (TensorSpec("x", "float32", ("batch", 8), low=-1.0, high=1.0),)
 BATCHES = (1, 4)

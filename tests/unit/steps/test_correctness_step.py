@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from navbuild.steps.base import StepContext
-from navbuild.steps.common import RuntimeOptions, TorchFactory
+from navbuild.runtime import RuntimeOptions, TorchFactory
 from navbuild.steps.correctness import CheckCorrectness, compare
 
 

@@ -9,7 +9,7 @@ from typing import Callable
 import pytest
 
 from navbuild.steps.base import StepContext
-from navbuild.steps.common import RuntimeOptions
+from navbuild.runtime import RuntimeOptions
 from navbuild.steps.finalists import CompareFinalists, FinalistSpec, FinalistsParams
 
 from tests.unit.steps.conftest import factory

@@ -10,7 +10,7 @@ import pytest
 from navbuild.model_io import TensorSpec
 from navbuild.samples import generate_samples
 from navbuild.steps.base import StepContext
-from navbuild.steps.common import RuntimeOptions, TorchFactory
+from navbuild.runtime import RuntimeOptions, TorchFactory
 
 INPUTS = (TensorSpec("input_ids", "int64", ("batch", "seq"), low=1000, high=30000),
           TensorSpec("attention_mask", "int64", ("batch", "seq"), low=1, high=2))

@@ -12,7 +12,7 @@ from navbuild.model_io import TensorSpec
 from navbuild.runners.ort_runner import OrtRunner
 from navbuild.samples import generate_samples, take_batch
 from navbuild.steps.base import StepContext
-from navbuild.steps.common import RuntimeOptions
+from navbuild.runtime import RuntimeOptions
 from navbuild.steps.onnx_fp16 import NOTE, OnnxFp16FromOnnx
 
 X = (TensorSpec("x", "float32", ("batch", 8), low=-1.0, high=1.0),)

@@ -13,7 +13,7 @@ from navbuild.model_io import TensorSpec
 from navbuild.runners.ort_runner import OrtRunner
 from navbuild.runners.torch_runner import TorchRunner, load_torch_model
 from navbuild.samples import generate_samples
-from navbuild.steps.common import RuntimeOptions, TorchFactory
+from navbuild.runtime import RuntimeOptions, TorchFactory
 
 X = (TensorSpec("x", "float32", ("batch", 8), low=-1.0, high=1.0),)
 TWO = (TensorSpec("x", "float32", ("batch", "seq", 8)),

@@ -8,7 +8,7 @@ import numpy as np
 
 from navbuild.runners.ort_runner import OrtRunner
 from navbuild.steps.base import StepContext
-from navbuild.steps.common import RuntimeOptions
+from navbuild.runtime import RuntimeOptions
 from navbuild.steps.onnx_sanitized import OnnxSanitizedFromOnnx, OnnxSanitizedParams
 from navbuild.steps.ort_optimized import OrtOptimizedFromOnnx, OrtOptimizedParams
 from tests.models import onnx_mlp

@@ -16,7 +16,8 @@ from navbuild.runners.openvino_runner import OpenVinoRunner  # noqa: E402
 from navbuild.runners.torch_runner import flatten_outputs  # noqa: E402
 from navbuild.samples import generate_samples  # noqa: E402
 from navbuild.steps.base import StepContext, params_from_dict, params_to_dict  # noqa: E402
-from navbuild.steps.common import RuntimeOptions, TorchFactory  # noqa: E402
+from navbuild.runtime import TorchFactory  # noqa: E402
+from navbuild.runtime import RuntimeOptions
 from navbuild.steps.openvino_from_torch import OpenVinoFromTorch  # noqa: E402
 
 X_SPEC = (TensorSpec("x", "float32", ("batch", 8), low=-1.0, high=1.0),)

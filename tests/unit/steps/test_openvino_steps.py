@@ -16,7 +16,8 @@ from navbuild.model_io import TensorSpec  # noqa: E402
 from navbuild.runners.openvino_runner import OpenVinoRunner  # noqa: E402
 from navbuild.samples import generate_samples, save_npz  # noqa: E402
 from navbuild.steps.base import StepContext  # noqa: E402
-from navbuild.steps.common import RuntimeOptions, TorchFactory  # noqa: E402
+from navbuild.runtime import TorchFactory  # noqa: E402
+from navbuild.runtime import RuntimeOptions
 from navbuild.steps.openvino_convert import OpenVinoFromOnnx  # noqa: E402
 from navbuild.steps.openvino_quantized import OpenVinoQuantized, OpenVinoWeightCompressed  # noqa: E402
 

@@ -12,7 +12,7 @@ from navbuild.model_io import TensorSpec
 from navbuild.runners.ort_runner import OrtRunner
 from navbuild.samples import generate_samples
 from navbuild.steps.base import StepContext
-from navbuild.steps.common import RuntimeOptions
+from navbuild.runtime import RuntimeOptions
 from navbuild.steps.ort_optimized import OrtOptimizedFromOnnx
 
 BERT_INPUTS = (TensorSpec("input_ids", "int64", ("batch", "seq"), low=0, high=1000),

@@ -12,7 +12,7 @@ from navbuild.model_io import TensorSpec
 from navbuild.runners.ort_runner import OrtRunner
 from navbuild.samples import generate_samples, save_npz, take_batch
 from navbuild.steps.base import StepContext
-from navbuild.steps.common import RuntimeOptions
+from navbuild.runtime import RuntimeOptions
 from navbuild.steps.ort_quantized import OrtQuantizedDynamic, OrtQuantizedStatic, SampleBatches
 from navbuild.steps.reference import SAMPLES_FILE
 

@@ -15,7 +15,7 @@ from navbuild.planning.planner import scale_budget, tolerances
 from navbuild.recipe.schema import Recipe
 from navbuild.samples import read_npz
 from navbuild.steps.base import StepContext
-from navbuild.steps.common import RuntimeOptions, TorchFactory
+from navbuild.runtime import RuntimeOptions, TorchFactory
 from navbuild.steps.correctness import CheckCorrectness
 from navbuild.steps.probes import ProbeParams, auto_probe_sizes, default_probe_batches, load_probes
 from navbuild.steps.reference import ReferenceFromSource

@@ -9,7 +9,7 @@ from typing import Callable
 import pytest
 
 from navbuild.steps.base import StepContext
-from navbuild.steps.common import RuntimeOptions, TorchFactory
+from navbuild.runtime import RuntimeOptions, TorchFactory
 from navbuild.steps.profile import ProfilePerformance, measure
 
 

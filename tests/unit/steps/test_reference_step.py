@@ -12,7 +12,7 @@ from navbuild.errors import InputError
 from navbuild.model_io import TensorSpec
 from navbuild.samples import generate_samples, read_npz, save_npz, take_batch
 from navbuild.steps.base import StepContext
-from navbuild.steps.common import TorchFactory
+from navbuild.runtime import TorchFactory
 from navbuild.steps.reference import ReferenceFromSource
 
 X = (TensorSpec("x", "float32", ("batch", 8), low=-1.0, high=1.0),)

@@ -11,7 +11,7 @@ import pytest
 
 from navbuild.model_io import TensorSpec
 from navbuild.steps.base import Step, load_step, params_from_dict, params_to_dict, step_refs
-from navbuild.steps.common import RuntimeOptions, TorchFactory
+from navbuild.runtime import RuntimeOptions, TorchFactory
 
 ROOT = Path(__file__).resolve().parents[3]
 MODULES = ["navbuild.steps.reference", "navbuild.steps.onnx_from_torch", "navbuild.steps.ort_optimized",

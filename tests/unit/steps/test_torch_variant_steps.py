@@ -18,7 +18,7 @@ from navbuild.model_io import TensorSpec
 from navbuild.runners import make_runner
 from navbuild.samples import generate_samples
 from navbuild.steps.base import StepContext, params_from_dict, params_to_dict
-from navbuild.steps.common import RuntimeOptions, TorchFactory
+from navbuild.runtime import RuntimeOptions, TorchFactory
 from navbuild.steps.exported_program_from_torch import ExportedProgramFromTorch
 from navbuild.steps.torchscript_from_torch import TorchScriptFromTorch
 from tests.models import PYTREE_OUTPUT_MODULE
@@ -160,7 +160,7 @@ import hashlib, sys
 from pathlib import Path
 from navbuild.model_io import TensorSpec
 from navbuild.steps.base import StepContext
-from navbuild.steps.common import TorchFactory
+from navbuild.runtime import TorchFactory
 from navbuild.steps.exported_program_from_torch import ExportedProgramFromTorch
 from navbuild.steps.torchscript_from_torch import TorchScriptFromTorch
 out = Path(sys.argv[1])
@@ -222,7 +222,7 @@ def test_a_program_that_loads_only_where_its_package_is_imported_names_that_impo
     assert json.loads((out / "imports.json").read_text()) == ["numpy", "pytree_user_a"]
     # the runner imports them before loading, in a process of its own (as a check's child does)
     code = ("import sys, numpy as np; from navbuild.runners import make_runner; "
-            "from navbuild.steps.common import RuntimeOptions; "
+            "from navbuild.runtime import RuntimeOptions; "
             "r = make_runner('torch-export', sys.argv[1], None, ['x'], RuntimeOptions(intra_op_threads=1)); "
             "print(r.run({'x': np.ones((3, 8), np.float32)})[0].shape)")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "user"), str(ROOT)])}
