@@ -148,6 +148,8 @@ def normalize_overrides(overrides: Sequence[str]) -> list[str]:
 def check_override_keys(overrides: Sequence[str]) -> list[Any]:
     """Parse overrides with Hydra's grammar and check that each names a recipe key (did-you-mean
     otherwise); Hydra's own keys pass. Returns the parsed overrides."""
+    if not overrides:
+        return []  # Hydra's grammar (antlr) is not even imported for a plain `navbuild plan`
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     try:
@@ -196,8 +198,6 @@ def _needs_hydra(override: Any) -> bool:
 
 def _merge_over_schema(node: Any, name: str, parsed: list[Any]) -> Any:
     """The config Hydra would compose for a plain recipe file: schema, recipe, overrides."""
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-    from hydra.errors import ConfigCompositionException
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
@@ -205,10 +205,16 @@ def _merge_over_schema(node: Any, name: str, parsed: list[Any]) -> Any:
     try:
         cfg.merge_with(node)
     except OmegaConfBaseException as e:  # worded as Hydra words a failed merge of the recipe
+        from hydra.errors import ConfigCompositionException
+
         failed = ConfigCompositionException(f"In '{RECIPE_GROUP}/{name}': {type(e).__name__} raised while "
                                             f"composing config:\n{e}")
         raise RecipeError(composition_message(failed), where="recipe") from None
     OmegaConf.set_struct(cfg, True)
+    if not parsed:
+        return cfg
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
     try:
         ConfigLoaderImpl._apply_overrides_to_config(parsed, cfg)
     except Exception as exc:  # noqa: BLE001 - every composition error is a recipe error

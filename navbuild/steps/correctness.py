@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator, Mapping
 
-import numpy as np
-
+from navbuild.lazy import lazy_import
 from navbuild.samples import read_npz, take_batch
 from navbuild.steps.base import Step, StepContext, variant_runtimes
 from navbuild.steps.common import RuntimeOptions, TorchFactory, describe_error, load_callable
 from navbuild.steps.probes import load_probes, probe_files
 from navbuild.steps.reference import SAMPLES_FILE, reference_file
+
+np = lazy_import("numpy")
 
 #: floor of the denominator of relative errors, so exact zeros in the reference do not divide by 0
 _TINY = 1e-12

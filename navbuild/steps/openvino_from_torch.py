@@ -6,14 +6,15 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
-import numpy as np
-
 from navbuild.evidence import TraceDivergence, trace_warnings
+from navbuild.lazy import lazy_import
 from navbuild.model_io import TensorSpec
 from navbuild.steps.base import Step, StepContext
 from navbuild.steps.common import TorchFactory, first_line
 from navbuild.steps.onnx_from_torch import EXAMPLE_BATCH, _signature_order
 from navbuild.steps.torchscript_from_torch import CHECK_BATCH, example_inputs, outputs_problem
+
+np = lazy_import("numpy")
 
 #: OpenVINO's CPU kernels reassociate sums differently from torch's, hence a looser rtol than
 #: TorchScript's check; a real conversion error is orders of magnitude larger

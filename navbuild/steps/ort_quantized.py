@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
-import numpy as np
-
+from navbuild.lazy import lazy_import
 from navbuild.samples import read_npz
 from navbuild.steps.base import Step, StepContext, model_file
 from navbuild.steps.common import first_line
 from navbuild.steps.reference import SAMPLES_FILE
+
+np = lazy_import("numpy")
 
 WEIGHT_TYPES: tuple[str, ...] = ("qint8", "quint8")
 ACTIVATION_TYPES: tuple[str, ...] = ("quint8", "qint8")

@@ -7,13 +7,14 @@ import time
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
-import numpy as np
-
+from navbuild.lazy import lazy_import
 from navbuild.measure_conditions import Probe, describe
 from navbuild.samples import read_npz, take_batch
 from navbuild.steps.base import Step, StepContext, variant_runtimes
 from navbuild.steps.common import RuntimeOptions, TorchFactory
 from navbuild.steps.reference import SAMPLES_FILE
+
+np = lazy_import("numpy")
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
-import numpy as np
-
 from navbuild.evidence import TraceDivergence, trace_warnings
+from navbuild.lazy import lazy_import
 from navbuild.model_io import TensorSpec
 from navbuild.samples import generate_samples
 from navbuild.steps.base import Step, StepContext
 from navbuild.steps.common import TorchFactory, first_line
 from navbuild.steps.onnx_from_torch import EXAMPLE_BATCH, _signature_order
+
+np = lazy_import("numpy")
 
 METHODS: tuple[str, ...] = ("trace", "script")
 #: the second batch size the saved module is checked at: a trace that baked the example batch
