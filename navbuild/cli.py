@@ -176,6 +176,8 @@ def _multirun(mode: str, overrides: list[str], cwd: Path) -> int:
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     refs, _ = split_recipe_override(overrides)
     # a point names its recipe by Hydra option (the file's stem); run it from the file it came
@@ -205,8 +207,8 @@ def _multirun(mode: str, overrides: list[str], cwd: Path) -> int:
                                version_base="1.3"):
         try:
             returned = GlobalHydra.instance().hydra.multirun(PRIMARY_CONFIG, task, normalized)
-        except Exception as exc:
-            raise _sweep_setup_error(exc) from None
+        except (HydraException, OmegaConfBaseException) as exc:  # a bad hydra/... override: the user's to fix
+            raise RecipeError(composition_message(exc), where="command line") from None
     return _sweep_exit_code(returned, points, mode, cwd)
 
 
@@ -222,24 +224,14 @@ def _sweep_point(job: list[str], num: int, files: Mapping[str, str], cwd: Path) 
     return _Point(recipe, path, tuple(rest))
 
 
-def _sweep_setup_error(exc: Exception) -> Exception:
-    """A Hydra error before any job ran (a bad ``hydra/...`` override) is the user's to fix."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    if isinstance(exc, (HydraException, OmegaConfBaseException)):
-        return RecipeError(composition_message(exc), where="command line")
-    return exc
-
-
 def _sweep_exit_code(returned: Any, points: Mapping[tuple[str, ...], _Point], mode: str, cwd: Path) -> int:
     """The worst exit code of the sweep's jobs, as the launcher returned them.
 
     Hydra's sweeper returns one JobReturn per job, whichever launcher ran it (here or in other
     processes); a sweeper that returns none leaves each point's summary.json to say.
     """
-    codes = [job.return_value for batch in (returned or ()) for job in batch] if isinstance(returned, list) else []
-    if len(codes) != len(points) and mode == "build":
+    codes = [job.return_value for batch in returned for job in batch] if isinstance(returned, list) else []
+    if not codes and mode == "build":
         codes = [_summary_exit_code(p, cwd) for p in points.values()]
     return max(codes, default=0)
 
