@@ -184,8 +184,8 @@ def compose(overrides: Sequence[str], cwd: Path) -> Composed:
     ref = refs[0] if refs else "mlp"
     name = recipe_name(ref)
     rest = [o for o in overrides if not o.startswith("recipe=")]
+    node, path = load_recipe_file(ref, cwd)  # the recipe's own problems are reported first
     parsed = check_override_keys(rest)
-    node, path = load_recipe_file(ref, cwd)
     if "defaults" in node or any(_needs_hydra(ov) for ov in parsed):
         return Composed(config=_compose_with_hydra(ref, rest, cwd), name=name, path=path)
     return Composed(config=_merge_over_schema(node, name, parsed), name=name, path=path)
