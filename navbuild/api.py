@@ -7,10 +7,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from navbuild.cache.records import Records
+from navbuild.cache.store import Store, resolve_cache_dir
 from navbuild.errors import RecipeError
 from navbuild.planning.graph import Graph
+from navbuild.planning.phases import declare_later_phases
+from navbuild.planning.planner import expand, fit_to_source
 from navbuild.planning.status import Plan, plan_statuses
+from navbuild.recipe.load import check_override_keys, compose, to_recipe
 from navbuild.recipe.schema import Recipe
+from navbuild.recipe.paths import resolve_path
+from navbuild.recipe.validate import check_semantics, check_structure
 from navbuild.report.events import Reporter
 
 RecipeLike = str | Path | Recipe | Mapping[str, Any]
@@ -53,9 +60,6 @@ def load_recipe(recipe: RecipeLike, overrides: Sequence[str] = (), cwd: Path | N
     """Compose a recipe from a name/path (with Hydra overrides), a dict, or a Recipe object."""
     from omegaconf import OmegaConf
 
-    from navbuild.recipe.load import compose, to_recipe
-    from navbuild.recipe.validate import check_structure
-
     check_arguments(recipe, overrides, cwd)
     cwd = Path(cwd or Path.cwd()).resolve()
     if isinstance(recipe, (str, Path)):
@@ -68,8 +72,6 @@ def load_recipe(recipe: RecipeLike, overrides: Sequence[str] = (), cwd: Path | N
     check_structure(data, where="recipe (Python)")
     cfg = OmegaConf.merge(OmegaConf.structured(Recipe), data)
     if overrides:
-        from navbuild.recipe.load import check_override_keys
-
         check_override_keys(overrides)
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
     return to_recipe(cfg, data.get("name") or "recipe"), None
@@ -96,20 +98,8 @@ def check_arguments(recipe: Any, overrides: Any, cwd: Any, where: str = "navbuil
         raise RecipeError(p, where=where)
 
 
-def prepare(recipe: Recipe, recipe_file: Path | None, cwd: Path | None = None,
-            overrides: Sequence[str] = ()) -> Prepared:
-    """Validate semantics, expand the graph and open the cache (nothing is built).
-
-    A recipe whose source is a ``.nav`` package is first resolved against the package (which
-    is verified, unpacked and seeds the cache with the targets it carries).
-    """
-    from navbuild.cache.records import Records
-    from navbuild.cache.store import Store, resolve_cache_dir
-    from navbuild.planning.phases import declare_later_phases
-    from navbuild.planning.planner import expand, fit_to_source
-    from navbuild.recipe.validate import check_semantics
-    from navbuild.recipe.paths import resolve_path
-
+def check(recipe: Recipe, recipe_file: Path | None, cwd: Path | None = None) -> None:
+    """Check a composed recipe's semantics, every problem at once; nothing is planned or opened."""
     cwd = Path(cwd or Path.cwd()).resolve()
     where = f"recipe {recipe_file or recipe.name}"
     if recipe.source.package:
@@ -119,6 +109,20 @@ def prepare(recipe: Recipe, recipe_file: Path | None, cwd: Path | None = None,
                               where=where)
     else:
         check_semantics(recipe, cwd, where=where)
+
+
+def prepare(recipe: Recipe, recipe_file: Path | None, cwd: Path | None = None,
+            overrides: Sequence[str] = (), *, checked: bool = False) -> Prepared:
+    """Validate semantics (unless ``checked`` says :func:`check` passed), expand the graph and
+    open the cache (nothing is built).
+
+    A recipe whose source is a ``.nav`` package is first resolved against the package (which
+    is verified, unpacked and seeds the cache with the targets it carries).
+    """
+    cwd = Path(cwd or Path.cwd()).resolve()
+    where = f"recipe {recipe_file or recipe.name}"
+    if not checked:
+        check(recipe, recipe_file, cwd)
     store = Store(resolve_cache_dir(recipe.cache.dir, cwd))
     records = Records(store.root / "records")
 

@@ -1,19 +1,33 @@
 """The command line: ``navbuild [build|plan] recipe=NAME [overrides] [-m]`` and ``navbuild gc``.
 
-A thin layer over :mod:`navbuild.api`; Hydra composes recipes and runs multirun sweeps.
+A thin shell over :mod:`navbuild.api`: it reads the command, runs the API and prints. A sweep
+(``-m``) is composed and checked point by point before any runs; Hydra's sweeper and launcher
+run the points, and the sweep's exit code is the worst of the codes the launcher returns.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import signal
 import re
+import signal
 import sys
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
-from navbuild.errors import NavbuildError
+from navbuild.api import Prepared, build_prepared, check, load_recipe, prepare
+from navbuild.cache.fs import NO_SPACE, disk_full
+from navbuild.errors import NavbuildError, RecipeError
+from navbuild.gc_command import gc_main
+from navbuild.package.view import Package
+from navbuild.planning.status import plan_statuses
+from navbuild.recipe.load import (PRIMARY_CONFIG, check_override_keys, composition_message, normalize_overrides,
+                                  package_data_dir, recipe_name, register, split_recipe_override)
+from navbuild.recipe.schema import Recipe
+from navbuild.recipe.paths import resolve_path
+from navbuild.report.console import ConsoleReporter
 
 USAGE = """\
 usage: navbuild [build] [recipe=NAME|FILE.yaml] [key=value ...] [-m]   build a recipe (default: mlp)
@@ -27,8 +41,6 @@ Overrides use Hydra syntax (profile.batch_sizes=[1,4], onnx.opset=18); -m sweeps
 comma-separated values on one shared cache. Set NAVBUILD_TRACEBACK=1 (or pass
 --traceback) to see tracebacks of recipe errors.
 """
-
-_exit_codes: list[int] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,8 +59,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NavbuildError as err:
         code = _report_error(err, show_tb)
     except OSError as err:
-        from navbuild.cache.fs import NO_SPACE, disk_full
-
         if err.errno not in NO_SPACE:
             raise
         # a write no narrower handler named: still one line, never a traceback
@@ -72,8 +82,6 @@ def _dispatch(args: list[str]) -> int:
     if args and args[0] == "show":
         return _show(args[1:])
     if args and args[0] == "gc":
-        from navbuild.gc_command import gc_main
-
         return gc_main(args[1:])
     multirun = False
     for flag in ("-m", "--multirun"):
@@ -87,8 +95,6 @@ def _dispatch(args: list[str]) -> int:
         mode = args.pop(0)
     unknown = [a for a in args if a.startswith("-")]
     if unknown:
-        from navbuild.errors import RecipeError
-
         raise RecipeError(f"unknown option {unknown[0]}; see navbuild --help", where="command line")
     if not any(a.startswith("recipe=") for a in args):
         # `navbuild source.package=model.nav` continues the package with its own recipe
@@ -97,18 +103,18 @@ def _dispatch(args: list[str]) -> int:
     cwd = Path.cwd()
     if multirun:
         return _multirun(mode, args, cwd)
-    return _run_one(mode, args, cwd)
+    ref, rest = _recipe_and_rest(args)
+    recipe, path = load_recipe(ref, rest, cwd)
+    return _plan_or_build(mode, prepare(recipe, path, cwd, rest))
 
 
-def _run_one(mode: str, overrides: list[str], cwd: Path, output_dir: str | None = None) -> int:
-    from navbuild.api import build_prepared, load_recipe, prepare
-    from navbuild.report.console import ConsoleReporter
-
+def _recipe_and_rest(overrides: Sequence[str]) -> tuple[str, list[str]]:
+    """The ``recipe=`` value of one run's overrides, and the other overrides."""
     ref = next(a.split("=", 1)[1] for a in overrides if a.startswith("recipe="))
-    recipe, path = load_recipe(ref, [a for a in overrides if not a.startswith("recipe=")], cwd)
-    if output_dir and not recipe.output_dir:
-        recipe.output_dir = output_dir
-    prep = prepare(recipe, path, cwd, [a for a in overrides if not a.startswith("recipe=")])
+    return ref, [a for a in overrides if not a.startswith("recipe=")]
+
+
+def _plan_or_build(mode: str, prep: Prepared) -> int:
     if mode == "plan":
         return _print_plan(prep)
     reporter = ConsoleReporter()
@@ -120,20 +126,15 @@ def _run_one(mode: str, overrides: list[str], cwd: Path, output_dir: str | None 
 
 
 def _show(args: list[str]) -> int:
-    from navbuild.errors import RecipeError
-    from navbuild.package.view import Package
-
     if len(args) != 1:
         raise RecipeError("usage: navbuild show PACKAGE.nav", where="command line")
     print(Package.open(args[0]).describe())
     return 0
 
 
-def _print_plan(prep) -> int:
+def _print_plan(prep: Prepared) -> int:
     from rich.console import Console
     from rich.table import Table
-
-    from navbuild.planning.status import plan_statuses
 
     plan = plan_statuses(prep.graph, prep.store, prep.records.load(prep.build_dir))
     console = Console(highlight=False, soft_wrap=True)
@@ -152,17 +153,28 @@ def _print_plan(prep) -> int:
     return 0
 
 
+@dataclass(frozen=True)
+class _Point:
+    """One point of a sweep, composed and checked: what its job needs to plan or build it."""
+
+    recipe: Recipe
+    recipe_file: Path | None
+    overrides: tuple[str, ...]
+
+
 def _multirun(mode: str, overrides: list[str], cwd: Path) -> int:
     """Run a Hydra multirun sweep; every sweep point builds on the same cache.
 
-    Every point is composed and validated before any runs, so a bad value in the sweep is
-    reported at once (exit 2) rather than after the first points have built.
+    Every point is composed and checked once, before any runs, so a bad value in the sweep is
+    reported at once (exit 2) rather than after the first points have built. Hydra's sweeper
+    and launcher then run the points (in this process or others: the job looks its point up
+    by its overrides, and returns its exit code to the launcher).
     """
-    import hydra
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
-
-    from navbuild.recipe.load import (PRIMARY_CONFIG, check_override_keys, normalize_overrides,
-                                      package_data_dir, register, split_recipe_override)
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     refs, _ = split_recipe_override(overrides)
     # a point names its recipe by Hydra option (the file's stem); run it from the file it came
@@ -175,39 +187,59 @@ def _multirun(mode: str, overrides: list[str], cwd: Path) -> int:
 
         ConfigStore.instance().store(group="recipe", name="mlp", node={}, package="_global_")
     normalized = normalize_overrides(overrides)
-    check_override_keys(normalized)
-    points = _sweep_points(normalized)
-    from navbuild.api import load_recipe, prepare
+    parsed = check_override_keys(normalized)
+    # the jobs Hydra's sweeper makes: every combination of the task's (not Hydra's) overrides
+    jobs = _sweep_points([o.input_line for o in parsed if not o.is_hydra_override()])
+    points = {tuple(job): _sweep_point(job, num, files, cwd) for num, job in enumerate(jobs)}
 
-    for point in points:
-        ref = next(a.split("=", 1)[1] for a in point if a.startswith("recipe="))
-        ref = files.get(ref, ref)
-        recipe, path = load_recipe(ref, [a for a in point if not a.startswith("recipe=")], cwd)
-        prepare(recipe, path, cwd)
-    _exit_codes.clear()
-
-    def task(cfg) -> None:
-        hc = HydraConfig.get()
-        name = hc.runtime.choices.get("recipe") or "recipe"
-        job_overrides = [o for o in hc.overrides.task if not o.startswith("recipe=")]
-        # --remeasure is how this run measures, not which point it is: same folder, same records
-        label = _safe_dirname("+".join(o for o in job_overrides if not o.startswith("profile.remeasure=")))
-        label = label or f"job{hc.job.num}"
+    def task(cfg: Any) -> int:
+        point = points[tuple(HydraConfig.get().overrides.task)]
         try:
-            code = _run_one(mode, [f"recipe={files.get(name, name)}", *job_overrides], cwd,
-                            output_dir=f"build/{name}/{label}")
+            prep = prepare(point.recipe, point.recipe_file, cwd, point.overrides, checked=True)
+            return _plan_or_build(mode, prep)
         except NavbuildError as err:
-            code = _report_error(err, False)
-        _exit_codes.append(code)
+            return _report_error(err, False)
 
-    saved = sys.argv
-    sys.argv = [saved[0], "-m", *normalized]
+    with initialize_config_dir(config_dir=str(package_data_dir("conf")), job_name="navbuild",
+                               version_base="1.3"):
+        try:
+            returned = GlobalHydra.instance().hydra.multirun(PRIMARY_CONFIG, task, normalized)
+        except (HydraException, OmegaConfBaseException) as exc:  # a bad hydra/... override: the user's to fix
+            raise RecipeError(composition_message(exc), where="command line") from None
+    return _sweep_exit_code(returned, points, mode, cwd)
+
+
+def _sweep_point(job: list[str], num: int, files: Mapping[str, str], cwd: Path) -> _Point:
+    """Compose and check one job of a sweep; its results go to ``build/<recipe>/<its overrides>``."""
+    ref, rest = _recipe_and_rest(job)
+    recipe, path = load_recipe(files.get(ref, ref), rest, cwd)
+    if not recipe.output_dir:
+        # --remeasure is how this run measures, not which point it is: same folder, same records
+        label = _safe_dirname("+".join(o for o in rest if not o.startswith("profile.remeasure=")))
+        recipe.output_dir = f"build/{recipe_name(ref)}/{label or f'job{num}'}"
+    check(recipe, path, cwd)
+    return _Point(recipe, path, tuple(rest))
+
+
+def _sweep_exit_code(returned: Any, points: Mapping[tuple[str, ...], _Point], mode: str, cwd: Path) -> int:
+    """The worst exit code of the sweep's jobs, as the launcher returned them.
+
+    Hydra's sweeper returns one JobReturn per job, whichever launcher ran it (here or in other
+    processes); a sweeper that returns none leaves each point's summary.json to say.
+    """
+    codes = [job.return_value for batch in returned for job in batch] if isinstance(returned, list) else []
+    if not codes and mode == "build":
+        codes = [_summary_exit_code(p, cwd) for p in points.values()]
+    return max(codes, default=0)
+
+
+def _summary_exit_code(point: _Point, cwd: Path) -> int:
+    """A point's exit code as its summary.json records it (1 if it wrote none)."""
+    summary = resolve_path(point.recipe.output_dir, cwd) / "summary.json"
     try:
-        hydra.main(config_path=str(package_data_dir("conf")), config_name=PRIMARY_CONFIG,
-                   version_base="1.3")(task)()
-    finally:
-        sys.argv = saved
-    return max(_exit_codes, default=0)
+        return int(json.loads(summary.read_text())["exit_code"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 1
 
 
 def _sweep_points(overrides: list[str]) -> list[list[str]]:

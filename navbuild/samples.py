@@ -6,10 +6,11 @@ import zipfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import numpy as np
-
 from navbuild.errors import InputError
+from navbuild.lazy import lazy_import
 from navbuild.model_io import BATCH_AXIS, TensorSpec
+
+np = lazy_import("numpy")
 
 #: fixed zip member timestamp so that saving the same arrays twice gives identical bytes
 #: (the cache hashes output contents; a timestamp would make every rebuild look like a change).

@@ -1,4 +1,4 @@
-"""Find recipes (the user's `recipes/` first, then the packaged ones) and compose them with Hydra."""
+"""Find recipes (the user's `recipes/` first, then the packaged ones) and compose them with their overrides."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from navbuild.errors import RecipeError
+from navbuild.recipe.schema import Recipe
+from navbuild.recipe.validate import check_key_path, check_structure
 
 RECIPE_GROUP = "recipe"
 PRIMARY_CONFIG = "navbuild"
@@ -61,6 +63,28 @@ def recipe_name(ref: str) -> str:
     return Path(ref).name.rsplit(".", 1)[0] if ref.endswith((".yaml", ".yml")) else Path(ref).name
 
 
+def load_recipe_file(ref: str, cwd: Path) -> tuple[Any, Path | None]:
+    """The recipe ``ref`` names, as an OmegaConf node, structure-checked, and its file.
+
+    ``package`` with no such file is the empty recipe that continues a ``.nav`` package with
+    the package's own recipe (its file is None).
+    """
+    from omegaconf import OmegaConf
+
+    if ref == PACKAGE_RECIPE and not any((d / f"{ref}.yaml").is_file() for d in recipe_dirs(cwd)):
+        return OmegaConf.create({}), None
+    path = find_recipe(ref, cwd)
+    try:
+        node = OmegaConf.load(path)
+    except Exception as exc:  # noqa: BLE001 - YAML errors are the user's to fix
+        raise RecipeError(f"{path}: not valid YAML: {exc}", where="recipe") from None
+    try:
+        check_structure(OmegaConf.to_container(node, resolve=False), where=f"recipe {path}")
+    except RecipeError as err:
+        raise RecipeError([f"{path}: {p}" for p in err.problems], where="recipe") from None
+    return node, path
+
+
 def register(refs: Sequence[str], cwd: Path) -> dict[str, Path]:
     """Load, structure-check and register each referenced recipe in Hydra's ConfigStore.
 
@@ -69,34 +93,20 @@ def register(refs: Sequence[str], cwd: Path) -> dict[str, Path]:
     so that a recipe file needs no Hydra header to land at the top level.
     """
     from hydra.core.config_store import ConfigStore
-    from omegaconf import OmegaConf
-
-    from navbuild.recipe.schema import Recipe
-    from navbuild.recipe.validate import check_structure
 
     cs = ConfigStore.instance()
     cs.store(name=SCHEMA_NODE, node=Recipe)
     found: dict[str, Path] = {}
     problems: list[str] = []
     for ref in refs:
-        if ref == PACKAGE_RECIPE and not any((d / f"{ref}.yaml").is_file() for d in recipe_dirs(cwd)):
-            # the empty recipe used to continue a .nav package with the package's own recipe
-            cs.store(group=RECIPE_GROUP, name=ref, node={}, package="_global_")
-            continue
-        path = find_recipe(ref, cwd)
         try:
-            node = OmegaConf.load(path)
-        except Exception as exc:  # noqa: BLE001 - YAML errors are the user's to fix
-            problems.append(f"{path}: not valid YAML: {exc}")
-            continue
-        raw = OmegaConf.to_container(node, resolve=False)
-        try:
-            check_structure(raw, where=f"recipe {path}")
+            node, path = load_recipe_file(ref, cwd)
         except RecipeError as err:
-            problems.extend(f"{path}: {p}" for p in err.problems)
+            problems.extend(err.problems)
             continue
         cs.store(group=RECIPE_GROUP, name=recipe_name(ref), node=node, package="_global_")
-        found[recipe_name(ref)] = path
+        if path is not None:
+            found[recipe_name(ref)] = path
     if problems:
         raise RecipeError(problems, where="recipe")
     return found
@@ -135,11 +145,12 @@ def normalize_overrides(overrides: Sequence[str]) -> list[str]:
     return out
 
 
-def check_override_keys(overrides: Sequence[str]) -> None:
-    """Every override names a recipe key (did-you-mean otherwise); Hydra's own keys pass."""
+def check_override_keys(overrides: Sequence[str]) -> list[Any]:
+    """Parse overrides with Hydra's grammar and check that each names a recipe key (did-you-mean
+    otherwise); Hydra's own keys pass. Returns the parsed overrides."""
+    if not overrides:
+        return []  # Hydra's grammar (antlr) is not even imported for a plain `navbuild plan`
     from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from navbuild.recipe.validate import check_key_path
 
     try:
         parsed = OverridesParser.create().parse_overrides(list(overrides))
@@ -155,33 +166,78 @@ def check_override_keys(overrides: Sequence[str]) -> None:
             problems.append(f"override '{ov.input_line}': {problem}")
     if problems:
         raise RecipeError(problems, where="command line")
+    return parsed
 
 
 def compose(overrides: Sequence[str], cwd: Path) -> Composed:
-    """Compose one recipe (no sweeps) with the Hydra compose API; errors become RecipeErrors."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    """Compose one recipe (no sweeps): the schema's defaults, the recipe, then the overrides.
 
+    Overrides keep Hydra's syntax and messages (Hydra parses and applies them). Hydra's
+    composition itself runs only when something needs it (a ``defaults`` list in the recipe,
+    a config-group or ``hydra`` override): otherwise the recipe file is merged over the
+    schema directly, which gives the same config without building Hydra's own.
+    """
     refs, _ = split_recipe_override(overrides)
     if len(refs) > 1:
         raise RecipeError(f"recipe: several recipes given ({', '.join(refs)}); use -m to sweep them",
                           where="command line")
     ref = refs[0] if refs else "mlp"
-    found = register([ref], cwd)
-    overrides = normalize_overrides(overrides)
-    check_override_keys(overrides)
+    name = recipe_name(ref)
+    rest = [o for o in overrides if not o.startswith("recipe=")]
+    node, path = load_recipe_file(ref, cwd)  # the recipe's own problems are reported first
+    parsed = check_override_keys(rest)
+    if "defaults" in node or any(_needs_hydra(ov) for ov in parsed):
+        return Composed(config=_compose_with_hydra(ref, rest, cwd), name=name, path=path)
+    return Composed(config=_merge_over_schema(node, name, parsed), name=name, path=path)
+
+
+def _needs_hydra(override: Any) -> bool:
+    """Whether an override selects a config group or sets Hydra's own config."""
+    return override.is_hydra_override() or override.package is not None or "/" in override.key_or_group
+
+
+def _merge_over_schema(node: Any, name: str, parsed: list[Any]) -> Any:
+    """The config Hydra would compose for a plain recipe file: schema, recipe, overrides."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    cfg = OmegaConf.structured(Recipe)
+    try:
+        cfg.merge_with(node)
+    except OmegaConfBaseException as e:  # worded as Hydra words a failed merge of the recipe
+        from hydra.errors import ConfigCompositionException
+
+        failed = ConfigCompositionException(f"In '{RECIPE_GROUP}/{name}': {type(e).__name__} raised while "
+                                            f"composing config:\n{e}")
+        raise RecipeError(composition_message(failed), where="recipe") from None
+    OmegaConf.set_struct(cfg, True)
+    if not parsed:
+        return cfg
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    try:
+        ConfigLoaderImpl._apply_overrides_to_config(parsed, cfg)
+    except Exception as exc:  # noqa: BLE001 - every composition error is a recipe error
+        raise RecipeError(composition_message(exc), where="recipe") from None
+    return cfg
+
+
+def _compose_with_hydra(ref: str, overrides: list[str], cwd: Path) -> Any:
+    """Compose with Hydra's compose API (for recipes and overrides that use Hydra's features)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register([ref], cwd)
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(package_data_dir("conf")), version_base="1.3"):
-            cfg = hydra_compose(PRIMARY_CONFIG, overrides=list(overrides))
+            return hydra_compose(PRIMARY_CONFIG, overrides=[f"{RECIPE_GROUP}={recipe_name(ref)}", *overrides])
     except Exception as exc:  # noqa: BLE001 - every composition error is a recipe error
-        raise RecipeError(_composition_message(exc), where="recipe") from None
-    name = recipe_name(ref)
-    return Composed(config=cfg, name=name, path=found.get(name))
+        raise RecipeError(composition_message(exc), where="recipe") from None
 
 
-def _composition_message(exc: BaseException) -> list[str]:
+def composition_message(exc: BaseException) -> list[str]:
     """Flatten Hydra/OmegaConf errors (message + cause chain) to short lines with key paths."""
     lines: list[str] = []
     seen = set()
@@ -210,12 +266,10 @@ def to_recipe(cfg: Any, name: str) -> Any:
     """DictConfig -> a plain ``Recipe`` dataclass, with the name filled in."""
     from omegaconf import OmegaConf
 
-    from navbuild.recipe.schema import Recipe
-
     try:
         obj = OmegaConf.to_object(cfg)
     except Exception as exc:  # noqa: BLE001 - missing mandatory values and the like
-        raise RecipeError(_composition_message(exc), where="recipe") from None
+        raise RecipeError(composition_message(exc), where="recipe") from None
     if isinstance(obj, dict):  # composed with hydra's own node at the top
         obj.pop("hydra", None)
         obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Recipe), obj))

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator, Mapping, Optional
 
-import numpy as np
-
+from navbuild.lazy import lazy_import
 from navbuild.samples import read_npz, take_batch
 from navbuild.settings import REQUIRED, params_of, setting
 from navbuild.steps.base import Step, StepContext, variant_runtimes
@@ -14,6 +13,8 @@ from navbuild.steps.common import describe_error, load_callable
 from navbuild.runtime import RuntimeOptions, TorchFactory
 from navbuild.steps.probes import load_probes, probe_files
 from navbuild.steps.reference import SAMPLES_FILE, reference_file
+
+np = lazy_import("numpy")
 
 #: floor of the denominator of relative errors, so exact zeros in the reference do not divide by 0
 _TINY = 1e-12

@@ -6,9 +6,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
-import numpy as np
-
 from navbuild.evidence import TraceDivergence, trace_warnings
+from navbuild.lazy import lazy_import
 from navbuild.model_io import TensorSpec
 from navbuild.runners.torch_runner import call_model
 from navbuild.steps.base import Step, StepContext
@@ -17,6 +16,8 @@ from navbuild.runtime import TorchFactory
 from navbuild.steps.eager_check import OTHER_KERNELS, eager_mismatch
 from navbuild.steps.onnx_from_torch import EXAMPLE_BATCH, _signature_order
 from navbuild.steps.torchscript_from_torch import CHECK_BATCH, example_inputs
+
+np = lazy_import("numpy")
 
 
 @dataclass(frozen=True)

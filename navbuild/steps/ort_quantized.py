@@ -11,14 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, List, Mapping, Sequence
 
-import numpy as np
-
+from navbuild.lazy import lazy_import
 from navbuild.samples import read_npz
 from navbuild.settings import params_of, regex_problem, setting
 from navbuild.steps.base import Step, StepContext
 from navbuild.model_io import model_file
 from navbuild.steps.common import first_line
 from navbuild.steps.reference import SAMPLES_FILE
+
+np = lazy_import("numpy")
 
 WEIGHT_TYPES: tuple[str, ...] = ("qint8", "quint8")
 ACTIVATION_TYPES: tuple[str, ...] = WEIGHT_TYPES  # the same 8-bit integer types

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
-
+from navbuild.lazy import lazy_import
 from navbuild.model_io import BATCH_AXIS, TensorSpec
+
+np = lazy_import("numpy")
 
 #: the probe list (ids, labels, shapes, and why a probe was skipped) inside a reference target's folder
 PROBES_FILE = "probes.json"

@@ -7,14 +7,15 @@ import time
 from dataclasses import dataclass
 from typing import Any, ClassVar, List, Mapping
 
-import numpy as np
-
+from navbuild.lazy import lazy_import
 from navbuild.measure_conditions import DEFAULT_MAX_BACKGROUND_LOAD, Probe, describe
 from navbuild.samples import read_npz, take_batch
 from navbuild.settings import params_of, setting
 from navbuild.steps.base import Step, StepContext, variant_runtimes
 from navbuild.runtime import RuntimeOptions, TorchFactory
 from navbuild.steps.reference import SAMPLES_FILE
+
+np = lazy_import("numpy")
 
 
 @dataclass

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping
 
-import numpy as np
-
 from navbuild.errors import InputError
+from navbuild.lazy import lazy_import
 from navbuild.model_io import TensorSpec
 from navbuild.samples import generate_samples, load_samples, save_npz, take_batch
 from navbuild.steps.base import Step, StepContext, runtime_requirements
@@ -15,6 +14,8 @@ from navbuild.model_io import model_file
 from navbuild.steps.common import load_callable, describe_error, describe_feeds, first_line, order_by_name, resolve_output_names
 from navbuild.runtime import RuntimeOptions, TorchFactory
 from navbuild.steps.probes import PROBES_FILE, ProbeParams, probe_feeds, probe_files, probe_plan
+
+np = lazy_import("numpy")
 
 SOURCE_FORMATS: tuple[str, ...] = ("torch", "onnx")
 #: the samples every downstream check and profile feeds, inside a reference target's folder

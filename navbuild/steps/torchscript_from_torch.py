@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 from navbuild.evidence import TraceDivergence, trace_warnings
+from navbuild.lazy import lazy_import
 from navbuild.model_io import TensorSpec
 from navbuild.runners.torch_runner import call_model
 from navbuild.samples import generate_samples
@@ -17,6 +18,8 @@ from navbuild.steps.common import first_line
 from navbuild.runtime import TorchFactory
 from navbuild.steps.eager_check import TORCH_KERNELS, eager_mismatch
 from navbuild.steps.onnx_from_torch import EXAMPLE_BATCH, _signature_order
+
+np = lazy_import("numpy")
 
 METHODS: tuple[str, ...] = ("trace", "script")
 #: the second batch size the saved module is checked at: a trace that baked the example batch

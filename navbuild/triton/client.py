@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-import numpy as np
+from navbuild.lazy import lazy_import
+
+np = lazy_import("numpy")
 
 
 class TritonClientRunner:

@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
-
+from navbuild.lazy import lazy_import
 from navbuild.model_io import TensorSpec
+
+np = lazy_import("numpy")
 
 
 def triton_io(specs: Sequence[TensorSpec], samples: Mapping[str, np.ndarray],

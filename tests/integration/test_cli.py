@@ -85,6 +85,42 @@ def test_multirun_validates_every_point_before_running_any(project):
     assert project.objects() == []
 
 
+def _sweep_exit_codes(project) -> dict[str, int]:
+    """Each sweep point's exit code, as its summary.json records it, by point folder."""
+    return {p.parent.name: json.loads(p.read_text())["exit_code"]
+            for p in (project.root / "build" / "tiny").glob("*/summary.json")}
+
+
+SWEEP_ONE_FAILS = ["-m", "recipe=tiny", "formats=[onnx]", "profile.batch_sizes=[1]",
+                   "source.torch=tinymodels:not_exportable,tinymodels:tiny"]
+
+
+def test_multirun_exits_with_the_worst_exit_code_of_its_points(project):
+    """A point whose conversion fails does not stop the next; the sweep exits as the worst point."""
+    proc = project.run(*SWEEP_ONE_FAILS)
+    assert proc.returncode == 1, proc.stderr
+    codes = _sweep_exit_codes(project)
+    assert sorted(codes.values()) == [0, 1], codes
+
+
+def test_multirun_exit_code_comes_back_from_a_launcher_running_points_in_other_processes(project):
+    """With the joblib launcher the points run in worker processes: their codes still decide."""
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    proc = project.run(*SWEEP_ONE_FAILS, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    assert proc.returncode == 1, proc.stderr
+    assert sorted(_sweep_exit_codes(project).values()) == [0, 1]
+    ok = project.run("-m", "recipe=tiny", "formats=[onnx]", "profile.batch_sizes=[1],[1,2]",
+                     "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_multirun_with_an_unknown_launcher_is_a_command_line_error(project):
+    proc = project.run("-m", "recipe=tiny", "profile.batch_sizes=[1],[2]", "hydra/launcher=nosuchlauncher")
+    assert proc.returncode == 2, proc.stderr
+    assert "nosuchlauncher" in proc.stderr and "Traceback" not in proc.stderr
+    assert project.objects() == []
+
+
 def test_gc_dry_run_then_prune_unreferenced(project):
     project.run("recipe=tiny", "formats=[onnx]", check=True)
     project.run("recipe=tiny", "formats=[onnx]", "onnx.opset=18", check=True)

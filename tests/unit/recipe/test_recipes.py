@@ -29,6 +29,25 @@ def test_recipe_composes_validates_and_plans(path: Path, tmp_path: Path, monkeyp
     assert prep.build_dir == (tmp_path / "build" / path.stem).resolve()
 
 
+#: overrides whose outcome (a recipe, or the error's text) both ways of composing must agree on
+OVERRIDES = [[], ["onnx.opset=18", "profile.batch_sizes=[1,2]"], ["onnx.opset=abc"], ["~onnx"],
+             ["+onnx.opset=16"], ["++onnx.opset=16"], ["source.kwargs.hidden=8"], ["samples.count=x"]]
+
+
+@pytest.mark.parametrize("overrides", OVERRIDES, ids=lambda o: " ".join(o) or "none")
+@pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
+def test_merging_over_the_schema_gives_what_hydra_composes(path: Path, overrides: list[str], tmp_path: Path):
+    """A plain recipe is merged over the schema without Hydra's composition; a hydra.* override
+    sends it through Hydra's compose API: the recipe, or the error, is the same either way."""
+    def outcome(extra: list[str]):
+        try:
+            return load_recipe(path.stem, [*overrides, *extra], cwd=tmp_path)
+        except RecipeError as err:
+            return str(err)
+
+    assert outcome([]) == outcome(["hydra.job.chdir=false"])
+
+
 def test_a_recipe_by_path_and_with_extension(tmp_path: Path):
     assert find_recipe("mlp.yaml", tmp_path).name == "mlp.yaml"
     target = tmp_path / "elsewhere" / "mine.yaml"
