@@ -25,8 +25,8 @@ from navbuild.package.view import Package
 from navbuild.planning.status import plan_statuses
 from navbuild.recipe.load import (PRIMARY_CONFIG, check_override_keys, composition_message, normalize_overrides,
                                   package_data_dir, recipe_name, register, split_recipe_override)
-from navbuild.recipe.schema import Recipe
 from navbuild.recipe.paths import resolve_path
+from navbuild.recipe.schema import Recipe
 from navbuild.report.console import ConsoleReporter
 
 USAGE = """\

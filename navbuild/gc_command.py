@@ -6,13 +6,13 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
+from navbuild.cache.gc import collect, parse_age, parse_size
+from navbuild.cache.records import Records
+from navbuild.cache.store import Store, resolve_cache_dir
 from navbuild.errors import RecipeError
 
 
 def gc_main(argv: Sequence[str]) -> int:
-    from navbuild.cache.gc import collect, parse_age, parse_size
-    from navbuild.cache.records import Records
-    from navbuild.cache.store import Store, resolve_cache_dir
 
     parser = argparse.ArgumentParser(prog="navbuild gc", description=__doc__)
     parser.add_argument("--cache-dir", default=None, help="cache folder (default: $NAVBUILD_CACHE_DIR or ./.navbuild-cache)")

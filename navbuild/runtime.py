@@ -9,7 +9,6 @@ from typing import Any, Mapping
 
 from navbuild.settings import setting
 
-
 #: the factory of a source given as a serialized file (TorchScript ``.pt`` or exported
 #: program ``.pt2``): the file itself arrives as the step's ``source`` input, so the code
 #: that defined the model is not needed.

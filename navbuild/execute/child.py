@@ -14,6 +14,11 @@ import time
 import traceback
 from pathlib import Path
 
+from navbuild.errors import InputError
+from navbuild.formats import load_modules
+from navbuild.steps.base import StepContext, load_step, params_from_dict
+from navbuild.steps.common import describe_error
+
 #: exit code of a child whose step rejected the user's inputs (InputError).
 EXIT_INPUT_ERROR = 3
 
@@ -34,9 +39,6 @@ def main(argv: list[str] | None = None) -> int:
     result_path = out.parent / "result.json" if args.out is None else out / "result.json"
     error_path = result_path.with_name("error.json")
 
-    from navbuild.errors import InputError
-    from navbuild.formats import load_modules
-    from navbuild.steps.base import StepContext, load_step, params_from_dict
 
     start = time.perf_counter()
     print(f"[navbuild] target {job['target']}: step {job['step']}", flush=True)
@@ -55,7 +57,6 @@ def main(argv: list[str] | None = None) -> int:
         print(tb, file=sys.stderr, flush=True)
         # the root cause (ONNX Runtime's "index: 0 Got: 4 Expected: 1", torch's inner error), not
         # only the wrapper's first line
-        from navbuild.steps.common import describe_error
 
         message = describe_error(exc)
         _write(error_path, {"type": type(exc).__name__, "message": message, "traceback": tb})

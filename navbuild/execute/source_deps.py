@@ -12,8 +12,8 @@ from navbuild.cache.fs import disk_full, ran_out_of_space, writing
 from navbuild.errors import InputError
 from navbuild.execute.isolation import run_child, write_job
 from navbuild.planning.graph import Graph
-from navbuild.planning.target import Leaf
 from navbuild.planning.source_record import SourceRecord, attach, changes, record_data, write_record
+from navbuild.planning.target import Leaf
 from navbuild.report.events import Reporter
 from navbuild.steps.base import load_step, params_to_dict
 

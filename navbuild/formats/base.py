@@ -19,7 +19,6 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-
 #: pseudo model names a conversion may read besides other conversions' models
 SOURCE = "source"  # the recipe's source model (a leaf)
 REFERENCE = "reference"  # the reference target (samples and the source's outputs)
@@ -97,8 +96,17 @@ class Planned:
 
     step: str  # step name (one of the conversion's ``steps``)
     inputs: Mapping[str, str]  # input slot -> model name (a conversion's, SOURCE or REFERENCE)
-    params: Mapping[str, Any]  # keyword arguments of the step's Params
+    params: Mapping[str, Any]  # keyword arguments of the step's Params (besides its section's)
     note: str = ""  # shown with the plan (why the plan differs from the recipe's letter)
+    #: the recipe section the step's Params are generated from (navbuild.settings.params_of):
+    #: its values fill every field ``params`` does not give; None: ``params`` gives them all
+    section: Any = None
+
+    def make_params(self, params_type: type) -> Any:
+        """The step's Params for this plan."""
+        if self.section is None:
+            return params_type(**self.params)
+        return params_type.from_section(self.section, **self.params)
 
 
 @dataclass(frozen=True)

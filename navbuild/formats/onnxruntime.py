@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from navbuild.formats.base import (REFERENCE, SOURCE, Conversion, FormatFamily, PlanContext, Planned, Runner,
-                                   TritonBackend, BackendOption, TritonServing, Variant, no_runtime_modes, options,
-                                   register)
-from navbuild.formats.common import torch_factory, tensor_specs
-
+from navbuild.formats.base import (REFERENCE, SOURCE, BackendOption, Conversion, FormatFamily, PlanContext, Planned,
+                                   Runner, TritonBackend, TritonServing, Variant, no_runtime_modes, options, register)
+from navbuild.formats.common import tensor_specs, torch_factory
 
 #: ONNX Runtime backend: recipe graph level -> ``optimization.graph.level``. The backend reads
 #: -1 as ORT_ENABLE_BASIC, 1 as ORT_ENABLE_EXTENDED, 2 as ORT_DISABLE_ALL and anything else
@@ -43,7 +41,7 @@ def _export(ctx: PlanContext) -> Planned:
     r = ctx.recipe
     return Planned("OnnxFromTorch", {"source": SOURCE},
                    dict(factory=torch_factory(r), inputs=tensor_specs(r), outputs=tuple(r.outputs),
-                        axes=dict(r.samples.axes), opset=r.onnx.opset, exporter=r.onnx.exporter, seed=r.samples.seed))
+                        axes=dict(r.samples.axes), seed=r.samples.seed), section=r.onnx)
 
 
 def _sanitized(ctx: PlanContext) -> Planned:
@@ -55,29 +53,20 @@ def _sanitized(ctx: PlanContext) -> Planned:
 
 
 def _optimized(ctx: PlanContext) -> Planned:
-    o = ctx.recipe.onnx_opt
-    return Planned("OrtOptimizedFromOnnx", {"onnx": onnx_input(ctx)},
-                   dict(level=o.level, fusion=o.fusion, num_heads=o.num_heads, hidden_size=o.hidden_size))
+    return Planned("OrtOptimizedFromOnnx", {"onnx": onnx_input(ctx)}, {}, section=ctx.recipe.onnx_opt)
 
 
 def _fp16(ctx: PlanContext) -> Planned:
-    return Planned("OnnxFp16FromOnnx", {"onnx": onnx_input(ctx)},
-                   dict(keep_io_types=ctx.recipe.fp16.keep_io_types, op_block_list=()))
+    return Planned("OnnxFp16FromOnnx", {"onnx": onnx_input(ctx)}, dict(op_block_list=()), section=ctx.recipe.fp16)
 
 
 def _int8_dynamic(ctx: PlanContext) -> Planned:
-    d = ctx.recipe.quantization.dynamic
-    return Planned("OrtQuantizedDynamic", {"onnx": onnx_input(ctx)},
-                   dict(per_channel=d.per_channel, reduce_range=d.reduce_range, weight_type=d.weight_type,
-                        exclude=tuple(d.exclude), op_types=tuple(d.op_types)))
+    return Planned("OrtQuantizedDynamic", {"onnx": onnx_input(ctx)}, {}, section=ctx.recipe.quantization.dynamic)
 
 
 def _int8_static(ctx: PlanContext) -> Planned:
-    s = ctx.recipe.quantization.static
-    return Planned("OrtQuantizedStatic", {"onnx": onnx_input(ctx), "reference": REFERENCE},
-                   dict(calibration=s.calibration, per_channel=s.per_channel, reduce_range=s.reduce_range,
-                        activation_type=s.activation_type, weight_type=s.weight_type, exclude=tuple(s.exclude),
-                        op_types=tuple(s.op_types), max_samples=s.max_samples, batch_size=s.batch_size))
+    return Planned("OrtQuantizedStatic", {"onnx": onnx_input(ctx), "reference": REFERENCE}, {},
+                   section=ctx.recipe.quantization.static)
 
 
 def _graph_level(variant: Variant) -> dict[str, str]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from navbuild.formats.base import (REFERENCE, SOURCE, Conversion, FormatFamily, PlanContext, Planned, Runner,
-                                   TritonBackend, BackendOption, TritonServing, Variant, options, register)
-from navbuild.formats.common import torch_factory, tensor_specs
+from navbuild.formats.base import (REFERENCE, SOURCE, BackendOption, Conversion, FormatFamily, PlanContext, Planned,
+                                   Runner, TritonBackend, TritonServing, Variant, options, register)
+from navbuild.formats.common import tensor_specs, torch_factory
 from navbuild.formats.onnxruntime import onnx_input
 
 _YES_NO = ("YES", "NO")
@@ -47,13 +47,11 @@ def _convert(ctx: PlanContext) -> Planned:
 def _quantized(ctx: PlanContext) -> Planned:
     q = ctx.recipe.openvino.quantization
     return Planned("OpenVinoQuantized", {"openvino": OPENVINO, "reference": REFERENCE},
-                   dict(preset=nncf_preset(q.preset, q.model_type), subset_size=q.subset_size,
-                        fast_bias_correction=q.fast_bias_correction, model_type=q.model_type,
-                        ignored_patterns=tuple(q.ignored_patterns)))
+                   dict(preset=nncf_preset(q.preset, q.model_type)), section=q)
 
 
 def _weight_compressed(ctx: PlanContext) -> Planned:
-    return Planned("OpenVinoWeightCompressed", {"openvino": OPENVINO}, dict(mode=ctx.recipe.openvino.weight_compression))
+    return Planned("OpenVinoWeightCompressed", {"openvino": OPENVINO}, {}, section=ctx.recipe.openvino)
 
 
 def _bf16_hint(variant: Variant) -> dict[str, str]:

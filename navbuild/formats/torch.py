@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from navbuild.formats.base import (SOURCE, Conversion, FormatFamily, PlanContext, Planned, Runner, TritonServing,
-                                   TritonBackend, BackendOption, Variant, options, register)
+from navbuild.formats.base import (SOURCE, BackendOption, Conversion, FormatFamily, PlanContext, Planned, Runner,
+                                   TritonBackend, TritonServing, Variant, options, register)
 from navbuild.formats.common import traced_export
 
 #: Triton's libtorch backend serves TorchScript files; its options as pytorch_backend src/libtorch.cc spells them
@@ -26,8 +26,7 @@ _NO_COMPILE = "torch.compile cannot compile a TorchScript module"
 
 def _torchscript(ctx: PlanContext) -> Planned:
     r = ctx.recipe
-    return Planned("TorchScriptFromTorch", {"source": SOURCE},
-                   dict(traced_export(r), method=r.torchscript.method, freeze=r.torchscript.freeze))
+    return Planned("TorchScriptFromTorch", {"source": SOURCE}, traced_export(r), section=r.torchscript)
 
 
 def _torch_export(ctx: PlanContext) -> Planned:

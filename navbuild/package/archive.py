@@ -19,8 +19,8 @@ import zlib
 from pathlib import Path
 from typing import Iterator, Mapping
 
-from navbuild.package.manifest import (MAX_INFLATION, MAX_MANIFEST_BYTES, MAX_TOTAL_ENV, PackageError,
-                                       check_manifest, member_problem, unpack_limit)
+from navbuild.package.manifest import (MAX_INFLATION, MAX_MANIFEST_BYTES, MAX_TOTAL_ENV, PackageError, check_manifest,
+                                       member_problem, unpack_limit)
 
 FORMAT_NAME = "navbuild-package"
 FORMAT_VERSION = 1

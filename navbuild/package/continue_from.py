@@ -10,6 +10,9 @@ from typing import Any, Sequence
 
 from navbuild.package.archive import PackageError, unpack
 from navbuild.package.manifest import portable_recipe
+from navbuild.recipe.paths import resolve_path
+from navbuild.recipe.schema import Recipe
+from navbuild.recipe.validate import check_semantics
 
 #: what a package always decides: the model, its interface and its data.
 PACKAGE_OWNED = ("source", "inputs", "outputs", "samples")
@@ -41,9 +44,6 @@ def resolve(recipe: Any, recipe_file: Path | None, overrides: Sequence[str], cwd
     """
     from omegaconf import OmegaConf
 
-    from navbuild.recipe.schema import Recipe
-    from navbuild.recipe.validate import check_semantics
-    from navbuild.recipe.paths import resolve_path
 
     path = resolve_path(recipe.source.package, cwd)
     folder, manifest, placed = unpack(path, store.root / "packages")

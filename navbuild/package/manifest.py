@@ -12,7 +12,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-from navbuild.errors import InputError
+from navbuild.cache.digest import tree_digest
+from navbuild.cache.gc import parse_size
+from navbuild.cache.keys import cache_key
+from navbuild.errors import InputError, RecipeError
+from navbuild.recipe.schema import Recipe
+from navbuild.recipe.validate import check_semantics, check_structure
 
 #: one path segment of a target id or an artifact inside a target (never "." or "..": it starts
 #: with a letter, digit or "_"); no separators, no drive letters, no spaces
@@ -54,7 +59,6 @@ def max_total_bytes() -> int:
     raw = os.environ.get(MAX_TOTAL_ENV, "").strip()
     if not raw:
         return DEFAULT_MAX_TOTAL
-    from navbuild.cache.gc import parse_size
 
     try:
         return parse_size(raw)
@@ -179,9 +183,6 @@ def _check_recipe(recipe: dict, path: Path, p: list[str]) -> None:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from navbuild.errors import RecipeError
-    from navbuild.recipe.schema import Recipe
-    from navbuild.recipe.validate import check_semantics, check_structure
 
     if (found := _interpolation(recipe, "recipe")):
         p.append(f"{found}: holds an interpolation ('${{...}}'); a package's recipe is plain data")
@@ -217,8 +218,6 @@ def _interpolation(value: Any, where: str) -> str | None:
 
 
 def _check_target(tid: str, t: dict, files: dict, claimed: set[str], p: list[str]) -> None:
-    from navbuild.cache.digest import tree_digest
-    from navbuild.cache.keys import cache_key
 
     where = f"targets[{tid}]"
     for name in ("key", "digest"):

@@ -5,10 +5,11 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-import numpy as np
-
 from navbuild.errors import InputError
+from navbuild.lazy import lazy_import
 from navbuild.model_io import BATCH_AXIS
+
+np = lazy_import("numpy")
 
 
 def to_numpy(value: Any) -> np.ndarray:

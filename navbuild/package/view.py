@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from navbuild.package.archive import PackageError, extract, verify
+from navbuild.package.manifest import STATE_DICT_FILE
 
 
 @dataclass
@@ -55,7 +56,6 @@ class Package:
 
         import torch
 
-        from navbuild.package.manifest import STATE_DICT_FILE
 
         if self.manifest["source"].get("state_dict") != STATE_DICT_FILE:
             raise PackageError(f"package {self.path}: holds no state dict")

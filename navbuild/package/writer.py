@@ -6,11 +6,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from navbuild.version import __version__
 from navbuild.cache.store import Store
 from navbuild.hardware import fingerprint
 from navbuild.package.archive import FORMAT_NAME, FORMAT_VERSION, write_archive
 from navbuild.package.manifest import TARGET_ID_RE, member_problem
+from navbuild.version import __version__
 
 #: target kinds whose artifacts are heavy (models); ``include_artifacts=False`` leaves them out.
 HEAVY_KINDS = ("convert",)

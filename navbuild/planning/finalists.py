@@ -9,6 +9,7 @@ from navbuild.planning.graph import Graph
 from navbuild.planning.planner import REFERENCE_ID, SOURCE_ID
 from navbuild.planning.target import PROFILE, Target
 from navbuild.steps.base import load_step
+from navbuild.steps.finalists import FinalistSpec
 
 FINALISTS_ID = "finalists"
 
@@ -32,6 +33,5 @@ def finalists_target(graph: Graph, recipe: Any, ranking: list[str], batch_size: 
 
 
 def _spec(name: str, runner: str, runtime: Any, factory: Any, slot: str) -> Any:
-    from navbuild.steps.finalists import FinalistSpec
 
     return FinalistSpec(variant=name, runner=runner, runtime=runtime, factory=factory, input=slot)

@@ -7,15 +7,18 @@ from pathlib import Path
 
 from navbuild import formats
 from navbuild.cache.keys import tool_versions
-from navbuild.measure_conditions import MeasurePolicy
 from navbuild.formats import PlanContext, Variant
 from navbuild.formats.common import tensor_specs, torch_factory
+from navbuild.measure_conditions import MeasurePolicy
 from navbuild.planning.graph import Graph
 from navbuild.planning.onnx_source import OnnxSourceFacts, accepted_recipe, read_onnx_source
 from navbuild.planning.target import CONVERT, CORRECTNESS, PROFILE, REFERENCE, SOURCE, Leaf, Target
-from navbuild.recipe.schema import Recipe
 from navbuild.recipe.paths import module_origin, resolve_path
+from navbuild.recipe.schema import Recipe
+from navbuild.runtime import RuntimeOptions
 from navbuild.steps.base import load_step
+from navbuild.steps.correctness import MetricSpec
+from navbuild.steps.probes import ProbeParams, auto_probe_sizes, default_probe_batches
 
 SOURCE_ID = "source"
 SAMPLES_FILE_ID = "samples-file"
@@ -127,7 +130,6 @@ def probe_params(recipe: Recipe):
     """The reference's probes: the recipe's ``correctness.probe`` with its defaults resolved here
     wherever the samples' sizes are known (so the sizes are in the key and in ``plan``); a samples
     file's sizes are known only to the reference step, which resolves the rest the same way."""
-    from navbuild.steps.probes import ProbeParams, auto_probe_sizes, default_probe_batches
 
     probe = recipe.correctness.probe
     if not probe.enabled:
@@ -174,7 +176,7 @@ def expand_conversions(graph: Graph, recipe: Recipe, variants: list[Variant]) ->
                              "which must rank before it")
         step = load_step(planned.step)
         inputs = {slot: models[m] for slot, m in planned.inputs.items()}
-        models[conv.model] = graph.add(Target(conv.model, step.name, step.Params(**planned.params), inputs,
+        models[conv.model] = graph.add(Target(conv.model, step.name, planned.make_params(step.Params), inputs,
                                               kind=CONVERT))
         if planned.note:
             graph.notes.append(planned.note)
@@ -229,7 +231,6 @@ def expand_checks(graph: Graph, recipe: Recipe, variants: list[Variant], models:
 
     The torch variant is the source itself: it is the reference and gets no check.
     """
-    from navbuild.steps.correctness import MetricSpec
 
     step = load_step("CheckCorrectness")
     metric = recipe.correctness.metric
@@ -271,7 +272,6 @@ def source_discovery_params(recipe: Recipe):
 
 
 def _runtime(recipe: Recipe, v: Variant):
-    from navbuild.runtime import RuntimeOptions
 
     rt = recipe.runtime
     runner = formats.runner(v.runner)

@@ -15,8 +15,14 @@ from navbuild import formats
 from navbuild.planning.graph import Graph
 from navbuild.planning.planner import METRIC_ID, REFERENCE_ID, tensor_specs, tolerances
 from navbuild.planning.target import Leaf, Target
+from navbuild.recipe.paths import resolve_path
 from navbuild.recipe.validate_triton import deployable
+from navbuild.runtime import RuntimeOptions
 from navbuild.steps.base import load_step
+from navbuild.steps.correctness import CorrectnessParams
+from navbuild.steps.triton_search import SearchSpace
+from navbuild.triton.analyzer import Constraints, LoadSpec
+from navbuild.triton.model_config import ModelConfig, default_config
 
 TRITON_MODEL, TRITON_MEASURE, TRITON_SEARCH, TRITON_VALIDATE = (
     "triton-model", "triton-measure", "triton-search", "triton-validate")
@@ -49,7 +55,6 @@ def search_configs(recipe: Any, backend: str, fixed: dict[str, str] | None = Non
     Queue delays only vary where dynamic batching is on; backend options apply to their own backend.
     ``fixed`` (the variant's own parameters) is in every configuration and wins over the space.
     """
-    from navbuild.triton.model_config import ModelConfig, default_config
 
     s = recipe.triton.search
     options = s.backend_options.get(backend, {})
@@ -82,12 +87,10 @@ def concurrency(recipe: Any) -> tuple[int, ...]:
 
 def expand_triton(graph: Graph, recipe: Any, variants: list[str], cwd: Path) -> list[str]:
     """Add the Triton targets of ``variants``; return the ids of their search targets."""
-    from navbuild.triton.analyzer import Constraints, LoadSpec
 
     t = recipe.triton
     server_inputs: dict[str, str] = {}
     if t.server.path:
-        from navbuild.recipe.paths import resolve_path
 
         path = resolve_path(t.server.path, cwd)
         graph.add(Leaf(SERVER_ID, path, (path,)))
@@ -135,8 +138,6 @@ def _check_params(graph: Graph, recipe: Any, variant: str) -> Any:
     check = graph.targets.get(f"correctness/{variant}")
     if check is not None:
         return check.params
-    from navbuild.runtime import RuntimeOptions
-    from navbuild.steps.correctness import CorrectnessParams
 
     v = formats.variant(variant)
     atol, rtol = tolerances(recipe, v.precision)
@@ -146,7 +147,6 @@ def _check_params(graph: Graph, recipe: Any, variant: str) -> Any:
 
 
 def _space(search: Any, backend: str) -> Any:
-    from navbuild.steps.triton_search import SearchSpace
 
     options = search.backend_options.get(backend, {})
     return SearchSpace(max_batch_sizes=tuple(search.max_batch_sizes), instance_counts=tuple(search.instance_counts),

@@ -12,8 +12,8 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
-from navbuild.settings import setting
 from navbuild.runtime import RuntimeConfig
+from navbuild.settings import setting
 from navbuild.steps.correctness import MetricConfig
 from navbuild.steps.onnx_fp16 import Fp16Config
 from navbuild.steps.onnx_from_torch import OnnxConfig
@@ -23,7 +23,6 @@ from navbuild.steps.ort_quantized import DynamicQuantConfig, StaticQuantConfig
 from navbuild.steps.profile import ProfileConfig
 from navbuild.steps.torchscript_from_torch import TorchScriptConfig
 from navbuild.triton.model_config import INSTANCE_KINDS
-
 
 
 @dataclass

@@ -17,8 +17,8 @@ from navbuild import formats
 from navbuild.errors import RecipeError
 from navbuild.model_io import BATCH_AXIS
 from navbuild.recipe.paths import module_origin, resolve_path
-from navbuild.recipe.validate_triton import check_triton
 from navbuild.recipe.schema import Recipe
+from navbuild.recipe.validate_triton import check_triton
 from navbuild.settings import check_choice, check_settings
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -7,8 +7,11 @@ from pathlib import Path
 
 from navbuild import formats
 from navbuild.recipe import schema
+from navbuild.recipe.paths import resolve_path
 from navbuild.recipe.schema import Recipe
 from navbuild.settings import check_settings, unknown
+from navbuild.triton.model_config import backends, check_backend_parameters
+
 
 def deployable(variant: str) -> str | None:
     """Why ``variant`` cannot be deployed to a native Triton backend, or None when it can."""
@@ -38,7 +41,6 @@ def check_triton(recipe: Recipe, p: list[str], cwd: Path | None = None) -> None:
     if t.objective == "weighted" and not any(t.weights.get(k, 0) > 0 for k in ("throughput", "latency")):
         p.append("triton.weights: a weighted objective needs a positive weight on throughput or latency")
     if t.server.path is not None and cwd is not None:
-        from navbuild.recipe.paths import resolve_path
 
         server = resolve_path(t.server.path, cwd)
         if not server.is_file():
@@ -64,7 +66,6 @@ def _check_variants(recipe: Recipe, p: list[str]) -> None:
 
 
 def _check_search(s: schema.TritonSearchConfig, p: list[str]) -> None:
-    from navbuild.triton.model_config import backends, check_backend_parameters
 
     known = backends()
 

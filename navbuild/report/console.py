@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from navbuild.report.events import Reporter
+from navbuild.report.triton_summary import render_triton_text
 
 _STYLE = {"built": "green", "cached": "cyan", "failed": "bold red", "skipped": "yellow",
           "unavailable": "magenta", "missing": "yellow", "stale": "yellow"}
@@ -123,7 +124,6 @@ class ConsoleReporter(Reporter):
             self.console.print(f"[yellow]  decided on provisional measurements (measured again next build): "
                                f"{best['provisional']}[/]")
         if summary.get("triton"):
-            from navbuild.report.triton_summary import render_triton_text
 
             for line in render_triton_text(summary["triton"]):
                 self.console.print(line, markup=False, highlight=False)

@@ -7,10 +7,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from navbuild.version import __version__
 from navbuild.hardware import fingerprint
 from navbuild.planning.ranking import variant_table
+from navbuild.report.triton_summary import render_triton_text, triton_section
 from navbuild.select import Choice, choose, choose_from_finalists, choose_per_batch
+from navbuild.version import __version__
 
 
 def make_summary(recipe: Any, recipe_file: Path | None, build_dir: Path, cache_dir: Path,
@@ -29,7 +30,6 @@ def make_summary(recipe: Any, recipe_file: Path | None, build_dir: Path, cache_d
     for o in outcomes.values():
         counts[o.status] = counts.get(o.status, 0) + 1
     failed = [o.id for o in outcomes.values() if o.status == "failed"]
-    from navbuild.report.triton_summary import triton_section
 
     triton = triton_section(outcomes, recipe)
     return {
@@ -127,7 +127,6 @@ def render_text(summary: dict) -> str:
     if best.get("provisional"):
         lines.append(f"  (decided on provisional measurements: {best['provisional']})")
     if summary.get("triton"):
-        from navbuild.report.triton_summary import render_triton_text
 
         lines += render_triton_text(summary["triton"])
     return "\n".join(lines) + "\n"

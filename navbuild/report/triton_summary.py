@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from navbuild.planning.triton import TRITON_SEARCH
+from navbuild.steps.triton_search import LOCAL_REPO, NATIVE_REPO, PLOT_FILE, TABLE_FILE
 from navbuild.triton.analyzer import Constraints
 from navbuild.triton.ranking import rank
 
@@ -49,7 +50,6 @@ def triton_section(outcomes: dict[str, Any], recipe: Any) -> dict[str, Any] | No
 
 def publish_triton(section: dict[str, Any] | None, build_dir: Path) -> None:
     """Copy the winner's native repository (the deliverable), its local twin and its plot to ``build/<recipe>/triton/``."""
-    from navbuild.steps.triton_search import LOCAL_REPO, NATIVE_REPO, PLOT_FILE, TABLE_FILE
 
     if not section or not section.get("winner"):
         return

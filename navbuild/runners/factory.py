@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol, Sequence
 
-import numpy as np
-
 from navbuild import formats
+from navbuild.lazy import lazy_import
 from navbuild.runtime import RuntimeOptions, TorchFactory
+
+np = lazy_import("numpy")
 
 
 class Runner(Protocol):

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
-
+from navbuild.lazy import lazy_import
 from navbuild.runtime import RuntimeOptions
+
+np = lazy_import("numpy")
 
 #: the IR file inside a target folder written by the OpenVINO steps
 MODEL_XML = "model.xml"

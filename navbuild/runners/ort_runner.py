@@ -6,9 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
-
+from navbuild.lazy import lazy_import
+from navbuild.model_io import model_file
 from navbuild.runtime import GRAPH_LEVELS, RuntimeOptions
+
+np = lazy_import("numpy")
 
 
 def graph_optimization_level(name: str) -> Any:
@@ -92,6 +94,5 @@ def make(model_path: Path | None, factory: Any, input_names: Any, options: Runti
     """Runner registry entry: an ONNX Runtime session on ``model_path``."""
     if model_path is None:
         raise ValueError("an onnx variant needs a model path")
-    from navbuild.model_io import model_file
 
     return OrtRunner(model_file(Path(model_path)), options)

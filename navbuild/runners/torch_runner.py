@@ -7,10 +7,12 @@ import inspect
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
-
 from navbuild.errors import InputError
+from navbuild.lazy import lazy_import
+from navbuild.model_io import model_file
 from navbuild.runtime import SERIALIZED_SOURCE, TorchFactory
+
+np = lazy_import("numpy")
 
 
 def takes_names(model: Any, names: Sequence[str]) -> bool:
@@ -203,7 +205,6 @@ def serialized_model_path(model_path: Path | None, name: str) -> Path:
     A ``model_path`` that does not exist but whose folder holds ``name`` is accepted too:
     callers that pass ``model_file(dir)`` get the ONNX default name in a torch variant's folder.
     """
-    from navbuild.model_io import model_file
 
     if model_path is None:
         raise ValueError(f"a serialized torch variant needs a model path ({name})")

@@ -6,11 +6,12 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator, Mapping, Optional
 
 from navbuild.lazy import lazy_import
+from navbuild.runners import make_runner
+from navbuild.runtime import RuntimeOptions, TorchFactory
 from navbuild.samples import read_npz, take_batch
 from navbuild.settings import REQUIRED, params_of, setting
 from navbuild.steps.base import Step, StepContext, variant_runtimes
 from navbuild.steps.common import describe_error, load_callable
-from navbuild.runtime import RuntimeOptions, TorchFactory
 from navbuild.steps.probes import load_probes, probe_files
 from navbuild.steps.reference import SAMPLES_FILE, reference_file
 
@@ -78,7 +79,6 @@ class CheckCorrectness(Step):
     tools: ClassVar[tuple[str, ...]] = ("torch", "onnxruntime", "numpy")
 
     def run(self, params: CorrectnessParams, ctx: StepContext) -> dict:
-        from navbuild.runners import make_runner
 
         ref_dir = ctx.inputs["reference"]
         samples = read_npz(ref_dir / SAMPLES_FILE)

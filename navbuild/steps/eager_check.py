@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
+from navbuild.lazy import lazy_import
 from navbuild.runners.torch_runner import flatten_outputs
+
+np = lazy_import("numpy")
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,10 @@ from typing import Any, ClassVar, Mapping
 
 from navbuild.evidence import BakedShape, DataDependentBranch, is_data_dependent
 from navbuild.model_io import TensorSpec
+from navbuild.runners.torch_runner import load_torch_model, takes_names
+from navbuild.runtime import TorchFactory
 from navbuild.steps.base import Step, StepContext
 from navbuild.steps.common import first_line, root_cause
-from navbuild.runtime import TorchFactory
 from navbuild.steps.onnx_from_torch import EXAMPLE_BATCH, _signature_order
 from navbuild.steps.torchscript_from_torch import CHECK_BATCH, _check_same, example_inputs
 
@@ -50,7 +51,6 @@ class ExportedProgramFromTorch(Step):
     def run(self, params: ExportedProgramFromTorchParams, ctx: StepContext) -> dict:
         import torch
 
-        from navbuild.runners.torch_runner import load_torch_model, takes_names
 
         model = load_torch_model(params.factory, ctx.inputs.get("source"))
         names = _signature_order(model, [s.name for s in params.inputs])

@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from navbuild.measure_conditions import Probe, describe
+from navbuild.runners import make_runner
+from navbuild.runtime import RuntimeOptions, TorchFactory
+from navbuild.samples import read_npz, take_batch
 from navbuild.settings import params_of
 from navbuild.steps.base import Step, StepContext, runtime_requirements
-from navbuild.runtime import RuntimeOptions, TorchFactory
 from navbuild.steps.profile import ProfileConfig
+from navbuild.steps.reference import SAMPLES_FILE
 from navbuild.supervise import die_with_parent
-
 
 #: pause between two finalists' turns. Without it, MiniLM's openvino-int8 timed between torch
 #: turns measured 45.6 ms against 38.7 ms in its own profile: the previous runtime's threads
@@ -71,8 +73,6 @@ class CompareFinalists(Step):
                      for r in runtime_requirements(spec.runner, spec.runtime.mode))
 
     def run(self, params: FinalistsParams, ctx: StepContext) -> dict:
-        from navbuild.samples import read_npz, take_batch
-        from navbuild.steps.reference import SAMPLES_FILE
 
         feeds = take_batch(read_npz(ctx.inputs["reference"] / SAMPLES_FILE), params.batch_size)
         threads = max(s.runtime.intra_op_threads for s in params.finalists)
@@ -156,7 +156,6 @@ def _worker(conn: Any, spec: FinalistSpec, path: str | None, feeds: dict, cpus: 
     try:
         if cpus:
             os.sched_setaffinity(0, cpus)
-        from navbuild.runners import make_runner
 
         model = Path(path) if path and spec.input != "source" else None
         source = Path(path) if path and spec.input == "source" else None

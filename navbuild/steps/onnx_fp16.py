@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from navbuild.model_io import model_file
+from navbuild.runners.ort_runner import OrtRunner
+from navbuild.runtime import RuntimeOptions
 from navbuild.settings import params_of, setting
 from navbuild.steps.base import Step, StepContext
-from navbuild.model_io import model_file
 from navbuild.steps.common import first_line
-from navbuild.runtime import RuntimeOptions
 
 NOTE = "fp16 is for GPU targets; on CPU it is usually slower than fp32"
 #: above this size the protobuf 2 GB limit is near: weights go to an external data file
@@ -74,7 +75,6 @@ class OnnxFp16FromOnnx(Step):
 
 def _check_loads(path: Path) -> None:
     """Open the model in an ORT CPU session (no run: the step has no inputs to feed)."""
-    from navbuild.runners.ort_runner import OrtRunner
 
     try:
         # graph level "disable": check the file as written; kernel lookup happens at any level

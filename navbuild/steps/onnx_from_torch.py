@@ -11,11 +11,12 @@ from typing import Any, ClassVar, Mapping
 from navbuild.errors import InputError
 from navbuild.evidence import trace_warnings
 from navbuild.model_io import BATCH_AXIS, TensorSpec
+from navbuild.runners.torch_runner import call_model, flatten_outputs, load_torch_model, takes_names
+from navbuild.runtime import TorchFactory
 from navbuild.samples import generate_samples
 from navbuild.settings import params_of, setting
 from navbuild.steps.base import Step, StepContext
 from navbuild.steps.common import first_line, resolve_output_names, root_cause
-from navbuild.runtime import TorchFactory
 
 EXPORTERS: tuple[str, ...] = ("torchscript", "dynamo")
 #: rows of the example input: 2, not 1, so that no exporter can treat the batch dim as a constant 1
@@ -58,7 +59,6 @@ class OnnxFromTorch(Step):
         import onnx
         import torch
 
-        from navbuild.runners.torch_runner import call_model, flatten_outputs, load_torch_model, takes_names
 
         if params.exporter not in EXPORTERS:
             raise ValueError(f"exporter '{params.exporter}' is not one of {EXPORTERS}")
@@ -172,7 +172,6 @@ def _signature_order(model: Any, names: list[str]) -> list[str]:
     A forward that does not take the names (``nn.Sequential``'s ``input``) gets them
     positionally, so they keep the recipe's order.
     """
-    from navbuild.runners.torch_runner import takes_names
 
     if not takes_names(model, names):
         return list(names)

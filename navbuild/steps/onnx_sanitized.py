@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from navbuild.steps.base import Step, StepContext
 from navbuild.model_io import model_file
+from navbuild.steps.base import Step, StepContext
 
 #: the first IR version in which an initializer need not also be a graph input
 MIN_IR_VERSION = 4

@@ -6,8 +6,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import ClassVar
 
-from navbuild.steps.base import Step, StepContext
 from navbuild.model_io import model_file
+from navbuild.runners.openvino_runner import ir_size, save_ir
+from navbuild.steps.base import Step, StepContext
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,6 @@ class OpenVinoFromOnnx(Step):
     def run(self, params: OpenVinoParams, ctx: StepContext) -> dict:
         import openvino as ov
 
-        from navbuild.runners.openvino_runner import ir_size, save_ir
 
         source = model_file(ctx.inputs["onnx"])
         print(f"converting {source.name} to OpenVINO IR "

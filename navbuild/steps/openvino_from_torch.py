@@ -9,10 +9,11 @@ from typing import Any, ClassVar, Mapping
 from navbuild.evidence import TraceDivergence, trace_warnings
 from navbuild.lazy import lazy_import
 from navbuild.model_io import TensorSpec
-from navbuild.runners.torch_runner import call_model
+from navbuild.runners.openvino_runner import ir_size, save_ir
+from navbuild.runners.torch_runner import call_model, load_torch_model, takes_names
+from navbuild.runtime import TorchFactory
 from navbuild.steps.base import Step, StepContext
 from navbuild.steps.common import first_line
-from navbuild.runtime import TorchFactory
 from navbuild.steps.eager_check import OTHER_KERNELS, eager_mismatch
 from navbuild.steps.onnx_from_torch import EXAMPLE_BATCH, _signature_order
 from navbuild.steps.torchscript_from_torch import CHECK_BATCH, example_inputs
@@ -48,8 +49,6 @@ class OpenVinoFromTorch(Step):
         import openvino as ov
         import torch
 
-        from navbuild.runners.openvino_runner import ir_size, save_ir
-        from navbuild.runners.torch_runner import load_torch_model, takes_names
 
         model = load_torch_model(params.factory, ctx.inputs.get("source"))
         names = _signature_order(model, [s.name for s in params.inputs])

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, List, Optional
 
+from navbuild.runners.openvino_runner import ir_size, numpy_dtype, port_name, read_model, save_ir
+from navbuild.samples import read_npz
 from navbuild.settings import params_of, regex_problem, setting
 from navbuild.steps.base import Step, StepContext
 from navbuild.steps.reference import SAMPLES_FILE
@@ -77,7 +79,6 @@ class OpenVinoQuantized(Step):
             raise ValueError(f"subset_size {params.subset_size} must be >= 1")
         import nncf
 
-        from navbuild.runners.openvino_runner import ir_size, read_model, save_ir
 
         model = read_model(ctx.inputs["openvino"])
         batches = calibration_batches(model, ctx.inputs["reference"] / SAMPLES_FILE)
@@ -117,7 +118,6 @@ class OpenVinoWeightCompressed(Step):
             raise ValueError(f"mode '{params.mode}' is not one of {WEIGHT_MODES}")
         import nncf
 
-        from navbuild.runners.openvino_runner import ir_size, read_model, save_ir
 
         model = read_model(ctx.inputs["openvino"])
         print(f"nncf.compress_weights: mode {params.mode}", flush=True)
@@ -153,8 +153,6 @@ def calibration_batches(model: Any, samples_path: Path) -> list[dict[str, Any]]:
     ``subset_size`` then counts samples rather than batches. A model that fixes its batch at N
     (an ONNX file with a static batch dim) gets full batches of N rows instead.
     """
-    from navbuild.runners.openvino_runner import numpy_dtype, port_name
-    from navbuild.samples import read_npz
 
     samples = read_npz(samples_path)
     ports = [(port_name(p, f"input_{i}"), numpy_dtype(p.get_element_type()))

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Optional
 
+from navbuild.model_io import model_file
+from navbuild.runners.ort_runner import session_options
+from navbuild.runtime import GRAPH_LEVELS, RuntimeOptions
 from navbuild.settings import params_of, setting
 from navbuild.steps.base import Step, StepContext
-from navbuild.model_io import model_file
-from navbuild.runtime import GRAPH_LEVELS, RuntimeOptions
 
 #: offline optimization levels: every runtime graph level but "disable"
 LEVELS: tuple[str, ...] = tuple(level for level in GRAPH_LEVELS if level != "disable")
@@ -83,7 +84,6 @@ def _optimize_with_session(source: Path, target: Path, level: str) -> None:
     """Let an ORT session optimize the graph and write it out (the session itself is discarded)."""
     import onnxruntime as ort
 
-    from navbuild.runners.ort_runner import session_options
 
     so = session_options(RuntimeOptions(graph_level=level))
     so.optimized_model_filepath = str(target)

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterator, List, Mapping, Sequence
 
 from navbuild.lazy import lazy_import
+from navbuild.model_io import model_file
 from navbuild.samples import read_npz
 from navbuild.settings import params_of, regex_problem, setting
 from navbuild.steps.base import Step, StepContext
-from navbuild.model_io import model_file
 from navbuild.steps.common import first_line
 from navbuild.steps.reference import SAMPLES_FILE
 

@@ -9,6 +9,7 @@ from typing import Any, Mapping, Sequence
 
 from navbuild.lazy import lazy_import
 from navbuild.model_io import BATCH_AXIS, TensorSpec
+from navbuild.samples import take_batch
 
 np = lazy_import("numpy")
 
@@ -85,7 +86,6 @@ def probe_feeds(specs: Sequence[TensorSpec], samples: Mapping[str, np.ndarray], 
     consistent across inputs. Stressed values flip the sign of floats and double them, and
     redraw integers uniformly in their declared range (when it holds more than one value).
     """
-    from navbuild.samples import take_batch
 
     feeds = take_batch(samples, int(probe["batch"]))
     for spec in specs:

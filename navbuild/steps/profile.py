@@ -9,10 +9,11 @@ from typing import Any, ClassVar, List, Mapping
 
 from navbuild.lazy import lazy_import
 from navbuild.measure_conditions import DEFAULT_MAX_BACKGROUND_LOAD, Probe, describe
+from navbuild.runners import make_runner
+from navbuild.runtime import RuntimeOptions, TorchFactory
 from navbuild.samples import read_npz, take_batch
 from navbuild.settings import params_of, setting
 from navbuild.steps.base import Step, StepContext, variant_runtimes
-from navbuild.runtime import RuntimeOptions, TorchFactory
 from navbuild.steps.reference import SAMPLES_FILE
 
 np = lazy_import("numpy")
@@ -89,7 +90,6 @@ class ProfilePerformance(Step):
     timed: ClassVar[bool] = True
 
     def run(self, params: ProfileParams, ctx: StepContext) -> dict:
-        from navbuild.runners import make_runner
 
         samples = read_npz(ctx.inputs["reference"] / SAMPLES_FILE)
         # the model's file or folder: each runner finds its own file in a folder (model.onnx, model.xml, ...)

@@ -7,12 +7,14 @@ from typing import Any, ClassVar, Mapping
 
 from navbuild.errors import InputError
 from navbuild.lazy import lazy_import
-from navbuild.model_io import TensorSpec
+from navbuild.model_io import TensorSpec, model_file
+from navbuild.runners.ort_runner import OrtRunner
+from navbuild.runners.torch_runner import TorchRunner, call_model, load_torch_model
+from navbuild.runtime import RuntimeOptions, TorchFactory
 from navbuild.samples import generate_samples, load_samples, save_npz, take_batch
 from navbuild.steps.base import Step, StepContext, runtime_requirements
-from navbuild.model_io import model_file
-from navbuild.steps.common import load_callable, describe_error, describe_feeds, first_line, order_by_name, resolve_output_names
-from navbuild.runtime import RuntimeOptions, TorchFactory
+from navbuild.steps.common import (describe_error, describe_feeds, first_line, load_callable, order_by_name,
+                                   resolve_output_names)
 from navbuild.steps.probes import PROBES_FILE, ProbeParams, probe_feeds, probe_files, probe_plan
 
 np = lazy_import("numpy")
@@ -62,7 +64,6 @@ def _count_flops(runner: Any, samples: Mapping[str, Any], batch_sizes: tuple[int
         import torch
         from torch.utils.flop_counter import FlopCounterMode
 
-        from navbuild.runners.torch_runner import call_model
 
         out = {}
         for b in batch_sizes:
@@ -190,13 +191,11 @@ class ReferenceFromSource(Step):
         if params.source_format == "torch":
             if params.factory is None:
                 raise ValueError("a torch source needs a factory")
-            from navbuild.runners.torch_runner import TorchRunner, load_torch_model
 
             # dict outputs make the runner report names; those are binding too (strict)
             return TorchRunner(load_torch_model(params.factory, ctx.inputs.get("source")), names,
                                params.threads), True
         if params.source_format == "onnx":
-            from navbuild.runners.ort_runner import OrtRunner
 
             path = model_file(ctx.inputs["source"])
             # no graph rewrites: the reference must be the model exactly as the user gave it

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterable, Mapping
 
 from navbuild.model_io import TensorSpec
+from navbuild.runners.torch_runner import TorchRunner, load_torch_model
+from navbuild.runtime import TorchFactory
+from navbuild.samples import generate_samples
 from navbuild.steps.base import Step, StepContext
 from navbuild.steps.common import first_line
-from navbuild.runtime import TorchFactory
 
 #: where each kind of finding goes in the step's result (and in the store's source record)
 FILES, MODULES, DISTRIBUTIONS = "files", "modules", "distributions"
@@ -212,8 +214,6 @@ class DiscoverSourceDependencies(Step):
     requires: ClassVar[tuple[str, ...]] = ("torch",)
 
     def run(self, params: DiscoverParams, ctx: StepContext) -> dict:
-        from navbuild.runners.torch_runner import TorchRunner, load_torch_model
-        from navbuild.samples import generate_samples
 
         model = None
         with DependencyRecorder(ignore=[ctx.out.parent, *ctx.inputs.values()]) as recorder:

@@ -10,12 +10,12 @@ from typing import Any, ClassVar, Mapping
 from navbuild.evidence import TraceDivergence, trace_warnings
 from navbuild.lazy import lazy_import
 from navbuild.model_io import TensorSpec
-from navbuild.runners.torch_runner import call_model
+from navbuild.runners.torch_runner import call_model, load_torch_model, takes_names
+from navbuild.runtime import TorchFactory
 from navbuild.samples import generate_samples
 from navbuild.settings import params_of, setting
 from navbuild.steps.base import Step, StepContext
 from navbuild.steps.common import first_line
-from navbuild.runtime import TorchFactory
 from navbuild.steps.eager_check import TORCH_KERNELS, eager_mismatch
 from navbuild.steps.onnx_from_torch import EXAMPLE_BATCH, _signature_order
 
@@ -60,7 +60,6 @@ class TorchScriptFromTorch(Step):
     def run(self, params: TorchScriptFromTorchParams, ctx: StepContext) -> dict:
         import torch
 
-        from navbuild.runners.torch_runner import load_torch_model
 
         if params.method not in METHODS:
             raise ValueError(f"method '{params.method}' is not one of {METHODS}")
@@ -99,7 +98,6 @@ def example_inputs(params: Any, batch: int, seed: int, names: list[str]) -> dict
 def _trace(model: Any, examples: dict[str, Any], evidence: list[dict]) -> Any:
     import torch
 
-    from navbuild.runners.torch_runner import takes_names
 
     # TracerWarnings flag Python-level logic baked into the trace: recorded as evidence that
     # every traced variant of this model carries; the batch 2 / 3 check below is a first test of it

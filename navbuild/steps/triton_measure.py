@@ -12,8 +12,14 @@ from typing import Any, ClassVar
 
 from navbuild.measure_conditions import Probe, describe
 from navbuild.steps.base import Step, StepContext
-from navbuild.triton.analyzer import LoadSpec
-from navbuild.triton.model_config import ModelConfig
+from navbuild.steps.triton_model import INPUT_DATA, IO_FILE, LOCAL, local_runtime_options
+from navbuild.triton.analyzer import (AnalyzerError, LoadSpec, analyzer_config, parse_checkpoint, relevant_lines,
+                                      run_analyzer)
+from navbuild.triton.io import tensors_from_json
+from navbuild.triton.model_config import ModelConfig, parse_config
+from navbuild.triton.repository import write_local
+from navbuild.triton.server import free_port
+from navbuild.triton.stack import find_stack
 
 MEASUREMENTS_FILE = "measurements.json"
 #: Model Analyzer's run time is bounded; a hung perf_analyzer must not hang the build
@@ -49,11 +55,6 @@ class MeasureTritonConfig(Step):
     timed: ClassVar[bool] = True
 
     def run(self, params: MeasureParams, ctx: StepContext) -> dict:
-        from navbuild.steps.triton_model import INPUT_DATA, IO_FILE, LOCAL, local_runtime_options
-        from navbuild.triton.analyzer import AnalyzerError, analyzer_config, parse_checkpoint, run_analyzer
-        from navbuild.triton.io import tensors_from_json
-        from navbuild.triton.repository import write_local
-        from navbuild.triton.server import free_port
 
         repo_in = ctx.inputs["repo"]
         io = json.loads((repo_in / IO_FILE).read_text())
@@ -79,7 +80,6 @@ class MeasureTritonConfig(Step):
             measured = {r["concurrency"] for r in rows}
             missing = [c for c in params.load.concurrency if c not in measured]
             if not rows:
-                from navbuild.triton.analyzer import relevant_lines
 
                 raise AnalyzerError("Model Analyzer measured nothing:\n"
                                     + relevant_lines(work / "model_analyzer.log", work / "server.log"))
@@ -105,8 +105,6 @@ class MeasureTritonConfig(Step):
 
 def local_runner(repo: Path, name: str) -> str:
     """The runner the local twin uses (read back from its config.pbtxt parameters)."""
-    from navbuild.steps.triton_model import LOCAL
-    from navbuild.triton.model_config import parse_config
 
     config = parse_config((repo / LOCAL / name / "config.pbtxt").read_text())
     return config.parameters["navbuild_runner"].string_value
@@ -114,7 +112,6 @@ def local_runner(repo: Path, name: str) -> str:
 
 def triton_stack(ctx: StepContext) -> Any:
     """The Triton tools; a server binary given by the recipe arrives as the ``server`` input."""
-    from navbuild.triton.stack import find_stack
 
     server = ctx.inputs.get("server")
     return find_stack(triton_work_dir(ctx), server=str(server) if server else None)

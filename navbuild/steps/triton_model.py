@@ -8,9 +8,12 @@ from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 from navbuild.model_io import TensorSpec
+from navbuild.samples import read_npz
 from navbuild.steps.base import Step, StepContext
-from navbuild.triton.model_config import local_runtime
-from navbuild.triton.repository import EVERY_CORE
+from navbuild.steps.reference import SAMPLES_FILE, reference_file
+from navbuild.triton.io import perf_input_data, tensors_to_json, triton_io
+from navbuild.triton.model_config import default_config, local_runtime
+from navbuild.triton.repository import EVERY_CORE, write_local, write_native
 
 #: folders and files of a WriteTritonModel output
 NATIVE, LOCAL, IO_FILE, INPUT_DATA = "native", "local", "io.json", "input_data.json"
@@ -49,11 +52,6 @@ class WriteTritonModel(Step):
     tools: ClassVar[tuple[str, ...]] = ("tritonclient",)
 
     def run(self, params: TritonModelParams, ctx: StepContext) -> dict:
-        from navbuild.samples import read_npz
-        from navbuild.steps.reference import SAMPLES_FILE, reference_file
-        from navbuild.triton.io import perf_input_data, tensors_to_json, triton_io
-        from navbuild.triton.model_config import default_config
-        from navbuild.triton.repository import write_local, write_native
 
         samples = read_npz(ctx.inputs["reference"] / SAMPLES_FILE)
         reference = read_npz(ctx.inputs["reference"] / reference_file(params.batch_size))

@@ -10,8 +10,14 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from navbuild.steps.base import Step, StepContext
-from navbuild.triton.analyzer import Constraints, LoadSpec
+from navbuild.steps.triton_measure import MEASUREMENTS_FILE, local_runner
+from navbuild.steps.triton_model import INPUT_DATA, IO_FILE, LOCAL, NATIVE, local_runtime_options
+from navbuild.triton.analyzer import Constraints, LoadSpec, deployment_config
+from navbuild.triton.io import tensors_from_json
 from navbuild.triton.model_config import ModelConfig
+from navbuild.triton.plot import plot_search
+from navbuild.triton.ranking import closest, rank
+from navbuild.triton.repository import write_local, write_native
 
 SEARCH_FILE, TABLE_FILE, PLOT_FILE = "search.json", "measurements.csv", "search.png"
 NATIVE_REPO, LOCAL_REPO, ANALYZER_FILE = "model_repository", "local_repository", "model_analyzer.yaml"
@@ -62,13 +68,6 @@ class SearchTritonConfig(Step):
     tools: ClassVar[tuple[str, ...]] = ("tritonclient", "matplotlib")
 
     def run(self, params: SearchParams, ctx: StepContext) -> dict:
-        from navbuild.steps.triton_model import IO_FILE, NATIVE, LOCAL, INPUT_DATA, local_runtime_options
-        from navbuild.steps.triton_measure import MEASUREMENTS_FILE, local_runner
-        from navbuild.triton.analyzer import deployment_config
-        from navbuild.triton.io import tensors_from_json
-        from navbuild.triton.plot import plot_search
-        from navbuild.triton.ranking import closest, rank
-        from navbuild.triton.repository import write_local, write_native
 
         labels = [c.label() for c in params.configs]
         results = {}

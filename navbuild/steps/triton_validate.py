@@ -6,12 +6,19 @@ import dataclasses
 import json
 import shutil
 import tempfile
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
+from navbuild.samples import read_npz
 from navbuild.steps.base import Step, StepContext
-from navbuild.steps.correctness import CorrectnessParams
+from navbuild.steps.correctness import CorrectnessParams, judge_runner
+from navbuild.steps.reference import SAMPLES_FILE
+from navbuild.steps.triton_measure import triton_stack
+from navbuild.steps.triton_model import IO_FILE
+from navbuild.steps.triton_search import LOCAL_REPO, SEARCH_FILE
+from navbuild.triton.client import TritonClientRunner
+from navbuild.triton.server import TritonServer, connect
 
 
 @dataclass(frozen=True)
@@ -40,13 +47,6 @@ class ValidateTritonModel(Step):
                                         "numpy")
 
     def run(self, params: ValidateParams, ctx: StepContext) -> dict:
-        from navbuild.samples import read_npz
-        from navbuild.steps.correctness import judge_runner
-        from navbuild.steps.reference import SAMPLES_FILE
-        from navbuild.steps.triton_measure import triton_stack
-        from navbuild.steps.triton_search import LOCAL_REPO, SEARCH_FILE
-        from navbuild.triton.client import TritonClientRunner
-        from navbuild.triton.server import TritonServer, connect
 
         search = json.loads((ctx.inputs["search"] / SEARCH_FILE).read_text())
         if not search.get("best"):
@@ -102,7 +102,6 @@ class ValidateTritonModel(Step):
 
 
 def _io(ctx: StepContext) -> dict[str, Any]:
-    from navbuild.steps.triton_model import IO_FILE
 
     return json.loads((ctx.inputs["repo"] / IO_FILE).read_text())
 

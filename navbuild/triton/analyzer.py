@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from navbuild.errors import NavbuildError
 from navbuild import supervise
+from navbuild.errors import NavbuildError
+from navbuild.triton.server import relevant_lines as pick
 
 #: recipe constraint -> (Model Analyzer metric, bound)
 CONSTRAINT_METRICS = {"p99_latency_ms": ("perf_latency_p99", "max"),
@@ -220,7 +221,6 @@ def _wait(proc: supervise.Supervised, server_log: Path, log_path: Path, timeout_
 
 def relevant_lines(*logs: Path, limit: int = 15) -> str:
     """The error lines of Model Analyzer's and the server's logs (what a person needs to see first)."""
-    from navbuild.triton.server import relevant_lines as pick
 
     picked = [f"  {log.name}: {line}" for log in logs if log.is_file()
               for line in pick(log.read_text(errors="replace"), limit)]

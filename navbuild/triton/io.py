@@ -8,6 +8,7 @@ from typing import Any, Mapping, Sequence
 
 from navbuild.lazy import lazy_import
 from navbuild.model_io import TensorSpec
+from navbuild.triton.model_config import TritonTensor
 
 np = lazy_import("numpy")
 
@@ -20,7 +21,6 @@ def triton_io(specs: Sequence[TensorSpec], samples: Mapping[str, np.ndarray],
     its size is the size of one of the inputs' dynamic axes in the samples (the sequence axis
     of a transformer's hidden states, say): the reference ran at that size.
     """
-    from navbuild.triton.model_config import TritonTensor
 
     dynamic_sizes: set[int] = set()
     inputs = []
@@ -63,7 +63,6 @@ def tensors_to_json(tensors: Sequence[Any]) -> list[dict[str, Any]]:
 
 
 def tensors_from_json(data: Sequence[Mapping[str, Any]]) -> list[Any]:
-    from navbuild.triton.model_config import TritonTensor
 
     return [TritonTensor(d["name"], d["dtype"], tuple(d["dims"])) for d in data]
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from navbuild.errors import ServerError
 from navbuild import supervise
+from navbuild.errors import ServerError
 from navbuild.triton.stack import TritonStack
 
 HOST = "127.0.0.1"

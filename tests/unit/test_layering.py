@@ -18,6 +18,17 @@ HEAVY = ("torch", "onnxruntime", "openvino", "nncf", "tritonclient", "matplotlib
          "onnx", "transformers", "onnxconverter_common")
 
 
+#: modules whose navbuild imports stay inside functions, and why
+IMPORTS_INSIDE_FUNCTIONS = {
+    # `import navbuild.steps.x` in a step's child process must not load the whole build tool:
+    # the package re-exports the API's four calls lazily
+    "navbuild",
+    # copied into a Triton model folder as model.py and run by the server's python stub, where a
+    # navbuild that cannot be imported must fail with a message saying how to fix the stub's path
+    "navbuild.triton.python_model",
+}
+
+
 def _modules() -> dict[str, Path]:
     out = {}
     for path in ROOT.rglob("*.py"):
@@ -114,7 +125,7 @@ def test_no_two_packages_import_each_other():
 def test_navbuild_imports_are_at_module_top():
     modules = _modules()
     hidden = sorted(f"{modules[a].relative_to(ROOT.parent)}:{line} imports {b}"
-                    for a, b, line, top in _imports(modules) if not top)
+                    for a, b, line, top in _imports(modules) if not top and a not in IMPORTS_INSIDE_FUNCTIONS)
     assert hidden == []
 
 

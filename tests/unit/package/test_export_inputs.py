@@ -102,7 +102,7 @@ class MeanOverSequence(torch.nn.Module):
 def test_a_dimension_the_model_takes_at_any_size_stays_dynamic():
     model = MeanOverSequence()
     batches = [torch.ones(2, 5, dtype=torch.int64), torch.ones(2, 7, dtype=torch.int64)]
-    from navbuild.package.export import _fails_on
+    from navbuild.export_package import _fails_on
 
     arrays, specs, axes = infer_samples(batches, model, accepts=lambda row: _fails_on(model, row))
     assert specs[0]["shape"] == ["batch", "ids_dim1"] and axes == {"ids_dim1": 5}

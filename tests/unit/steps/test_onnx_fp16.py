@@ -100,12 +100,12 @@ def test_byte_identical_on_repeat(tmp_path: Path, make_onnx: Callable[..., Path]
 
 def test_unloadable_result_fails_in_the_step(tmp_path: Path, make_onnx: Callable[..., Path],
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    import navbuild.runners.ort_runner as ort_runner
+    import navbuild.steps.onnx_fp16 as fp16_step
 
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("Could not find an implementation for Erf(13) node with name 'x'")
 
-    monkeypatch.setattr(ort_runner, "OrtRunner", refuse)
+    monkeypatch.setattr(fp16_step, "OrtRunner", refuse)
     with pytest.raises(RuntimeError, match="cannot be loaded by ONNX Runtime on the CPU: Could not find "
                                            ".*add the op type it names to op_block_list"):
         _convert(tmp_path, make_onnx())

@@ -10,11 +10,21 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
-
+from navbuild.cache.store import resolve_cache_dir
 from navbuild.errors import InputError
+from navbuild.lazy import lazy_import
 from navbuild.package.samples_infer import infer_samples
+from navbuild.package.view import Package
+from navbuild.package.writer import write_package
+from navbuild.recipe.schema import Recipe
+from navbuild.recipe.validate import check_semantics
+from navbuild.report.events import Reporter
+from navbuild.runners.torch_runner import flatten_outputs
+from navbuild.samples import save_npz
+from navbuild.session import build_prepared, load_recipe, prepare
 from navbuild.steps.eager_check import TORCH_KERNELS, eager_mismatch
+
+np = lazy_import("numpy")
 
 SOURCE_DIR = "sources"  # inside the cache: serialized models and sample files, by content
 
@@ -37,12 +47,6 @@ def export(model: Any, samples: Any, *, formats: Sequence[str] = ("torch", "onnx
     """
     import torch
 
-    from navbuild.api import build_prepared, load_recipe, prepare
-    from navbuild.cache.store import resolve_cache_dir
-    from navbuild.package.view import Package
-    from navbuild.package.writer import write_package
-    from navbuild.recipe.validate import check_semantics
-    from navbuild.report.events import Reporter
 
     cwd = Path(cwd or Path.cwd()).resolve()
     _check_arguments(model, formats=formats, precisions=precisions, path=path, recipe=recipe,
@@ -152,7 +156,6 @@ def _fails_on(model: Any, row: Mapping[str, np.ndarray]) -> str | None:
 def _output_names(model: Any, arrays: Mapping[str, np.ndarray]) -> list[str]:
     import torch
 
-    from navbuild.runners.torch_runner import flatten_outputs
 
     try:
         with torch.no_grad():
@@ -213,14 +216,12 @@ def _keep(path: Path, folder: Path, prefix: str) -> Path:
 
 
 def _save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    from navbuild.samples import save_npz
 
     save_npz(path, dict(arrays))
 
 
 def _without_defaults(data: dict) -> dict:
     """A Recipe object's values that differ from the schema's defaults (the ones the user set)."""
-    from navbuild.recipe.schema import Recipe
 
     defaults = dataclasses.asdict(Recipe())
 
