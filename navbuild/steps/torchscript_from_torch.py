@@ -137,7 +137,8 @@ def _check_same(model: Any, loaded: Any, examples: dict[str, Any], method: str, 
                 "on a shape; use method 'script' or fix the model)" if method == "trace" and batch != EXAMPLE_BATCH
                 else "")
         error = TraceDivergence if method in ("trace", "export") else RuntimeError
-        raise error(f"TorchScript ({method}) does not reproduce the model at batch {batch}: {problem}{hint}")
+        what = "the torch.export program" if method == "export" else f"TorchScript ({method})"
+        raise error(f"{what} does not reproduce the model at batch {batch}: {problem}{hint}")
 
 
 def save_without_debug_info(module: Any, path: Path) -> bool:
