@@ -189,9 +189,11 @@ def build_prepared(prep: Prepared, reporter: Reporter) -> BuildResult:
             prep.graph, prep.declared_source, prep.source_record, source_discovery_params(prep.recipe),
             prep.store, prep.build_dir, prep.cwd, reporter)
     # The finalists and the Triton targets join once the profiles have ranked the variants:
-    # until then the count of targets may still grow.
-    reporter.targets_total(len(prep.graph.targets), final=not prep.graph.unexpanded())
-    reporter.planned(plan_statuses(prep.graph, prep.store, previous))
+    # until then the count of targets may still grow, unless the plan could already expand
+    # every later phase from what the cache holds.
+    planned = plan_statuses(prep.graph, prep.store, previous)
+    reporter.targets_total(len(planned.targets), final=not prep.graph.unexpanded() or not planned.pending)
+    reporter.planned(planned)
     outcomes = execute(prep.graph, prep.store, prep.build_dir, prep.cwd, reporter,
                        keep_going=prep.recipe.keep_going)
     variants = variant_models(prep.graph)

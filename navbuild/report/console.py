@@ -53,6 +53,8 @@ class ConsoleReporter(Reporter):
             self.console.print(f"note: {note}")
 
     def targets_total(self, total: int, final: bool) -> None:
+        if self._final and total <= self._total:
+            return  # every target is counted already (the plan expanded the later phases from the cache)
         self._total, self._final = max(total, self._done), final
         self._phased = self._phased or not final
 

@@ -43,6 +43,22 @@ def test_counter_says_more_may_join_until_the_last_phase():
     assert lines[3].startswith("  [3/3]  built       finalists")
 
 
+def test_a_plan_that_expanded_every_phase_counts_them_all_from_the_start():
+    """Everything cached: the plan already listed the finalists, so the build's own expansion
+    (which first sees only the variant targets) does not shrink the count or bring back the +."""
+    rep, out = reporter()
+    rep.targets_total(3, final=True)  # the plan expanded the ranking from the cache
+    rep.planned(Plan([TargetPlan("reference", "cached"), TargetPlan("onnx", "cached"),
+                      TargetPlan("finalists", "cached")]))
+    finish(rep, "reference", "cached")
+    finish(rep, "onnx", "cached")
+    rep.targets_total(2, final=False)  # the executor, before the ranking runs
+    finish(rep, "finalists", "cached")
+    lines = out.getvalue().splitlines()
+    assert "3 targets, 3 cached, 0 to check or build" in lines[0] and "more may join" not in lines[0]
+    assert [ln.split()[0] for ln in lines[1:4]] == ["[1/3]", "[2/3]", "[3/3]"]
+
+
 def test_counter_without_later_phases_has_no_plus():
     rep, out = reporter()
     rep.planned(Plan([TargetPlan("reference", "missing")]))
