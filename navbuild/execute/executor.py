@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from navbuild import formats
 from navbuild.cache.fs import disk_full, writing
 from navbuild.cache.keys import cache_key
 from navbuild.errors import InputError
@@ -115,7 +116,7 @@ class BuildDriver:
                       input_keys={name: self.keys[up] for name, up in target.inputs.items() if up in self.keys},
                       cwd=self.cwd, timed=step.timed, replace=found is not None, policy=policy, staging=staging,
                       cpus=_threads(target.params) if target.kind in (CORRECTNESS, PROFILE) else 1,
-                      hardware_bound=hardware_bound)
+                      hardware_bound=hardware_bound, family_modules=tuple(formats.external_modules()))
             # a provisional (or --remeasure) measurement is replaced under the same key
             self.reporter.target_running(target.id, staging / "log.txt")
         except BaseException:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from navbuild import formats, supervise
 from navbuild.execute.child import EXIT_INPUT_ERROR
@@ -30,14 +30,19 @@ class ChildOutcome:
     log_tail: str = ""
 
 
-def write_job(staging: Path, target_id: str, step: str, params: dict, inputs: dict[str, Path], cwd: Path) -> Path:
-    """Write ``job.json`` and ``reproduce.sh`` into the staging dir (beside ``out/``)."""
+def write_job(staging: Path, target_id: str, step: str, params: dict, inputs: dict[str, Path], cwd: Path,
+              family_modules: Sequence[str] | None = None) -> Path:
+    """Write ``job.json`` and ``reproduce.sh`` into the staging dir (beside ``out/``).
+
+    ``family_modules``: the format families registered outside navbuild (default: this process's).
+    """
+    modules = list(formats.external_modules() if family_modules is None else family_modules)
     job = {"target": target_id, "step": step, "params": params,
            "inputs": {k: str(v) for k, v in inputs.items()}, "out": "out"}
-    if formats.external_modules():
+    if modules:
         # format families registered outside navbuild: the child imports them to find their
         # steps and runners
-        job["formats"] = list(formats.external_modules())
+        job["formats"] = modules
     job_path = staging / "job.json"
     job_path.write_text(json.dumps(job, indent=2, sort_keys=True))
     script = staging / "reproduce.sh"

@@ -16,6 +16,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from navbuild import formats
 from navbuild.cache.keys import canonical_json
 from navbuild.errors import RecipeError
 from navbuild.execute.backends.job import Job, RunResult, run_job
@@ -61,6 +62,8 @@ class RayBackend:
         env_vars = {**env.get("env_vars", {})}
         # workers import navbuild (and the user's modules) from where this process does
         env_vars.setdefault("PYTHONPATH", pythonpath(self.cwd))
+        if os.environ.get(formats.ENV_VAR):  # format families registered outside navbuild
+            env_vars.setdefault(formats.ENV_VAR, os.environ[formats.ENV_VAR])
         env["env_vars"] = env_vars
         if not ray.is_initialized():
             options: dict[str, Any] = {"runtime_env": env, "logging_level": logging.WARNING, "log_to_driver": False}
