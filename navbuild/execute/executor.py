@@ -60,7 +60,9 @@ class BuildDriver:
         return load_step(self.graph.targets[target_id].step).timed
 
     def warnings(self) -> list[str]:
-        return _drain(self.store)
+        notes = getattr(self.backend, "notes", [])  # e.g. where a cluster runs the profiles
+        said, notes[:] = list(notes), []
+        return said + _drain(self.store)
 
     def prepare(self, tid: str, outcomes: dict[str, TargetOutcome], stopped: bool) -> TargetOutcome | Job:
         """Serve, skip or mark unavailable one target; a miss becomes a job, its entry's lock held."""

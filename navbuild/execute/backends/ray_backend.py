@@ -10,6 +10,7 @@ must see the same path (one machine, or a shared NFS folder).
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import logging
 import os
 import socket
@@ -58,6 +59,9 @@ class RayBackend:
     def _connect(self) -> None:
         if self._connected:
             return
+        if importlib.util.find_spec("ray") is None:
+            raise RecipeError("executor.kind: ray is not installed in this environment; "
+                              "pip install 'navbuild[cluster]', or set executor.kind=local")
         env = dict(self.runtime_env)
         env_vars = {**env.get("env_vars", {})}
         # workers import navbuild (and the user's modules) from where this process does
@@ -175,6 +179,8 @@ def _outcome(ref: Any) -> RunResult:
     except exc.RayTaskError as e:
         cause = e.cause if getattr(e, "cause", None) is not None else e
         why = f"it failed on its Ray worker: {type(cause).__name__}: {_first_line(cause)}"
+    except exc.RayError as e:  # its runtime_env could not be set up, it cannot be scheduled, ...
+        why = f"Ray could not run it ({type(e).__name__}: {_first_line(e)})"
     return RunResult(ok=False, message=f"{why}; Ray does not retry it (max_retries=0)")
 
 
