@@ -189,3 +189,22 @@ def test_a_killed_worker_fails_its_target_not_the_build(project, cluster):
         ("correctness/onnx", "profile/onnx"), "skipped")
     assert {i: targets[i]["status"] for i in ("reference", "profile/torch")} == dict.fromkeys(
         ("reference", "profile/torch"), "built")
+
+
+def test_ctrl_c_cancels_the_running_tasks_and_exits_130(project, cluster):
+    found: list[int] = []
+
+    def onnx_runs() -> bool:
+        found[:] = [w for w in [_ray_worker_of("onnx")] if w is not None]
+        return bool(found)
+
+    code, out = project.ctrl_c_when(onnx_runs, f"recipe={MLP}", "output_dir=build/interrupted",
+                                    f"cache.dir={project.root / 'cache-interrupted'}", *FAST, "executor.kind=ray",
+                                    f"executor.address={cluster.address}", settle_s=0.3, timeout=300)
+    assert code == 130, out
+    assert "Traceback" not in out
+    deadline = time.monotonic() + 20
+    while Path(f"/proc/{found[0]}").exists() and time.monotonic() < deadline:  # ray.cancel(force=True)
+        time.sleep(0.1)
+    assert not Path(f"/proc/{found[0]}").exists(), "the cancelled task's Ray worker still runs"
+    assert _ray_worker_of("onnx") is None
