@@ -183,6 +183,7 @@ def test_a_killed_worker_fails_its_target_not_the_build(project, cluster):
             proc.wait()
     assert proc.returncode == 1, out
     targets = {t["id"]: t for t in project.summary("build/killed")["targets"]}
+    print(targets["onnx"]["reason"])
     assert targets["onnx"]["status"] == "failed"
     assert "Ray worker" in targets["onnx"]["reason"], targets["onnx"]["reason"]
     assert {i: targets[i]["status"] for i in ("correctness/onnx", "profile/onnx")} == dict.fromkeys(
