@@ -11,7 +11,8 @@ from navbuild.formats import PlanContext, Variant
 from navbuild.formats.common import tensor_specs, torch_factory
 from navbuild.measure_conditions import MeasurePolicy
 from navbuild.planning.graph import Graph
-from navbuild.planning.onnx_source import OnnxSourceFacts, accepted_recipe, read_onnx_source
+from navbuild.errors import RecipeError
+from navbuild.planning.onnx_source import OnnxSourceFacts, accepted_recipe, external_data_files, read_onnx_source
 from navbuild.planning.target import CONVERT, CORRECTNESS, PROFILE, REFERENCE, SOURCE, Leaf, Target
 from navbuild.recipe.paths import module_origin, resolve_path
 from navbuild.recipe.schema import Recipe
@@ -56,7 +57,13 @@ def expand_source(graph: Graph, recipe: Recipe, cwd: Path) -> None:
     facts = {f"package:{p}": v for p, v in tool_versions(src.packages).items()}
     if src.onnx or src.torchscript:
         path = resolve_path(src.onnx or src.torchscript, cwd)
-        graph.add(Leaf(SOURCE_ID, path, (path, *watch), facts))
+        weights = external_data_files(path, read_onnx_source(path)) if src.onnx else ()
+        missing = [w for w in weights if not w.is_file()]
+        if missing:
+            raise RecipeError(f"source.onnx: '{src.onnx}' keeps weights in external data file '{missing[0].name}', "
+                              f"which does not exist (looked at {missing[0]}); put the model's data files beside it",
+                              where="recipe")
+        graph.add(Leaf(SOURCE_ID, path, (path, *weights, *watch), facts))
     else:
         module = src.torch.partition(":")[0]
         origin = _module_file(module, cwd)
