@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 
 from navbuild.cache.fs import NOT_WRITABLE, writing
 from navbuild.cache.records import Records
-from navbuild.cache.store import Store, resolve_cache_dir
+from navbuild.cache.open import open_store
 from navbuild.errors import RecipeError
 from navbuild.evidence import variant_lineage
 from navbuild.execute.executor import execute
@@ -134,7 +134,7 @@ def prepare(recipe: Recipe, recipe_file: Path | None, cwd: Path | None = None,
     where = f"recipe {recipe_file or recipe.name}"
     if not checked:
         check(recipe, recipe_file, cwd)
-    store = Store(resolve_cache_dir(recipe.cache.dir, cwd))
+    store = open_store(recipe.cache.dir, cwd)
     records = Records(store.root / "records")
 
     def build_dir_of(r: Recipe) -> Path:

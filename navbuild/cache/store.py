@@ -26,7 +26,7 @@ DEFAULT_CACHE_DIRNAME = ".navbuild-cache"
 CACHE_ENV = "NAVBUILD_CACHE_DIR"
 
 #: Fields of meta.json the store owns; ``info`` passed to publish may not override them.
-_RESERVED_META = frozenset({"schema", "key", "payload", "files", "digest", "result"})
+RESERVED_META = frozenset({"schema", "key", "payload", "files", "digest", "result"})
 
 #: Keys become directory and file names, so they must not contain separators or dots first.
 _KEY_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z_.-]{0,199}")
@@ -117,6 +117,10 @@ class Store:
         self.memo = DigestMemo(self.root / "digest-memo.json")
         #: messages for the reporter (corrupt entries found and removed, ...).
         self.warnings: list[str] = []
+
+    def __reduce__(self) -> tuple:
+        """Pickled as its root (the memo holds a lock): a store passed to another process reopens there."""
+        return (type(self), (self.root,))
 
     # -- layout -------------------------------------------------------------------------
 
@@ -420,7 +424,7 @@ class Store:
         """
         staging = Path(staging)
         final = self.entry_dir(key)
-        clash = _RESERVED_META & set(info)
+        clash = RESERVED_META & set(info)
         if clash:
             raise ValueError(f"publish info may not set {sorted(clash)}: the store owns them")
         out = staging / "out"
