@@ -200,7 +200,8 @@ def build_prepared(prep: Prepared, reporter: Reporter) -> BuildResult:
     reporter.targets_total(len(prep.graph.targets), final=True)
     if (why := prep.store.save_memo()) is not None:
         reporter.warning(f"could not record the digest memo ({why}); the next build re-hashes its files")
-    summary = make_summary(prep.recipe, prep.recipe_file, prep.build_dir, prep.store.root, outcomes,
+    cache = getattr(prep.store, "url", prep.store.root)  # an object store is named by its URL
+    summary = make_summary(prep.recipe, prep.recipe_file, prep.build_dir, cache, outcomes,
                            variants, time.perf_counter() - start, lineage=variant_lineage(prep.graph),
                            ranking=ranking_of(prep.graph))
     summary["notes"] = list(prep.graph.notes)  # what the plan changed to fit the source

@@ -193,3 +193,17 @@ def test_open_store_keeps_plain_paths_local_and_opens_urls_remote(tmp_path, monk
     monkeypatch.setenv("NAVBUILD_CACHE_DIR", "gs://b/p")
     assert open_store(None, tmp_path).url == "gs://b/p"
     assert is_url("file:///x") and not is_url("/x")
+
+
+def test_gc_prunes_the_local_cache_and_keeps_the_stores_entries(url, tmp_path, monkeypatch, capsys):
+    from navbuild.gc_command import gc_main
+
+    monkeypatch.setenv("NAVBUILD_LOCAL_CACHE", str(tmp_path / "local-a"))
+    a = open_store(url, tmp_path)
+    key = _key("x")
+    _publish(a, key, {"model.onnx": b"w"})
+    assert gc_main(["--cache-dir", url, "--max-size", "0"]) == 0
+    said = capsys.readouterr().out
+    assert f"{url} is an object store; pruning its local cache {tmp_path / 'local-a'}" in said
+    assert not a.local.entry_dir(key).exists()
+    assert a.remote_records() == [key] and a.lookup(key) is not None
