@@ -177,6 +177,8 @@ class RemoteStore:
             except FileNotFoundError:
                 raise CacheError(self._explain(f"the bucket {bucket} does not exist",
                                                f"create it (aws s3 mb s3://{bucket}) or fix cache.dir")) from None
+            finally:
+                fs.invalidate_cache()  # other builders write here: never answer from a listing
 
     def _explain(self, what: str, fix: str) -> str:
         endpoint = os.environ.get("AWS_ENDPOINT_URL")

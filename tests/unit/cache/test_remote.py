@@ -207,3 +207,25 @@ def test_gc_prunes_the_local_cache_and_keeps_the_stores_entries(url, tmp_path, m
     assert f"{url} is an object store; pruning its local cache {tmp_path / 'local-a'}" in said
     assert not a.local.entry_dir(key).exists()
     assert a.remote_records() == [key] and a.lookup(key) is not None
+
+
+def test_a_measurement_taken_again_replaces_the_record(url, tmp_path):
+    a, b, c = (_machine(url, tmp_path, n) for n in "abc")
+    key = _key("profile")
+    _publish(a, key, {"profile.json": b'{"ms": 2}'}, target="profile/onnx")
+    staging = b.staging(key)
+    (staging / "out" / "profile.json").write_bytes(b'{"ms": 1}')
+    b.publish(key, staging, payload={}, result={"ms": 1}, info={"target_id": "profile/onnx"}, replace=True)
+    got = c.lookup(key)
+    assert got.result == {"ms": 1} and (got.out / "profile.json").read_bytes() == b'{"ms": 1}'
+
+
+def test_a_record_that_is_not_json_is_a_miss_with_a_warning(url, tmp_path):
+    a = _machine(url, tmp_path, "a")
+    key = _key("x")
+    record = Path(url[len("file://"):]) / "entries" / f"{key}.json"
+    record.parent.mkdir(parents=True)
+    record.write_text('{"schema": ')  # what a store without atomic writes could show mid-write
+    assert a.lookup(key) is None and a.peek(key) is None
+    assert any("not JSON" in w for w in a.warnings)
+    assert _publish(a, key, {"model.onnx": b"w"}).digest == json.loads(record.read_text())["digest"]
