@@ -160,6 +160,7 @@ def _attach_source_record(prep: Prepared) -> None:
 
     declared = prep.graph.leaves[SOURCE_ID]
     path = record_path(prep.store.root, declared, prep.recipe.source.kwargs)
+    prep.store.pull_shared(path)  # another machine may have discovered it already
     data = read_record(path)
     prep.declared_source = declared
     prep.source_record = SourceRecord(path, data, changes(data, prep.store.memo, prep.cwd))

@@ -427,6 +427,34 @@ class RemoteStore:
         if self._writable is None:
             self._upload(entry, overwrite=False)
 
+    # -- files beside the entries ----------------------------------------------------------
+
+    def _shared_path(self, path: Path) -> str:
+        rel = Path(path).relative_to(self.local.root).as_posix()
+        return self._path(*rel.split("/"))
+
+    def pull_shared(self, path: Path) -> None:
+        """Download a shared file (a torch source's dependency record, ``sources/...``) that this
+        machine lacks, so that ``plan`` on a new machine computes the same keys (its digests are
+        checked against the files here before any key trusts it)."""
+        if Path(path).exists():
+            return
+        with self._translate(f"reading {self.url}/{Path(path).relative_to(self.local.root).as_posix()}"):
+            try:
+                data = self.fs.cat_file(self._shared_path(path))
+            except FileNotFoundError:
+                return
+        with contextlib.suppress(OSError):  # a read-only local cache: discovered again instead
+            _replace_local(Path(path), lambda tmp: tmp.write_bytes(data))
+
+    def push_shared(self, path: Path) -> None:
+        """Upload a shared file; a store that cannot be written only costs others a rediscovery."""
+        try:
+            with self._translate(f"uploading {path}"):
+                self._put_file(Path(path), self._shared_path(path))
+        except CacheError as e:
+            self.local._warn(f"could not share {Path(path).name} ({e})")
+
     # -- one builder per key ------------------------------------------------------------------
 
     @contextlib.contextmanager

@@ -187,6 +187,13 @@ class Store:
             return f"the cache {self.root} is not writable by this user"
         return None
 
+    def pull_shared(self, path: Path) -> None:
+        """Bring a file other machines share through the cache (a source's dependency record) to
+        ``path`` under ``root``: a local cache is not shared, so there is nothing to do."""
+
+    def push_shared(self, path: Path) -> None:
+        """Share the file at ``path`` under ``root`` with other machines: nothing to do for a local cache."""
+
     def save_memo(self) -> str | None:
         """Persist the digest memo; returns why it could not be written (it is only a speed-up)."""
         if not self.memo.dirty:

@@ -229,3 +229,16 @@ def test_a_record_that_is_not_json_is_a_miss_with_a_warning(url, tmp_path):
     assert a.lookup(key) is None and a.peek(key) is None
     assert any("not JSON" in w for w in a.warnings)
     assert _publish(a, key, {"model.onnx": b"w"}).digest == json.loads(record.read_text())["digest"]
+
+
+def test_a_shared_file_reaches_a_machine_that_lacks_it(url, tmp_path):
+    a, b = _machine(url, tmp_path, "a"), _machine(url, tmp_path, "b")
+    mine = a.root / "sources" / "0123.json"
+    mine.parent.mkdir(parents=True)
+    mine.write_text('{"schema": 1}')
+    a.push_shared(mine)
+    theirs = b.root / "sources" / "0123.json"
+    b.pull_shared(theirs)
+    assert theirs.read_text() == '{"schema": 1}'
+    b.pull_shared(b.root / "sources" / "none.json")  # nothing shared under that name: nothing happens
+    assert not (b.root / "sources" / "none.json").exists()
