@@ -14,7 +14,7 @@ from navbuild.select import Choice, choose, choose_from_finalists, choose_per_ba
 from navbuild.version import __version__
 
 
-def make_summary(recipe: Any, recipe_file: Path | None, build_dir: Path, cache_dir: Path,
+def make_summary(recipe: Any, recipe_file: Path | None, build_dir: Path, cache_dir: Path | str,
                  outcomes: dict[str, Any], variants: dict[str, str | None], seconds: float,
                  lineage: dict[str, dict] | None = None, ranking: Choice | None = None) -> dict:
     """The summary of a build; ``ranking`` is the build's ranking of the variants (chosen here when
