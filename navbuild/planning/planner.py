@@ -268,7 +268,7 @@ def expand_profiles(graph: Graph, recipe: Recipe, variants: list[Variant], model
 def expand_drift(graph: Graph, recipe: Recipe, variants: list[Variant], models: dict[str, str]) -> None:
     """Where each reduced-precision variant's error comes from: a ``drift/<variant>`` target comparing
     every intermediate tensor of its model with the fp32 model it was made from, on the largest
-    profiled batch of the samples (``drift``), for the variants whose family declares a drift step.
+    profiled batch the samples fill (``drift``), for the variants whose family declares a drift step.
 
     No check, profile or ranking reads a drift target: one that fails fails alone.
     """
@@ -287,10 +287,21 @@ def expand_drift(graph: Graph, recipe: Recipe, variants: list[Variant], models: 
         else:
             fp32 = model
         step = load_step(step_name)
-        params = step.Params(variant=v.name, compared_with=fp32, batch=max(recipe.profile.batch_sizes),
+        params = step.Params(variant=v.name, compared_with=fp32, batch=drift_batch(recipe),
                              top=recipe.drift.top, mode=v.mode)
         graph.add(Target(f"{DRIFT}/{v.name}", step.name, params,
                          {"model": model, "fp32": fp32, "reference": REFERENCE_ID}, kind=DRIFT, variant=v.name))
+
+
+def drift_batch(recipe: Recipe) -> int:
+    """The rows a drift compares: the largest profiled batch size the samples fill without repeating
+    a row (all of them when every batch size is larger). A samples file's row count is known only
+    to the step, which caps the largest batch size at it."""
+    sizes = sorted(recipe.profile.batch_sizes)
+    if recipe.samples.file:
+        return sizes[-1]
+    count = recipe.samples.count
+    return max((b for b in sizes if b <= count), default=count)
 
 
 def source_discovery_params(recipe: Recipe):

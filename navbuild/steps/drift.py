@@ -152,7 +152,8 @@ def rank_layers(variant_nodes: Sequence[Node], fp32_nodes: Sequence[Node], error
         if name in found and found[name]["_key"] <= rank_key:
             continue  # a layer is measured at its first compared output
         found[name] = {"name": name, "op_type": op_type, "error_before": float(error_before),
-                       "error_after": float(error), "growth": float(error - error_before), "_key": rank_key}
+                       "error_after": float(error), "growth": _growth(error, error_before),
+                       "_key": rank_key}
     along = sorted(found.values(), key=lambda r: r["_key"])
     for position, row in enumerate(along):
         row["position"] = position
@@ -164,6 +165,11 @@ def rank_layers(variant_nodes: Sequence[Node], fp32_nodes: Sequence[Node], error
 
 def _output_index(node: Node, tensor: str) -> int:
     return node.outputs.index(tensor) if tensor in node.outputs else len(node.outputs)
+
+
+def _growth(after: float, before: float) -> float:
+    """after - before; 0 where both are the same (an infinite error that stays infinite adds nothing)."""
+    return 0.0 if after == before else float(after - before)
 
 
 def _finite(value: float) -> float:
