@@ -289,7 +289,8 @@ def plot(path: Path, report: Mapping[str, Any], top: int) -> Path:
         ax.set_yscale("log")
         ax.set_xlabel("position along the graph (topological order)")
         ax.set_ylabel(f"{report['metric']} error vs {report['compared_with']}")
-        ax.set_title(f"drift of {report['variant']} against {report['compared_with']} (batch of {report['batch']} samples)")
+        ax.set_title(f"drift of {report['variant']} against {report['compared_with']} "
+                     f"(batch of {report['batch']} samples)")
         for row in report["layers"][:top]:
             y = ys[row["position"]]
             ax.scatter([row["position"]], [y], color="red", zorder=3)
