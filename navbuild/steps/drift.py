@@ -37,6 +37,8 @@ DRIFT_FILE = "drift.json"
 PLOT_FILE = "drift.png"
 #: floor of the denominator, so an all-zero fp32 tensor does not divide by zero
 _TINY = 1e-12
+#: ops whose output is a shape (ONNX, OpenVINO): it carries no error of their input's values
+_SHAPE_OPS = frozenset({"Shape", "Size", "ShapeOf"})
 
 
 @dataclass
@@ -122,19 +124,16 @@ def rank_layers(variant_nodes: Sequence[Node], fp32_nodes: Sequence[Node], error
     fp32_producer = {t: n for n in fp32_nodes for t in n.outputs}
     fp32_names = {n.name for n in fp32_nodes}
     order = {n.name: i for i, n in enumerate(variant_nodes)}
-    memo: dict[str, float] = {}
+    # the error each fp32 tensor carries into its consumers: its own where it was compared, else
+    # the largest its producer's inputs carry (one pass in graph order; a shape carries none)
+    carried: dict[str, float] = {}
+    for n in fp32_nodes:
+        inherited = 0.0 if n.op_type in _SHAPE_OPS else max((carried.get(i, 0.0) for i in n.inputs if i), default=0.0)
+        for t in n.outputs:
+            carried[t] = errors.get(t, inherited)
 
-    def before(tensor: str, depth: int = 0) -> float:
-        """The error a tensor carries into its consumers: its own if compared, else its producer's inputs'."""
-        if tensor in errors:
-            return errors[tensor]
-        if tensor in memo:
-            return memo[tensor]
-        memo[tensor] = 0.0  # a cycle (never in a valid graph) or a graph input / weight
-        node = fp32_producer.get(tensor)
-        if node is not None and depth < 10_000:
-            memo[tensor] = max((before(i, depth + 1) for i in node.inputs if i), default=0.0)
-        return memo[tensor]
+    def before(tensor: str) -> float:
+        return errors.get(tensor, carried.get(tensor, 0.0))
 
     found: dict[str, dict] = {}
     for tensor, error in errors.items():

@@ -86,3 +86,14 @@ def test_only_float_tensors_of_one_shape_in_both_runs_are_compared():
     errors = tensor_errors({"f": np.ones(3, np.float16), "i": np.ones(3, np.int8), "s": np.ones(4)},
                            {"f": np.ones(3, np.float32), "i": np.ones(3, np.int8), "s": np.ones(3), "gone": np.ones(3)})
     assert errors == {"f": 0.0}
+
+
+def test_a_shape_carries_no_error_and_a_long_uncompared_chain_is_walked_without_recursion():
+    chain = [Node("first", "MatMul", ("x", "w"), ("t0",))]
+    chain += [Node(f"n{i}", "Relu", (f"t{i - 1}",), (f"t{i}",)) for i in range(1, 5000)]
+    chain += [Node("shape", "Shape", ("t0",), ("s",)), Node("last", "Reshape", ("t4999", "s"), ("y",)),
+              Node("sized", "Reshape", ("x", "s"), ("z",))]
+    layers, _ = rank_layers(chain, chain, {"t0": 0.5, "y": 0.6, "z": 0.0}, HELPERS)
+    by_name = {r["name"]: r for r in layers}
+    assert by_name["last"]["error_before"] == 0.5  # through 4999 uncompared Relus
+    assert by_name["sized"]["error_before"] == 0.0  # x's shape is not x's values
