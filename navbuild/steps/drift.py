@@ -37,6 +37,8 @@ DRIFT_FILE = "drift.json"
 PLOT_FILE = "drift.png"
 #: floor of the denominator, so an all-zero fp32 tensor does not divide by zero
 _TINY = 1e-12
+#: fp32 values at least this large are masks (attention's -3.4e38), not values: not compared
+_MASK = 1e30
 #: ops whose output is a shape (ONNX, OpenVINO): it carries no error of their input's values
 _SHAPE_OPS = frozenset({"Shape", "Size", "ShapeOf"})
 
@@ -78,14 +80,19 @@ class Node:
 
 
 def relative_l2(actual: Any, expected: Any) -> float:
-    """||actual - expected|| / max(||expected||, tiny), in float64; non-finite differences count as infinite."""
-    a = np.asarray(actual, dtype=np.float64)
-    e = np.asarray(expected, dtype=np.float64)
-    diff = np.where((a == e) | (np.isnan(a) & np.isnan(e)), 0.0, a - e)
+    """||actual - expected|| / max(||expected||, tiny), in float64, over the elements whose fp32 value is
+    a value rather than a mask (finite, magnitude below _MASK); a non-finite difference there is infinite.
+
+    An attention mask adds -3.4e38 to the scores it hides: counted, it would make every error in
+    the scores beside it vanish against its norm (and the Softmax after it look like the culprit)."""
+    a = np.asarray(actual, dtype=np.float64).ravel()
+    e = np.asarray(expected, dtype=np.float64).ravel()
+    values = np.isfinite(e) & (np.abs(np.nan_to_num(e)) < _MASK)
+    a, e = a[values], e[values]
+    diff = np.where(a == e, 0.0, a - e)
     if not np.isfinite(diff).all():
         return float("inf")
-    reference = np.nan_to_num(e, nan=0.0, posinf=0.0, neginf=0.0)
-    return float(np.linalg.norm(diff) / max(float(np.linalg.norm(reference)), _TINY))
+    return float(np.linalg.norm(diff) / max(float(np.linalg.norm(e)), _TINY))
 
 
 def owners(nodes: Sequence[Node], helpers: Iterable[str]) -> dict[str, Node]:

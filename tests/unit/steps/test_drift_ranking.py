@@ -25,6 +25,9 @@ def test_relative_l2_is_the_norm_of_the_difference_over_the_references():
     assert math.isclose(relative_l2(np.array([3.0, 5.0]), np.array([3.0, 4.0])), 1 / 5)
     assert relative_l2(np.array([1.0]), np.array([0.0])) == 1e12  # an all-zero reference does not divide by 0
     assert relative_l2(np.array([np.nan]), np.array([1.0])) == math.inf
+    # an attention mask's -3.4e38 is not a value: the error of the scores beside it still shows
+    assert math.isclose(relative_l2(np.array([3.0, 5.0, -3.4e38]), np.array([3.0, 4.0, -3.4e38])), 1 / 5)
+    assert relative_l2(np.array([3.0, -np.inf]), np.array([3.0, -np.inf])) == 0.0
 
 
 def test_a_tensor_behind_quantize_dequantize_helpers_is_owned_by_the_node_that_computed_it():
