@@ -224,6 +224,11 @@ class GraphRun:
     outputs: tuple[str, ...]
 
 
+class NotMeasurable(Exception):
+    """This machine cannot run the variant as it is meant to run (a bf16 hint on a CPU without bf16):
+    the drift target ends with the reason, not as a failure (its check says the same)."""
+
+
 class DriftStep(Step):
     """Compare every intermediate tensor of a variant with its fp32 model's and rank the layers.
 
@@ -246,8 +251,13 @@ class DriftStep(Step):
         feeds = take_batch(samples, batch)
         print(f"drift of {params.variant} against {params.compared_with}: every tensor on {batch} of "
               f"{count} samples", flush=True)
-        variant, fp32, stand_ins = self.run_graphs(params, Path(ctx.inputs["model"]), Path(ctx.inputs["fp32"]),
-                                                   feeds)
+        try:
+            variant, fp32, stand_ins = self.run_graphs(params, Path(ctx.inputs["model"]), Path(ctx.inputs["fp32"]),
+                                                       feeds)
+        except NotMeasurable as e:
+            print(f"not measured: {e}", flush=True)
+            return {"variant": params.variant, "compared_with": params.compared_with, "not_measured": str(e),
+                    "layers": [], "top": params.top}
         errors = tensor_errors(variant.tensors, fp32.tensors, stand_ins)
         layers, along = rank_layers(variant.nodes, fp32.nodes, errors, self.helpers)
         if not layers:
@@ -309,6 +319,6 @@ def plot(path: Path, report: Mapping[str, Any], top: int) -> Path:
     return path
 
 
-__all__ = ["DriftConfig", "DriftParams", "DriftStep", "GraphRun", "Node", "rank_layers", "owners", "tensor_errors",
+__all__ = ["DriftConfig", "DriftParams", "DriftStep", "NotMeasurable", "GraphRun", "Node", "rank_layers", "owners", "tensor_errors",
            "relative_l2", "output_error", "write_report", "read_report", "plot", "DRIFT_FILE",
            "PLOT_FILE", "METRIC", "TENSORS"]

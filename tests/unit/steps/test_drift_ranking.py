@@ -100,3 +100,19 @@ def test_a_shape_carries_no_error_and_a_long_uncompared_chain_is_walked_without_
     by_name = {r["name"]: r for r in layers}
     assert by_name["last"]["error_before"] == 0.5  # through 4999 uncompared Relus
     assert by_name["sized"]["error_before"] == 0.0  # x's shape is not x's values
+
+
+def test_a_mode_this_machine_cannot_run_is_not_measured_rather_than_failed():
+    from pathlib import Path
+
+    import pytest
+
+    from navbuild.report.summary import drift_text
+    from navbuild.steps.drift import DriftParams, NotMeasurable
+    from navbuild.steps.drift_openvino import OpenVinoDrift
+
+    pytest.importorskip("openvino")
+    with pytest.raises(NotMeasurable, match="no runtime mode 'fp8'"):
+        OpenVinoDrift().run_graphs(DriftParams("v", "openvino", 1, mode="fp8"), Path("missing"), Path("missing"), {})
+    row = {"status": "built", "not_measured": "OpenVINO mode 'bf16' needs a CPU with native bf16", "layers": []}
+    assert drift_text(row) == "drift: not measured (OpenVINO mode 'bf16' needs a CPU with native bf16)"
