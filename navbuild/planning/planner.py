@@ -276,9 +276,9 @@ def expand_drift(graph: Graph, recipe: Recipe, variants: list[Variant], models: 
         return
     for v in variants:
         step_name = formats.drift_step(v.runner)
-        if v.precision == "fp32" or step_name is None or not v.model:
+        if v.precision == "fp32" or step_name is None:
             continue
-        model = models[v.model]
+        model = models[v.model] if v.model else SOURCE_ID  # no model: a runtime mode of the source
         if v.drift_from:
             upstream = graph.targets.get(model)
             if upstream is None or v.drift_from not in upstream.inputs:
@@ -288,7 +288,8 @@ def expand_drift(graph: Graph, recipe: Recipe, variants: list[Variant], models: 
             fp32 = model
         step = load_step(step_name)
         params = step.Params(variant=v.name, compared_with=fp32, batch=drift_batch(recipe),
-                             top=recipe.drift.top, mode=v.mode)
+                             top=recipe.drift.top, mode=v.mode,
+                             factory=torch_factory(recipe) if v.model is None else None)
         graph.add(Target(f"{DRIFT}/{v.name}", step.name, params,
                          {"model": model, "fp32": fp32, "reference": REFERENCE_ID}, kind=DRIFT, variant=v.name))
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterable, Mapping, Sequence
 
 from navbuild.lazy import lazy_import
+from navbuild.runtime import TorchFactory
 from navbuild.samples import read_npz, take_batch
 from navbuild.settings import setting
 from navbuild.steps.base import Step, StepContext
@@ -62,7 +63,8 @@ class DriftParams:
     compared_with: str    # the fp32 model it was made from (a target id or "source")
     batch: int            # rows of the samples both models run on (the largest profiled batch size)
     top: int = 5          # layers the plot names
-    mode: str = ""        # the variant's runtime mode (OpenVINO's bf16 hint), "" for none
+    mode: str = ""        # the variant's runtime mode (OpenVINO's bf16 hint, torch's casts), "" for none
+    factory: TorchFactory | None = None  # how a torch variant's source model is made (its runtime modes)
     metric: str = METRIC
     tensors: str = TENSORS
 

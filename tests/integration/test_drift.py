@@ -1,4 +1,4 @@
-"""Drift targets on a tiny real model with one quantization-hostile layer: ONNX Runtime with Polygraphy, OpenVINO."""
+"""Drift targets on a tiny real model with one quantization-hostile layer: ONNX Runtime with Polygraphy, OpenVINO, torch."""
 
 from __future__ import annotations
 
@@ -36,8 +36,8 @@ HOSTILE = textwrap.dedent('''
         return Hostile()
 ''')
 
-#: the project's tiny recipe with the hostile model, formats [onnx, openvino] x precisions [fp32, int8]
-HOSTILE_RECIPE = ["source.torch=hostilemodels:hostile", "formats=[onnx,openvino]", "precisions=[fp32,int8]",
+#: the project's tiny recipe with the hostile model, formats [torch, onnx, openvino] x precisions [fp32, int8]
+HOSTILE_RECIPE = ["source.torch=hostilemodels:hostile", "formats=[torch,onnx,openvino]", "precisions=[fp32,int8]",
                   "samples.count=16", "profile.batch_sizes=[8]", "profile.finalists=1",
                   "correctness.probe.enabled=false", "quantization.static.max_samples=16",
                   "openvino.quantization.subset_size=16", "drift.top=3"]
@@ -47,8 +47,10 @@ def test_drift_names_the_hostile_layer_first_and_is_cached(project):
     (project.root / "hostilemodels.py").write_text(HOSTILE)
     result = navbuild.build("tiny", HOSTILE_RECIPE)
     out = {o.id: o for o in result.outcomes.values()}
-    # ONNX names fc2 by its Gemm node, OpenVINO by the MatMul its ONNX frontend split the Gemm into
-    for variant, first in (("onnx-int8-static", "/fc2/Gemm"), ("openvino-int8", "/fc2/Gemm/WithoutBiases")):
+    # ONNX names fc2 by its Gemm node, OpenVINO by the MatMul its ONNX frontend split the Gemm into,
+    # torch by the module
+    for variant, first in (("onnx-int8-static", "/fc2/Gemm"), ("openvino-int8", "/fc2/Gemm/WithoutBiases"),
+                           ("torch-int8-dynamic", "fc2")):
         drift = out[f"drift/{variant}"]
         assert drift.status == "built", (variant, drift.reason, drift.log_tail)
         report = json.loads((drift.path / "drift.json").read_text())
@@ -76,4 +78,5 @@ def test_drift_names_the_hostile_layer_first_and_is_cached(project):
     # int8 fails its budget here, so its profiles are skipped; everything else comes from the cache
     assert {o.id: o.status for o in again.outcomes.values() if o.status not in ("cached", "skipped")} == {}
     assert {o.id for o in again.outcomes.values() if o.status == "skipped"} <= {
-        f"profile/{v}" for v in ("onnx-int8-dynamic", "onnx-int8-static", "openvino-int8", "openvino-int8-wo")}
+        f"profile/{v}" for v in ("torch-int8-dynamic", "onnx-int8-dynamic", "onnx-int8-static", "openvino-int8",
+                                 "openvino-int8-wo")}

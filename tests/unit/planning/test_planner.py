@@ -214,14 +214,21 @@ def test_every_reduced_precision_variant_gets_a_drift_target_against_the_model_i
     recipe.profile.batch_sizes = [1, 8, 32]
     graph = expand(recipe, Path("."))
     drift = {t.id: t for t in graph.targets.values() if t.kind == "drift"}
-    # torch declares no drift step; fp32 variants have nothing to drift from
+    # fp32 variants have nothing to drift from
     assert sorted(drift) == ["drift/onnx-fp16", "drift/onnx-int8-dynamic", "drift/onnx-int8-static",
-                             "drift/openvino-bf16", "drift/openvino-int8", "drift/openvino-int8-wo"]
+                             "drift/openvino-bf16", "drift/openvino-int8", "drift/openvino-int8-wo",
+                             "drift/torch-bf16", "drift/torch-bf16-autocast", "drift/torch-int8-dynamic"]
+    # a torch runtime mode is the source run in that mode, compared with the source run eagerly
+    cast = drift["drift/torch-bf16"]
+    assert cast.inputs == {"model": "source", "fp32": "source", "reference": "reference"}
+    assert (cast.step, cast.params.mode, cast.params.factory.factory) == ("TorchDrift", "cast-bf16",
+                                                                           "navbuild.examples.models:mlp")
     static = drift["drift/onnx-int8-static"]
     assert (static.step, static.variant) == ("OnnxDrift", "onnx-int8-static")
     assert static.inputs == {"model": "onnx-int8-static", "fp32": "onnx", "reference": "reference"}
     # the largest profiled batch size (1, 8, 32) the 8 samples fill
     assert (static.params.compared_with, static.params.batch, static.params.top) == ("onnx", 8, 5)
+    assert static.params.factory is None
     assert drift["drift/openvino-int8"].inputs["fp32"] == "openvino"
     # bf16 is the fp32 IR with a precision hint: compared with that IR, in that mode
     bf16 = drift["drift/openvino-bf16"]
