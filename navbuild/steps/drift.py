@@ -5,7 +5,7 @@ the recipe's samples with every intermediate tensor as an output, measures each 
 (relative L2 against the fp32 tensor of the same name) and ranks the layers by how much the
 error grows across them. The runtime-specific part (which tensors exist, how a graph is run
 with all of them marked) is each family's drift step (navbuild/steps/drift_onnx.py,
-drift_openvino.py); the ranking, the files it writes and the recipe's ``drift`` section are here.
+drift_openvino.py, drift_torch.py); the ranking, the files it writes and the recipe's ``drift`` section are here.
 
 The output (``out/drift.json``) is a contract read by the accuracy-aware variants::
 
