@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from navbuild.cache.store import resolve_cache_dir
+from navbuild.cache.open import local_cache_root
 from navbuild.errors import InputError
 from navbuild.lazy import lazy_import
 from navbuild.package.samples_infer import infer_samples
@@ -91,13 +91,13 @@ def export(model: Any, samples: Any, *, formats: Sequence[str] = ("torch", "onnx
         _save_npz(samples_file, arrays)
         rec = resolved(serialized, samples_file)
         check_semantics(rec, cwd, where="navbuild.export recipe")
-        sources = resolve_cache_dir(rec.cache.dir, cwd) / SOURCE_DIR
+        sources = local_cache_root(rec.cache.dir, cwd) / SOURCE_DIR
         sources.mkdir(parents=True, exist_ok=True)
         serialized = _keep(serialized, sources, "model-")
         state_dict = _keep(state_dict, sources, "state_dict-")
         samples_file = _keep(samples_file, sources, "samples-")
     rec = resolved(serialized, samples_file)
-    cache_root = resolve_cache_dir(rec.cache.dir, cwd)
+    cache_root = local_cache_root(rec.cache.dir, cwd)
     reporter = reporter or Reporter()
     result = build_prepared(prepare(rec, None, cwd), reporter)
     recipe_dict = dataclasses.asdict(rec)

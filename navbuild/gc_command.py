@@ -8,14 +8,14 @@ from typing import Sequence
 
 from navbuild.cache.gc import collect, parse_age, parse_size
 from navbuild.cache.records import Records
-from navbuild.cache.store import Store, resolve_cache_dir
+from navbuild.cache.open import open_store
 from navbuild.errors import RecipeError
 
 
 def gc_main(argv: Sequence[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="navbuild gc", description=__doc__)
-    parser.add_argument("--cache-dir", default=None, help="cache folder (default: $NAVBUILD_CACHE_DIR or ./.navbuild-cache)")
+    parser.add_argument("--cache-dir", default=None, help="cache folder or object-store URL (default: $NAVBUILD_CACHE_DIR or ./.navbuild-cache)")
     parser.add_argument("--max-size", default=None, help="evict least recently used entries above this size (e.g. 2G)")
     parser.add_argument("--max-age", default=None, help="remove entries not used for this long (e.g. 30d, 12h)")
     parser.add_argument("--keep-unreferenced", action="store_true", help="keep entries no recorded build refers to")
@@ -33,11 +33,16 @@ def gc_main(argv: Sequence[str]) -> int:
         max_age = parse_age(args.max_age) if args.max_age else None
     except ValueError as exc:
         raise RecipeError(str(exc), where="navbuild gc") from None
-    root = resolve_cache_dir(args.cache_dir, Path.cwd())
+    store = open_store(args.cache_dir, Path.cwd())
+    root = store.root
+    remote = getattr(store, "url", None)
+    if remote:
+        # the object store is shared with other machines: only this machine's copy is pruned
+        print(f"navbuild gc: {remote} is an object store; pruning its local cache {root} "
+              f"(the entries in {remote} are kept)")
     if not root.exists():
         print(f"navbuild gc: no cache at {root}; nothing to do")
         return 0
-    store = Store(root)
     records = Records(root / "records")
     report = collect(store, records, max_size=max_size, max_age_s=max_age,
                      keep_unreferenced=args.keep_unreferenced, dry_run=args.dry_run, verify=args.verify)

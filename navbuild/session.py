@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 
 from navbuild.cache.fs import NOT_WRITABLE, writing
 from navbuild.cache.records import Records
-from navbuild.cache.store import Store, resolve_cache_dir
+from navbuild.cache.open import open_store
 from navbuild.errors import RecipeError
 from navbuild.evidence import variant_lineage
 from navbuild.execute.executor import execute
@@ -134,7 +134,7 @@ def prepare(recipe: Recipe, recipe_file: Path | None, cwd: Path | None = None,
     where = f"recipe {recipe_file or recipe.name}"
     if not checked:
         check(recipe, recipe_file, cwd)
-    store = Store(resolve_cache_dir(recipe.cache.dir, cwd))
+    store = open_store(recipe.cache.dir, cwd)
     records = Records(store.root / "records")
 
     def build_dir_of(r: Recipe) -> Path:
@@ -160,6 +160,7 @@ def _attach_source_record(prep: Prepared) -> None:
 
     declared = prep.graph.leaves[SOURCE_ID]
     path = record_path(prep.store.root, declared, prep.recipe.source.kwargs)
+    prep.store.pull_shared(path)  # another machine may have discovered it already
     data = read_record(path)
     prep.declared_source = declared
     prep.source_record = SourceRecord(path, data, changes(data, prep.store.memo, prep.cwd))
@@ -200,7 +201,8 @@ def build_prepared(prep: Prepared, reporter: Reporter) -> BuildResult:
     reporter.targets_total(len(prep.graph.targets), final=True)
     if (why := prep.store.save_memo()) is not None:
         reporter.warning(f"could not record the digest memo ({why}); the next build re-hashes its files")
-    summary = make_summary(prep.recipe, prep.recipe_file, prep.build_dir, prep.store.root, outcomes,
+    cache = getattr(prep.store, "url", prep.store.root)  # an object store is named by its URL
+    summary = make_summary(prep.recipe, prep.recipe_file, prep.build_dir, cache, outcomes,
                            variants, time.perf_counter() - start, lineage=variant_lineage(prep.graph),
                            ranking=ranking_of(prep.graph))
     summary["notes"] = list(prep.graph.notes)  # what the plan changed to fit the source

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import glob
+import json
 import os
 import signal
 import subprocess
@@ -26,8 +28,12 @@ KILL_GRACE_S = 1.5
 _MARGIN_S = 3.0
 #: a process that outlives SIGKILL this long is stuck in the kernel; the guard stops waiting for it
 _GIVE_UP_S = 10.0
+#: how long a guard below another has to stop its own tree and remove its leftovers before the
+#: guard above SIGKILLs it too
+_NESTED_GUARD_S = 2 * KILL_GRACE_S + 1.0
 _POLL_S = 0.02
 
+_THIS_FILE = str(Path(__file__).absolute())
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -81,7 +87,7 @@ class Supervised:
 
 
 def start(cmd: Sequence[str | os.PathLike], *, grace_s: float = STOP_GRACE_S,
-          stop_signal: signal.Signals = signal.SIGTERM, **popen: Any) -> Supervised:
+          stop_signal: signal.Signals = signal.SIGTERM, leftovers: Sequence[str] = (), **popen: Any) -> Supervised:
     """Start ``cmd`` in a session of its own under a guard; return once it runs (OSError if it cannot).
 
     The guard is a subreaper, so whatever the command starts, in any session, stays in its
@@ -91,10 +97,14 @@ def start(cmd: Sequence[str | os.PathLike], *, grace_s: float = STOP_GRACE_S,
     PR_SET_PDEATHSIG). The kernel does so when the *thread* that called start() ends: call it
     from the main thread or from one that lives as long as the command. ``popen`` goes to
     subprocess.Popen (stdout, env, cwd, ...); the command inherits it from the guard.
+    ``leftovers``: glob patterns of files the command's tree may leave behind when killed (the
+    Triton python backend's shared-memory regions in /dev/shm); the guard removes them once the
+    whole tree is gone, however it ended.
     """
     read_fd, write_fd = os.pipe()
-    guard = [sys.executable, "-I", "-S", str(Path(__file__).absolute()), str(os.getpid()), repr(float(grace_s)),
-             str(int(stop_signal)), str(write_fd), *(os.fspath(part) for part in cmd)]
+    guard = [sys.executable, "-I", "-S", _THIS_FILE, str(os.getpid()), repr(float(grace_s)),
+             str(int(stop_signal)), str(write_fd), json.dumps(list(leftovers)),
+             *(os.fspath(part) for part in cmd)]
     try:
         process = subprocess.Popen(guard, start_new_session=True, pass_fds=(write_fd,), **popen)
     except BaseException:
@@ -217,10 +227,11 @@ class _Guard:
     stop cannot land between reaping the command and recording how it ended.
     """
 
-    def __init__(self, parent: int, grace_s: float, stop_signal: int) -> None:
+    def __init__(self, parent: int, grace_s: float, stop_signal: int, leftovers: Sequence[str] = ()) -> None:
         self.parent = parent
         self.grace_s = grace_s
         self.stop_signal = stop_signal
+        self.leftovers = tuple(leftovers)
         self.reaped: dict[int, int] = {}
 
     def run(self, cmd: list[str], report_fd: int) -> int:
@@ -247,6 +258,7 @@ class _Guard:
                     os.kill(child.pid, self.stop_signal)
                 status = self._wait(child.pid, time.monotonic() + self.grace_s)
         self._kill_tree()
+        self._remove_leftovers()
         return self.reaped.get(child.pid, -signal.SIGKILL)
 
     def _wait(self, pid: int, deadline: float | None) -> int | None:
@@ -276,7 +288,11 @@ class _Guard:
         return self.reaped.get(pid) if pid is not None else None
 
     def _kill_tree(self) -> None:
-        """SIGTERM to every process below the guard, SIGKILL to those left after KILL_GRACE_S."""
+        """SIGTERM to every process below the guard, SIGKILL to those left after KILL_GRACE_S.
+
+        A guard below this one (a step's Triton server or Model Analyzer) gets longer: it is
+        stopping its own tree and then removes what that tree left (its leftovers).
+        """
         start = time.monotonic()
         termed: set[int] = set()
         while time.monotonic() < start + KILL_GRACE_S + _GIVE_UP_S:
@@ -284,13 +300,35 @@ class _Guard:
             alive = descendants(os.getpid())
             if not alive:
                 return
-            late = time.monotonic() > start + KILL_GRACE_S
+            now = time.monotonic()
+            late = now > start + KILL_GRACE_S
+            guards_late = now > start + _NESTED_GUARD_S
             for pid in alive:
+                if late and not guards_late and _is_guard(pid):
+                    continue  # it SIGKILLs its own tree at its own KILL_GRACE_S
                 if late or pid not in termed:
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.kill(pid, signal.SIGKILL if late else signal.SIGTERM)
                     termed.add(pid)
             time.sleep(_POLL_S)
+
+
+    def _remove_leftovers(self) -> None:
+        """Delete the files the tree's processes left behind (they are all gone now)."""
+        for pattern in self.leftovers:
+            for path in glob.glob(pattern):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+
+
+def _is_guard(pid: int) -> bool:
+    """Whether ``pid`` is a guard started by start() (this file run as a script)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return False
+    return len(argv) > 3 and argv[3] == os.fsencode(_THIS_FILE)
 
 
 def _exit_as(code: int) -> None:
@@ -309,9 +347,10 @@ def _exit_as(code: int) -> None:
 
 
 def _main(argv: list[str]) -> None:
-    """``supervise.py PARENT GRACE_S STOP_SIGNAL REPORT_FD COMMAND...`` (as start() writes it)."""
-    parent, grace_s, stop_signal, report_fd, *cmd = argv
-    _exit_as(_Guard(int(parent), float(grace_s), int(stop_signal)).run(cmd, int(report_fd)))
+    """``supervise.py PARENT GRACE_S STOP_SIGNAL REPORT_FD LEFTOVERS_JSON COMMAND...`` (as start() writes it)."""
+    parent, grace_s, stop_signal, report_fd, leftovers, *cmd = argv
+    guard = _Guard(int(parent), float(grace_s), int(stop_signal), json.loads(leftovers))
+    _exit_as(guard.run(cmd, int(report_fd)))
 
 
 if __name__ == "__main__":

@@ -78,18 +78,6 @@ class DigestMemo:
         #: how many files were actually hashed (not answered from the memo) in this process.
         self.hashed = 0
 
-    def __getstate__(self) -> dict:
-        # A store goes to other processes (a Ray worker): the memo travels as its file's path,
-        # and the receiver loads it on first use.
-        state = dict(self.__dict__)
-        state.update(_entries=None, dirty=False, hashed=0)
-        del state["_lock"]
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
-
     def _load(self) -> dict[str, dict]:
         """Entries from disk; anything unreadable counts as an empty memo (it is only a cache)."""
         if self._entries is None:

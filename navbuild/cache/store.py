@@ -26,7 +26,7 @@ DEFAULT_CACHE_DIRNAME = ".navbuild-cache"
 CACHE_ENV = "NAVBUILD_CACHE_DIR"
 
 #: Fields of meta.json the store owns; ``info`` passed to publish may not override them.
-_RESERVED_META = frozenset({"schema", "key", "payload", "files", "digest", "result"})
+RESERVED_META = frozenset({"schema", "key", "payload", "files", "digest", "result"})
 
 #: Keys become directory and file names, so they must not contain separators or dots first.
 _KEY_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z_.-]{0,199}")
@@ -118,6 +118,10 @@ class Store:
         #: messages for the reporter (corrupt entries found and removed, ...).
         self.warnings: list[str] = []
 
+    def __reduce__(self) -> tuple:
+        """Pickled as its root (the memo holds a lock): a store passed to another process reopens there."""
+        return (type(self), (self.root,))
+
     # -- layout -------------------------------------------------------------------------
 
     @property
@@ -182,6 +186,13 @@ class Store:
         if not os.access(p, os.W_OK | os.X_OK):
             return f"the cache {self.root} is not writable by this user"
         return None
+
+    def pull_shared(self, path: Path) -> None:
+        """Bring a file other machines share through the cache (a source's dependency record) to
+        ``path`` under ``root``: a local cache is not shared, so there is nothing to do."""
+
+    def push_shared(self, path: Path) -> None:
+        """Share the file at ``path`` under ``root`` with other machines: nothing to do for a local cache."""
 
     def save_memo(self) -> str | None:
         """Persist the digest memo; returns why it could not be written (it is only a speed-up)."""
@@ -420,7 +431,7 @@ class Store:
         """
         staging = Path(staging)
         final = self.entry_dir(key)
-        clash = _RESERVED_META & set(info)
+        clash = RESERVED_META & set(info)
         if clash:
             raise ValueError(f"publish info may not set {sorted(clash)}: the store owns them")
         out = staging / "out"

@@ -58,6 +58,7 @@ def refresh_source_record(graph: Graph, declared: Leaf, record: SourceRecord, pa
         try:
             with writing(record.path.parent, f"the record of {what}"):
                 write_record(record.path, data)
+            store.push_shared(record.path)
         except OSError as e:  # a read-only cache: this build is still keyed on what was found
             reporter.warning(f"source: could not record its dependencies in {record.path.parent} "
                              f"({e.strerror or e}); the next build discovers them again")

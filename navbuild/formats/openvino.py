@@ -66,13 +66,15 @@ FAMILY = register(FormatFamily(
     variants=(
         Variant("openvino", "openvino", "fp32", 8, "openvino", model=OPENVINO),
         Variant("openvino-bf16", "openvino", "bf16", 14, "openvino", model=OPENVINO, mode="bf16"),
-        Variant("openvino-int8-wo", "openvino", "int8", 19, "openvino", model="openvino-int8-wo"),
-        Variant("openvino-int8", "openvino", "int8", 20, "openvino", model="openvino-int8"),
+        Variant("openvino-int8-wo", "openvino", "int8", 19, "openvino", model="openvino-int8-wo",
+                drift_from="openvino"),
+        Variant("openvino-int8", "openvino", "int8", 20, "openvino", model="openvino-int8", drift_from="openvino"),
     ),
     runners=(
         Runner("openvino", "navbuild.runners.openvino_runner:make", ("openvino",),
                triton=TritonServing(OPENVINO_BACKEND, parameters=_bf16_hint, refuses=lambda v: "")),
     ),
+    drift={"openvino": _STEPS + "drift_openvino:OpenVinoDrift"},
     conversions=(
         Conversion(OPENVINO, 8, {"OpenVinoFromOnnx": _STEPS + "openvino_convert:OpenVinoFromOnnx",
                                  "OpenVinoFromTorch": _STEPS + "openvino_from_torch:OpenVinoFromTorch"}, _convert),

@@ -20,6 +20,8 @@ class OnnxSourceFacts:
     shapes: dict[str, tuple[int | None, ...]]
     #: initializers the graph also lists as inputs (how IR < 4 files store weights)
     weights_as_inputs: int
+    #: the files beside it that hold its weights (external data), as the graph names them
+    external_data: tuple[str, ...] = ()
 
     @property
     def needs_sanitizing(self) -> bool:
@@ -59,7 +61,48 @@ def _read(path: str, size: int, mtime_ns: int) -> OnnxSourceFacts | None:
         shapes[value.name] = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
                                    for d in dims)
     return OnnxSourceFacts(ir_version=int(proto.ir_version), shapes=shapes,
-                           weights_as_inputs=sum(1 for i in proto.graph.input if i.name in weights))
+                           weights_as_inputs=sum(1 for i in proto.graph.input if i.name in weights),
+                           external_data=_external_locations(proto.graph))
+
+
+def external_data_files(path: Path, facts: OnnxSourceFacts | None) -> tuple[Path, ...]:
+    """The external data files of the ONNX file at ``path``: they define the model as much as
+    the file itself does (a retrained model may change only its weights file)."""
+    if facts is None:
+        return ()
+    return tuple(Path(path).parent / location for location in facts.external_data)
+
+
+def _external_locations(graph: Any) -> tuple[str, ...]:
+    """Every external data ``location`` of the graph's tensors (initializers, sparse initializers,
+    tensor attributes, subgraphs), each once, in the order first met."""
+    found: dict[str, None] = {}
+
+    def tensor(t: Any) -> None:
+        if t.data_location == 1:  # TensorProto.EXTERNAL
+            for entry in t.external_data:
+                if entry.key == "location":
+                    found.setdefault(entry.value)
+
+    def walk(g: Any) -> None:
+        for t in g.initializer:
+            tensor(t)
+        for s in g.sparse_initializer:
+            tensor(s.values)
+            tensor(s.indices)
+        for node in g.node:
+            for a in node.attribute:
+                if a.HasField("t"):
+                    tensor(a.t)
+                for t in a.tensors:
+                    tensor(t)
+                if a.HasField("g"):
+                    walk(a.g)
+                for sub in a.graphs:
+                    walk(sub)
+
+    walk(graph)
+    return tuple(found)
 
 
 def fixed_axes(recipe: Any, facts: OnnxSourceFacts) -> dict[str, int]:

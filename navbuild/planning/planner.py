@@ -11,8 +11,9 @@ from navbuild.formats import PlanContext, Variant
 from navbuild.formats.common import tensor_specs, torch_factory
 from navbuild.measure_conditions import MeasurePolicy
 from navbuild.planning.graph import Graph
-from navbuild.planning.onnx_source import OnnxSourceFacts, accepted_recipe, read_onnx_source
-from navbuild.planning.target import CONVERT, CORRECTNESS, PROFILE, REFERENCE, SOURCE, Leaf, Target
+from navbuild.errors import RecipeError
+from navbuild.planning.onnx_source import OnnxSourceFacts, accepted_recipe, external_data_files, read_onnx_source
+from navbuild.planning.target import CONVERT, CORRECTNESS, DRIFT, PROFILE, REFERENCE, SOURCE, Leaf, Target
 from navbuild.recipe.paths import module_origin, resolve_path
 from navbuild.recipe.schema import Recipe
 from navbuild.runtime import RuntimeOptions
@@ -42,6 +43,7 @@ def expand(recipe: Recipe, cwd: Path) -> Graph:
     models = expand_conversions(graph, recipe, variants)
     expand_checks(graph, recipe, variants, models)
     expand_profiles(graph, recipe, variants, models)
+    expand_drift(graph, recipe, variants, models)
     mark_unavailable(graph, recipe)
     graph.variant_models = {v.name: models[v.model] if v.model else None for v in variants}
     graph.measure = MeasurePolicy(max_background_load=recipe.profile.max_background_load,
@@ -56,7 +58,13 @@ def expand_source(graph: Graph, recipe: Recipe, cwd: Path) -> None:
     facts = {f"package:{p}": v for p, v in tool_versions(src.packages).items()}
     if src.onnx or src.torchscript:
         path = resolve_path(src.onnx or src.torchscript, cwd)
-        graph.add(Leaf(SOURCE_ID, path, (path, *watch), facts))
+        weights = external_data_files(path, read_onnx_source(path)) if src.onnx else ()
+        missing = [w for w in weights if not w.is_file()]
+        if missing:
+            raise RecipeError(f"source.onnx: '{src.onnx}' keeps weights in external data file '{missing[0].name}', "
+                              f"which does not exist (looked at {missing[0]}); put the model's data files beside it",
+                              where="recipe")
+        graph.add(Leaf(SOURCE_ID, path, (path, *weights, *watch), facts))
     else:
         module = src.torch.partition(":")[0]
         origin = _module_file(module, cwd)
@@ -262,6 +270,46 @@ def expand_profiles(graph: Graph, recipe: Recipe, variants: list[Variant], model
                                           batch_sizes=tuple(sorted(prof.batch_sizes)))
         graph.add(Target(f"profile/{v.name}", step.name, params, _variant_inputs(v, models), kind=PROFILE,
                          variant=v.name))
+
+
+def expand_drift(graph: Graph, recipe: Recipe, variants: list[Variant], models: dict[str, str]) -> None:
+    """Where each reduced-precision variant's error comes from: a ``drift/<variant>`` target comparing
+    every intermediate tensor of its model with the fp32 model it was made from, on the largest
+    profiled batch the samples fill (``drift``), for the variants whose family declares a drift step.
+
+    No check, profile or ranking reads a drift target: one that fails fails alone.
+    """
+    if not recipe.drift.enabled:
+        return
+    for v in variants:
+        step_name = formats.drift_step(v.runner)
+        if v.precision == "fp32" or step_name is None:
+            continue
+        model = models[v.model] if v.model else SOURCE_ID  # no model: a runtime mode of the source
+        if v.drift_from:
+            upstream = graph.targets.get(model)
+            if upstream is None or v.drift_from not in upstream.inputs:
+                continue  # the variant's model is the source itself: nothing it was made from
+            fp32 = upstream.inputs[v.drift_from]
+        else:
+            fp32 = model
+        step = load_step(step_name)
+        params = step.Params(variant=v.name, compared_with=fp32, batch=drift_batch(recipe),
+                             top=recipe.drift.top, mode=v.mode,
+                             factory=torch_factory(recipe) if v.model is None else None)
+        graph.add(Target(f"{DRIFT}/{v.name}", step.name, params,
+                         {"model": model, "fp32": fp32, "reference": REFERENCE_ID}, kind=DRIFT, variant=v.name))
+
+
+def drift_batch(recipe: Recipe) -> int:
+    """The rows a drift compares: the largest profiled batch size the samples fill without repeating
+    a row (all of them when every batch size is larger). A samples file's row count is known only
+    to the step, which caps the largest batch size at it."""
+    sizes = sorted(recipe.profile.batch_sizes)
+    if recipe.samples.file:
+        return sizes[-1]
+    count = recipe.samples.count
+    return max((b for b in sizes if b <= count), default=count)
 
 
 def source_discovery_params(recipe: Recipe):

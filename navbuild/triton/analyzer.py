@@ -19,6 +19,7 @@ from typing import Any, Mapping, Sequence
 from navbuild import supervise
 from navbuild.errors import NavbuildError
 from navbuild.triton.server import relevant_lines as pick
+from navbuild.triton.stack import python_backend_shm
 
 #: recipe constraint -> (Model Analyzer metric, bound)
 CONSTRAINT_METRICS = {"p99_latency_ms": ("perf_latency_p99", "max"),
@@ -181,13 +182,16 @@ def run_analyzer(config: Mapping[str, Any], work: Path, stack: Any, timeout_s: f
     import yaml
 
     work.mkdir(parents=True, exist_ok=True)
+    shm_config, shm_leftovers = python_backend_shm()
+    config = {**config, "triton_server_flags": {**config.get("triton_server_flags", {}), "backend_config": shm_config}}
     config_path = work / "model_analyzer.yaml"
-    config_path.write_text(yaml.safe_dump(dict(config), sort_keys=True))
+    config_path.write_text(yaml.safe_dump(config, sort_keys=True))
     log_path = work / "model_analyzer.log"
     cmd = [str(stack.require_model_analyzer()), "profile", "-f", str(config_path)]
     with open(log_path, "w") as log:
         # SIGINT is Model Analyzer's own clean stop: it stops its server and perf_analyzer
-        proc = supervise.start(cmd, grace_s=ANALYZER_STOP_GRACE_S, stop_signal=signal.SIGINT, stdout=log,
+        proc = supervise.start(cmd, grace_s=ANALYZER_STOP_GRACE_S, stop_signal=signal.SIGINT,
+                               leftovers=(shm_leftovers,), stdout=log,
                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=work, env=stack.env())
         try:
             rc = _wait(proc, work / "server.log", log_path, timeout_s)

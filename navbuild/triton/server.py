@@ -18,7 +18,7 @@ from typing import IO
 
 from navbuild import supervise
 from navbuild.errors import ServerError
-from navbuild.triton.stack import TritonStack
+from navbuild.triton.stack import TritonStack, python_backend_shm
 
 HOST = "127.0.0.1"
 STOP_GRACE_S = 15.0
@@ -75,6 +75,8 @@ class TritonServer:
         self.endpoint: ServerEndpoint | None = None
         self._proc: supervise.Supervised | None = None
         self._log: IO[bytes] | None = None
+        #: the glob of the shared-memory regions its python backend makes (removed when it is gone)
+        self._shm_config, self.shm_regions = python_backend_shm()
 
     @property
     def pid(self) -> int | None:
@@ -91,7 +93,8 @@ class TritonServer:
                f"--grpc-address={HOST}", f"--grpc-port={self.grpc_url.rsplit(':', 1)[1]}",
                f"--metrics-address={HOST}", f"--metrics-port={self.metrics_url.rsplit(':', 1)[1]}",
                # Shorter than our own grace period, so a stop ends cleanly before SIGKILL.
-               "--exit-timeout-secs=10"]
+               "--exit-timeout-secs=10",
+               f"--backend-config={self._shm_config}"]
         if not _has_nvidia_gpu():
             cmd.append("--allow-gpu-metrics=false")  # else NVML and DCGM report errors on every start
         return cmd + list(self.extra_args)
@@ -146,8 +149,9 @@ class TritonServer:
         self._log.write(f"# navbuild attempt {attempt}: {' '.join(cmd)}\n".encode())
         self._log.flush()
         try:
-            self._proc = supervise.start(cmd, grace_s=STOP_GRACE_S, stdin=subprocess.DEVNULL, stdout=self._log,
-                                         stderr=subprocess.STDOUT, env=self.stack.env())
+            self._proc = supervise.start(cmd, grace_s=STOP_GRACE_S, leftovers=(self.shm_regions,),
+                                         stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                                         env=self.stack.env())
         except OSError as e:
             self._log.close()
             self._log = None

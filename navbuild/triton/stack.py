@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import os
+import secrets
 import shutil
 import sys
 import sysconfig
@@ -23,10 +24,24 @@ INSTALL_MODEL_ANALYZER = "install triton-model-analyzer (pip install 'navbuild[t
 
 STUB = "triton_python_backend_stub"
 
+#: where the python backend keeps its shared-memory regions
+SHM_DIR = Path("/dev/shm")
+
 # The Triton release each nvidia-pytriton line bundles (from its changelog): the bundled
 # binary has no --version and the number is compiled into code, not stored as a string.
 _BUNDLED_RELEASES = (("0.7.", "2.51.0"), ("0.6.", "2.51.0"), ("0.5.14", "2.51.0"),
                      ("0.5.13", "2.51.0"), ("0.5.12", "2.51.0"))
+
+
+def python_backend_shm() -> tuple[str, str]:
+    """A shared-memory prefix of its own for one server's python backend (the ``--backend-config``
+    value that sets it), and the glob of the regions that server may leave in /dev/shm.
+
+    A killed server leaves its 1 MiB-and-up regions behind; with a prefix of its own, whoever
+    started it can remove exactly its regions once it is gone (supervise.start's leftovers).
+    """
+    prefix = f"navbuild_{os.getpid()}_{secrets.token_hex(4)}_"
+    return f"python,shm-region-prefix-name={prefix}", str(SHM_DIR / f"{prefix}*")
 
 
 @dataclass(frozen=True)

@@ -166,3 +166,50 @@ def test_a_process_that_asks_dies_with_its_parent() -> None:
     # a parent that ended before the request: the process ends at once
     late = subprocess.run([sys.executable, "-c", worker, "1"], capture_output=True, timeout=60)
     assert late.returncode == -signal.SIGKILL
+
+
+@pytest.mark.parametrize("how", ["stop()", "SIGKILL to the caller"])
+def test_the_files_a_killed_command_leaves_are_removed_once_its_tree_is_gone(how: str, tmp_path) -> None:
+    # the Triton python backend's /dev/shm regions: a killed server never unlinks them
+    program = textwrap.dedent(f'''
+        import pathlib, sys, time
+        from navbuild import supervise
+        command = "import pathlib, time; pathlib.Path({str(tmp_path)!r}, 'region_1').write_text('x'); time.sleep(600)"
+        supervise.start([sys.executable, "-c", command], leftovers=[{str(tmp_path / 'region_*')!r}])
+        while not pathlib.Path({str(tmp_path)!r}, "region_1").exists():
+            time.sleep(0.02)
+        print("ready", flush=True)
+        time.sleep(600)
+    ''')
+    (tmp_path / "kept").write_text("not the command's")
+    if how == "stop()":
+        proc = supervise.start([sys.executable, "-c", f"import pathlib, time; pathlib.Path({str(tmp_path)!r}, "
+                                                      "'region_1').write_text('x'); time.sleep(600)"],
+                               leftovers=[str(tmp_path / "region_*")])
+        try:
+            deadline = time.monotonic() + 60
+            while not (tmp_path / "region_1").exists():
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+        finally:
+            proc.stop()
+        assert not (tmp_path / "region_1").exists()
+    else:
+        caller = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, text=True,
+                                  start_new_session=True)
+        tree: set[tuple[int, int]] = set()
+        try:
+            assert caller.stdout is not None and caller.stdout.readline().strip() == "ready"
+            tree = _tree_of(caller.pid, 2)
+            caller.send_signal(signal.SIGKILL)
+            caller.wait(timeout=60)
+            assert _gone(tree, GONE_WITHIN_S) == []
+            deadline = time.monotonic() + GONE_WITHIN_S
+            while (tmp_path / "region_1").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not (tmp_path / "region_1").exists()
+        finally:
+            caller.kill()
+            caller.wait()
+            kill_all(tree)
+    assert (tmp_path / "kept").read_text() == "not the command's"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import importlib.util
 import json
 import signal
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -130,8 +132,10 @@ def test_serves_http_and_grpc_then_stops_with_its_stubs(stack: TritonStack, tmp_
         assert pgid is not None
         members = group_members(pgid)
         assert pgid in members and len(members) >= 2  # the server and its model's stub
+        assert glob.glob(server.shm_regions)  # its python backend's regions carry the server's own prefix
     assert server.pid is None
     assert group_members(pgid) == []
+    assert glob.glob(server.shm_regions) == []
     server.stop()  # idempotent
 
 
@@ -166,13 +170,16 @@ CHILD = textwrap.dedent('''
     work, repository, log, mode = sys.argv[1:5]
     server = TritonServer(find_stack(Path(work)), Path(repository), Path(log), startup_timeout_s=60).start()
     print(server.pid, flush=True)
+    print(server.shm_regions, flush=True)
     if mode == "interrupt":
         with server:
             time.sleep(60)
+    elif mode == "killed":
+        time.sleep(60)
 ''')
 
 
-@pytest.mark.parametrize("mode", ["interrupt", "exit"])
+@pytest.mark.parametrize("mode", ["interrupt", "exit", "killed"])
 def test_callers_end_stops_the_server(stack: TritonStack, tmp_path: Path, no_leftovers: None, mode: str) -> None:
     repository = write_model(tmp_path / "repo", "double")
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(stack.backend_dir.parent.parent), str(repository),
@@ -180,14 +187,22 @@ def test_callers_end_stops_the_server(stack: TritonStack, tmp_path: Path, no_lef
     try:
         assert child.stdout is not None
         pgid = int(child.stdout.readline())
+        regions = child.stdout.readline().strip()
         assert len(group_members(pgid)) >= 2
+        assert glob.glob(regions)
         if mode == "interrupt":
             child.send_signal(signal.SIGINT)
+        elif mode == "killed":
+            child.kill()  # no atexit, no stop(): the guard alone stops the server and removes its regions
         child.wait(timeout=60)
     finally:
         child.kill()
         child.wait()
+    deadline = time.monotonic() + 30
+    while (group_members(pgid) or glob.glob(regions)) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert group_members(pgid) == []
+    assert glob.glob(regions) == []
 
 
 def test_no_bash_on_path_fails_fast_with_a_hint(stack: TritonStack, tmp_path: Path, no_leftovers: None,

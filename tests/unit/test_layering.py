@@ -15,7 +15,7 @@ ROOT = Path(navbuild.__file__).parent
 
 #: third-party runtimes a command may never pay for unless it runs them: imported inside functions
 HEAVY = ("torch", "onnxruntime", "openvino", "nncf", "tritonclient", "matplotlib", "tensorrt", "polygraphy",
-         "onnx", "transformers", "onnxconverter_common")
+         "onnx", "transformers", "onnxconverter_common", "fsspec", "s3fs", "botocore")
 
 
 #: modules whose navbuild imports stay inside functions, and why

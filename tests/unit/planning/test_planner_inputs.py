@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from navbuild.cache.digest import DigestMemo
+from navbuild.errors import RecipeError
 from navbuild.planning.planner import expand
-from navbuild.planning.status import plan_statuses
+from navbuild.planning.status import leaf_digest, plan_statuses
 from navbuild.recipe.schema import InputConfig, Recipe, SourceConfig
 from tests.models import onnx_mlp
 
@@ -141,3 +143,36 @@ def test_an_ir3_onnx_file_run_only_as_the_onnx_variant_needs_no_sanitizing(tmp_p
     onnx_mlp(tmp_path / "m.onnx", ir_version=3, opset=8, weights_as_inputs=True)
     graph = expand(_onnx_recipe(formats=["onnx"]), tmp_path)
     assert "onnx-sanitized" not in graph.targets and graph.notes == []
+
+
+# ONNX files with external data -----------------------------------------------------------
+
+def _with_external_weights(path: Path) -> None:
+    import onnx
+
+    onnx_mlp(path)
+    proto = onnx.load(str(path))
+    onnx.save(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+              location=path.name + ".data", size_threshold=0)
+
+
+def test_an_onnx_files_external_weights_are_part_of_its_source_digest(tmp_path: Path) -> None:
+    _with_external_weights(tmp_path / "m.onnx")
+    graph = expand(_onnx_recipe(), tmp_path)
+    source = graph.leaves["source"]
+    assert source.files == (tmp_path / "m.onnx", tmp_path / "m.onnx.data")
+    memo = DigestMemo(tmp_path / "memo.json")
+    before = leaf_digest(source, memo)
+    data = tmp_path / "m.onnx.data"
+    raw = bytearray(data.read_bytes())
+    raw[0] ^= 0xFF  # retrained weights, same graph file
+    data.write_bytes(bytes(raw))
+    assert leaf_digest(expand(_onnx_recipe(), tmp_path).leaves["source"], memo) != before
+
+
+def test_an_onnx_file_whose_external_weights_are_missing_is_a_recipe_error(tmp_path: Path) -> None:
+    _with_external_weights(tmp_path / "m.onnx")
+    (tmp_path / "m.onnx.data").unlink()
+    with pytest.raises(RecipeError, match=r"source.onnx: 'm.onnx' keeps weights in external data file "
+                                          r"'m.onnx.data', which does not exist"):
+        expand(_onnx_recipe(), tmp_path)
