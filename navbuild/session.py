@@ -196,7 +196,7 @@ def build_prepared(prep: Prepared, reporter: Reporter) -> BuildResult:
     reporter.targets_total(len(planned.targets), final=not prep.graph.unexpanded() or not planned.pending)
     reporter.planned(planned)
     outcomes = execute(prep.graph, prep.store, prep.build_dir, prep.cwd, reporter,
-                       keep_going=prep.recipe.keep_going)
+                       keep_going=prep.recipe.keep_going, executor=prep.recipe.executor)
     variants = variant_models(prep.graph)
     reporter.targets_total(len(prep.graph.targets), final=True)
     if (why := prep.store.save_memo()) is not None:

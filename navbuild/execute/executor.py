@@ -1,125 +1,178 @@
-"""Runs a graph: cache lookups under per-key locks, child processes, atomic publish, keep-going."""
+"""Runs a graph: the driver's side of a build (cache lookups under per-key locks, skips, the build folder)."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from navbuild.cache.fs import disk_full, ran_out_of_space, writing
+from navbuild import formats
+from navbuild.cache.fs import disk_full, writing
 from navbuild.cache.keys import cache_key
 from navbuild.errors import InputError
-from navbuild.execute.isolation import run_child, write_job
-from navbuild.measure_conditions import MeasurePolicy, judge, unservable_reason
+from navbuild.execute.backends.choice import open_backend
+from navbuild.execute.backends.job import SIDE_FILES, Job, RunResult
+from navbuild.execute.scheduler import schedule
+from navbuild.executor_settings import ExecutorConfig
+from navbuild.measure_conditions import MeasurePolicy, unservable_reason
 from navbuild.planning.graph import Graph
 from navbuild.planning.outcome import BUILT, CACHED, FAILED, SKIPPED, UNAVAILABLE, TargetOutcome, failed_check
 from navbuild.planning.status import leaf_digest, payload_for, unavailable_reason
-from navbuild.planning.target import PROFILE
+from navbuild.planning.target import CORRECTNESS, PROFILE
 from navbuild.report.events import Reporter
 from navbuild.steps.base import load_step, params_to_dict
 
-_SIDE_FILES = ("log.txt", "reproduce.sh", "job.json")
-
-
 def execute(graph: Graph, store: Any, build_dir: Path, cwd: Path, reporter: Reporter,
-            keep_going: bool = True) -> dict[str, TargetOutcome]:
-    """Build every target of ``graph`` in order, and those its generators add; return each target's outcome.
+            keep_going: bool = True, executor: ExecutorConfig | None = None) -> dict[str, TargetOutcome]:
+    """Build every target of ``graph``, and those its generators add; return each target's outcome.
 
-    One loop: once what a generator waits for is settled, it runs and adds its targets (the
-    finalists, the Triton targets), and the loop goes on until no target is left to build.
-    A failing target does not stop its siblings (unless ``keep_going`` is false: then nothing
-    more runs and no generator is expanded); its dependents are skipped. An ``InputError``
-    from a step (the user's model or samples do not fit the recipe) stops the build at once
-    and is raised: nothing of it is published.
+    Cache lookups, skips and the build folder stay here, in the driver; misses run on the
+    backend ``executor`` names (this machine's child processes, or Ray tasks), up to its slots
+    at once (see navbuild.execute.scheduler for the order, keep-going and timed targets). An
+    ``InputError`` from a step (the user's model or samples do not fit the recipe) stops the
+    build at once and is raised: nothing of it is published.
     """
-    digests: dict[str, str] = {}
-    paths: dict[str, Path] = {}
-    outcomes: dict[str, TargetOutcome] = {}
-    stop = False
-    while True:
-        for lid, leaf in graph.leaves.items():  # a generator may add leaves (the Triton server)
-            if lid not in digests:
-                digests[lid], paths[lid] = leaf_digest(leaf, store.memo), leaf.path
-        for tid in graph.order:
-            if tid in outcomes:
-                continue
-            outcomes[tid] = out = _settle(graph, tid, outcomes, digests, paths, store, build_dir, cwd, reporter,
-                                          stopped=stop)
-            if out.status == FAILED and not keep_going:
-                stop = True
-            for w in _drain(store):
-                reporter.warning(w)
-            reporter.target_finished(out)
-        ready = [] if stop else graph.ready(lambda tid: tid in outcomes)
-        if not ready:
-            return outcomes
-        for generator in ready:
-            for w in graph.expand(generator, outcomes).warnings:
-                reporter.warning(w)
-        reporter.targets_total(len(graph.targets), final=not graph.unexpanded())
+    with open_backend(executor or ExecutorConfig(), store, cwd) as backend:
+        driver = BuildDriver(graph, store, build_dir, cwd, reporter, backend)
+        return schedule(graph, driver, backend, reporter, keep_going=keep_going)
 
 
-def _settle(graph: Graph, tid: str, outcomes: dict[str, TargetOutcome], digests: dict[str, str],
-            paths: dict[str, Path], store: Any, build_dir: Path, cwd: Path, reporter: Reporter,
-            stopped: bool) -> TargetOutcome:
-    """Serve, build, skip or mark unavailable one target; a settled one's digest and folder join ``digests``/``paths``."""
-    target = graph.targets[tid]
-    out = TargetOutcome(id=tid, kind=target.kind, variant=target.variant, status=SKIPPED, path=build_dir / tid)
-    if stopped:
-        out.reason = "build stopped after a failure (keep_going is off)"
-    elif (why := unavailable_reason(target)):
-        out.status, out.reason = UNAVAILABLE, why
-    elif (blocked := [up for up in target.inputs.values() if up not in digests]):
-        up = blocked[0]
-        up_status = outcomes[up].status if up in outcomes else "missing"
-        out.reason = f"input {up} {up_status}"
-    elif target.kind == PROFILE and (why := failed_check(outcomes, target.variant)):
-        out.reason = why
-    else:
+class BuildDriver:
+    """The driver's side of a build: leaf digests, keys, cache hits, locks, and the build folder."""
+
+    def __init__(self, graph: Graph, store: Any, build_dir: Path, cwd: Path, reporter: Reporter,
+                 backend: Any) -> None:
+        self.graph, self.store, self.build_dir, self.cwd = graph, store, build_dir, cwd
+        self.reporter, self.backend = reporter, backend
+        self.digests: dict[str, str] = {}
+        self.paths: dict[str, Path] = {}
+        self.keys: dict[str, str] = {}  # built or served target -> its cache key
+        self._pending: dict[str, tuple[TargetOutcome, contextlib.ExitStack, float]] = {}
+
+    def refresh(self) -> None:
+        for lid, leaf in self.graph.leaves.items():  # a generator may add leaves (the Triton server)
+            if lid not in self.digests:
+                self.digests[lid], self.paths[lid] = leaf_digest(leaf, self.store.memo), leaf.path
+
+    def timed(self, target_id: str) -> bool:
+        return load_step(self.graph.targets[target_id].step).timed
+
+    def warnings(self) -> list[str]:
+        notes = getattr(self.backend, "notes", [])  # e.g. where a cluster runs the profiles
+        said, notes[:] = list(notes), []
+        return said + _drain(self.store)
+
+    def prepare(self, tid: str, outcomes: dict[str, TargetOutcome], stopped: bool) -> TargetOutcome | Job:
+        """Serve, skip or mark unavailable one target; a miss becomes a job, its entry's lock held."""
+        graph, digests = self.graph, self.digests
+        target = graph.targets[tid]
+        out = TargetOutcome(id=tid, kind=target.kind, variant=target.variant, status=SKIPPED,
+                            path=self.build_dir / tid)
+        if stopped:
+            out.reason = "build stopped after a failure (keep_going is off)"
+            return out
+        if (why := unavailable_reason(target)):
+            out.status, out.reason = UNAVAILABLE, why
+            return out
+        if (blocked := [up for up in target.inputs.values() if up not in digests]):
+            up = blocked[0]
+            up_status = outcomes[up].status if up in outcomes else "missing"
+            out.reason = f"input {up} {up_status}"
+            return out
+        if target.kind == PROFILE and (why := failed_check(outcomes, target.variant)):
+            out.reason = why
+            return out
         upstream = {name: digests[up] for name, up in target.inputs.items()}
-        out.payload = payload_for(target, upstream)
+        step = load_step(target.step)
+        hardware_bound = step.depends_on_hardware(target.params)
+        out.payload = payload_for(target, upstream, hardware=self.backend.hardware if hardware_bound else None)
         out.key = cache_key(out.payload)
-        inputs = {name: paths[up] for name, up in target.inputs.items()}
-        entry = _build_one(target, out, inputs, store, cwd, reporter, graph.measure)
+        start = time.perf_counter()
+        policy = graph.measure
+        found = self.store.lookup(out.key)
+        entry = _servable(found, target, out, policy)
+        if entry is None and (why := self.store.unwritable_reason()) is not None:
+            # A cache that can be read but not written serves what it holds; a miss cannot be built.
+            if found is None:
+                out.status, out.reason = FAILED, f"not in the cache, and cannot be built into it: {why}"
+                return out
+            entry, out.reason = found, f"provisional measurement served: the cache cannot be written ({why})"
         if entry is not None:
-            digests[tid] = entry.digest
-            paths[tid] = entry.out
-    return out
-
-
-def _build_one(target: Any, out: TargetOutcome, inputs: dict[str, Path], store: Any, cwd: Path,
-               reporter: Reporter, policy: MeasurePolicy = MeasurePolicy()) -> Any:
-    start = time.perf_counter()
-    found = store.lookup(out.key)
-    entry = _servable(found, target, out, policy)
-    if entry is None and (why := store.unwritable_reason()) is not None:
-        # A cache that can be read but not written serves what it holds; a miss cannot be built.
-        if found is None:
-            out.status, out.reason = FAILED, f"not in the cache, and cannot be built into it: {why}"
-            return None
-        entry, out.reason = found, f"provisional measurement served: the cache cannot be written ({why})"
-    if entry is None:
-        with store.lock(out.key, what=target.id, on_wait=lambda holder: reporter.waiting(target.id, holder)):
-            found = store.lookup(out.key)  # another process may have built it while we waited
+            return self._served(out, entry, CACHED, start)
+        lock = contextlib.ExitStack()
+        lock.enter_context(self.store.lock(out.key, what=target.id,
+                                           on_wait=lambda holder: self.reporter.waiting(target.id, holder)))
+        try:
+            found = self.store.lookup(out.key)  # another process may have built it while we waited
             entry = _servable(found, target, out, policy)
-            if entry is None:
-                reporter.target_started(target.id, target.kind)
-                # a provisional (or --remeasure) measurement is replaced under the same key
-                entry = _run_and_publish(target, out, inputs, store, cwd, reporter, policy,
-                                         replace=found is not None)
-                if entry is None:
-                    out.seconds = time.perf_counter() - start
-                    return None
-                out.status = BUILT
-    if out.status != BUILT:
-        out.status = CACHED
-    out.seconds = time.perf_counter() - start
-    out.digest = entry.digest
-    out.out_dir = entry.out
-    out.result = entry.result
-    _place(store, entry, out)
-    return entry
+            if entry is not None:
+                lock.close()
+                return self._served(out, entry, CACHED, start)
+            self.reporter.target_started(target.id, target.kind)
+            staging = self.store.staging(out.key)
+            job = Job(target_id=tid, step=step.name, kind=target.kind, params=params_to_dict(target.params),
+                      key=out.key, payload=out.payload,
+                      inputs={name: self.paths[up] for name, up in target.inputs.items()},
+                      input_keys={name: self.keys[up] for name, up in target.inputs.items() if up in self.keys},
+                      cwd=self.cwd, timed=step.timed, replace=found is not None, policy=policy, staging=staging,
+                      cpus=_threads(target.params) if target.kind in (CORRECTNESS, PROFILE) else 1,
+                      hardware_bound=hardware_bound, family_modules=tuple(formats.external_modules()))
+            # a provisional (or --remeasure) measurement is replaced under the same key
+            self.reporter.target_running(target.id, staging / "log.txt")
+        except BaseException:
+            lock.close()
+            raise
+        self._pending[tid] = (out, lock, start)
+        return job
+
+    def finish(self, job: Job, result: RunResult) -> TargetOutcome:
+        """The outcome of a run: its verified entry placed in the build folder, or its failure kept there."""
+        out, lock, start = self._pending.pop(job.target_id)
+        with lock:
+            self.store.discard(job.staging)  # left by a worker that made its own, or a failure
+            if result.no_space is not None:
+                raise disk_full(Path(job.staging or self.store.tmp_dir) / "out",
+                                f"the output of target {job.target_id}", detail=result.no_space)
+            if not result.ok:
+                out.status, out.reason, out.log_tail = FAILED, result.message, result.log_tail
+                with writing(out.path, f"the log of failed target {job.target_id} to the build folder"):
+                    _keep_failure_files(result.files, out)
+                out.seconds = time.perf_counter() - start
+                if result.input_error:
+                    raise InputError(f"{job.target_id}: {result.message} (log: {out.log_path})")
+                return out
+            entry = self.store.lookup(job.key)  # what the run published, verified here
+            if entry is None or entry.digest != result.digest:
+                out.status = FAILED
+                out.reason = (f"the entry its run published ({(result.digest or '')[:12]}) is not in the cache "
+                              f"{self.store.root}" + (f" (ran on {result.where})" if result.where else "")
+                              + ("" if entry is None else f"; it holds {entry.digest[:12]}"))
+                out.seconds = time.perf_counter() - start
+                return out
+            return self._served(out, entry, BUILT, start)
+
+    def abandon(self, job: Job) -> None:
+        pending = self._pending.pop(job.target_id, None)
+        if pending is not None:
+            pending[1].close()
+        self.store.discard(job.staging)
+
+    def _served(self, out: TargetOutcome, entry: Any, status: str, start: float) -> TargetOutcome:
+        out.status = status
+        out.seconds = time.perf_counter() - start
+        out.digest = entry.digest
+        out.out_dir = entry.out
+        out.result = entry.result
+        _place(self.store, entry, out)
+        self.digests[out.id], self.paths[out.id], self.keys[out.id] = entry.digest, entry.out, entry.key
+        return out
+
+
+def _threads(params: Any) -> int:
+    """The threads a check or profile runs its model with (RuntimeOptions.intra_op_threads), else 1."""
+    return max(1, int(getattr(getattr(params, "runtime", None), "intra_op_threads", 1) or 1))
 
 
 def _servable(entry: Any, target: Any, out: TargetOutcome, policy: MeasurePolicy) -> Any:
@@ -132,41 +185,6 @@ def _servable(entry: Any, target: Any, out: TargetOutcome, policy: MeasurePolicy
     return None
 
 
-def _run_and_publish(target: Any, out: TargetOutcome, inputs: dict[str, Path], store: Any, cwd: Path,
-                     reporter: Reporter | None = None, policy: MeasurePolicy = MeasurePolicy(),
-                     replace: bool = False):
-    staging = store.staging(out.key)
-    try:
-        # Ctrl-C (or any error) anywhere until the commit rename must not leave the staging
-        # folder behind: gc only trusts a staging folder to be dead after an hour.
-        step = load_step(target.step)
-        with writing(staging, f"the job files of target {target.id}"):
-            write_job(staging, target.id, step.name, params_to_dict(target.params), inputs, cwd)
-        started = time.time()
-        if reporter is not None:
-            reporter.target_running(target.id, staging / "log.txt")
-        with writing(staging / "log.txt", f"the log of target {target.id}"):
-            child = run_child(staging, cwd)
-        if not child.ok:
-            if ran_out_of_space(staging, f"{child.message}\n{child.log_tail}"):
-                # The step's own words may be opaque ("basic_ios::clear: iostream error").
-                said = "" if child.message.startswith("child process") else f"the step said: {child.message}"
-                raise disk_full(staging / "out", f"the output of target {target.id}", detail=said)
-            out.status, out.reason, out.log_tail = FAILED, child.message, child.log_tail
-            with writing(out.path or staging, f"the log of failed target {target.id} to the build folder"):
-                _keep_failure_files(staging, out)
-            store.discard(staging)
-            if child.input_error:
-                raise InputError(f"{target.id}: {child.message} (log: {out.log_path})")
-            return None
-        info = {"target_id": target.id, "seconds": round(time.time() - started, 3), "created": time.time()}
-        result = judge(child.result, target.kind, policy) if step.timed else child.result
-        return store.publish(out.key, staging, payload=out.payload, result=result, info=info, replace=replace)
-    except BaseException:
-        store.discard(staging)  # a no-op once publish has renamed it into place
-        raise
-
-
 def _place(store: Any, entry: Any, out: TargetOutcome) -> None:
     """Put the entry's artifacts, result, log and reproduce script under the build dir."""
     import json
@@ -175,7 +193,7 @@ def _place(store: Any, entry: Any, out: TargetOutcome) -> None:
     assert dest is not None
     with writing(dest, f"the files of target {out.id} to the build folder"):
         store.materialize(entry, dest)
-        for name in _SIDE_FILES:
+        for name in SIDE_FILES:
             src = entry.path / name
             if src.is_file():
                 _link_or_copy(src, dest / name)
@@ -185,15 +203,17 @@ def _place(store: Any, entry: Any, out: TargetOutcome) -> None:
     out.reproduce = dest / "reproduce.sh"
 
 
-def _keep_failure_files(staging: Path, out: TargetOutcome) -> None:
+def _keep_failure_files(files: dict[str, str], out: TargetOutcome) -> None:
+    """A failed run's log, job and reproduce script, into the target's folder of the build."""
     dest = out.path
     assert dest is not None
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    for name in _SIDE_FILES:
-        if (staging / name).is_file():
-            shutil.copy2(staging / name, dest / name)
+    for name, text in files.items():
+        (dest / name).write_text(text)
+    if (dest / "reproduce.sh").is_file():
+        (dest / "reproduce.sh").chmod(0o755)
     out.log_path = dest / "log.txt"
     out.reproduce = dest / "reproduce.sh"
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Sequence
 
 from navbuild import formats, supervise
 from navbuild.execute.child import EXIT_INPUT_ERROR
@@ -29,14 +30,19 @@ class ChildOutcome:
     log_tail: str = ""
 
 
-def write_job(staging: Path, target_id: str, step: str, params: dict, inputs: dict[str, Path], cwd: Path) -> Path:
-    """Write ``job.json`` and ``reproduce.sh`` into the staging dir (beside ``out/``)."""
+def write_job(staging: Path, target_id: str, step: str, params: dict, inputs: dict[str, Path], cwd: Path,
+              family_modules: Sequence[str] | None = None) -> Path:
+    """Write ``job.json`` and ``reproduce.sh`` into the staging dir (beside ``out/``).
+
+    ``family_modules``: the format families registered outside navbuild (default: this process's).
+    """
+    modules = list(formats.external_modules() if family_modules is None else family_modules)
     job = {"target": target_id, "step": step, "params": params,
            "inputs": {k: str(v) for k, v in inputs.items()}, "out": "out"}
-    if formats.external_modules():
+    if modules:
         # format families registered outside navbuild: the child imports them to find their
         # steps and runners
-        job["formats"] = list(formats.external_modules())
+        job["formats"] = modules
     job_path = staging / "job.json"
     job_path.write_text(json.dumps(job, indent=2, sort_keys=True))
     script = staging / "reproduce.sh"
@@ -47,16 +53,20 @@ def write_job(staging: Path, target_id: str, step: str, params: dict, inputs: di
         "here=$(cd \"$(dirname \"$0\")\" && pwd)\n"
         "out=${1:-$(mktemp -d)}\n"
         f"cd {shlex.quote(str(cwd))}\n"
-        f"PYTHONPATH={shlex.quote(_pythonpath(cwd))} exec {shlex.quote(sys.executable)} "
+        f"PYTHONPATH={shlex.quote(pythonpath(cwd))} exec {shlex.quote(sys.executable)} "
         "-m navbuild.execute.child \"$here/job.json\" --out \"$out\"\n")
     script.chmod(0o755)
     return job_path
 
 
-def run_child(staging: Path, cwd: Path, timeout: float | None = None) -> ChildOutcome:
-    """Run the job in ``staging`` in a fresh interpreter; stdout and stderr go to ``log.txt``."""
+def run_child(staging: Path, cwd: Path, timeout: float | None = None,
+              started: Callable[[supervise.Supervised], None] | None = None) -> ChildOutcome:
+    """Run the job in ``staging`` in a fresh interpreter; stdout and stderr go to ``log.txt``.
+
+    ``started`` receives the running child (a caller in another thread stops it to cancel the run).
+    """
     env = dict(os.environ)
-    env["PYTHONPATH"] = _pythonpath(cwd)
+    env["PYTHONPATH"] = pythonpath(cwd)
     env.setdefault("PYTHONHASHSEED", "0")
     # torch.compile's inductor (and triton) caches go inside the store, not $TMPDIR: they are
     # reused across targets and builds, and removing the store removes them. Staging dirs are
@@ -74,6 +84,8 @@ def run_child(staging: Path, cwd: Path, timeout: float | None = None) -> ChildOu
                                grace_s=STEP_STOP_GRACE_S, cwd=cwd, env=env, stdout=log,
                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
+            if started is not None:
+                started(proc)
             code = proc.wait(timeout=timeout)
         except BaseException:
             # Ctrl-C or timeout: the child (and anything it started) must not outlive us.
@@ -102,7 +114,8 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _pythonpath(cwd: Path) -> str:
+def pythonpath(cwd: Path) -> str:
+    """The PYTHONPATH of a child process (or a Ray worker): ``cwd`` first, then this process's path."""
     # The child must import what the parent can: the user's modules in the working
     # directory and anything on the parent's path (tests, editable installs).
     parts = [str(cwd)] + [p for p in sys.path if p and Path(p).is_dir()]

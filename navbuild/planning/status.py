@@ -25,12 +25,19 @@ def leaf_digest(leaf: Leaf, memo: Any) -> str:
     return hashlib.sha256(canonical_json({"files": files, "facts": dict(leaf.facts)}).encode()).hexdigest()
 
 
-def payload_for(target: Target, upstream: dict[str, str]) -> dict:
-    """The key payload: step, version, params read, upstream content digests, tools, hardware."""
+def payload_for(target: Target, upstream: dict[str, str], hardware: dict | None = None) -> dict:
+    """The key payload: step, version, params read, upstream content digests, tools, hardware.
+
+    ``hardware``: the fingerprint of the machines a hardware-dependent target runs on (the
+    executor's backend says which); default: this machine's.
+    """
     step = load_step(target.step)
+    if not step.depends_on_hardware(target.params):
+        hardware = None
+    elif hardware is None:
+        hardware = fingerprint()
     return key_payload(step=step.name, step_version=step.version, params=params_to_dict(target.params),
-                       inputs=upstream, tools=tool_versions(step.tools_for(target.params)),
-                       hardware=fingerprint() if step.depends_on_hardware(target.params) else None)
+                       inputs=upstream, tools=tool_versions(step.tools_for(target.params)), hardware=hardware)
 
 
 def unavailable_reason(target: Target) -> str | None:

@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
+from navbuild.executor_settings import ExecutorConfig
 from navbuild.runtime import RuntimeConfig
 from navbuild.settings import setting
 from navbuild.steps.correctness import MetricConfig
@@ -245,6 +246,7 @@ class Recipe:
     output_dir: Optional[str] = setting(None, doc="default: build/<name>")
     cache: CacheConfig = field(default_factory=CacheConfig)
     keep_going: bool = setting(True, doc="a failing target does not stop its siblings")
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
 
 
 #: every section of the recipe, those declared beside their steps included, is importable from here
@@ -252,4 +254,4 @@ __all__ = ["Recipe", "SourceConfig", "InputConfig", "SamplesConfig", "OnnxConfig
            "QuantizationConfig", "DynamicQuantConfig", "StaticQuantConfig", "OpenVinoConfig", "OpenVinoQuantConfig",
            "Fp16Config", "RuntimeConfig", "ToleranceConfig", "ProbeConfig", "MetricConfig", "CorrectnessConfig", "DriftConfig",
            "ProfileConfig", "SelectConfig", "TritonServerConfig", "TritonSearchConfig", "TritonLoadConfig",
-           "TritonConstraintsConfig", "TritonConfig", "CacheConfig"]
+           "TritonConstraintsConfig", "TritonConfig", "CacheConfig", "ExecutorConfig"]

@@ -238,14 +238,14 @@ def test_ctrl_c_exits_130_and_leaves_no_child_and_no_staging(project):
 @pytest.mark.parametrize("where", ["write_job", "publish"])
 def test_ctrl_c_outside_the_child_leaves_no_staging_either(project, monkeypatch, where):
     """Ctrl-C can land while the job is written or while the entry is fsynced, not only in the child."""
-    import navbuild.execute.executor as executor
+    import navbuild.execute.backends.job as job
     from navbuild.cache.store import Store
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     if where == "write_job":
-        monkeypatch.setattr(executor, "write_job", interrupted)
+        monkeypatch.setattr(job, "write_job", interrupted)
     else:
         monkeypatch.setattr(Store, "publish", interrupted)
     with pytest.raises(KeyboardInterrupt):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from navbuild.execute import executor
+from navbuild.execute.scheduler import schedule
 from navbuild.planning.graph import Expansion, Generator, Graph
 from navbuild.planning.outcome import BUILT, FAILED, TargetOutcome
 from navbuild.planning.phases import declare_later_phases
@@ -164,20 +164,46 @@ def fake_graph(calls: list[str]) -> Graph:
     return g
 
 
-@pytest.fixture
-def fake_settle(monkeypatch):
-    """Targets settle without steps: built, or failed when named in ``failing``."""
-    failing: set[str] = set()
+class FakeDriver:
+    """Targets settle without steps or cache: built, or failed when named in ``failing``."""
 
-    def settle(graph, tid, outcomes, digests, paths, store, build_dir, cwd, reporter, stopped):
-        blocked = [up for up in graph.targets[tid].inputs.values() if up not in digests]
-        status = "skipped" if stopped or blocked else FAILED if tid in failing else BUILT
-        if status == BUILT:
-            digests[tid], paths[tid] = f"digest-{tid}", build_dir / tid
+    def __init__(self, graph: Graph, failing: set[str]) -> None:
+        self.graph, self.failing = graph, failing
+
+    def refresh(self) -> None:
+        pass
+
+    def timed(self, tid: str) -> bool:
+        return False
+
+    def prepare(self, tid, outcomes, stopped):
+        blocked = [up for up in self.graph.targets[tid].inputs.values()
+                   if up in self.graph.targets and outcomes[up].status != BUILT]
+        status = "skipped" if stopped or blocked else FAILED if tid in self.failing else BUILT
         return TargetOutcome(id=tid, kind="convert", variant=None, status=status)
 
-    monkeypatch.setattr(executor, "_settle", settle)
-    return failing
+    def warnings(self) -> list[str]:
+        return []
+
+
+class NoBackend:
+    """Nothing runs: every target settles in the driver."""
+
+    slots = 1
+
+    def cancel(self) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_settle():
+    """The names of the targets that fail; ``run`` builds a graph with the executor's loop."""
+    return set()
+
+
+def run(graph: Graph, failing: set[str], reporter=None, keep_going: bool = True):
+    return schedule(graph, FakeDriver(graph, failing), NoBackend(), reporter or CollectingReporter(),
+                    keep_going=keep_going)
 
 
 def test_generators_must_wait_for_what_is_in_the_graph():
@@ -192,7 +218,7 @@ def test_one_loop_runs_the_generators_once_what_they_wait_for_is_settled(fake_se
     calls: list[str] = []
     graph = fake_graph(calls)
     reporter = CollectingReporter()
-    outcomes = executor.execute(graph, FakeStore(), tmp_path, tmp_path, reporter)
+    outcomes = run(graph, fake_settle, reporter)
     assert list(outcomes) == ["a", "b", "c", "d"]
     assert calls == ["first sees ['a', 'b']", "second sees ['a', 'b', 'c']"]
     events = [(kind, e.id if kind == "finished" else e) for kind, e in reporter.events]
@@ -205,7 +231,7 @@ def test_a_failure_with_keep_going_off_stops_the_build_before_any_later_phase(fa
     fake_settle.add("a")
     calls: list[str] = []
     graph = fake_graph(calls)
-    outcomes = executor.execute(graph, FakeStore(), tmp_path, tmp_path, CollectingReporter(), keep_going=False)
+    outcomes = run(graph, fake_settle, keep_going=False)
     assert {k: o.status for k, o in outcomes.items()} == {"a": "failed", "b": "skipped"}
     assert calls == [] and [g.id for g in graph.unexpanded()] == ["first", "second"]
 
@@ -213,6 +239,6 @@ def test_a_failure_with_keep_going_off_stops_the_build_before_any_later_phase(fa
 def test_with_keep_going_a_failure_still_lets_the_later_phases_run(fake_settle, tmp_path):
     fake_settle.add("a")
     calls: list[str] = []
-    outcomes = executor.execute(fake_graph(calls), FakeStore(), tmp_path, tmp_path, CollectingReporter())
+    outcomes = run(fake_graph(calls), fake_settle)
     assert {k: o.status for k, o in outcomes.items()} == {"a": "failed", "b": "built", "c": "skipped", "d": "skipped"}
     assert len(calls) == 2
