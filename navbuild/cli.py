@@ -271,7 +271,7 @@ def _sweep_results(returned: Any, points: Mapping[tuple[str, ...], _Point], cwd:
         if job is not None:
             why = job._return_value if job.status == JobStatus.FAILED else f"returned {job._return_value!r}"
             error = f"the point's job failed: {type(why).__name__}: {why}" if isinstance(why, BaseException) else why
-            results.append(point_result(point.overrides, out_dir, 1, error=str(error)))
+            results.append(point_result(point.overrides, out_dir, 1, error=str(error), ran_here=False))
         else:
             results.append(_result_from_summary(point, out_dir, since))
     return results
@@ -284,10 +284,10 @@ def _result_from_summary(point: _Point, out_dir: Path, since: float) -> dict:
         if summary.stat().st_mtime >= since:
             data = json.loads(summary.read_text())
             return point_result(point.overrides, out_dir, int(data["exit_code"]),
-                                [_Row(t["id"], t.get("key"), t["status"]) for t in data["targets"]])
+                                [_Row(t["id"], t.get("key"), t["status"]) for t in data["targets"]], ran_here=False)
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    return point_result(point.overrides, out_dir, 1, error="no result came back from the launcher")
+    return point_result(point.overrides, out_dir, 1, error="no result came back from the launcher", ran_here=False)
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,11 @@ SWEEP_FILE = "sweep.json"
 
 
 def point_result(overrides: Sequence[str], output_dir: Path | str, exit_code: int,
-                 outcomes: Iterable[Any] = (), error: str = "") -> dict:
+                 outcomes: Iterable[Any] = (), error: str = "", ran_here: bool = True) -> dict:
     """One point's result, as its job returns it: exit code, folder, and each target's key and status.
 
     ``outcomes`` are the build's target outcomes (anything with ``id``, ``key`` and ``status``);
-    the process and host that ran the point say where the launcher ran it.
+    the process and host that ran the point (``ran_here``: this one) say where the launcher ran it.
     """
     return {
         "overrides": list(overrides),
@@ -31,8 +31,8 @@ def point_result(overrides: Sequence[str], output_dir: Path | str, exit_code: in
         "exit_code": int(exit_code),
         "targets": [{"id": o.id, "key": o.key, "status": o.status} for o in outcomes],
         "error": error,
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
+        "pid": os.getpid() if ran_here else None,
+        "host": socket.gethostname() if ran_here else None,
     }
 
 
@@ -67,7 +67,8 @@ def sweep_summary(points: Sequence[Mapping[str, Any]], launcher: str) -> dict:
         "shared": sum(1 for nums in points_by_key.values() if len(nums) > 1),
         # keys that more than one point built: 0 when the points share a cache with per-key locks
         "built_by_several": sum(1 for nums in builders_by_key.values() if len(nums) > 1),
-        "processes": len({(p.get("host"), p.get("pid")) for p in points}),
+        # the processes the points ran in, as they reported them
+        "processes": len({(p.get("host"), p.get("pid")) for p in points if p.get("pid") is not None}),
     }
 
 
