@@ -1,0 +1,124 @@
+"""Sweeps through Hydra's launchers (real joblib workers, submitit job processes, a local Ray): each
+point's result comes back through the launcher, and targets several points share are built once."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from procs import alive, identity, kill_all, live_commands
+
+REPO = Path(__file__).resolve().parents[2]
+#: the mlp recipe kept short: no Triton, two formats
+QUICK = ["triton.enabled=false", "formats=[torch,onnx]"]
+
+
+def _sweep(project, folder: str) -> dict:
+    return json.loads((project.root / folder / "sweep.json").read_text())
+
+
+def _point_summaries(project, recipe: str) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in (project.root / "build" / recipe).glob("*/summary.json")}
+
+
+def _builders_by_key(summaries) -> Counter:
+    """How many points built each key, as the points' own summary.json files say (not the sweep's)."""
+    return Counter(t["key"] for s in summaries for t in s["targets"] if t["status"] == "built")
+
+
+def test_joblib_sweep_with_a_failing_point_builds_the_others_and_each_shared_target_once(project):
+    """Three points of the mlp recipe in two joblib worker processes on one cache: two profile
+    windows, and one recipe whose input shape the model cannot take (its reference fails)."""
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    mlp = (REPO / "recipes" / "mlp.yaml").read_text()
+    assert "window_s: 0.2" in mlp and "shape: [batch, 64]" in mlp
+    (project.root / "recipes" / "mlp_window.yaml").write_text(mlp.replace("window_s: 0.2", "window_s: 0.1"))
+    (project.root / "recipes" / "mlp_badshape.yaml").write_text(mlp.replace("shape: [batch, 64]", "shape: [batch, 32]"))
+
+    proc = project.run("-m", "recipe=mlp,mlp_window,mlp_badshape", *QUICK,
+                       "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", timeout=900)
+    assert proc.returncode == 1, proc.stderr
+    codes = {name: next(iter(_point_summaries(project, name).values()))["exit_code"]
+             for name in ("mlp", "mlp_window", "mlp_badshape")}
+    assert codes == {"mlp": 0, "mlp_window": 0, "mlp_badshape": 1}
+
+    sweep = _sweep(project, "build")  # the folder the points' folders share
+    assert [p["exit_code"] for p in sweep["points"]] == [0, 0, 1] and sweep["exit_code"] == 1
+    assert sweep["launcher"] == "joblib" and sweep["processes"] >= 2  # joblib's workers, not one process
+    assert sweep["shared"] > 0 and sweep["built_by_several"] == 0
+    assert sweep["targets"] == sum(p["targets"] for p in sweep["points"]) > sweep["distinct_keys"]
+    # the points' own records agree: no key was built by two points
+    summaries = [next(iter(_point_summaries(project, name).values())) for name in codes]
+    assert max(_builders_by_key(summaries).values()) == 1
+    assert "keys built by more than one point: 0" in proc.stderr
+
+
+def _processes_of(project) -> set[tuple[int, int]]:
+    """Live processes that run with this project's cache in their environment (its sweep's engines)."""
+    marker = f"NAVBUILD_CACHE_DIR={project.cache}".encode()
+    found = set()
+    for pid in live_commands():
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if marker in env and (ident := identity(pid)) is not None:
+            found.add(ident)
+    return found
+
+
+def _left_running(project) -> list[tuple[int, str]]:
+    """The sweep's processes still running once it exited (a short grace for their exit), then killed."""
+    left = _processes_of(project)
+    for _ in range(100):
+        if not alive(left):
+            break
+        time.sleep(0.1)
+    still = alive(left)
+    kill_all(left)  # a failing test must not leave them behind
+    return still
+
+
+@pytest.mark.cluster
+def test_submitit_local_sweep_builds_both_points(project):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    proc = project.run("-m", "recipe=tiny", "formats=[onnx]", "profile.batch_sizes=[1],[1,2]",
+                       "hydra/launcher=submitit_local", timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(s["exit_code"] for s in _point_summaries(project, "tiny").values()) == [0, 0]
+    sweep = _sweep(project, "build/tiny")
+    assert sweep["launcher"] == "submitit_local" and len(sweep["points"]) == 2
+    assert sweep["built_by_several"] == 0 and sweep["shared"] > 0
+    assert _left_running(project) == []
+
+
+@pytest.mark.cluster
+def test_submitit_slurm_config_composes(project):
+    """Slurm cannot run here: the launcher's config composes (a plan sweep runs nothing through it)."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    from hydra import compose, initialize_config_dir
+
+    from navbuild.recipe.load import PRIMARY_CONFIG, package_data_dir
+
+    with initialize_config_dir(config_dir=str(package_data_dir("conf")), version_base="1.3"):
+        cfg = compose(PRIMARY_CONFIG, ["hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu"],
+                      return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher") and cfg.hydra.launcher.partition == "gpu"
+
+
+@pytest.mark.cluster
+def test_ray_sweep_builds_both_points_and_stops_every_ray_process(project):
+    pytest.importorskip("ray")
+    proc = project.run("-m", "recipe=tiny", "formats=[onnx]", "profile.batch_sizes=[1],[1,2]",
+                       "hydra/launcher=navbuild_ray", "hydra.launcher.num_cpus=2", timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    assert "(run_point pid=" in proc.stderr  # the points' logs, forwarded from Ray's workers
+    assert sorted(s["exit_code"] for s in _point_summaries(project, "tiny").values()) == [0, 0]
+    sweep = _sweep(project, "build/tiny")
+    assert sweep["launcher"] == "navbuild_ray" and sweep["processes"] == 2
+    assert sweep["built_by_several"] == 0 and sweep["shared"] > 0
+    assert _left_running(project) == []  # the local Ray (GCS, raylet, workers) was shut down
