@@ -4,6 +4,8 @@ point's result comes back through the launcher, and targets several points share
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections import Counter
 from pathlib import Path
@@ -122,3 +124,33 @@ def test_ray_sweep_builds_both_points_and_stops_every_ray_process(project):
     assert sweep["launcher"] == "navbuild_ray" and sweep["processes"] == 2
     assert sweep["built_by_several"] == 0 and sweep["shared"] > 0
     assert _left_running(project) == []  # the local Ray (GCS, raylet, workers) was shut down
+
+
+def _ray_point_workers(project) -> list[int]:
+    """Ray workers running a point of this project's sweep (Ray names them ray::run_point)."""
+    commands = live_commands()
+    return [pid for pid, _ in sorted(_processes_of(project)) if commands.get(pid, "").startswith("ray::run_point")]
+
+
+@pytest.mark.cluster
+def test_ray_point_whose_worker_is_killed_comes_back_failed_and_the_other_point_builds(project):
+    pytest.importorskip("ray")
+    proc = project.popen("-m", "recipe=tiny", "formats=[onnx]", "profile.batch_sizes=[1],[1,2]",
+                         "hydra/launcher=navbuild_ray", "hydra.launcher.num_cpus=1")
+    try:
+        deadline = time.monotonic() + 300
+        while not (workers := _ray_point_workers(project)):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+            time.sleep(0.2)
+        os.kill(workers[0], signal.SIGKILL)  # with 1 CPU: the first point's worker, the second waits
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 1, out
+    sweep = _sweep(project, "build/tiny")
+    assert sorted(p["exit_code"] for p in sweep["points"]) == [0, 1]
+    failed = next(p for p in sweep["points"] if p["exit_code"])
+    assert "WorkerCrashedError" in failed["error"], failed
+    assert _left_running(project) == []
