@@ -284,7 +284,8 @@ def _result_from_summary(point: _Point, out_dir: Path, since: float) -> dict:
         if summary.stat().st_mtime >= since:
             data = json.loads(summary.read_text())
             return point_result(point.overrides, out_dir, int(data["exit_code"]),
-                                [_Row(t["id"], t.get("key"), t["status"]) for t in data["targets"]], ran_here=False)
+                                [_Row(t["id"], t.get("key"), t["status"], t.get("reason", "")) for t in data["targets"]],
+                                ran_here=False)
     except (OSError, ValueError, KeyError, TypeError):
         pass
     return point_result(point.overrides, out_dir, 1, error="no result came back from the launcher", ran_here=False)
@@ -297,6 +298,7 @@ class _Row:
     id: str
     key: str | None
     status: str
+    reason: str
 
 
 def _sweep_points(overrides: list[str]) -> list[list[str]]:

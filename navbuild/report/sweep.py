@@ -4,7 +4,9 @@ A point's result travels back through the Hydra launcher that ran it (in this pr
 worker processes, on Slurm or on a Ray cluster), so it is plain picklable data. The sweep's
 summary counts the targets of all points, the distinct keys among them, and the keys several
 points share: with one cache (and its per-key locks) each shared key is built by one point and
-served from the cache to the others, which ``built_by_several`` (0) shows.
+served from the cache to the others, which ``built_by_several`` (0) shows. A measurement that
+was provisional (taken under load) is measured again by the next point that needs it, as by the
+next build: those keys are counted apart, in ``measured_again``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import os
 import socket
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
+
+from navbuild.measure_conditions import MEASURED_AGAIN
 
 SWEEP_FILE = "sweep.json"
 
@@ -29,7 +33,9 @@ def point_result(overrides: Sequence[str], output_dir: Path | str, exit_code: in
         "overrides": list(overrides),
         "output_dir": str(output_dir),
         "exit_code": int(exit_code),
-        "targets": [{"id": o.id, "key": o.key, "status": o.status} for o in outcomes],
+        "targets": [{"id": o.id, "key": o.key, "status": o.status,
+                     "measured_again": o.status == "built" and o.reason.startswith(MEASURED_AGAIN)}
+                    for o in outcomes],
         "error": error,
         "pid": os.getpid() if ran_here else None,
         "host": socket.gethostname() if ran_here else None,
@@ -39,7 +45,8 @@ def point_result(overrides: Sequence[str], output_dir: Path | str, exit_code: in
 def sweep_summary(points: Sequence[Mapping[str, Any]], launcher: str) -> dict:
     """The summary of a sweep from its points' results; its exit code is the worst point's."""
     points_by_key: dict[str, set[int]] = {}
-    builders_by_key: dict[str, set[int]] = {}
+    builders_by_key: dict[str, set[int]] = {}  # points that built a key (not measured it again)
+    remeasured: set[str] = set()  # keys a point measured again: another point's measurement was provisional
     counts = {"built": 0, "cached": 0, "failed": 0}
     rows = []
     for num, point in enumerate(points):
@@ -49,7 +56,9 @@ def sweep_summary(points: Sequence[Mapping[str, Any]], launcher: str) -> dict:
                 mine[t["status"]] += 1
             if t["key"]:
                 points_by_key.setdefault(t["key"], set()).add(num)
-                if t["status"] == "built":
+                if t.get("measured_again"):
+                    remeasured.add(t["key"])
+                elif t["status"] == "built":
                     builders_by_key.setdefault(t["key"], set()).add(num)
         for status, n in mine.items():
             counts[status] += n
@@ -67,6 +76,7 @@ def sweep_summary(points: Sequence[Mapping[str, Any]], launcher: str) -> dict:
         "shared": sum(1 for nums in points_by_key.values() if len(nums) > 1),
         # keys that more than one point built: 0 when the points share a cache with per-key locks
         "built_by_several": sum(1 for nums in builders_by_key.values() if len(nums) > 1),
+        "measured_again": len(remeasured),
         # the processes the points ran in, as they reported them
         "processes": len({(p.get("host"), p.get("pid")) for p in points if p.get("pid") is not None}),
     }
@@ -101,8 +111,10 @@ def render_sweep(summary: Mapping[str, Any]) -> list[str]:
         lines.append(line)
     lines.append(f"  {summary['targets']} targets in all points, {summary['distinct_keys']} distinct keys: "
                  f"{summary['built']} built, {summary['cached']} served from the cache")
+    again = summary["measured_again"]
     lines.append(f"  shared: {summary['shared']} keys appear in several points; "
-                 f"keys built by more than one point: {summary['built_by_several']}")
+                 f"keys built by more than one point: {summary['built_by_several']}"
+                 + (f" ({again} measurement(s) measured again: provisional where first measured)" if again else ""))
     return lines
 
 
