@@ -204,17 +204,19 @@ def _multirun(mode: str, overrides: list[str], cwd: Path) -> int:
 
     started = time.time()
     returned: Any = None
+    stopped = ""
     with initialize_config_dir(config_dir=str(package_data_dir("conf")), job_name="navbuild",
                                version_base="1.3"):
         try:
             returned = GlobalHydra.instance().hydra.multirun(PRIMARY_CONFIG, task, normalized)
         except (HydraException, OmegaConfBaseException) as exc:  # a bad hydra/... override: the user's to fix
             raise RecipeError(composition_message(exc), where="command line") from None
-        except Exception as exc:  # noqa: BLE001 - the launcher itself failed (e.g. a worker it ran was killed)
-            # the points it reported nothing for count as failed below; the sweep still ends
-            print(f"navbuild: sweep: the {launcher} launcher stopped: {type(exc).__name__}: {exc}",
-                  file=sys.stderr)
-    results = _sweep_results(returned, points, cwd, started)
+        except Exception as exc:  # noqa: BLE001 - a job failed (its process killed) or the launcher did
+            # Hydra's sweeper raises the first failed job's error, dropping the others' results:
+            # each point is then judged by what it wrote during the sweep; the sweep still ends
+            stopped = f"the {launcher} launcher stopped: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            print(f"navbuild: sweep: {stopped}", file=sys.stderr)
+    results = _sweep_results(returned, points, cwd, started, stopped)
     if mode != "build":
         return max((r["exit_code"] for r in results), default=0)
     summary = sweep_summary(results, launcher)
@@ -249,13 +251,14 @@ def _sweep_point(job: list[str], num: int, files: Mapping[str, str], cwd: Path) 
     return _Point(recipe, path, tuple(rest))
 
 
-def _sweep_results(returned: Any, points: Mapping[tuple[str, ...], _Point], cwd: Path, since: float) -> list[dict]:
+def _sweep_results(returned: Any, points: Mapping[tuple[str, ...], _Point], cwd: Path, since: float,
+                   stopped: str = "") -> list[dict]:
     """Every point's result, in sweep order, as the launcher returned it.
 
     Hydra's sweeper returns one JobReturn per job, whichever launcher ran it (here or in other
     processes). A job that raised, or whose process died where the launcher reports that, is a
-    failed point; a point the launcher returned nothing for (it stopped) is judged by the
-    summary.json it wrote during this sweep, and failed if it wrote none.
+    failed point; a point the launcher returned nothing for (it stopped: ``stopped`` says why) is
+    judged by the summary.json it wrote during this sweep, and failed if it wrote none.
     """
     from hydra.core.utils import JobStatus
 
@@ -273,11 +276,11 @@ def _sweep_results(returned: Any, points: Mapping[tuple[str, ...], _Point], cwd:
             error = f"the point's job failed: {type(why).__name__}: {why}" if isinstance(why, BaseException) else why
             results.append(point_result(point.overrides, out_dir, 1, error=str(error), ran_here=False))
         else:
-            results.append(_result_from_summary(point, out_dir, since))
+            results.append(_result_from_summary(point, out_dir, since, stopped))
     return results
 
 
-def _result_from_summary(point: _Point, out_dir: Path, since: float) -> dict:
+def _result_from_summary(point: _Point, out_dir: Path, since: float, stopped: str) -> dict:
     """A point's result from the summary.json it wrote during this sweep (failed if it wrote none)."""
     summary = out_dir / "summary.json"
     try:
@@ -288,7 +291,8 @@ def _result_from_summary(point: _Point, out_dir: Path, since: float) -> dict:
                                 ran_here=False)
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    return point_result(point.overrides, out_dir, 1, error="no result came back from the launcher", ran_here=False)
+    why = f"no result came back ({stopped})" if stopped else "no result came back from the launcher"
+    return point_result(point.overrides, out_dir, 1, error=why, ran_here=False)
 
 
 @dataclass(frozen=True)

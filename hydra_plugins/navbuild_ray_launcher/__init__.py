@@ -2,6 +2,6 @@
 
 Shipped in navbuild's wheel as a portion of Hydra's ``hydra_plugins`` namespace package, where
 Hydra discovers launchers. It stands in for hydra-ray-launcher 1.2.2, whose wheel pins
-cloudpickle<3 and boto3, and whose sweep crashes (losing every point's result) when one point's
-worker dies. Ray is imported only when a sweep launches.
+cloudpickle<3 and boto3, and which stops waiting at the first point whose worker died, so the
+points still running are killed with the sweep's Ray. Ray is imported only when a sweep launches.
 """

@@ -13,8 +13,8 @@ class NavbuildRayLauncherConf:
     """Where the sweep's points run (``address``) and what each point's task asks Ray for (``remote``)."""
 
     _target_: str = "hydra_plugins.navbuild_ray_launcher.launcher.NavbuildRayLauncher"
-    #: the Ray cluster: null starts a local Ray on 127.0.0.1 for the sweep and stops it after;
-    #: "auto", "HOST:6379" or "ray://HOST:10001" joins a running cluster (left running)
+    #: the Ray cluster: null starts a local Ray for the sweep and stops it after; "auto",
+    #: "HOST:6379" or "ray://HOST:10001" joins a running cluster (left running)
     address: Optional[str] = None
     #: CPUs of the local Ray started when address is null (null: all of this machine's)
     num_cpus: Optional[int] = None

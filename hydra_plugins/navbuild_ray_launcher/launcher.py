@@ -2,8 +2,8 @@
 
 A point's task runs Hydra's job (its config, its task function) in a Ray worker and returns
 the JobReturn. A task that raised, or whose worker died, comes back as a FAILED JobReturn
-holding Ray's error, so one lost point never loses the others' results. A local Ray started
-for the sweep binds 127.0.0.1 and is shut down when the sweep ends, whatever happened.
+holding Ray's error; every point is waited for. A local Ray started for the sweep is shut down
+when the sweep ends, whatever happened; a cluster it joined is left running.
 """
 
 from __future__ import annotations
@@ -81,12 +81,16 @@ class NavbuildRayLauncher(Launcher):
                 ray.shutdown()
 
     def _init_args(self) -> Dict[str, Any]:
-        """ray.init's arguments: join the cluster at ``address``, or start a local Ray on loopback only."""
+        """ray.init's arguments: join the cluster at ``address``, or start a local Ray of the sweep's own.
+
+        ray.init maps 127.0.0.1 to the node's address, so a local Ray listens there (without its
+        dashboard); a cluster started by ``ray start --head --node-ip-address=127.0.0.1`` and
+        joined by ``address`` keeps to loopback.
+        """
         if self.address:
             return {"address": self.address}
         # "local": a new Ray of this sweep's own, never one that `ray start` left running here
-        return {"address": "local", "num_cpus": self.num_cpus, "include_dashboard": False,
-                "_node_ip_address": "127.0.0.1"}
+        return {"address": "local", "num_cpus": self.num_cpus, "include_dashboard": False}
 
     @staticmethod
     def _collect(overrides: list, ref: Any) -> JobReturn:

@@ -130,8 +130,9 @@ def test_submitit_slurm_config_composes(project):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     from hydra import compose, initialize_config_dir
 
-    from navbuild.recipe.load import PRIMARY_CONFIG, package_data_dir
+    from navbuild.recipe.load import PRIMARY_CONFIG, package_data_dir, register
 
+    register(["mlp"], project.root)
     with initialize_config_dir(config_dir=str(package_data_dir("conf")), version_base="1.3"):
         cfg = compose(PRIMARY_CONFIG, ["hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu"],
                       return_hydra_config=True)
