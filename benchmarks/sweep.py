@@ -64,14 +64,15 @@ def main() -> None:
             rows.append((name, seconds, sweep))
             print(f"  {name}: done in {seconds:.1f} s (exit {sweep['exit_code']})", flush=True)
     print()
-    print(f"{'run':32} {'points':>6} {'wall s':>8} {'built':>6} {'cached':>7} {'naive':>6} {'shared':>7} "
-          f"{'built twice':>11}")
+    print(f"{'run':32} {'points':>6} {'wall s':>8} {'built':>6} {'cached':>7} {'naive':>6} {'keys':>5} "
+          f"{'shared':>7} {'built twice':>11} {'remeasured':>10}")
     for name, seconds, s in rows:
         print(f"{name:32} {len(s['points']):>6} {seconds:>8.1f} {s['built']:>6} {s['cached']:>7} {s['targets']:>6} "
-              f"{s['shared']:>7} {s['built_by_several']:>11}")
+              f"{s['distinct_keys']:>5} {s['shared']:>7} {s['built_by_several']:>11} {s['measured_again']:>10}")
     (_, seq, _), (_, ray, _) = rows
     print(f"\nRay (2 workers) vs sequential: {seq / ray:.2f}x the speed; 'naive' is what building each point "
-          f"on its own would have built; 'built twice' counts keys more than one point built")
+          f"on its own would have built; 'built twice' counts keys more than one point built; "
+          f"'remeasured': provisional measurements (taken under load) another point measured again")
 
 
 if __name__ == "__main__":
