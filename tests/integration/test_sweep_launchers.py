@@ -181,3 +181,29 @@ def test_ray_point_whose_worker_is_killed_comes_back_failed_and_the_other_point_
     failed = next(p for p in sweep["points"] if p["exit_code"])
     assert "WorkerCrashedError" in failed["error"], failed
     assert _left_running(project) == []
+
+
+@pytest.mark.cluster
+def test_joblib_worker_killed_fails_the_sweep_cleanly(project):
+    """joblib stops its whole batch when one of its workers dies: every point without a result is
+    failed, with joblib's error in its row, and the sweep ends (exit 1) leaving nothing running."""
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    proc = project.popen("-m", "recipe=tiny", "formats=[onnx]", "profile.batch_sizes=[1],[1,2]",
+                         "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    try:
+        deadline = time.monotonic() + 300
+        while not (workers := [pid for pid, _ in sorted(_processes_of(project))
+                               if "popen_loky" in live_commands().get(pid, "")]):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+            time.sleep(0.2)
+        os.kill(workers[0], signal.SIGKILL)
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 1, out
+    assert "the joblib launcher stopped: TerminatedWorkerError" in out
+    sweep = _sweep(project, "build/tiny")
+    assert sweep["exit_code"] == 1 and any("TerminatedWorkerError" in p["error"] for p in sweep["points"])
+    assert _left_running(project) == []
