@@ -153,29 +153,33 @@ def test_ray_sweep_builds_both_points_and_stops_every_ray_process(project):
     assert _left_running(project) == []  # the local Ray (GCS, raylet, workers) was shut down
 
 
-def _ray_point_workers(project) -> list[int]:
-    """Ray workers running a point of this project's sweep (Ray names them ray::run_point)."""
+def _workers_named(project, name: str) -> list[int]:
+    """This project's sweep processes whose command line holds ``name`` (a launcher's workers)."""
     commands = live_commands()
-    return [pid for pid, _ in sorted(_processes_of(project)) if commands.get(pid, "").startswith("ray::run_point")]
+    return [pid for pid, _ in sorted(_processes_of(project)) if name in commands.get(pid, "")]
+
+
+def _sweep_killing_a_worker(project, worker_name: str, *launcher: str) -> tuple[int, str]:
+    """Run a 2-point tiny sweep, SIGKILL its first worker named ``worker_name`` once one runs; the
+    sweep's exit code and output (the sweep is always reaped)."""
+    workers: list[int] = []
+
+    def ready() -> bool:
+        workers[:] = _workers_named(project, worker_name)
+        return bool(workers)
+
+    return project.act_when(ready, lambda proc: os.kill(workers[0], signal.SIGKILL), "-m", "recipe=tiny",
+                            "formats=[onnx]", "profile.batch_sizes=[1],[1,2]", *launcher,
+                            timeout=300, finish_s=600)
 
 
 @pytest.mark.cluster
 def test_ray_point_whose_worker_is_killed_comes_back_failed_and_the_other_point_builds(project):
     pytest.importorskip("ray")
-    proc = project.popen("-m", "recipe=tiny", "formats=[onnx]", "profile.batch_sizes=[1],[1,2]",
-                         "hydra/launcher=navbuild_ray", "hydra.launcher.num_cpus=1")
-    try:
-        deadline = time.monotonic() + 300
-        while not (workers := _ray_point_workers(project)):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
-            time.sleep(0.2)
-        os.kill(workers[0], signal.SIGKILL)  # with 1 CPU: the first point's worker, the second waits
-        out, _ = proc.communicate(timeout=600)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 1, out
+    # with 1 CPU one point runs at a time: Ray names its worker ray::run_point; the other point waits
+    code, out = _sweep_killing_a_worker(project, "ray::run_point", "hydra/launcher=navbuild_ray",
+                                        "hydra.launcher.num_cpus=1")
+    assert code == 1, out
     sweep = _sweep(project, "build/tiny")
     assert sorted(p["exit_code"] for p in sweep["points"]) == [0, 1]
     failed = next(p for p in sweep["points"] if p["exit_code"])
@@ -188,21 +192,8 @@ def test_joblib_worker_killed_fails_the_sweep_cleanly(project):
     """joblib stops its whole batch when one of its workers dies: every point without a result is
     failed, with joblib's error in its row, and the sweep ends (exit 1) leaving nothing running."""
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
-    proc = project.popen("-m", "recipe=tiny", "formats=[onnx]", "profile.batch_sizes=[1],[1,2]",
-                         "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
-    try:
-        deadline = time.monotonic() + 300
-        while not (workers := [pid for pid, _ in sorted(_processes_of(project))
-                               if "popen_loky" in live_commands().get(pid, "")]):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
-            time.sleep(0.2)
-        os.kill(workers[0], signal.SIGKILL)
-        out, _ = proc.communicate(timeout=600)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 1, out
+    code, out = _sweep_killing_a_worker(project, "popen_loky", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    assert code == 1, out
     assert "the joblib launcher stopped: TerminatedWorkerError" in out
     sweep = _sweep(project, "build/tiny")
     assert sweep["exit_code"] == 1 and any("TerminatedWorkerError" in p["error"] for p in sweep["points"])
