@@ -2,7 +2,8 @@
 
 A thin shell over :mod:`navbuild.api`: it reads the command, runs the API and prints. A sweep
 (``-m``) is composed and checked point by point before any runs; Hydra's sweeper and launcher
-run the points, and the sweep's exit code is the worst of the codes the launcher returns.
+run the points, each point's result (exit code, keys built and served) comes back as its job's
+return value, and the sweep's summary and exit code (the worst point's) are made from them.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import os
 import re
 import signal
 import sys
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from navbuild.api import Prepared, build_prepared, check, load_recipe, prepare
+from navbuild.api import BuildResult, Prepared, build_prepared, check, load_recipe, prepare
 from navbuild.cache.fs import NO_SPACE, disk_full
 from navbuild.errors import NavbuildError, RecipeError
 from navbuild.gc_command import gc_main
@@ -28,6 +30,7 @@ from navbuild.recipe.load import (PRIMARY_CONFIG, check_override_keys, compositi
 from navbuild.recipe.paths import resolve_path
 from navbuild.recipe.schema import Recipe
 from navbuild.report.console import ConsoleReporter
+from navbuild.report.sweep import point_result, render_sweep, sweep_dir, sweep_summary, write_sweep_summary
 
 USAGE = """\
 usage: navbuild [build] [recipe=NAME|FILE.yaml] [key=value ...] [-m]   build a recipe (default: mlp)
@@ -115,14 +118,15 @@ def _recipe_and_rest(overrides: Sequence[str]) -> tuple[str, list[str]]:
 
 
 def _plan_or_build(mode: str, prep: Prepared) -> int:
-    if mode == "plan":
-        return _print_plan(prep)
+    return _print_plan(prep) if mode == "plan" else _build(prep).exit_code
+
+
+def _build(prep: Prepared) -> BuildResult:
     reporter = ConsoleReporter()
     try:
-        result = build_prepared(prep, reporter)
+        return build_prepared(prep, reporter)
     finally:
         reporter.close()  # a full disk or Ctrl-C must not leave the spinner drawing over the message
-    return result.exit_code
 
 
 def _show(args: list[str]) -> int:
@@ -168,7 +172,8 @@ def _multirun(mode: str, overrides: list[str], cwd: Path) -> int:
     Every point is composed and checked once, before any runs, so a bad value in the sweep is
     reported at once (exit 2) rather than after the first points have built. Hydra's sweeper
     and launcher then run the points (in this process or others: the job looks its point up
-    by its overrides, and returns its exit code to the launcher).
+    by its overrides, and returns its result, plain data, to the launcher). A build sweep ends
+    with its summary (printed, and written to sweep.json in the folder its points share).
     """
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -191,22 +196,47 @@ def _multirun(mode: str, overrides: list[str], cwd: Path) -> int:
     # the jobs Hydra's sweeper makes: every combination of the task's (not Hydra's) overrides
     jobs = _sweep_points([o.input_line for o in parsed if not o.is_hydra_override()])
     points = {tuple(job): _sweep_point(job, num, files, cwd) for num, job in enumerate(jobs)}
+    launcher = next((o.value() for o in parsed if o.is_hydra_override() and o.key_or_group == "hydra/launcher"),
+                    "basic")
 
-    def task(cfg: Any) -> int:
-        point = points[tuple(HydraConfig.get().overrides.task)]
-        try:
-            prep = prepare(point.recipe, point.recipe_file, cwd, point.overrides, checked=True)
-            return _plan_or_build(mode, prep)
-        except NavbuildError as err:
-            return _report_error(err, False)
+    def task(cfg: Any) -> dict:
+        return _run_point(mode, points[tuple(HydraConfig.get().overrides.task)], cwd)
 
+    started = time.time()
+    returned: Any = None
+    stopped = ""
     with initialize_config_dir(config_dir=str(package_data_dir("conf")), job_name="navbuild",
                                version_base="1.3"):
         try:
             returned = GlobalHydra.instance().hydra.multirun(PRIMARY_CONFIG, task, normalized)
         except (HydraException, OmegaConfBaseException) as exc:  # a bad hydra/... override: the user's to fix
             raise RecipeError(composition_message(exc), where="command line") from None
-    return _sweep_exit_code(returned, points, mode, cwd)
+        except Exception as exc:  # noqa: BLE001 - a job failed (its process killed) or the launcher did
+            # Hydra's sweeper raises the first failed job's error, dropping the others' results:
+            # each point is then judged by what it wrote during the sweep; the sweep still ends
+            stopped = f"the {launcher} launcher stopped: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            print(f"navbuild: sweep: {stopped}", file=sys.stderr)
+    results = _sweep_results(returned, points, cwd, started, stopped)
+    if mode != "build":
+        return max((r["exit_code"] for r in results), default=0)
+    summary = sweep_summary(results, launcher)
+    where = write_sweep_summary(sweep_dir([Path(r["output_dir"]) for r in results]), summary)
+    for line in [*render_sweep(summary), f"  sweep summary: {where}"]:
+        print(line, file=sys.stderr)
+    return summary["exit_code"]
+
+
+def _run_point(mode: str, point: _Point, cwd: Path) -> dict:
+    """Plan or build one sweep point (in whichever process the launcher runs it); its result as plain data."""
+    out_dir = resolve_path(point.recipe.output_dir, cwd)
+    try:
+        prep = prepare(point.recipe, point.recipe_file, cwd, point.overrides, checked=True)
+        if mode == "plan":
+            return point_result(point.overrides, prep.build_dir, _print_plan(prep))
+        result = _build(prep)
+        return point_result(point.overrides, prep.build_dir, result.exit_code, result.outcomes.values())
+    except NavbuildError as err:
+        return point_result(point.overrides, out_dir, _report_error(err, False), error=str(err))
 
 
 def _sweep_point(job: list[str], num: int, files: Mapping[str, str], cwd: Path) -> _Point:
@@ -221,25 +251,58 @@ def _sweep_point(job: list[str], num: int, files: Mapping[str, str], cwd: Path) 
     return _Point(recipe, path, tuple(rest))
 
 
-def _sweep_exit_code(returned: Any, points: Mapping[tuple[str, ...], _Point], mode: str, cwd: Path) -> int:
-    """The worst exit code of the sweep's jobs, as the launcher returned them.
+def _sweep_results(returned: Any, points: Mapping[tuple[str, ...], _Point], cwd: Path, since: float,
+                   stopped: str = "") -> list[dict]:
+    """Every point's result, in sweep order, as the launcher returned it.
 
     Hydra's sweeper returns one JobReturn per job, whichever launcher ran it (here or in other
-    processes); a sweeper that returns none leaves each point's summary.json to say.
+    processes). A job that raised, or whose process died where the launcher reports that, is a
+    failed point; a point the launcher returned nothing for (it stopped: ``stopped`` says why) is
+    judged by the summary.json it wrote during this sweep, and failed if it wrote none.
     """
-    codes = [job.return_value for batch in returned for job in batch] if isinstance(returned, list) else []
-    if not codes and mode == "build":
-        codes = [_summary_exit_code(p, cwd) for p in points.values()]
-    return max(codes, default=0)
+    from hydra.core.utils import JobStatus
+
+    jobs = [job for batch in returned for job in batch] if isinstance(returned, list) else []
+    by_overrides = {tuple(job.overrides or ()): job for job in jobs}
+    results = []
+    for job_overrides, point in points.items():
+        job = by_overrides.get(job_overrides)
+        if job is not None and job.status == JobStatus.COMPLETED and isinstance(job._return_value, dict):
+            results.append(job._return_value)
+            continue
+        out_dir = resolve_path(point.recipe.output_dir, cwd)
+        if job is not None:
+            why = job._return_value if job.status == JobStatus.FAILED else f"returned {job._return_value!r}"
+            error = f"the point's job failed: {type(why).__name__}: {why}" if isinstance(why, BaseException) else why
+            results.append(point_result(point.overrides, out_dir, 1, error=str(error), ran_here=False))
+        else:
+            results.append(_result_from_summary(point, out_dir, since, stopped))
+    return results
 
 
-def _summary_exit_code(point: _Point, cwd: Path) -> int:
-    """A point's exit code as its summary.json records it (1 if it wrote none)."""
-    summary = resolve_path(point.recipe.output_dir, cwd) / "summary.json"
+def _result_from_summary(point: _Point, out_dir: Path, since: float, stopped: str) -> dict:
+    """A point's result from the summary.json it wrote during this sweep (failed if it wrote none)."""
+    summary = out_dir / "summary.json"
     try:
-        return int(json.loads(summary.read_text())["exit_code"])
+        if summary.stat().st_mtime >= since:
+            data = json.loads(summary.read_text())
+            return point_result(point.overrides, out_dir, int(data["exit_code"]),
+                                [_Row(t["id"], t.get("key"), t["status"], t.get("reason", "")) for t in data["targets"]],
+                                ran_here=False)
     except (OSError, ValueError, KeyError, TypeError):
-        return 1
+        pass
+    why = f"no result came back ({stopped})" if stopped else "no result came back from the launcher"
+    return point_result(point.overrides, out_dir, 1, error=why, ran_here=False)
+
+
+@dataclass(frozen=True)
+class _Row:
+    """A target as summary.json lists it (what a point result needs of an outcome)."""
+
+    id: str
+    key: str | None
+    status: str
+    reason: str
 
 
 def _sweep_points(overrides: list[str]) -> list[list[str]]:

@@ -168,6 +168,10 @@ def unservable_reason(timed: bool, result: Mapping[str, Any] | None, policy: Mea
     return stale_reason(result)
 
 
+#: how a build's outcome reason begins when it measured a timed target again rather than serve it
+MEASURED_AGAIN = "measured again"
+
+
 def stale_reason(result: Mapping[str, Any] | None) -> str | None:
     """Why a cached timed result must be measured again (it was provisional), else None."""
     prov = (result or {}).get("provisional")
@@ -176,5 +180,5 @@ def stale_reason(result: Mapping[str, Any] | None) -> str | None:
     return f"provisional measurement ({prov.get('reason', 'unknown conditions')})"
 
 
-__all__ = ["DEFAULT_MAX_BACKGROUND_LOAD", "MeasurePolicy", "Probe", "conditions", "sample", "provisional_reason",
+__all__ = ["DEFAULT_MAX_BACKGROUND_LOAD", "MEASURED_AGAIN", "MeasurePolicy", "Probe", "conditions", "sample", "provisional_reason",
            "judge", "unservable_reason", "stale_reason", "describe", "tree_jiffies", "machine_busy_jiffies", "cpu_frequency_mhz"]

@@ -125,6 +125,17 @@ class Project:
         ``group``, its process group, as a terminal's Ctrl-C does); return its exit code and
         output. Always reaps the process."""
         import signal
+
+        def interrupt(proc: subprocess.Popen) -> None:
+            (os.killpg if group else os.kill)(proc.pid, signal.SIGINT)
+
+        return self.act_when(ready, interrupt, *args, settle_s=settle_s, timeout=timeout)
+
+    def act_when(self, ready, act, *args: str, settle_s: float = 0.0, timeout: float = 120,
+                 finish_s: float = 120) -> tuple[int, str]:
+        """Start ``navbuild *args``, wait until ``ready()``, then ``act(process)``; return its exit
+        code and output once it exits (within ``finish_s``). Always reaps the process."""
+        import signal
         import time
 
         proc = self.popen(*args)
@@ -135,11 +146,8 @@ class Project:
                 assert time.monotonic() < deadline, "the awaited moment never came"
                 time.sleep(0.05)
             time.sleep(settle_s)
-            if group:
-                os.killpg(proc.pid, signal.SIGINT)
-            else:
-                os.kill(proc.pid, signal.SIGINT)
-            out, _ = proc.communicate(timeout=120)
+            act(proc)
+            out, _ = proc.communicate(timeout=finish_s)
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)

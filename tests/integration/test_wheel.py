@@ -18,6 +18,8 @@ def test_wheel_ships_conf_and_recipes_and_plans_outside_the_checkout(tmp_path: P
     wheel = next(wheels.glob("navbuild-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "navbuild/conf/navbuild.yaml" in names
+    # the navbuild_ray Hydra launcher, as a portion of Hydra's namespace package (no hydra_plugins/__init__.py)
+    assert "hydra_plugins/navbuild_ray_launcher/launcher.py" in names and "hydra_plugins/__init__.py" not in names
     assert {"navbuild/recipes/mlp.yaml", "navbuild/recipes/minilm.yaml", "navbuild/recipes/bert.yaml"} <= set(names)
 
     site = tmp_path / "site"
