@@ -16,7 +16,7 @@ from navbuild.execute.backends.choice import open_backend
 from navbuild.execute.backends.job import SIDE_FILES, Job, RunResult
 from navbuild.execute.scheduler import schedule
 from navbuild.executor_settings import ExecutorConfig
-from navbuild.measure_conditions import MeasurePolicy, unservable_reason
+from navbuild.measure_conditions import MEASURED_AGAIN, MeasurePolicy, unservable_reason
 from navbuild.planning.graph import Graph
 from navbuild.planning.outcome import BUILT, CACHED, FAILED, SKIPPED, UNAVAILABLE, TargetOutcome, failed_check
 from navbuild.planning.status import leaf_digest, payload_for, unavailable_reason
@@ -181,7 +181,7 @@ def _servable(entry: Any, target: Any, out: TargetOutcome, policy: MeasurePolicy
     if why is None:
         out.reason = ""  # another process measured it again while we waited for the lock
         return entry
-    out.reason = f"measured again: {why}"
+    out.reason = f"{MEASURED_AGAIN}: {why}"
     return None
 
 
