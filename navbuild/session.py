@@ -17,6 +17,7 @@ from navbuild.evidence import variant_lineage
 from navbuild.execute.executor import execute
 from navbuild.execute.source_deps import refresh_source_record
 from navbuild.package.continue_from import resolve
+from navbuild.planning.accuracy_search import searches
 from navbuild.planning.graph import Graph
 from navbuild.planning.phases import declare_later_phases, ranking_of
 from navbuild.planning.planner import SOURCE_ID, expand, fit_to_source, source_discovery_params
@@ -202,7 +203,7 @@ def build_prepared(prep: Prepared, reporter: Reporter) -> BuildResult:
         reporter.warning(f"could not record the digest memo ({why}); the next build re-hashes its files")
     summary = make_summary(prep.recipe, prep.recipe_file, prep.build_dir, prep.store.root, outcomes,
                            variants, time.perf_counter() - start, lineage=variant_lineage(prep.graph),
-                           ranking=ranking_of(prep.graph))
+                           ranking=ranking_of(prep.graph), searches=searches(prep.graph))
     summary["notes"] = list(prep.graph.notes)  # what the plan changed to fit the source
 
 

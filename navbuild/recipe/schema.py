@@ -14,6 +14,7 @@ from omegaconf import MISSING
 
 from navbuild.runtime import RuntimeConfig
 from navbuild.settings import setting
+from navbuild.steps.accuracy import AccuracyAwareConfig
 from navbuild.steps.correctness import MetricConfig
 from navbuild.steps.onnx_fp16 import Fp16Config
 from navbuild.steps.onnx_from_torch import OnnxConfig
@@ -73,10 +74,11 @@ class SamplesConfig:
 
 @dataclass
 class QuantizationConfig:
-    """ONNX Runtime int8 quantization (onnx-int8-dynamic, onnx-int8-static)."""
+    """ONNX Runtime int8 quantization (onnx-int8-dynamic, onnx-int8-static, onnx-int8-aa)."""
 
     dynamic: DynamicQuantConfig = field(default_factory=DynamicQuantConfig)
     static: StaticQuantConfig = field(default_factory=StaticQuantConfig)
+    accuracy_aware: AccuracyAwareConfig = field(default_factory=AccuracyAwareConfig)
 
 
 @dataclass
