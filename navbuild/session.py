@@ -30,7 +30,9 @@ from navbuild.recipe.schema import Recipe
 from navbuild.recipe.validate import check_semantics, check_structure
 from navbuild.report.events import Reporter
 from navbuild.report.summary import make_summary, write_summary
+from navbuild.report.tradeoff import write_tradeoff
 from navbuild.report.triton_summary import publish_triton
+from navbuild.steps.base import installed
 
 RecipeLike = str | Path | Recipe | Mapping[str, Any]
 
@@ -210,6 +212,8 @@ def build_prepared(prep: Prepared, reporter: Reporter) -> BuildResult:
     with writing(prep.build_dir, "summary.json and the Triton deliverable"):
         publish_triton(summary.get("triton"), prep.build_dir)
         write_summary(prep.build_dir, summary)
+        if installed("matplotlib"):
+            write_tradeoff(prep.build_dir, summary, prep.recipe.select.percentile)
     # Targets that got no key this time (skipped, unavailable) keep their previous record,
     # so the next plan can still say why they changed.
     targets = {tid: rec for tid, rec in (previous or {}).get("targets", {}).items() if tid in outcomes}
