@@ -16,9 +16,9 @@ import os
 from navbuild.formats import torch  # noqa: F401,I001
 from navbuild.formats import onnxruntime  # noqa: F401,I001
 from navbuild.formats import openvino  # noqa: F401,I001
-from navbuild.formats.base import (REFERENCE, SOURCE, AccuracySearch, Conversion, FormatFamily, PlanContext, Planned, Runner,
-                                   TritonServing, Variant, catalogue, conversion, conversions, external_modules,
-                                   families, load_attr, native_backends, precisions, recipe_formats, register,
+from navbuild.formats.base import (REFERENCE, SOURCE, AccuracySearch, Conversion, FormatFamily, PlanContext, Planned,
+                                   Runner, TritonServing, Variant, catalogue, conversion, conversions, drift_step,
+                                   external_modules, families, load_attr, native_backends, precisions, recipe_formats, register,
                                    runner, runner_names, runtime_requirements, selected, simplicity, steps,
                                    torch_source_formats, triton_backends, triton_serving, unavailable_on_serialized,
                                    unregister, variant, variant_names)
@@ -56,6 +56,6 @@ load_plugins()
 __all__ = ["FormatFamily", "AccuracySearch", "Variant", "Runner", "Conversion", "Planned", "PlanContext", "TritonServing", "SOURCE",
            "REFERENCE", "register", "unregister", "families", "external_modules", "catalogue", "variant",
            "variant_names", "recipe_formats", "precisions", "torch_source_formats", "selected", "simplicity",
-           "unavailable_on_serialized", "conversions", "conversion", "steps", "runner", "runner_names",
+           "unavailable_on_serialized", "conversions", "conversion", "steps", "drift_step", "runner", "runner_names",
            "runtime_requirements", "triton_serving", "triton_backends", "native_backends", "load_attr", "load_plugins",
            "load_modules", "ENV_VAR", "ENTRY_POINT_GROUP"]

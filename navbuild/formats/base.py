@@ -88,6 +88,10 @@ class Variant:
     mode: str = ""  # runtime mode (RuntimeOptions.mode)
     note: str = ""
     graph_level: str = ""  # ONNX Runtime graph optimization level it runs at; "" = runtime.graph_level
+    #: what its drift (a reduced-precision variant's error layer by layer) is measured against: the
+    #: input slot of its model's conversion that reads the fp32 model it was made from ("onnx",
+    #: "openvino"); "" where it runs an fp32 model in a reduced-precision mode: that model itself
+    drift_from: str = ""
 
 
 @dataclass(frozen=True)
@@ -199,6 +203,9 @@ class FormatFamily:
     ``torch_source``: its formats run or convert the torch source (not for an ONNX-file source).
     ``not_on_serialized``: per serialized torch source kind (``torchscript``: a ``.pt`` file,
     ``exported-program``: a ``.pt2`` file), target id or variant name -> why it cannot run.
+    ``drift``: runner -> ``"module:Class"`` of the step that measures the drift of that runner's
+    reduced-precision variants against their fp32 model (a ``drift/<variant>`` target each; the
+    class is a navbuild.steps.drift.DriftStep, its name the class name).
     """
 
     name: str
@@ -208,6 +215,7 @@ class FormatFamily:
     conversions: tuple[Conversion, ...] = ()
     torch_source: bool = False
     not_on_serialized: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    drift: Mapping[str, str] = field(default_factory=dict)
     module: str = ""  # the module that defines it (set by ``register``)
 
 
@@ -327,8 +335,15 @@ def conversion(model: str) -> Conversion:
 
 
 def steps() -> dict[str, str]:
-    """Step name -> "module:Class" of every family's conversion steps."""
-    return {name: ref for c in conversions() for name, ref in c.steps.items()}
+    """Step name -> "module:Class" of every family's conversion and drift steps."""
+    drift = {ref.rpartition(":")[2]: ref for f in _FAMILIES.values() for ref in f.drift.values()}
+    return {**{name: ref for c in conversions() for name, ref in c.steps.items()}, **drift}
+
+
+def drift_step(runner_name: str) -> str | None:
+    """The name of the step that measures the drift of this runner's variants (None: its family declares none)."""
+    ref = next((f.drift[runner_name] for f in _FAMILIES.values() if runner_name in f.drift), None)
+    return ref.rpartition(":")[2] if ref else None
 
 
 def runner(name: str) -> Runner | None:

@@ -114,11 +114,12 @@ FAMILY = register(FormatFamily(
         # wheel); ORT's own graph passes are off so OpenVINO receives the graph as exported
         Variant("onnx-openvino-ep", "onnx-openvino", "fp32", 9, "onnx", model=ONNX, mode="openvino-ep",
                 graph_level="disable"),
-        Variant("onnx-fp16", "onnx", "fp16", 15, "onnx", model="onnx-fp16",
+        Variant("onnx-fp16", "onnx", "fp16", 15, "onnx", model="onnx-fp16", drift_from="onnx",
                 note="fp16 is kept for GPU targets; on CPU it is usually slower than fp32"),
-        Variant("onnx-int8-dynamic", "onnx", "int8", 17, "onnx", model="onnx-int8-dynamic"),
-        Variant("onnx-int8-static", "onnx", "int8", 18, "onnx", model="onnx-int8-static"),
-        Variant("onnx-int8-aa", "onnx", "int8", 19, "onnx", model="onnx-int8-aa",
+        Variant("onnx-int8-dynamic", "onnx", "int8", 17, "onnx", model="onnx-int8-dynamic", drift_from="onnx"),
+        Variant("onnx-int8-static", "onnx", "int8", 18, "onnx", model="onnx-int8-static", drift_from="onnx"),
+        # its model is found by a search once the plan has run (no target until then: no drift of its own)
+        Variant("onnx-int8-aa", "onnx", "int8", 19, "onnx", model="onnx-int8-aa", drift_from="onnx",
                 note="accuracy-aware: the layers that drift most kept in fp32, the fewest that meet the budget"),
     ),
     runners=(
@@ -126,6 +127,7 @@ FAMILY = register(FormatFamily(
                mode_requires={"openvino-ep": ("onnxruntime", "onnxruntime-openvino")}, session_options=True,
                triton=TritonServing(ORT_BACKEND, parameters=_graph_level, refuses=_refuses)),
     ),
+    drift={"onnx": _STEPS + "drift_onnx:OnnxDrift"},
     conversions=(
         Conversion(ONNX, 0, {"OnnxFromTorch": _STEPS + "onnx_from_torch:OnnxFromTorch"}, _export,
                    from_source=lambda recipe: bool(recipe.source.onnx)),

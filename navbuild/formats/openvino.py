@@ -75,15 +75,18 @@ FAMILY = register(FormatFamily(
     variants=(
         Variant("openvino", "openvino", "fp32", 8, "openvino", model=OPENVINO),
         Variant("openvino-bf16", "openvino", "bf16", 14, "openvino", model=OPENVINO, mode="bf16"),
-        Variant("openvino-int8-wo", "openvino", "int8", 20, "openvino", model="openvino-int8-wo"),
-        Variant("openvino-int8", "openvino", "int8", 21, "openvino", model="openvino-int8"),
+        Variant("openvino-int8-wo", "openvino", "int8", 20, "openvino", model="openvino-int8-wo",
+                drift_from="openvino"),
+        Variant("openvino-int8", "openvino", "int8", 21, "openvino", model="openvino-int8", drift_from="openvino"),
         Variant("openvino-int8-aa", "openvino", "int8", 22, "openvino", model="openvino-int8-aa",
+                drift_from="openvino",
                 note="accuracy-aware: NNCF reverts the operations that cost the most accuracy to float"),
     ),
     runners=(
         Runner("openvino", "navbuild.runners.openvino_runner:make", ("openvino",),
                triton=TritonServing(OPENVINO_BACKEND, parameters=_bf16_hint, refuses=lambda v: "")),
     ),
+    drift={"openvino": _STEPS + "drift_openvino:OpenVinoDrift"},
     conversions=(
         Conversion(OPENVINO, 8, {"OpenVinoFromOnnx": _STEPS + "openvino_convert:OpenVinoFromOnnx",
                                  "OpenVinoFromTorch": _STEPS + "openvino_from_torch:OpenVinoFromTorch"}, _convert),

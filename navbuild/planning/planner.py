@@ -13,7 +13,7 @@ from navbuild.measure_conditions import MeasurePolicy
 from navbuild.planning.accuracy_search import Budget, SearchPlan, declare_search
 from navbuild.planning.graph import Graph
 from navbuild.planning.onnx_source import OnnxSourceFacts, accepted_recipe, read_onnx_source
-from navbuild.planning.target import ACCURACY, CONVERT, CORRECTNESS, PROFILE, REFERENCE, SOURCE, Leaf, Target
+from navbuild.planning.target import ACCURACY, CONVERT, CORRECTNESS, DRIFT, PROFILE, REFERENCE, SOURCE, Leaf, Target
 from navbuild.recipe.paths import module_origin, resolve_path
 from navbuild.recipe.schema import Recipe
 from navbuild.runtime import RuntimeOptions
@@ -41,11 +41,13 @@ def expand(recipe: Recipe, cwd: Path) -> Graph:
     recipe = accept_source(graph, recipe)
     expand_reference(graph, recipe)
     variants = formats.selected(list(recipe.formats), list(recipe.precisions), list(recipe.variants))
+    rankers = search_rankers(graph, recipe, variants)
     searched: dict[str, tuple[Target, formats.AccuracySearch]] = {}
-    models = expand_conversions(graph, recipe, variants, searched)
+    models = expand_conversions(graph, recipe, variants + rankers, searched)
     built = [v for v in variants if v.model not in searched]  # a searched model's checks join when it is found
     expand_checks(graph, recipe, built, models)
     expand_profiles(graph, recipe, built, models)
+    expand_drift(graph, recipe, built + rankers, models)
     mark_unavailable(graph, recipe)
     graph.variant_models = {v.name: models[v.model] if v.model else None for v in variants}
     for v in variants:
@@ -54,6 +56,22 @@ def expand(recipe: Recipe, cwd: Path) -> Graph:
     graph.measure = MeasurePolicy(max_background_load=recipe.profile.max_background_load,
                                   remeasure=recipe.profile.remeasure)
     return graph
+
+
+def search_rankers(graph: Graph, recipe: Recipe, variants: list[Variant]) -> list[Variant]:
+    """The variants whose drift ranks the layers of a selected accuracy-aware variant's search
+    (``AccuracySearch.ranked_by``) and that are not selected themselves: their model and drift are
+    built for the search (not checked or profiled)."""
+    ctx = PlanContext(recipe, _onnx_facts(graph, recipe))
+    names = {v.name for v in variants}
+    rankers: list[Variant] = []
+    for v in variants:
+        conv = formats.conversion(v.model) if v.model else None
+        search = None if conv is None or conv.from_source(recipe) else conv.plan(ctx).search
+        if search is not None and search.ranked_by not in names:
+            names.add(search.ranked_by)
+            rankers.append(formats.variant(search.ranked_by))
+    return rankers
 
 
 def expand_source(graph: Graph, recipe: Recipe, cwd: Path) -> None:
@@ -326,6 +344,34 @@ def expand_profiles(graph: Graph, recipe: Recipe, variants: list[Variant], model
                                           batch_sizes=tuple(sorted(prof.batch_sizes)))
         graph.add(Target(f"profile/{v.name}", step.name, params, _variant_inputs(v, models), kind=PROFILE,
                          variant=v.name))
+
+
+def expand_drift(graph: Graph, recipe: Recipe, variants: list[Variant], models: dict[str, str]) -> None:
+    """Where each reduced-precision variant's error comes from: a ``drift/<variant>`` target comparing
+    every intermediate tensor of its model with the fp32 model it was made from, on the largest
+    profiled batch of the samples (``drift``), for the variants whose family declares a drift step.
+
+    No check, profile or ranking reads a drift target: one that fails fails alone.
+    """
+    if not recipe.drift.enabled:
+        return
+    for v in variants:
+        step_name = formats.drift_step(v.runner)
+        if v.precision == "fp32" or step_name is None or not v.model:
+            continue
+        model = models[v.model]
+        if v.drift_from:
+            upstream = graph.targets.get(model)
+            if upstream is None or v.drift_from not in upstream.inputs:
+                continue  # the variant's model is the source itself: nothing it was made from
+            fp32 = upstream.inputs[v.drift_from]
+        else:
+            fp32 = model
+        step = load_step(step_name)
+        params = step.Params(variant=v.name, compared_with=fp32, batch=max(recipe.profile.batch_sizes),
+                             top=recipe.drift.top, mode=v.mode)
+        graph.add(Target(f"{DRIFT}/{v.name}", step.name, params,
+                         {"model": model, "fp32": fp32, "reference": REFERENCE_ID}, kind=DRIFT, variant=v.name))
 
 
 def source_discovery_params(recipe: Recipe):

@@ -81,6 +81,9 @@ def variant_table(outcomes: dict[str, Any], variants: dict[str, str | None],
             row["provisional"] = (prof.result.get("provisional") or {}).get("reason")
         elif prof is not None:
             row["profile_status"] = f"{prof.status}: {prof.reason}"
+        drift = outcomes.get(f"drift/{v}")
+        if drift is not None:
+            row["drift"] = drift_row(drift)
         if conv is not None and conv.path is not None and conv.status in ("built", "cached"):
             row["artifact"] = str(conv.path)
         if (seen := for_variant(evidence, (lineage or {}).get(v))):
@@ -93,3 +96,12 @@ def variant_table(outcomes: dict[str, Any], variants: dict[str, str | None],
                     row["blocked"] = risk
         table[v] = row
     return table
+
+
+def drift_row(outcome: Any) -> dict[str, Any]:
+    """A variant's drift in the summary: its whole ranking (drift.json but the along-graph list) and
+    its plot, or why there is none."""
+    if outcome.status not in ("built", "cached"):
+        return {"status": outcome.status, "reason": outcome.reason}
+    plot = outcome.path / "drift.png" if outcome.path is not None else None
+    return {"status": outcome.status, **outcome.result, "plot": str(plot) if plot is not None else None}

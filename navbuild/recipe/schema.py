@@ -16,6 +16,7 @@ from navbuild.runtime import RuntimeConfig
 from navbuild.settings import setting
 from navbuild.steps.accuracy import AccuracyAwareConfig
 from navbuild.steps.correctness import MetricConfig
+from navbuild.steps.drift import DriftConfig
 from navbuild.steps.onnx_fp16 import Fp16Config
 from navbuild.steps.onnx_from_torch import OnnxConfig
 from navbuild.steps.openvino_quantized import OpenVinoConfig, OpenVinoQuantConfig
@@ -239,6 +240,7 @@ class Recipe:
     fp16: Fp16Config = field(default_factory=Fp16Config)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     correctness: CorrectnessConfig = field(default_factory=CorrectnessConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
     triton: TritonConfig = field(default_factory=TritonConfig)
@@ -250,6 +252,6 @@ class Recipe:
 #: every section of the recipe, those declared beside their steps included, is importable from here
 __all__ = ["Recipe", "SourceConfig", "InputConfig", "SamplesConfig", "OnnxConfig", "OnnxOptConfig", "TorchScriptConfig",
            "QuantizationConfig", "DynamicQuantConfig", "StaticQuantConfig", "OpenVinoConfig", "OpenVinoQuantConfig",
-           "Fp16Config", "RuntimeConfig", "ToleranceConfig", "ProbeConfig", "MetricConfig", "CorrectnessConfig",
+           "Fp16Config", "RuntimeConfig", "ToleranceConfig", "ProbeConfig", "MetricConfig", "CorrectnessConfig", "DriftConfig",
            "ProfileConfig", "SelectConfig", "TritonServerConfig", "TritonSearchConfig", "TritonLoadConfig",
            "TritonConstraintsConfig", "TritonConfig", "CacheConfig"]

@@ -88,6 +88,17 @@ def measurements(outcomes: dict[str, Any]) -> dict[str, dict]:
             for o in outcomes.values() if o.status in ("built", "cached") and "conditions" in o.result}
 
 
+def drift_text(drift: dict | None) -> str:
+    """``drift: /enc/.../MatMul (MatMul) 0.001→0.042, ...``: the layers where a variant's error grows most."""
+    if not drift:
+        return ""
+    if drift.get("status") not in ("built", "cached"):
+        return f"drift: {drift.get('status')} ({drift.get('reason')})"
+    shown = drift.get("layers", [])[: drift.get("top", 5)]
+    return "drift: " + ", ".join(f"{r['name']} ({r['op_type']}) {r['error_before']:.2g}→{r['error_after']:.2g}"
+                                 for r in shown)
+
+
 def write_summary(build_dir: Path, summary: dict) -> None:
     build_dir.mkdir(parents=True, exist_ok=True)
     tmp = build_dir / "summary.json.tmp"
@@ -123,6 +134,8 @@ def render_text(summary: dict) -> str:
         if metric and metric.get("worst") is not None:
             bound = f">= {metric['min']:g}" if metric.get("min") is not None else f"<= {metric['max']:g}"
             lines.append(f"  metric: {metric['name']} {metric['worst']:.6g} (needs {bound})")
+        if (drift := drift_text(row.get("drift"))):
+            lines.append(f"  {drift}")
         for b, fig in sorted((row.get("profile") or {}).items(), key=lambda kv: int(kv[0])):
             lat = fig["latency_ms"]
             lines.append(f"  batch {b:>4}: p50 {lat['p50']:.3f} ms  p99 {lat['p99']:.3f} ms  "

@@ -85,7 +85,7 @@ class OrtQuantizedDynamic(Step):
         target = ctx.out / "model.onnx"
         large = source.stat().st_size > _EXTERNAL_DATA_BYTES
         with tempfile.TemporaryDirectory(prefix="navbuild-quant-") as tmp:
-            prepared = _pre_process(source, Path(tmp) / "prepared.onnx", large)
+            prepared = pre_process(source, Path(tmp) / "prepared.onnx", large)
             excluded = _excluded_nodes(prepared, patterns, params.exclude)
             op_types, ort_excluded = _gemm_as_matmul(prepared, list(params.op_types), excluded)
             print(f"dynamic quantization: weights {params.weight_type}, per_channel {params.per_channel}, "
@@ -133,7 +133,7 @@ class OrtQuantizedStatic(Step):
         large = source.stat().st_size > _EXTERNAL_DATA_BYTES
         samples = read_npz(Path(ctx.inputs["reference"]) / SAMPLES_FILE)
         with tempfile.TemporaryDirectory(prefix="navbuild-quant-") as tmp:
-            prepared = _pre_process(source, Path(tmp) / "prepared.onnx", large)
+            prepared = pre_process(source, Path(tmp) / "prepared.onnx", large)
             excluded = _excluded_nodes(prepared, patterns, params.exclude)
             reader = SampleBatches(samples, graph_input_dtypes(prepared), params.max_samples,
                                    params.batch_size)
@@ -246,7 +246,7 @@ def graph_input_dtypes(path: Path) -> dict[str, np.dtype]:
             for i in graph.input if i.name not in initializers}
 
 
-def _pre_process(source: Path, target: Path, large: bool) -> Path:
+def pre_process(source: Path, target: Path, large: bool) -> Path:
     """ORT's quantization pre-processing (symbolic + ONNX shape inference, basic optimization) to ``target``.
 
     Symbolic shape inference fails on some graphs (e.g. transformers exports whose mask logic
@@ -410,5 +410,5 @@ def _size(folder: Path) -> int:
 
 
 __all__ = ["OrtQuantizedDynamic", "OrtQuantizedStatic", "DynamicQuantConfig", "StaticQuantConfig", "OrtQuantizedDynamicParams",
-           "OrtQuantizedStaticParams", "SampleBatches", "graph_input_dtypes", "quantized_op_counts",
+           "OrtQuantizedStaticParams", "SampleBatches", "graph_input_dtypes", "pre_process", "quantized_op_counts",
            "WEIGHT_TYPES", "ACTIVATION_TYPES", "CALIBRATIONS"]
