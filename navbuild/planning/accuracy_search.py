@@ -1,7 +1,8 @@
 """The accuracy-aware search of a variant (onnx-int8-aa) as a chain of generators: each trial keeps the top k
 drift-ranked layers in fp32 and is two cached targets; the next k is known once the last trial is measured.
 
-The search is a bisection on k (0: the full int8 model, the largest: every ranked layer in fp32): it
+The search is a bisection on k (0: the full int8 model, the largest: every layer across which the error
+grows in fp32, never all of them, see ``ranked_layers``): it
 gallops k = 0, 1, 2, 4, ... until a trial meets the budget, then halves the gap between the largest
 failing k and the smallest passing one, since a handful of layers usually carry most of the error.
 ``decide`` replays that from the trials measured so far, so each link of the chain is pure and a plan
@@ -175,15 +176,19 @@ def _link(plan: SearchPlan, n: int, waits: tuple[str, ...]) -> Generator:
 
 
 def ranked_layers(drift: Any) -> list[str]:
-    """The node names a drift outcome ranks (largest error growth first), without quantization nodes and
-    repeats; read from its result, else from its ``drift.json``."""
+    """The node names a drift outcome ranks (largest error growth first) that the search may keep in fp32:
+    those across which the error grows, without quantization nodes and repeats, and never all of the
+    model's layers (every one in fp32 is the fp32 model, which the int8 conversion refuses). Read from
+    the drift target's result, else from its ``drift.json``."""
     data = drift.result if drift.result.get("layers") is not None else None
     if data is None and drift.out_dir is not None and (Path(drift.out_dir) / DRIFT_FILE).is_file():
         import json
 
         data = json.loads((Path(drift.out_dir) / DRIFT_FILE).read_text())
-    names = [layer["name"] for layer in (data or {}).get("layers", []) if layer.get("op_type") not in _QDQ_OPS]
-    return list(dict.fromkeys(names))
+    layers = [layer for layer in (data or {}).get("layers", []) if layer.get("op_type") not in _QDQ_OPS]
+    every = list(dict.fromkeys(layer["name"] for layer in layers))
+    growing = list(dict.fromkeys(layer["name"] for layer in layers if layer.get("growth", 1.0) > 0))
+    return growing[:max(0, len(every) - 1)]
 
 
 def _advance(plan: SearchPlan, n: int, graph: Graph, outcomes: Mapping[str, Any]) -> Expansion:

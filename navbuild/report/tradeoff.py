@@ -8,6 +8,8 @@ from typing import Any, Mapping
 from navbuild.steps.correctness import budget_ratio
 
 TRADEOFF_FILE = "tradeoff.png"
+#: the accuracy axis without a recipe metric
+RATIO = "worst error ratio (1 = the budget)"
 
 
 def accuracy_figure(row: Mapping[str, Any]) -> tuple[float, str] | None:
@@ -15,24 +17,33 @@ def accuracy_figure(row: Mapping[str, Any]) -> tuple[float, str] | None:
     one, else the worst error ratio over batch sizes and outputs (:func:`budget_ratio` against the variant's
     own precision's budget: <= 1 within it). None for a variant with no figures."""
     corr = row.get("correctness") or {}
-    metric = corr.get("metric") or {}
+    metric = _metric(row)
     if metric.get("worst") is not None:
         return float(metric["worst"]), metric["name"]
     ratios = [budget_ratio(m, float(corr.get("atol") or 0.0), float(corr.get("range_rtol") or 0.0),
                            corr.get("cosine_min"))
               for report in (corr.get("batches") or {}).values() for m in (report or {}).values()
               if isinstance(m, Mapping)]
-    return (max(ratios), "worst error ratio (1 = the budget)") if ratios else None
+    return (max(ratios), RATIO) if ratios else None
+
+
+def _metric(row: Mapping[str, Any]) -> Mapping[str, Any]:
+    return (row.get("correctness") or {}).get("metric") or {}
 
 
 def tradeoff_points(summary: Mapping[str, Any], percentile: str) -> list[dict]:
-    """(variant, latency at the ranking's batch size, accuracy figure) of every correct, profiled variant."""
+    """(variant, latency at the ranking's batch size, accuracy figure) of every correct, profiled variant;
+    the reference (the source itself) is exact: error ratio 0 (it has no metric value)."""
     batch = str(summary["best"].get("batch_size"))
+    metric_axis = any(_metric(row).get("name") for row in summary["variants"].values())
     points = []
     for name, row in summary["variants"].items():
-        if row["verdict"] != "pass" or batch not in (row.get("profile") or {}):
+        if row["verdict"] not in ("pass", "reference") or batch not in (row.get("profile") or {}):
             continue
-        figure = accuracy_figure(row)
+        if row["verdict"] == "reference":
+            figure = None if metric_axis else (0.0, RATIO)
+        else:
+            figure = accuracy_figure(row)
         if figure is not None:
             points.append({"variant": name, "latency_ms": row["profile"][batch]["latency_ms"][percentile],
                            "figure": figure[0], "figure_name": figure[1], "precision": row.get("precision", "")})
@@ -42,7 +53,7 @@ def tradeoff_points(summary: Mapping[str, Any], percentile: str) -> list[dict]:
 def budget_line(summary: Mapping[str, Any]) -> float | None:
     """Where the budget lies on the accuracy axis: the metric's bound, or 1 for the error ratio."""
     for row in summary["variants"].values():
-        metric = (row.get("correctness") or {}).get("metric") or {}
+        metric = _metric(row)
         if metric.get("name"):
             return metric["min"] if metric.get("min") is not None else metric.get("max")
     return 1.0

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from navbuild.planning.accuracy_search import Budget, SearchPlan, decide, declare_search, judge, searches
+from navbuild.planning.accuracy_search import (Budget, SearchPlan, decide, declare_search, judge, ranked_layers,
+                                              searches)
 from navbuild.planning.graph import Graph
 from navbuild.planning.outcome import BUILT, CACHED, TargetOutcome
 from navbuild.planning.target import Target
@@ -144,3 +145,15 @@ def test_a_search_that_misses_the_budget_says_its_best_figure_and_trials() -> No
     assert "onnx-int8-aa" not in graph.targets and found["kept_fp32"] is None
     assert "within 3 trial(s) (k = 0, 1, 2)" in found["message"]
     assert "best: error ratio 2 keeping 2 layer(s)" in found["message"]
+
+
+def test_the_layers_to_keep_are_those_where_the_error_grows_never_all() -> None:
+    def drift(*layers):
+        return TargetOutcome("drift/v", "drift", "v", CACHED, result={"layers": [
+            {"name": n, "op_type": op, "growth": g} for n, op, g in layers]})
+
+    assert ranked_layers(drift(("fc2", "Gemm", 0.8), ("q", "QuantizeLinear", 0.5), ("fc1", "Gemm", 0.01),
+                               ("fc3", "Gemm", -0.4))) == ["fc2", "fc1"]
+    # every layer grows: the last stays int8 (all in fp32 would be the fp32 model)
+    assert ranked_layers(drift(("fc2", "Gemm", 0.8), ("fc1", "Gemm", 0.01))) == ["fc2"]
+    assert ranked_layers(TargetOutcome("drift/v", "drift", "v", CACHED, result={})) == []

@@ -23,11 +23,14 @@ def _summary(**rows) -> dict:
 
 
 def test_points_are_the_correct_profiled_variants() -> None:
-    summary = _summary(**{"onnx-int8-static": _row("fail", 2.0, 3.0), "onnx-int8-aa": _row("pass", 0.5, 4.0),
+    summary = _summary(**{"torch": {**_row("reference", 0.0, 9.0, "fp32"), "correctness": None},
+                          "onnx-int8-static": _row("fail", 2.0, 3.0), "onnx-int8-aa": _row("pass", 0.5, 4.0),
                           "onnx": _row("pass", 0.0, 8.0, "fp32")})
     points = tradeoff_points(summary, "p99")
-    assert [(p["variant"], p["latency_ms"]) for p in points] == [("onnx-int8-aa", 8.0), ("onnx", 16.0)]
-    assert points[0]["figure"] == pytest.approx(0.5)  # 0.5 of 0.1 x range 10
+    assert [(p["variant"], p["latency_ms"]) for p in points] == [("torch", 18.0), ("onnx-int8-aa", 8.0), ("onnx", 16.0)]
+    assert points[0]["figure"] == 0  # the reference is exact
+    assert points[1]["figure"] == pytest.approx(0.5)  # max_abs 0.5 of 0.1 x range 10
+    assert points[2]["figure"] == pytest.approx(0.1)  # cosine 0.999 spends 0.1 of the floor 0.99's slack
     assert budget_line(summary) == 1.0
 
 
