@@ -14,7 +14,7 @@ from navbuild.settings import params_of
 from navbuild.steps.base import Step, StepContext
 from navbuild.steps.common import load_callable
 from navbuild.steps.correctness import MetricSpec, budget_ratio, compare
-from navbuild.steps.openvino_quantized import (MODEL_TYPES, PRESETS, OpenVinoQuantConfig, calibration_batches,
+from navbuild.steps.openvino_quantized import (OpenVinoQuantConfig, calibration_batches, check_quant_params,
                                                nothing_quantized)
 from navbuild.steps.reference import SAMPLES_FILE, reference_file
 
@@ -64,10 +64,7 @@ class OpenVinoQuantizedAccuracyAware(Step):
     tools: ClassVar[tuple[str, ...]] = ("openvino", "nncf", "numpy")
 
     def run(self, params: Any, ctx: StepContext) -> dict:
-        if params.preset not in PRESETS:
-            raise ValueError(f"preset '{params.preset}' is not one of {PRESETS}")
-        if params.model_type is not None and params.model_type not in MODEL_TYPES:
-            raise ValueError(f"model_type '{params.model_type}' is not one of {MODEL_TYPES} or None")
+        check_quant_params(params)
         import nncf
         import openvino as ov
 
