@@ -99,12 +99,14 @@ class AccuracySearch:
     """A conversion whose model is found by a search (navbuild.planning.accuracy_search): starting from the
     planned conversion, keep in fp32 the fewest of the layers ranked by ``drift/<ranked_by>`` needed to meet
     the recipe's budget for ``precision``. ``keep`` says how a trial's Params keep a list of node names in
-    fp32 (``(params, names) -> params``); ``max_trials`` caps the trials."""
+    fp32 (``(params, names) -> params``); ``max_trials`` caps the trials; ``quantizes(params)`` names the op
+    types the starting Params quantize (empty: any), the only layers worth keeping in fp32."""
 
     ranked_by: str  # the variant whose drift ranking orders the layers (onnx-int8-static)
     precision: str  # whose budget the trials must meet (int8)
     keep: Callable[[Any, tuple[str, ...]], Any]
     max_trials: int
+    quantizes: Callable[[Any], tuple[str, ...]] = lambda params: ()
 
 
 @dataclass(frozen=True)

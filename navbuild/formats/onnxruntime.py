@@ -84,7 +84,8 @@ def _int8_accuracy_aware(ctx: PlanContext) -> Planned:
     q = ctx.recipe.quantization
     return Planned("OrtQuantizedStatic", {"onnx": onnx_input(ctx), "reference": REFERENCE}, {}, section=q.static,
                    search=AccuracySearch(ranked_by="onnx-int8-static", precision="int8", keep=_keep_in_fp32,
-                                         max_trials=q.accuracy_aware.max_trials))
+                                         max_trials=q.accuracy_aware.max_trials,
+                                         quantizes=lambda params: tuple(params.op_types)))
 
 
 def _graph_level(variant: Variant) -> dict[str, str]:

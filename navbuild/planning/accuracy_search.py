@@ -131,6 +131,7 @@ class SearchPlan:
     budget: Budget
     max_trials: int
     finish: Callable[[Graph], None]
+    op_types: tuple[str, ...] = ()  # the op types the trials quantize (empty: any): only those are kept in fp32
 
     @property
     def prefix(self) -> str:
@@ -175,17 +176,18 @@ def _link(plan: SearchPlan, n: int, waits: tuple[str, ...]) -> Generator:
                           f"then {plan.model}")
 
 
-def ranked_layers(drift: Any) -> list[str]:
+def ranked_layers(drift: Any, op_types: tuple[str, ...] = ()) -> list[str]:
     """The node names a drift outcome ranks (largest error growth first) that the search may keep in fp32:
-    those across which the error grows, without quantization nodes and repeats, and never all of the
-    model's layers (every one in fp32 is the fp32 model, which the int8 conversion refuses). Read from
-    the drift target's result, else from its ``drift.json``."""
+    those across which the error grows, of the ``op_types`` quantized (empty: any), without quantization
+    nodes and repeats, and never all of them (every one in fp32 is the fp32 model, which the int8
+    conversion refuses). Read from the drift target's result, else from its ``drift.json``."""
     data = drift.result if drift.result.get("layers") is not None else None
     if data is None and drift.out_dir is not None and (Path(drift.out_dir) / DRIFT_FILE).is_file():
         import json
 
         data = json.loads((Path(drift.out_dir) / DRIFT_FILE).read_text())
-    layers = [layer for layer in (data or {}).get("layers", []) if layer.get("op_type") not in _QDQ_OPS]
+    layers = [layer for layer in (data or {}).get("layers", []) if layer.get("op_type") not in _QDQ_OPS
+              and (not op_types or layer.get("op_type") in op_types)]
     every = list(dict.fromkeys(layer["name"] for layer in layers))
     growing = list(dict.fromkeys(layer["name"] for layer in layers if layer.get("growth", 1.0) > 0))
     return growing[:max(0, len(every) - 1)]
@@ -202,7 +204,7 @@ def _advance(plan: SearchPlan, n: int, graph: Graph, outcomes: Mapping[str, Any]
                "selected: select it too)")
         state.done, state.message = True, f"{plan.variant}: no search: {why}, so the layers cannot be ordered"
         return Expansion(value=state, warnings=[state.message])
-    layers = ranked_layers(drift)
+    layers = ranked_layers(drift, plan.op_types)
     passes: dict[int, bool] = {}
     judged: dict[int, Judged] = {}
     for k in range(len(layers) + 1):

@@ -331,7 +331,8 @@ def expand_search(graph: Graph, recipe: Recipe, v: Variant, models: dict[str, st
     declare_search(graph, SearchPlan(variant=v.name, model=start.id, start=start, keep=search.keep,
                                      measure=measure, drift=f"drift/{search.ranked_by}",
                                      budget=accuracy_budget(recipe, search.precision),
-                                     max_trials=search.max_trials, finish=finish))
+                                     max_trials=search.max_trials, finish=finish,
+                                     op_types=search.quantizes(start.params)))
 
 
 def expand_profiles(graph: Graph, recipe: Recipe, variants: list[Variant], models: dict[str, str]) -> None:

@@ -157,3 +157,6 @@ def test_the_layers_to_keep_are_those_where_the_error_grows_never_all() -> None:
     # every layer grows: the last stays int8 (all in fp32 would be the fp32 model)
     assert ranked_layers(drift(("fc2", "Gemm", 0.8), ("fc1", "Gemm", 0.01))) == ["fc2"]
     assert ranked_layers(TargetOutcome("drift/v", "drift", "v", CACHED, result={})) == []
+    # only the op types the trials quantize (quantization.static.op_types) are worth keeping in fp32
+    assert ranked_layers(drift(("add", "Add", 0.9), ("fc2", "Gemm", 0.8), ("mm", "MatMul", 0.5), ("fc1", "Gemm", 0.1)),
+                         ("MatMul", "Gemm")) == ["fc2", "mm"]
