@@ -186,8 +186,9 @@ def ranked_layers(drift: Any, op_types: tuple[str, ...] = ()) -> list[str]:
         import json
 
         data = json.loads((Path(drift.out_dir) / DRIFT_FILE).read_text())
+    # a layer the drift step marks as not quantized (``"quantized": false``) is no candidate either
     layers = [layer for layer in (data or {}).get("layers", []) if layer.get("op_type") not in _QDQ_OPS
-              and (not op_types or layer.get("op_type") in op_types)]
+              and (not op_types or layer.get("op_type") in op_types) and layer.get("quantized", True)]
     every = list(dict.fromkeys(layer["name"] for layer in layers))
     growing = list(dict.fromkeys(layer["name"] for layer in layers if layer.get("growth", 1.0) > 0))
     return growing[:max(0, len(every) - 1)]

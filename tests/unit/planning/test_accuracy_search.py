@@ -160,3 +160,6 @@ def test_the_layers_to_keep_are_those_where_the_error_grows_never_all() -> None:
     # only the op types the trials quantize (quantization.static.op_types) are worth keeping in fp32
     assert ranked_layers(drift(("add", "Add", 0.9), ("fc2", "Gemm", 0.8), ("mm", "MatMul", 0.5), ("fc1", "Gemm", 0.1)),
                          ("MatMul", "Gemm")) == ["fc2", "mm"]
+    marked = drift(("scores", "MatMul", 0.9), ("fc2", "Gemm", 0.8), ("fc1", "Gemm", 0.1))
+    marked.result["layers"][0]["quantized"] = False  # an activation x activation MatMul int8 leaves in float
+    assert ranked_layers(marked) == ["fc2"]
