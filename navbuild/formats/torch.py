@@ -62,6 +62,7 @@ FAMILY = register(FormatFamily(
                    {"ExportedProgramFromTorch": "navbuild.steps.exported_program_from_torch:ExportedProgramFromTorch"},
                    _torch_export),
     ),
+    drift={"torch": "navbuild.steps.drift_torch:TorchDrift"},
     not_on_serialized={
         "torchscript": {
             "torch-compile": _NO_COMPILE,

@@ -350,7 +350,7 @@ def expand_profiles(graph: Graph, recipe: Recipe, variants: list[Variant], model
 def expand_drift(graph: Graph, recipe: Recipe, variants: list[Variant], models: dict[str, str]) -> None:
     """Where each reduced-precision variant's error comes from: a ``drift/<variant>`` target comparing
     every intermediate tensor of its model with the fp32 model it was made from, on the largest
-    profiled batch of the samples (``drift``), for the variants whose family declares a drift step.
+    profiled batch the samples fill (``drift``), for the variants whose family declares a drift step.
 
     No check, profile or ranking reads a drift target: one that fails fails alone.
     """
@@ -358,9 +358,9 @@ def expand_drift(graph: Graph, recipe: Recipe, variants: list[Variant], models: 
         return
     for v in variants:
         step_name = formats.drift_step(v.runner)
-        if v.precision == "fp32" or step_name is None or not v.model:
+        if v.precision == "fp32" or step_name is None:
             continue
-        model = models[v.model]
+        model = models[v.model] if v.model else SOURCE_ID  # no model: a runtime mode of the source
         if v.drift_from:
             upstream = graph.targets.get(model)
             if upstream is None or v.drift_from not in upstream.inputs:
@@ -369,10 +369,22 @@ def expand_drift(graph: Graph, recipe: Recipe, variants: list[Variant], models: 
         else:
             fp32 = model
         step = load_step(step_name)
-        params = step.Params(variant=v.name, compared_with=fp32, batch=max(recipe.profile.batch_sizes),
-                             top=recipe.drift.top, mode=v.mode)
+        params = step.Params(variant=v.name, compared_with=fp32, batch=drift_batch(recipe),
+                             top=recipe.drift.top, mode=v.mode,
+                             factory=torch_factory(recipe) if v.model is None else None)
         graph.add(Target(f"{DRIFT}/{v.name}", step.name, params,
                          {"model": model, "fp32": fp32, "reference": REFERENCE_ID}, kind=DRIFT, variant=v.name))
+
+
+def drift_batch(recipe: Recipe) -> int:
+    """The rows a drift compares: the largest profiled batch size the samples fill without repeating
+    a row (all of them when every batch size is larger). A samples file's row count is known only
+    to the step, which caps the largest batch size at it."""
+    sizes = sorted(recipe.profile.batch_sizes)
+    if recipe.samples.file:
+        return sizes[-1]
+    count = recipe.samples.count
+    return max((b for b in sizes if b <= count), default=count)
 
 
 def source_discovery_params(recipe: Recipe):

@@ -94,6 +94,8 @@ def drift_text(drift: dict | None) -> str:
         return ""
     if drift.get("status") not in ("built", "cached"):
         return f"drift: {drift.get('status')} ({drift.get('reason')})"
+    if drift.get("not_measured"):
+        return f"drift: not measured ({drift['not_measured']})"
     shown = drift.get("layers", [])[: drift.get("top", 5)]
     return "drift: " + ", ".join(f"{r['name']} ({r['op_type']}) {r['error_before']:.2g}→{r['error_after']:.2g}"
                                  for r in shown)

@@ -5,7 +5,7 @@ the recipe's samples with every intermediate tensor as an output, measures each 
 (relative L2 against the fp32 tensor of the same name) and ranks the layers by how much the
 error grows across them. The runtime-specific part (which tensors exist, how a graph is run
 with all of them marked) is each family's drift step (navbuild/steps/drift_onnx.py,
-drift_openvino.py); the ranking, the files it writes and the recipe's ``drift`` section are here.
+drift_openvino.py, drift_torch.py); the ranking, the files it writes and the recipe's ``drift`` section are here.
 
 The output (``out/drift.json``) is a contract read by the accuracy-aware variants::
 
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterable, Mapping, Sequence
 
 from navbuild.lazy import lazy_import
+from navbuild.runtime import TorchFactory
 from navbuild.samples import read_npz, take_batch
 from navbuild.settings import setting
 from navbuild.steps.base import Step, StepContext
@@ -37,6 +38,10 @@ DRIFT_FILE = "drift.json"
 PLOT_FILE = "drift.png"
 #: floor of the denominator, so an all-zero fp32 tensor does not divide by zero
 _TINY = 1e-12
+#: fp32 values at least this large are masks (attention's -3.4e38), not values: not compared
+_MASK = 1e30
+#: ops whose output is a shape (ONNX, OpenVINO): it carries no error of their input's values
+_SHAPE_OPS = frozenset({"Shape", "Size", "ShapeOf"})
 
 
 @dataclass
@@ -58,7 +63,8 @@ class DriftParams:
     compared_with: str    # the fp32 model it was made from (a target id or "source")
     batch: int            # rows of the samples both models run on (the largest profiled batch size)
     top: int = 5          # layers the plot names
-    mode: str = ""        # the variant's runtime mode (OpenVINO's bf16 hint), "" for none
+    mode: str = ""        # the variant's runtime mode (OpenVINO's bf16 hint, torch's casts), "" for none
+    factory: TorchFactory | None = None  # how a torch variant's source model is made (its runtime modes)
     metric: str = METRIC
     tensors: str = TENSORS
 
@@ -76,14 +82,19 @@ class Node:
 
 
 def relative_l2(actual: Any, expected: Any) -> float:
-    """||actual - expected|| / max(||expected||, tiny), in float64; non-finite differences count as infinite."""
-    a = np.asarray(actual, dtype=np.float64)
-    e = np.asarray(expected, dtype=np.float64)
-    diff = np.where((a == e) | (np.isnan(a) & np.isnan(e)), 0.0, a - e)
+    """||actual - expected|| / max(||expected||, tiny), in float64, over the elements whose fp32 value is
+    a value rather than a mask (finite, magnitude below _MASK); a non-finite difference there is infinite.
+
+    An attention mask adds -3.4e38 to the scores it hides: counted, it would make every error in
+    the scores beside it vanish against its norm (and the Softmax after it look like the culprit)."""
+    a = np.asarray(actual, dtype=np.float64).ravel()
+    e = np.asarray(expected, dtype=np.float64).ravel()
+    values = np.isfinite(e) & (np.abs(np.nan_to_num(e)) < _MASK)
+    a, e = a[values], e[values]
+    diff = np.where(a == e, 0.0, a - e)
     if not np.isfinite(diff).all():
         return float("inf")
-    reference = np.nan_to_num(e, nan=0.0, posinf=0.0, neginf=0.0)
-    return float(np.linalg.norm(diff) / max(float(np.linalg.norm(reference)), _TINY))
+    return float(np.linalg.norm(diff) / max(float(np.linalg.norm(e)), _TINY))
 
 
 def owners(nodes: Sequence[Node], helpers: Iterable[str]) -> dict[str, Node]:
@@ -122,19 +133,16 @@ def rank_layers(variant_nodes: Sequence[Node], fp32_nodes: Sequence[Node], error
     fp32_producer = {t: n for n in fp32_nodes for t in n.outputs}
     fp32_names = {n.name for n in fp32_nodes}
     order = {n.name: i for i, n in enumerate(variant_nodes)}
-    memo: dict[str, float] = {}
+    # the error each fp32 tensor carries into its consumers: its own where it was compared, else
+    # the largest its producer's inputs carry (one pass in graph order; a shape carries none)
+    carried: dict[str, float] = {}
+    for n in fp32_nodes:
+        inherited = 0.0 if n.op_type in _SHAPE_OPS else max((carried.get(i, 0.0) for i in n.inputs if i), default=0.0)
+        for t in n.outputs:
+            carried[t] = errors.get(t, inherited)
 
-    def before(tensor: str, depth: int = 0) -> float:
-        """The error a tensor carries into its consumers: its own if compared, else its producer's inputs'."""
-        if tensor in errors:
-            return errors[tensor]
-        if tensor in memo:
-            return memo[tensor]
-        memo[tensor] = 0.0  # a cycle (never in a valid graph) or a graph input / weight
-        node = fp32_producer.get(tensor)
-        if node is not None and depth < 10_000:
-            memo[tensor] = max((before(i, depth + 1) for i in node.inputs if i), default=0.0)
-        return memo[tensor]
+    def before(tensor: str) -> float:
+        return errors.get(tensor, carried.get(tensor, 0.0))
 
     found: dict[str, dict] = {}
     for tensor, error in errors.items():
@@ -152,7 +160,8 @@ def rank_layers(variant_nodes: Sequence[Node], fp32_nodes: Sequence[Node], error
         if name in found and found[name]["_key"] <= rank_key:
             continue  # a layer is measured at its first compared output
         found[name] = {"name": name, "op_type": op_type, "error_before": float(error_before),
-                       "error_after": float(error), "growth": float(error - error_before), "_key": rank_key}
+                       "error_after": float(error), "growth": _growth(error, error_before),
+                       "_key": rank_key}
     along = sorted(found.values(), key=lambda r: r["_key"])
     for position, row in enumerate(along):
         row["position"] = position
@@ -164,6 +173,11 @@ def rank_layers(variant_nodes: Sequence[Node], fp32_nodes: Sequence[Node], error
 
 def _output_index(node: Node, tensor: str) -> int:
     return node.outputs.index(tensor) if tensor in node.outputs else len(node.outputs)
+
+
+def _growth(after: float, before: float) -> float:
+    """after - before; 0 where both are the same (an infinite error that stays infinite adds nothing)."""
+    return 0.0 if after == before else float(after - before)
 
 
 def _finite(value: float) -> float:
@@ -212,6 +226,11 @@ class GraphRun:
     outputs: tuple[str, ...]
 
 
+class NotMeasurable(Exception):
+    """This machine cannot run the variant as it is meant to run (a bf16 hint on a CPU without bf16):
+    the drift target ends with the reason, not as a failure (its check says the same)."""
+
+
 class DriftStep(Step):
     """Compare every intermediate tensor of a variant with its fp32 model's and rank the layers.
 
@@ -234,8 +253,13 @@ class DriftStep(Step):
         feeds = take_batch(samples, batch)
         print(f"drift of {params.variant} against {params.compared_with}: every tensor on {batch} of "
               f"{count} samples", flush=True)
-        variant, fp32, stand_ins = self.run_graphs(params, Path(ctx.inputs["model"]), Path(ctx.inputs["fp32"]),
-                                                   feeds)
+        try:
+            variant, fp32, stand_ins = self.run_graphs(params, Path(ctx.inputs["model"]), Path(ctx.inputs["fp32"]),
+                                                       feeds)
+        except NotMeasurable as e:
+            print(f"not measured: {e}", flush=True)
+            return {"variant": params.variant, "compared_with": params.compared_with, "not_measured": str(e),
+                    "layers": [], "top": params.top}
         errors = tensor_errors(variant.tensors, fp32.tensors, stand_ins)
         layers, along = rank_layers(variant.nodes, fp32.nodes, errors, self.helpers)
         if not layers:
@@ -283,7 +307,8 @@ def plot(path: Path, report: Mapping[str, Any], top: int) -> Path:
         ax.set_yscale("log")
         ax.set_xlabel("position along the graph (topological order)")
         ax.set_ylabel(f"{report['metric']} error vs {report['compared_with']}")
-        ax.set_title(f"drift of {report['variant']} ({report['batch']} samples)")
+        ax.set_title(f"drift of {report['variant']} against {report['compared_with']} "
+                     f"(batch of {report['batch']} samples)")
         for row in report["layers"][:top]:
             y = ys[row["position"]]
             ax.scatter([row["position"]], [y], color="red", zorder=3)
@@ -296,6 +321,6 @@ def plot(path: Path, report: Mapping[str, Any], top: int) -> Path:
     return path
 
 
-__all__ = ["DriftConfig", "DriftParams", "DriftStep", "GraphRun", "Node", "rank_layers", "owners", "tensor_errors",
+__all__ = ["DriftConfig", "DriftParams", "DriftStep", "NotMeasurable", "GraphRun", "Node", "rank_layers", "owners", "tensor_errors",
            "relative_l2", "output_error", "write_report", "read_report", "plot", "DRIFT_FILE",
            "PLOT_FILE", "METRIC", "TENSORS"]

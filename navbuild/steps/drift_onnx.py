@@ -1,7 +1,7 @@
 """OnnxDrift: an ONNX variant's every intermediate tensor against its fp32 model's, through Polygraphy and ONNX Runtime.
 
 Both graphs run with every tensor marked as an output (Polygraphy's ``ModifyOutputs`` with
-``MARK_ALL``) in ONNX Runtime on the CPU. A marked tensor is kept, so ONNX Runtime cannot fold a
+``MARK_ALL``, saved with ``SaveOnnx``) in an ONNX Runtime session on the CPU. A marked tensor is kept, so ONNX Runtime cannot fold a
 Q/DQ pair into an integer kernel: a quantized graph runs as its QDQ simulation (the same values
 up to the kernels' rounding), which is what ONNX Runtime's own QDQ debugging compares too.
 
@@ -84,13 +84,12 @@ def run_marked(path: Path, feeds: Mapping[str, Any], tmp: Path) -> dict[str, Any
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = THREADS, 1
     options.log_severity_level = 3
-    # Polygraphy's SessionFromOnnx sets every CPU as threads: a session of our own keeps the step's two
+    # a session of our own, not Polygraphy's runner: its SessionFromOnnx takes every CPU as threads,
+    # and its runner imports torch to check the feeds' type
     session = ort.InferenceSession(str(marked), sess_options=options, providers=["CPUExecutionProvider"])
-    from polygraphy.backend.onnxrt import OnnxrtRunner
-
-    with OnnxrtRunner(session) as runner:
-        dtypes = graph_input_dtypes(path)
-        return dict(runner.infer({n: np.ascontiguousarray(feeds[n], dtype=d) for n, d in dtypes.items()}))
+    dtypes = graph_input_dtypes(path)
+    arrays = session.run(None, {n: np.ascontiguousarray(feeds[n], dtype=d) for n, d in dtypes.items()})
+    return {o.name: a for o, a in zip(session.get_outputs(), arrays)}
 
 
 class OnnxDrift(DriftStep):

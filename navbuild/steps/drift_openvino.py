@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Mapping
 from navbuild.lazy import lazy_import
 from navbuild.runners.openvino_runner import compile_config, numpy_dtype, port_name, read_model
 from navbuild.runtime import RuntimeOptions
-from navbuild.steps.drift import DriftParams, DriftStep, GraphRun, Node
+from navbuild.steps.drift import DriftParams, DriftStep, GraphRun, Node, NotMeasurable
 
 np = lazy_import("numpy")
 
@@ -88,6 +88,12 @@ class OpenVinoDrift(DriftStep):
 
     def run_graphs(self, params: DriftParams, variant: Path, fp32: Path,
                    feeds: Mapping[str, Any]) -> tuple[GraphRun, GraphRun, dict[str, str]]:
+        import openvino as ov
+
+        try:
+            compile_config(RuntimeOptions(mode=params.mode), ov.Core())
+        except ValueError as e:  # a bf16 hint on a CPU without native bf16: the check fails it already
+            raise NotMeasurable(str(e)) from e
         fp32_run = run_marked(fp32, "", feeds)
         return run_marked(variant, params.mode, feeds), fp32_run, {}
 

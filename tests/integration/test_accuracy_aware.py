@@ -4,16 +4,16 @@
 from __future__ import annotations
 
 import navbuild
-from test_drift import HOSTILE, RECIPE  # the drift test's model: fc2 reads a huge-range activation
+from test_drift import HOSTILE, HOSTILE_RECIPE  # the drift test's model: fc2 reads a huge-range activation
+
 
 def _project(project) -> None:
     (project.root / "hostilemodels.py").write_text(HOSTILE)
-    (project.root / "recipes" / "hostile.yaml").write_text(RECIPE)
 
 
 def test_onnx_int8_aa_keeps_the_hostile_layer_in_fp32_and_reuses_its_trials(project):
     _project(project)
-    result = navbuild.build("hostile", ["variants=[torch,onnx-int8-static,onnx-int8-aa]"])
+    result = navbuild.build("tiny", [*HOSTILE_RECIPE, "variants=[torch,onnx-int8-static,onnx-int8-aa]"])
     table = result.summary["variants"]
     assert table["onnx-int8-static"]["verdict"] == "fail"  # full int8 misses the default int8 budget
     row = table["onnx-int8-aa"]
@@ -26,10 +26,10 @@ def test_onnx_int8_aa_keeps_the_hostile_layer_in_fp32_and_reuses_its_trials(proj
     assert statuses["aa/onnx-int8-aa/keep-0"] == "cached"  # full int8 is onnx-int8-static: the same key
     assert statuses["onnx-int8-aa"] == "cached"  # the chosen trial's model: the same key
     assert statuses["correctness/onnx-int8-aa"] == "built" and statuses["profile/onnx-int8-aa"] == "built"
-    assert (project.root / "build" / "hostile" / "tradeoff.png").is_file()
+    assert (project.root / "build" / "tiny" / "tradeoff.png").is_file()
 
     # a narrower budget: the trials already measured are served from the cache, only new k are built
-    narrow = navbuild.build("hostile", ["variants=[torch,onnx-int8-static,onnx-int8-aa]",
+    narrow = navbuild.build("tiny", [*HOSTILE_RECIPE, "variants=[torch,onnx-int8-static,onnx-int8-aa]",
                                         "correctness.precisions.int8.cosine_min=0.99999"])
     again = {o.id: o.status for o in narrow.outcomes.values()}
     measured = [tid for tid in again if tid.startswith("aa/onnx-int8-aa/") and tid.endswith("/accuracy")]
@@ -40,7 +40,7 @@ def test_onnx_int8_aa_keeps_the_hostile_layer_in_fp32_and_reuses_its_trials(proj
 
 def test_openvino_int8_aa_meets_the_budget_full_int8_misses(project):
     _project(project)
-    result = navbuild.build("hostile", ["variants=[torch,openvino-int8,openvino-int8-aa]"])
+    result = navbuild.build("tiny", [*HOSTILE_RECIPE, "variants=[torch,openvino-int8,openvino-int8-aa]"])
     table = result.summary["variants"]
     assert table["openvino-int8"]["verdict"] == "fail"
     row = table["openvino-int8-aa"]

@@ -205,3 +205,42 @@ def test_keys_ignore_paths(tmp_path: Path):
     b = plan_statuses(expand(mlp_recipe(), Path("/")), FakeStore(), None).by_id()["onnx"].key
     assert a == b and a == cache_key(plan_statuses(expand(mlp_recipe(), tmp_path), FakeStore(), None)
                                      .by_id()["onnx"].payload)
+
+
+def test_every_reduced_precision_variant_gets_a_drift_target_against_the_model_it_was_made_from():
+    from navbuild.steps.drift import DriftConfig
+
+    recipe = mlp_recipe(formats=["torch", "onnx", "openvino"], precisions=["fp32", "bf16", "fp16", "int8"])
+    recipe.profile.batch_sizes = [1, 8, 32]
+    graph = expand(recipe, Path("."))
+    drift = {t.id: t for t in graph.targets.values() if t.kind == "drift"}
+    # fp32 variants have nothing to drift from
+    assert sorted(drift) == ["drift/onnx-fp16", "drift/onnx-int8-dynamic", "drift/onnx-int8-static",
+                             "drift/openvino-bf16", "drift/openvino-int8", "drift/openvino-int8-wo",
+                             "drift/torch-bf16", "drift/torch-bf16-autocast", "drift/torch-int8-dynamic"]
+    # a torch runtime mode is the source run in that mode, compared with the source run eagerly
+    cast = drift["drift/torch-bf16"]
+    assert cast.inputs == {"model": "source", "fp32": "source", "reference": "reference"}
+    assert (cast.step, cast.params.mode, cast.params.factory.factory) == ("TorchDrift", "cast-bf16",
+                                                                           "navbuild.examples.models:mlp")
+    static = drift["drift/onnx-int8-static"]
+    assert (static.step, static.variant) == ("OnnxDrift", "onnx-int8-static")
+    assert static.inputs == {"model": "onnx-int8-static", "fp32": "onnx", "reference": "reference"}
+    # the largest profiled batch size (1, 8, 32) the 8 samples fill
+    assert (static.params.compared_with, static.params.batch, static.params.top) == ("onnx", 8, 5)
+    assert static.params.factory is None
+    assert drift["drift/openvino-int8"].inputs["fp32"] == "openvino"
+    # bf16 is the fp32 IR with a precision hint: compared with that IR, in that mode
+    bf16 = drift["drift/openvino-bf16"]
+    assert bf16.inputs["model"] == bf16.inputs["fp32"] == "openvino" and bf16.params.mode == "bf16"
+    # nothing waits for a drift target but the later phases
+    assert not [t.id for t in graph.targets.values() if set(t.inputs.values()) & set(drift)]
+    recipe.drift = DriftConfig(enabled=False)
+    assert not [t for t in expand(recipe, Path(".")).targets.values() if t.kind == "drift"]
+
+
+def test_an_onnx_source_variant_drifts_against_the_source_file(tmp_path: Path):
+    (tmp_path / "m.onnx").write_bytes(b"fake")
+    recipe = mlp_recipe(source=SourceConfig(onnx="m.onnx"), formats=["onnx"], precisions=["int8"])
+    graph = expand(recipe, tmp_path)
+    assert graph.targets["drift/onnx-int8-static"].inputs["fp32"] == "source"

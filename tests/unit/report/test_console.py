@@ -167,3 +167,35 @@ def test_close_stops_the_live_line(tmp_path: Path):
     assert live_line_threads()
     rep.close()  # what the CLI does when the build ends in an error
     assert not live_line_threads()
+
+
+def test_the_drift_of_a_variant_is_shown_beside_its_verdict():
+    from navbuild.planning.ranking import variant_table
+    from navbuild.report.console import variant_table as console_table
+    from navbuild.report.summary import render_text
+
+    layers = [{"name": "/enc/q/MatMul", "op_type": "MatMul", "error_before": 0.001, "error_after": 0.042,
+               "growth": 0.041, "position": 3},
+              {"name": "/enc/k/MatMul", "op_type": "MatMul", "error_before": 0.0, "error_after": 0.002,
+               "growth": 0.002, "position": 1}]
+    outcomes = {
+        "correctness/onnx-int8-static": TargetOutcome(id="correctness/onnx-int8-static", kind="correctness",
+                                                      variant="onnx-int8-static", status="built",
+                                                      result={"verdict": "fail", "reason": "cosine"}),
+        "drift/onnx-int8-static": TargetOutcome(id="drift/onnx-int8-static", kind="drift", variant="onnx-int8-static",
+                                                status="built", path=Path("/b/drift/onnx-int8-static"),
+                                                result={"variant": "onnx-int8-static", "layers": layers, "top": 1}),
+        "drift/openvino-int8": TargetOutcome(id="drift/openvino-int8", kind="drift", variant="openvino-int8",
+                                             status="failed", reason="RuntimeError: no tensor matches"),
+    }
+    table = variant_table(outcomes, {"onnx-int8-static": "onnx-int8-static", "openvino-int8": "openvino-int8"})
+    assert table["onnx-int8-static"]["drift"]["layers"] == layers  # the whole table
+    assert table["onnx-int8-static"]["drift"]["plot"] == "/b/drift/onnx-int8-static/drift.png"
+    summary = {"navbuild": "x", "recipe": "r", "seconds": 1.0, "build_dir": "/b", "cache_dir": "/c", "counts": {},
+               "targets": [], "variants": table, "best": {"variant": None, "why": "none correct"}}
+    text = render_text(summary)
+    assert "  drift: /enc/q/MatMul (MatMul) 0.001→0.042\n" in text  # the top 1 the recipe asked for
+    assert "drift: failed (RuntimeError: no tensor matches)" in text
+    out = io.StringIO()
+    Console(file=out, width=200, color_system=None).print(console_table(summary))
+    assert "onnx-int8-static: drift: /enc/q/MatMul (MatMul) 0.001→0.042" in out.getvalue()
