@@ -17,6 +17,7 @@ from navbuild.evidence import variant_lineage
 from navbuild.execute.executor import execute
 from navbuild.execute.source_deps import refresh_source_record
 from navbuild.package.continue_from import resolve
+from navbuild.planning.accuracy_search import searches
 from navbuild.planning.graph import Graph
 from navbuild.planning.phases import declare_later_phases, ranking_of
 from navbuild.planning.planner import SOURCE_ID, expand, fit_to_source, source_discovery_params
@@ -29,7 +30,9 @@ from navbuild.recipe.schema import Recipe
 from navbuild.recipe.validate import check_semantics, check_structure
 from navbuild.report.events import Reporter
 from navbuild.report.summary import make_summary, write_summary
+from navbuild.report.tradeoff import write_tradeoff
 from navbuild.report.triton_summary import publish_triton
+from navbuild.steps.base import installed
 
 RecipeLike = str | Path | Recipe | Mapping[str, Any]
 
@@ -204,13 +207,15 @@ def build_prepared(prep: Prepared, reporter: Reporter) -> BuildResult:
     cache = getattr(prep.store, "url", prep.store.root)  # an object store is named by its URL
     summary = make_summary(prep.recipe, prep.recipe_file, prep.build_dir, cache, outcomes,
                            variants, time.perf_counter() - start, lineage=variant_lineage(prep.graph),
-                           ranking=ranking_of(prep.graph))
+                           ranking=ranking_of(prep.graph), searches=searches(prep.graph))
     summary["notes"] = list(prep.graph.notes)  # what the plan changed to fit the source
 
 
     with writing(prep.build_dir, "summary.json and the Triton deliverable"):
         publish_triton(summary.get("triton"), prep.build_dir)
         write_summary(prep.build_dir, summary)
+        if installed("matplotlib"):
+            write_tradeoff(prep.build_dir, summary, prep.recipe.select.percentile)
     # Targets that got no key this time (skipped, unavailable) keep their previous record,
     # so the next plan can still say why they changed.
     targets = {tid: rec for tid, rec in (previous or {}).get("targets", {}).items() if tid in outcomes}

@@ -16,8 +16,8 @@ import os
 from navbuild.formats import torch  # noqa: F401,I001
 from navbuild.formats import onnxruntime  # noqa: F401,I001
 from navbuild.formats import openvino  # noqa: F401,I001
-from navbuild.formats.base import (REFERENCE, SOURCE, Conversion, FormatFamily, PlanContext, Planned, Runner,
-                                   TritonServing, Variant, catalogue, conversion, conversions, drift_step,
+from navbuild.formats.base import (REFERENCE, SOURCE, AccuracySearch, Conversion, FormatFamily, PlanContext, Planned,
+                                   Runner, TritonServing, Variant, catalogue, conversion, conversions, drift_step,
                                    external_modules, families, load_attr, native_backends, precisions, recipe_formats, register,
                                    runner, runner_names, runtime_requirements, selected, simplicity, steps,
                                    torch_source_formats, triton_backends, triton_serving, unavailable_on_serialized,
@@ -53,7 +53,7 @@ def load_modules(modules: list[str] | tuple[str, ...]) -> None:
 
 load_plugins()
 
-__all__ = ["FormatFamily", "Variant", "Runner", "Conversion", "Planned", "PlanContext", "TritonServing", "SOURCE",
+__all__ = ["FormatFamily", "AccuracySearch", "Variant", "Runner", "Conversion", "Planned", "PlanContext", "TritonServing", "SOURCE",
            "REFERENCE", "register", "unregister", "families", "external_modules", "catalogue", "variant",
            "variant_names", "recipe_formats", "precisions", "torch_source_formats", "selected", "simplicity",
            "unavailable_on_serialized", "conversions", "conversion", "steps", "drift_step", "runner", "runner_names",

@@ -95,6 +95,21 @@ class Variant:
 
 
 @dataclass(frozen=True)
+class AccuracySearch:
+    """A conversion whose model is found by a search (navbuild.planning.accuracy_search): starting from the
+    planned conversion, keep in fp32 the fewest of the layers ranked by ``drift/<ranked_by>`` needed to meet
+    the recipe's budget for ``precision``. ``keep`` says how a trial's Params keep a list of node names in
+    fp32 (``(params, names) -> params``); ``max_trials`` caps the trials; ``quantizes(params)`` names the op
+    types the starting Params quantize (empty: any), the only layers worth keeping in fp32."""
+
+    ranked_by: str  # the variant whose drift ranking orders the layers (onnx-int8-static)
+    precision: str  # whose budget the trials must meet (int8)
+    keep: Callable[[Any, tuple[str, ...]], Any]
+    max_trials: int
+    quantizes: Callable[[Any], tuple[str, ...]] = lambda params: ()
+
+
+@dataclass(frozen=True)
 class Planned:
     """How one conversion is planned for a recipe: its step, its upstream models, its Params."""
 
@@ -105,12 +120,19 @@ class Planned:
     #: the recipe section the step's Params are generated from (navbuild.settings.params_of):
     #: its values fill every field ``params`` does not give; None: ``params`` gives them all
     section: Any = None
+    #: the model is the outcome of this search, started from the planned conversion (None: it is the
+    #: planned conversion)
+    search: AccuracySearch | None = None
+    #: the step's Params also hold the recipe's accuracy budget of this precision (outputs, batch_sizes,
+    #: atol, range_rtol, cosine_min, output_tolerances, metric), which the planner fills in, and the
+    #: step reads the metric's code when the recipe has one; None: no budget
+    budget: str | None = None
 
-    def make_params(self, params_type: type) -> Any:
-        """The step's Params for this plan."""
+    def make_params(self, params_type: type, **more: Any) -> Any:
+        """The step's Params for this plan (``more``: fields the planner fills, e.g. the budget)."""
         if self.section is None:
-            return params_type(**self.params)
-        return params_type.from_section(self.section, **self.params)
+            return params_type(**self.params, **more)
+        return params_type.from_section(self.section, **self.params, **more)
 
 
 @dataclass(frozen=True)
@@ -380,7 +402,7 @@ def _caller_module() -> str:
         del frame
 
 
-__all__ = ["FormatFamily", "Variant", "Runner", "Conversion", "Planned", "PlanContext",
+__all__ = ["FormatFamily", "Variant", "Runner", "Conversion", "Planned", "AccuracySearch", "PlanContext",
            "TritonServing", "SOURCE", "REFERENCE", "register", "unregister", "families", "external_modules", "catalogue",
            "variant", "variant_names", "recipe_formats", "precisions", "torch_source_formats", "selected",
            "simplicity", "unavailable_on_serialized", "conversions", "conversion", "steps", "runner",

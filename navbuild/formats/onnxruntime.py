@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from pathlib import Path
+from typing import Any
 
-from navbuild.formats.base import (REFERENCE, SOURCE, BackendOption, Conversion, FormatFamily, PlanContext, Planned,
+from navbuild.formats.base import (REFERENCE, SOURCE, AccuracySearch, BackendOption, Conversion, FormatFamily, PlanContext, Planned,
                                    Runner, TritonBackend, TritonServing, Variant, no_runtime_modes, options, register)
 from navbuild.formats.common import tensor_specs, torch_factory
 
@@ -69,6 +72,22 @@ def _int8_static(ctx: PlanContext) -> Planned:
                    section=ctx.recipe.quantization.static)
 
 
+def _keep_in_fp32(params: Any, names: tuple[str, ...]) -> Any:
+    """Static quantization Params that also keep ``names`` in float: each as an anchored, escaped
+    ``exclude`` pattern, after the recipe's own (no names: the very Params of onnx-int8-static)."""
+    return dataclasses.replace(params, exclude=tuple(params.exclude) + tuple(f"^{re.escape(n)}$" for n in names))
+
+
+def _int8_accuracy_aware(ctx: PlanContext) -> Planned:
+    """onnx-int8-static's conversion, with the fewest of the layers its drift ranks first kept in fp32 that
+    the int8 budget needs (the search: navbuild.planning.accuracy_search)."""
+    q = ctx.recipe.quantization
+    return Planned("OrtQuantizedStatic", {"onnx": onnx_input(ctx), "reference": REFERENCE}, {}, section=q.static,
+                   search=AccuracySearch(ranked_by="onnx-int8-static", precision="int8", keep=_keep_in_fp32,
+                                         max_trials=q.accuracy_aware.max_trials,
+                                         quantizes=lambda params: tuple(params.op_types)))
+
+
 def _graph_level(variant: Variant) -> dict[str, str]:
     return {"graph_level": variant.graph_level} if variant.graph_level else {}
 
@@ -100,6 +119,9 @@ FAMILY = register(FormatFamily(
                 note="fp16 is kept for GPU targets; on CPU it is usually slower than fp32"),
         Variant("onnx-int8-dynamic", "onnx", "int8", 17, "onnx", model="onnx-int8-dynamic", drift_from="onnx"),
         Variant("onnx-int8-static", "onnx", "int8", 18, "onnx", model="onnx-int8-static", drift_from="onnx"),
+        # its model is found by a search once the plan has run (no target until then: no drift of its own)
+        Variant("onnx-int8-aa", "onnx", "int8", 19, "onnx", model="onnx-int8-aa", drift_from="onnx",
+                note="accuracy-aware: the layers that drift most kept in fp32, the fewest that meet the budget"),
     ),
     runners=(
         Runner("onnx", "navbuild.runners.ort_runner:make", ("onnxruntime",),
@@ -118,5 +140,8 @@ FAMILY = register(FormatFamily(
                    _int8_dynamic),
         Conversion("onnx-int8-static", 7, {"OrtQuantizedStatic": _STEPS + "ort_quantized:OrtQuantizedStatic"},
                    _int8_static),
+        Conversion("onnx-int8-aa", 12, {"OrtQuantizedStatic": _STEPS + "ort_quantized:OrtQuantizedStatic",
+                                       "MeasureAccuracy": _STEPS + "accuracy:MeasureAccuracy"},
+                   _int8_accuracy_aware),
     ),
 ))

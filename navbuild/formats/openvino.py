@@ -50,6 +50,15 @@ def _quantized(ctx: PlanContext) -> Planned:
                    dict(preset=nncf_preset(q.preset, q.model_type)), section=q)
 
 
+def _quantized_accuracy_aware(ctx: PlanContext) -> Planned:
+    """openvino-int8's quantization under NNCF's accuracy control, with the int8 budget as its validation."""
+    r = ctx.recipe
+    q = r.openvino.quantization
+    return Planned("OpenVinoQuantizedAccuracyAware", {"openvino": OPENVINO, "reference": REFERENCE},
+                   dict(preset=nncf_preset(q.preset, q.model_type),
+                        max_iterations=r.quantization.accuracy_aware.max_trials), section=q, budget="int8")
+
+
 def _weight_compressed(ctx: PlanContext) -> Planned:
     return Planned("OpenVinoWeightCompressed", {"openvino": OPENVINO}, {}, section=ctx.recipe.openvino)
 
@@ -66,9 +75,12 @@ FAMILY = register(FormatFamily(
     variants=(
         Variant("openvino", "openvino", "fp32", 8, "openvino", model=OPENVINO),
         Variant("openvino-bf16", "openvino", "bf16", 14, "openvino", model=OPENVINO, mode="bf16"),
-        Variant("openvino-int8-wo", "openvino", "int8", 19, "openvino", model="openvino-int8-wo",
+        Variant("openvino-int8-wo", "openvino", "int8", 20, "openvino", model="openvino-int8-wo",
                 drift_from="openvino"),
-        Variant("openvino-int8", "openvino", "int8", 20, "openvino", model="openvino-int8", drift_from="openvino"),
+        Variant("openvino-int8", "openvino", "int8", 21, "openvino", model="openvino-int8", drift_from="openvino"),
+        Variant("openvino-int8-aa", "openvino", "int8", 22, "openvino", model="openvino-int8-aa",
+                drift_from="openvino",
+                note="accuracy-aware: NNCF reverts the operations that cost the most accuracy to float"),
     ),
     runners=(
         Runner("openvino", "navbuild.runners.openvino_runner:make", ("openvino",),
@@ -80,6 +92,9 @@ FAMILY = register(FormatFamily(
                                  "OpenVinoFromTorch": _STEPS + "openvino_from_torch:OpenVinoFromTorch"}, _convert),
         Conversion("openvino-int8", 9, {"OpenVinoQuantized": _STEPS + "openvino_quantized:OpenVinoQuantized"},
                    _quantized),
+        Conversion("openvino-int8-aa", 11, {"OpenVinoQuantizedAccuracyAware":
+                                            _STEPS + "openvino_accuracy_control:OpenVinoQuantizedAccuracyAware"},
+                   _quantized_accuracy_aware),
         Conversion("openvino-int8-wo", 10,
                    {"OpenVinoWeightCompressed": _STEPS + "openvino_quantized:OpenVinoWeightCompressed"},
                    _weight_compressed),

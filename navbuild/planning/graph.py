@@ -13,10 +13,13 @@ from navbuild.planning.target import Leaf, Target
 @dataclass
 class Expansion:
     """What a generator did when it ran: the value later generators and the summary read (e.g. the
-    ranking), what it wants the user to know, and the targets it added (filled in by the graph)."""
+    ranking), what it wants the user to know, the generators it declares (a next step that can only
+    be known once what it added is settled, e.g. a search's next trial), and the targets it added
+    (filled in by the graph)."""
 
     value: Any = None
     warnings: list[str] = field(default_factory=list)
+    declares: tuple["Generator", ...] = ()
     added: tuple[str, ...] = ()
 
 
@@ -24,8 +27,9 @@ class Expansion:
 class Generator:
     """A phase whose targets can only be known once others are settled (pydoit's ``create_after``).
 
-    ``waits_for`` names targets and other generators; a generator is settled once it ran and
-    every target it added is. ``expand(graph, outcomes)`` adds the phase's targets to ``graph``
+    ``waits_for`` names targets and other generators; a generator is settled once it ran, every
+    target it added is, and every generator it declared (``Expansion.declares``) is, transitively:
+    a chain of generators (a bisection's trials) is settled when its last link is. ``expand(graph, outcomes)`` adds the phase's targets to ``graph``
     from the outcomes of what it waited for; it must be pure (a plan runs it on cached outcomes).
     ``shows`` is how the plan names what it will add (``finalists``, ``triton/*``), ``then``
     what it will do, said in the plan while it waits.
@@ -97,23 +101,28 @@ class Graph:
     def ready(self, settled: Callable[[str], bool]) -> list[Generator]:
         """The generators that have not run and whose every wait is settled.
 
-        ``settled(target_id)`` says whether a target is; a generator is settled once it ran
-        and all it added is.
+        ``settled(target_id)`` says whether a target is; a generator is settled as ``settled_generator`` says.
         """
-        def done(node_id: str) -> bool:
-            if node_id in self.generators:
-                e = self.expansions.get(node_id)
-                return e is not None and all(settled(t) for t in e.added)
-            return settled(node_id)
+        return [g for g in self.unexpanded()
+                if all(self.settled_generator(w, settled) if w in self.generators else settled(w)
+                       for w in g.waits_for)]
 
-        return [g for g in self.unexpanded() if all(done(w) for w in g.waits_for)]
+    def settled_generator(self, generator_id: str, settled: Callable[[str], bool]) -> bool:
+        """Whether a generator ran, every target it added is settled and every generator it declared
+        is settled, transitively."""
+        e = self.expansions.get(generator_id)
+        return (e is not None and all(settled(t) for t in e.added)
+                and all(self.settled_generator(g.id, settled) for g in e.declares))
 
     def expand(self, generator: Generator, outcomes: Mapping[str, Any]) -> Expansion:
-        """Run ``generator`` on the outcomes it waited for; record and return what it did."""
+        """Run ``generator`` on the outcomes it waited for; record and return what it did, and
+        declare the generators it declares."""
         before = set(self.targets)
         expansion = generator.expand(self, outcomes)
         expansion.added = tuple(t for t in self.targets if t not in before)
         self.expansions[generator.id] = expansion
+        for chained in expansion.declares:
+            self.declare(chained)
         return expansion
 
     def dependents(self, node_id: str) -> list[str]:

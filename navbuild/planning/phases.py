@@ -24,13 +24,16 @@ NO_TRITON_VARIANT = "triton: no correct variant with a native Triton backend to 
 
 
 def declare_later_phases(graph: Graph, recipe: Any, cwd: Path) -> None:
-    """The ranking waits for every target of the variants; Triton (when enabled) waits for the ranking's finalists.
+    """The ranking waits for every target of the variants and every search declared before it (an
+    accuracy-aware variant's, so it is ranked with the others); Triton (when enabled) waits for the
+    ranking's finalists.
 
     ``recipe`` is the one fitted to the source: the finalists use the sizes the profiles ran at.
     """
     # with fewer than two finalists asked for, the ranking adds nothing: the plan shows it as the ranking
     shows = FINALISTS_ID if recipe.profile.finalists >= 2 else RANKING
-    graph.declare(Generator(RANKING, shows, tuple(graph.order), partial(_rank_and_add_finalists, recipe)))
+    graph.declare(Generator(RANKING, shows, tuple(graph.order) + tuple(graph.generators),
+                            partial(_rank_and_add_finalists, recipe)))
     if recipe.triton.enabled:
         t = recipe.triton
         which = ", ".join(t.variants) if t.variants else f"the top {t.top} correct variant(s) with a native backend"

@@ -10,14 +10,16 @@ from navbuild.cache.keys import tool_versions
 from navbuild.formats import PlanContext, Variant
 from navbuild.formats.common import tensor_specs, torch_factory
 from navbuild.measure_conditions import MeasurePolicy
+from navbuild.planning.accuracy_search import Budget, SearchPlan, declare_search
 from navbuild.planning.graph import Graph
 from navbuild.errors import RecipeError
 from navbuild.planning.onnx_source import OnnxSourceFacts, accepted_recipe, external_data_files, read_onnx_source
-from navbuild.planning.target import CONVERT, CORRECTNESS, DRIFT, PROFILE, REFERENCE, SOURCE, Leaf, Target
+from navbuild.planning.target import ACCURACY, CONVERT, CORRECTNESS, DRIFT, PROFILE, REFERENCE, SOURCE, Leaf, Target
 from navbuild.recipe.paths import module_origin, resolve_path
 from navbuild.recipe.schema import Recipe
 from navbuild.runtime import RuntimeOptions
 from navbuild.steps.base import load_step
+from navbuild.steps.accuracy import AccuracyParams
 from navbuild.steps.correctness import MetricSpec
 from navbuild.steps.probes import ProbeParams, auto_probe_sizes, default_probe_batches
 
@@ -40,15 +42,37 @@ def expand(recipe: Recipe, cwd: Path) -> Graph:
     recipe = accept_source(graph, recipe)
     expand_reference(graph, recipe)
     variants = formats.selected(list(recipe.formats), list(recipe.precisions), list(recipe.variants))
-    models = expand_conversions(graph, recipe, variants)
-    expand_checks(graph, recipe, variants, models)
-    expand_profiles(graph, recipe, variants, models)
-    expand_drift(graph, recipe, variants, models)
+    rankers = search_rankers(graph, recipe, variants)
+    searched: dict[str, tuple[Target, formats.AccuracySearch]] = {}
+    models = expand_conversions(graph, recipe, variants + rankers, searched)
+    built = [v for v in variants if v.model not in searched]  # a searched model's checks join when it is found
+    expand_checks(graph, recipe, built, models)
+    expand_profiles(graph, recipe, built, models)
+    expand_drift(graph, recipe, built + rankers, models)
     mark_unavailable(graph, recipe)
     graph.variant_models = {v.name: models[v.model] if v.model else None for v in variants}
+    for v in variants:
+        if v.model in searched:
+            expand_search(graph, recipe, v, models, *searched[v.model])
     graph.measure = MeasurePolicy(max_background_load=recipe.profile.max_background_load,
                                   remeasure=recipe.profile.remeasure)
     return graph
+
+
+def search_rankers(graph: Graph, recipe: Recipe, variants: list[Variant]) -> list[Variant]:
+    """The variants whose drift ranks the layers of a selected accuracy-aware variant's search
+    (``AccuracySearch.ranked_by``) and that are not selected themselves: their model and drift are
+    built for the search (not checked or profiled)."""
+    ctx = PlanContext(recipe, _onnx_facts(graph, recipe))
+    names = {v.name for v in variants}
+    rankers: list[Variant] = []
+    for v in variants:
+        conv = formats.conversion(v.model) if v.model else None
+        search = None if conv is None or conv.from_source(recipe) else conv.plan(ctx).search
+        if search is not None and search.ranked_by not in names:
+            names.add(search.ranked_by)
+            rankers.append(formats.variant(search.ranked_by))
+    return rankers
 
 
 def expand_source(graph: Graph, recipe: Recipe, cwd: Path) -> None:
@@ -153,12 +177,15 @@ def probe_params(recipe: Recipe):
     return ProbeParams(axes=dict(sorted(axes.items())), batch_sizes=batches, rows=probe.rows, stress=probe.stress)
 
 
-def expand_conversions(graph: Graph, recipe: Recipe, variants: list[Variant]) -> dict[str, str]:
+def expand_conversions(graph: Graph, recipe: Recipe, variants: list[Variant],
+                       searched: dict[str, tuple[Target, formats.AccuracySearch]] | None = None) -> dict[str, str]:
     """One target per model the selected variants need, and the models those read, transitively
     (openvino-int8 needs openvino, which needs onnx unless openvino.source is torch), each planned
     by the format family that declares it (navbuild/formats).
 
-    Returns model name -> the id of the target (or leaf) that provides it.
+    A model found by a search (``Planned.search``) gets no target here: its starting target and its
+    search go to ``searched`` (model -> both), and the search adds the target once it has chosen.
+    Returns model name -> the id of the target (or leaf) that provides it (or will).
     """
     ctx = PlanContext(recipe, _onnx_facts(graph, recipe))
     plans: dict[str, formats.Planned | None] = {}  # None: the source itself is that model
@@ -184,8 +211,17 @@ def expand_conversions(graph: Graph, recipe: Recipe, variants: list[Variant]) ->
                              "which must rank before it")
         step = load_step(planned.step)
         inputs = {slot: models[m] for slot, m in planned.inputs.items()}
-        models[conv.model] = graph.add(Target(conv.model, step.name, planned.make_params(step.Params), inputs,
-                                              kind=CONVERT))
+        more = {}
+        if planned.budget is not None:
+            more = budget_params(recipe, planned.budget)
+            if recipe.correctness.metric is not None:
+                inputs["metric"] = METRIC_ID  # the metric's code judges the trials: part of the key
+        target = Target(conv.model, step.name, planned.make_params(step.Params, **more), inputs, kind=CONVERT)
+        if planned.search is not None and searched is not None:
+            searched[conv.model] = (target, planned.search)
+            models[conv.model] = target.id
+            continue
+        models[conv.model] = graph.add(target)
         if planned.note:
             graph.notes.append(planned.note)
     return {m: tid for m, tid in models.items() if m not in _PSEUDO_MODELS}
@@ -258,6 +294,52 @@ def expand_checks(graph: Graph, recipe: Recipe, variants: list[Variant], models:
                              **scale_budget(recipe, v.precision), probe=recipe.correctness.probe.enabled,
                              stress=recipe.correctness.probe.stress and v.precision == "fp32")
         graph.add(Target(f"correctness/{v.name}", step.name, params, inputs, kind=CORRECTNESS, variant=v.name))
+
+
+def budget_params(recipe: Recipe, precision: str) -> dict:
+    """A conversion's budget fields (``Planned.budget``): what its precision's correctness check would judge."""
+    metric = recipe.correctness.metric
+    atol, _ = tolerances(recipe, precision)
+    scale = scale_budget(recipe, precision)
+    return dict(outputs=tuple(recipe.outputs), batch_sizes=tuple(sorted(recipe.profile.batch_sizes)), atol=atol,
+                range_rtol=scale["range_rtol"], cosine_min=scale["cosine_min"],
+                output_tolerances=output_budgets(recipe),
+                metric=None if metric is None else MetricSpec.from_section(metric))
+
+
+def accuracy_budget(recipe: Recipe, precision: str) -> Budget:
+    """What a precision's variant must meet, as the correctness check judges it: the recipe's metric when it
+    has one, else the precision's tolerance and the per-output ones."""
+    metric = recipe.correctness.metric
+    atol, rtol = tolerances(recipe, precision)
+    return Budget(metric=None if metric is None else MetricSpec.from_section(metric),
+                  tolerance={"atol": atol, "rtol": rtol, **scale_budget(recipe, precision)},
+                  outputs=output_budgets(recipe))
+
+
+def expand_search(graph: Graph, recipe: Recipe, v: Variant, models: dict[str, str], start: Target,
+                  search: formats.AccuracySearch) -> None:
+    """The search that finds ``v``'s model (navbuild.planning.accuracy_search): its trials' measurements
+    (figures only: the budget is not in their keys), then its model, check and profile once it has chosen."""
+    metric = recipe.correctness.metric
+    params = AccuracyParams(variant_format=v.runner, outputs=tuple(recipe.outputs),
+                            batch_sizes=tuple(sorted(recipe.profile.batch_sizes)), runtime=_runtime(recipe, v),
+                            metric_function=None if metric is None else metric.function,
+                            metric_name=None if metric is None else metric.name)
+    inputs = {"model": start.id, "reference": REFERENCE_ID}
+    if metric is not None:
+        inputs["metric"] = METRIC_ID
+    measure = Target(f"{start.id}/accuracy", "MeasureAccuracy", params, inputs, kind=ACCURACY, variant=v.name)
+
+    def finish(g: Graph) -> None:
+        expand_checks(g, recipe, [v], models)
+        expand_profiles(g, recipe, [v], models)
+
+    declare_search(graph, SearchPlan(variant=v.name, model=start.id, start=start, keep=search.keep,
+                                     measure=measure, drift=f"drift/{search.ranked_by}",
+                                     budget=accuracy_budget(recipe, search.precision),
+                                     max_trials=search.max_trials, finish=finish,
+                                     op_types=search.quantizes(start.params)))
 
 
 def expand_profiles(graph: Graph, recipe: Recipe, variants: list[Variant], models: dict[str, str]) -> None:

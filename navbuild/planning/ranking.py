@@ -6,6 +6,7 @@ from typing import Any, Mapping
 
 from navbuild import formats
 from navbuild.evidence import for_variant, gather, trace_risk, variant_lineage
+from navbuild.planning.accuracy_search import searches
 from navbuild.planning.graph import Graph
 from navbuild.select import Choice, choose
 
@@ -19,13 +20,16 @@ def rank(graph: Graph, outcomes: Mapping[str, Any], recipe: Any) -> Choice:
     """The correct variants ranked by the recipe's objective (``select``): the one ``choose`` of a build."""
     sel = recipe.select
     table = variant_table(outcomes, variant_models(graph), variant_lineage(graph),
-                          recipe.correctness.accept_trace_risk)
+                          recipe.correctness.accept_trace_risk, searches(graph))
     return choose(table, sel.objective, sel.batch_size, sel.percentile, sel.noise)
 
 
 def variant_table(outcomes: dict[str, Any], variants: dict[str, str | None],
-                  lineage: dict[str, dict] | None = None, accept_trace_risk: bool = False) -> dict[str, dict]:
-    """Per variant: verdict (and why), correctness figures, profile figures, artifact folder.
+                  lineage: dict[str, dict] | None = None, accept_trace_risk: bool = False,
+                  searches: dict[str, dict] | None = None) -> dict[str, dict]:
+    """Per variant: verdict (and why), correctness figures, profile figures, artifact folder, and for an
+    accuracy-aware variant its search (``searches``: navbuild.planning.accuracy_search.searches): the
+    layers kept in fp32 and the trials; a search that met no budget fails the variant with its message.
 
     ``variants`` maps each variant (simplest first) to the target that builds its model;
     ``lineage`` (navbuild.evidence.variant_lineage) says how each was derived, so that what any
@@ -49,6 +53,14 @@ def variant_table(outcomes: dict[str, Any], variants: dict[str, str | None],
         if conv is not None and conv.status not in ("built", "cached"):
             row["verdict"] = conv.status
             row["reason"] = f"{v}: {conv.reason}"
+        if conv is not None and conv.status in ("built", "cached") and "kept_fp32" in conv.result:
+            # a search inside one conversion (NNCF's accuracy control): what it kept in float, its iterations
+            row["search"] = {"kept_fp32": conv.result["kept_fp32"], "trials": conv.result.get("trials"),
+                             "done": True, "message": ""}
+        if (search := (searches or {}).get(v)) is not None:
+            row["search"] = search
+            if conv is None and search["done"]:
+                row["verdict"], row["reason"] = "failed", search["message"]
         if check is not None:
             if check.status in ("built", "cached"):
                 row["verdict"] = check.result.get("verdict", "unchecked")

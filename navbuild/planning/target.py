@@ -8,6 +8,8 @@ from typing import Any, Mapping
 
 # What a target is for; the executor and the reporter treat kinds differently.
 SOURCE, REFERENCE, CONVERT, CORRECTNESS, PROFILE = "source", "reference", "convert", "correctness", "profile"
+#: an accuracy-aware search's measurement of one trial (figures, no verdict)
+ACCURACY = "accuracy"
 #: where a reduced-precision variant's error comes from, layer by layer (drift/<variant>)
 DRIFT = "drift"
 

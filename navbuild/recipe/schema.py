@@ -15,6 +15,7 @@ from omegaconf import MISSING
 from navbuild.executor_settings import ExecutorConfig
 from navbuild.runtime import RuntimeConfig
 from navbuild.settings import setting
+from navbuild.steps.accuracy import AccuracyAwareConfig
 from navbuild.steps.correctness import MetricConfig
 from navbuild.steps.drift import DriftConfig
 from navbuild.steps.onnx_fp16 import Fp16Config
@@ -75,10 +76,11 @@ class SamplesConfig:
 
 @dataclass
 class QuantizationConfig:
-    """ONNX Runtime int8 quantization (onnx-int8-dynamic, onnx-int8-static)."""
+    """ONNX Runtime int8 quantization (onnx-int8-dynamic, onnx-int8-static, onnx-int8-aa)."""
 
     dynamic: DynamicQuantConfig = field(default_factory=DynamicQuantConfig)
     static: StaticQuantConfig = field(default_factory=StaticQuantConfig)
+    accuracy_aware: AccuracyAwareConfig = field(default_factory=AccuracyAwareConfig)
 
 
 @dataclass

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from navbuild.report.events import Reporter
-from navbuild.report.summary import drift_text
+from navbuild.report.summary import drift_text, search_line
 from navbuild.report.triton_summary import render_triton_text
 
 _STYLE = {"built": "green", "cached": "cyan", "failed": "bold red", "skipped": "yellow",
@@ -268,6 +268,8 @@ def variant_table(summary: dict) -> Table:
              for name, row in summary["variants"].items()
              if row.get("reason") and row["verdict"] not in ("pass", "reference")]
     notes += [f"{name}: {row['note']}" for name, row in summary["variants"].items() if row.get("note")]
+    notes += [f"{name}: {escape(search_line(row['search']))}" for name, row in summary["variants"].items()
+              if row.get("search") and row["verdict"] == "pass"]
     notes += [f"{name}: {escape(drift_text(row['drift']))}" for name, row in summary["variants"].items() if row.get("drift")]
     notes += [f"{name}: not chosen: {row['blocked']}" for name, row in summary["variants"].items()
               if row.get("blocked")]

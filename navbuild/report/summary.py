@@ -16,10 +16,12 @@ from navbuild.version import __version__
 
 def make_summary(recipe: Any, recipe_file: Path | None, build_dir: Path, cache_dir: Path | str,
                  outcomes: dict[str, Any], variants: dict[str, str | None], seconds: float,
-                 lineage: dict[str, dict] | None = None, ranking: Choice | None = None) -> dict:
+                 lineage: dict[str, dict] | None = None, ranking: Choice | None = None,
+                 searches: dict[str, dict] | None = None) -> dict:
     """The summary of a build; ``ranking`` is the build's ranking of the variants (chosen here when
-    the build stopped before it ranked them). The finalists' winner, when they ran, is the best."""
-    table = variant_table(outcomes, variants, lineage, recipe.correctness.accept_trace_risk)
+    the build stopped before it ranked them). The finalists' winner, when they ran, is the best.
+    ``searches``: the accuracy-aware variants' searches (navbuild.planning.accuracy_search.searches)."""
+    table = variant_table(outcomes, variants, lineage, recipe.correctness.accept_trace_risk, searches)
     sel = recipe.select
     finalists = outcomes.get("finalists")
     if finalists is not None and finalists.status in ("built", "cached"):
@@ -52,6 +54,20 @@ def make_summary(recipe: Any, recipe_file: Path | None, build_dir: Path, cache_d
         "failed": failed,
         "exit_code": 1 if failed or best.variant is None or (triton is not None and not triton["ok"]) else 0,
     }
+
+
+def search_line(search: dict) -> str:
+    """An accuracy-aware variant's search in one line: the layers kept in fp32 and the trials spent."""
+    trials = search.get("trials") or []
+    if isinstance(trials, int):  # a search inside one conversion reports only how many trials it ran
+        spent = f"{trials} trial(s)"
+    else:
+        spent = f"{len(trials)} trial(s): " + ", ".join(f"keep {t['keep']} {'pass' if t['passes'] else 'fail'} "
+                                                         f"({t['text']})" for t in trials)
+    if search.get("kept_fp32") is not None:
+        kept = search["kept_fp32"]
+        return f"kept in fp32: {', '.join(kept) if kept else 'none'}; {spent}"
+    return search.get("message") or f"not finished; {spent}"
 
 
 def _decided_on_provisional(table: dict[str, dict], finalists: Any) -> str | None:
@@ -109,6 +125,8 @@ def render_text(summary: dict) -> str:
             lines.append(f"  not chosen: {row['blocked']}")
         for e in row.get("evidence") or []:
             lines.append(f"  evidence from {e.get('target')}: {e['message']}")
+        if row.get("search"):
+            lines.append(f"  accuracy-aware search: {search_line(row['search'])}")
         worst = (row.get("correctness") or {}).get("worst")
         if worst and worst.get("error"):
             lines.append(f"  accuracy: error ({worst['error']})")

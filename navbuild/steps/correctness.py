@@ -179,7 +179,7 @@ def judge_runner(runner: Any, params: CorrectnessParams, ref_dir: Any, samples: 
 
     metric_report = None
     if params.metric is not None and metric_values:
-        metric_report, problem = _judge_metric(params.metric, metric_values, labels)
+        metric_report, problem = judge_metric(params.metric, metric_values, labels)
         if problem:
             reasons.append(problem)
         print(f"metric {params.metric.name}: worst {metric_report.get('worst')}", flush=True)
@@ -224,9 +224,10 @@ def _pass_rate(batches: dict[str, Any]) -> float:
     return inside / total if total else 0.0
 
 
-def _judge_metric(spec: MetricSpec, values: dict[str, dict[str, float]],
-                  labels: Mapping[str, str]) -> tuple[dict, str | None]:
-    """The worst value of ``spec.name`` over batch sizes and probes and whether it meets the condition."""
+def judge_metric(spec: MetricSpec, values: dict[str, dict[str, float]],
+                 labels: Mapping[str, str]) -> tuple[dict, str | None]:
+    """The worst value of ``spec.name`` over batch sizes and probes and the problem when it misses the
+    condition (None: it meets it); also how an accuracy-aware search judges a trial's metric values."""
     named = {b: v[spec.name] for b, v in values.items() if spec.name in v}
     report: dict[str, Any] = {"name": spec.name, "min": spec.min, "max": spec.max, "per_batch": values}
     if not named:
@@ -304,6 +305,27 @@ def _cosine_rows(a: np.ndarray, e: np.ndarray) -> np.ndarray:
     return np.where(both_zero, 1.0, np.clip(cos, -1.0, 1.0))
 
 
+def budget_ratio(m: Mapping[str, Any], atol: float, range_rtol: float = 0.0,
+                 cosine_min: float | None = None) -> float:
+    """How much of its budget one :func:`compare` report spends: at most 1 within budget, above 1 out of it.
+
+    The largest of ``max_abs / (atol + range_rtol * scale)`` and, with a cosine floor,
+    ``(1 - cosine_min) / (1 - floor)``. The ``rtol * |reference|`` term is left out (it is per element
+    and the report keeps only the largest error), so this reads a report as at least as far out of
+    budget as ``compare`` itself: a ratio <= 1 is within budget. A report without figures (a wrong
+    shape) is infinitely out.
+    """
+    if "max_abs" not in m:
+        return float("inf")
+    limit = atol + range_rtol * float(m.get("scale", 0.0))
+    ratios = [m["max_abs"] / limit if limit > 0 else (0.0 if m["max_abs"] == 0 else float("inf"))]
+    if cosine_min is not None:
+        slack = 1.0 - cosine_min
+        spent = 1.0 - m["cosine_min"]
+        ratios.append(spent / slack if slack > 0 else (0.0 if spent <= 0 else float("inf")))
+    return max(ratios)
+
+
 def _describe_failure(m: dict[str, Any], atol: float, rtol: float, range_rtol: float = 0.0,
                       cosine_min: float | None = None) -> str:
     if "max_abs" not in m:
@@ -319,4 +341,5 @@ def _describe_failure(m: dict[str, Any], atol: float, rtol: float, range_rtol: f
     return "; ".join(parts) or "mismatch"
 
 
-__all__ = ["CheckCorrectness", "CorrectnessParams", "MetricConfig", "MetricSpec", "compare", "judge_runner"]
+__all__ = ["CheckCorrectness", "CorrectnessParams", "MetricConfig", "MetricSpec", "compare", "judge_runner",
+           "judge_metric", "budget_ratio"]

@@ -71,12 +71,7 @@ class OpenVinoQuantized(Step):
     tools: ClassVar[tuple[str, ...]] = ("openvino", "nncf")
 
     def run(self, params: OpenVinoQuantizedParams, ctx: StepContext) -> dict:
-        if params.preset not in PRESETS:
-            raise ValueError(f"preset '{params.preset}' is not one of {PRESETS}")
-        if params.model_type is not None and params.model_type not in MODEL_TYPES:
-            raise ValueError(f"model_type '{params.model_type}' is not one of {MODEL_TYPES} or None")
-        if params.subset_size < 1:
-            raise ValueError(f"subset_size {params.subset_size} must be >= 1")
+        check_quant_params(params)
         import nncf
 
 
@@ -133,6 +128,16 @@ class OpenVinoWeightCompressed(Step):
         return {"mode": params.mode, "size_bytes": ir_size(ctx.out), "compressed_weights": weights}
 
 
+def check_quant_params(params: Any) -> None:
+    """The ``openvino.quantization`` values a step received (a Params made by hand skips the recipe's checks)."""
+    if params.preset not in PRESETS:
+        raise ValueError(f"preset '{params.preset}' is not one of {PRESETS}")
+    if params.model_type is not None and params.model_type not in MODEL_TYPES:
+        raise ValueError(f"model_type '{params.model_type}' is not one of {MODEL_TYPES} or None")
+    if params.subset_size < 1:
+        raise ValueError(f"subset_size {params.subset_size} must be >= 1")
+
+
 def nothing_quantized(what: str, model: Any, knobs: str) -> RuntimeError:
     """The failure of an int8 step that quantized nothing: its output would be an fp32 model
     reported as int8 (bit-identical outputs, fp32 speed)."""
@@ -184,4 +189,4 @@ def _static_batch(model: Any) -> int | None:
 
 __all__ = ["OpenVinoQuantized", "OpenVinoWeightCompressed", "OpenVinoQuantConfig", "OpenVinoConfig", "OpenVinoQuantizedParams",
            "OpenVinoWeightCompressedParams", "PRESETS", "MODEL_TYPES", "WEIGHT_MODES",
-           "calibration_batches"]
+           "calibration_batches", "check_quant_params", "nothing_quantized"]

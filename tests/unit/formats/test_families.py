@@ -32,8 +32,10 @@ CATALOGUE = [
     ("torch-int8-dynamic", "torch", "int8", "torch", None, "dynamic-int8"),
     ("onnx-int8-dynamic", "onnx", "int8", "onnx", "onnx-int8-dynamic", ""),
     ("onnx-int8-static", "onnx", "int8", "onnx", "onnx-int8-static", ""),
+    ("onnx-int8-aa", "onnx", "int8", "onnx", "onnx-int8-aa", ""),
     ("openvino-int8-wo", "openvino", "int8", "openvino", "openvino-int8-wo", ""),
     ("openvino-int8", "openvino", "int8", "openvino", "openvino-int8", ""),
+    ("openvino-int8-aa", "openvino", "int8", "openvino", "openvino-int8-aa", ""),
 ]
 
 
@@ -42,7 +44,7 @@ def test_the_catalogue_keeps_its_order_and_facts() -> None:
     assert [v.name for v in formats.catalogue() if v.graph_level] == [
         "onnx-disable", "onnx-basic", "onnx-extended", "onnx-openvino-ep"]
     assert formats.variant("onnx-fp16").note.startswith("fp16 is kept for GPU targets")
-    assert [formats.simplicity(n) for n in ("torch", "onnx", "openvino-int8")] == [0, 3, 20]
+    assert [formats.simplicity(n) for n in ("torch", "onnx", "openvino-int8")] == [0, 3, 21]
     assert formats.simplicity("no-such-variant") == len(CATALOGUE)
 
 
@@ -53,7 +55,7 @@ def test_the_families_and_the_recipe_choices() -> None:
     assert formats.precisions() == ("fp32", "bf16", "fp16", "int8")
     assert formats.torch_source_formats() == ("torch", "torchscript", "torch-export", "torch-compile")
     assert [v.name for v in formats.selected(["onnx", "openvino"], ["int8"], [])] == [
-        "onnx-int8-dynamic", "onnx-int8-static", "openvino-int8-wo", "openvino-int8"]
+        "onnx-int8-dynamic", "onnx-int8-static", "onnx-int8-aa", "openvino-int8-wo", "openvino-int8", "openvino-int8-aa"]
     assert [v.name for v in formats.selected(["torch"], ["fp32"], ["openvino", "torch"])] == ["torch", "openvino"]
 
 
@@ -90,7 +92,8 @@ def test_the_triton_backend_maps() -> None:
         "openvino-bf16": {"HINT_BF16": "YES"}}
     assert [v.name for v in formats.catalogue() if deployable(v.name) is None] == [
         "torchscript", "onnx", "onnx-opt", "onnx-disable", "onnx-basic", "onnx-extended", "openvino",
-        "openvino-bf16", "onnx-fp16", "onnx-int8-dynamic", "onnx-int8-static", "openvino-int8-wo", "openvino-int8"]
+        "openvino-bf16", "onnx-fp16", "onnx-int8-dynamic", "onnx-int8-static", "onnx-int8-aa",
+        "openvino-int8-wo", "openvino-int8", "openvino-int8-aa"]
     assert "OpenVINO execution provider" in deployable("onnx-openvino-ep")
     assert deployable("torch-bf16") == "torch-bf16 runs the torch source (torch): Triton has no native backend for it"
 
@@ -115,7 +118,7 @@ def test_steps_and_runners_are_the_families() -> None:
     assert load_step("OpenVinoFromTorch").name == "OpenVinoFromTorch"
     assert [c.model for c in formats.conversions()] == [
         "onnx", "onnx-sanitized", "torchscript", "torch-export", "onnx-opt", "onnx-fp16", "onnx-int8-dynamic",
-        "onnx-int8-static", "openvino", "openvino-int8", "openvino-int8-wo"]
+        "onnx-int8-static", "openvino", "openvino-int8", "openvino-int8-wo", "openvino-int8-aa", "onnx-int8-aa"]
     assert formats.runner_names() == ("torch", "torchscript", "torch-export", "onnx", "openvino")
     with pytest.raises(ValueError, match="no runner for variant format 'nope' \\(known: torch, torchscript"):
         make_runner("nope", None, None, ["x"], RuntimeOptions())

@@ -242,3 +242,36 @@ def test_with_keep_going_a_failure_still_lets_the_later_phases_run(fake_settle, 
     outcomes = run(fake_graph(calls), fake_settle)
     assert {k: o.status for k, o in outcomes.items()} == {"a": "failed", "b": "built", "c": "skipped", "d": "skipped"}
     assert len(calls) == 2
+
+
+def _aa_results(tid: str) -> dict:
+    """Cached results of an onnx-int8-aa build: drift ranks three layers; keeping two in fp32 meets the budget."""
+    if tid == "drift/onnx-int8-static":
+        return {"layers": [{"name": f"/fc{i}/Gemm", "op_type": "Gemm", "growth": 1.0 / i} for i in (2, 1, 3, 4)]}
+    if tid.startswith("aa/") and tid.endswith("/accuracy"):
+        k = int(tid.split("/keep-")[1].split("/")[0])
+        return {"batches": {"8": {"y": {"max_abs": 1.0 if k < 2 else 0.01, "scale": 1.0, "cosine_min": 0.9999}}}}
+    if tid.startswith("profile/"):
+        return {"batches": {"8": figures(2.0)}}
+    return result_of(tid) if tid.startswith("correctness/") else {}
+
+
+def test_the_search_is_pending_on_a_fresh_cache_and_expanded_from_a_cached_one():
+    r = recipe(variants=["torch", "onnx-int8-static", "onnx-int8-aa"], precisions=["fp32", "int8"])
+    r.profile.finalists = 0
+    graph = planned(r)
+    fresh = plan_statuses(graph, FakeStore(), None)
+    rows = {t.id: t.label for t in fresh.pending}
+    assert rows["onnx-int8-aa"].startswith("pending: waits for drift/onnx-int8-static; then searches how many of "
+                                           "the layers drift/onnx-int8-static ranks first stay fp32")
+    assert "onnx-int8-aa" in rows["ranking"]  # the ranking waits for the search
+    assert "onnx-int8-aa" not in fresh.by_id()
+    plan = cache_everything(graph, FakeStore(), _aa_results)
+    ids = [t.id for t in plan.targets]
+    assert [i for i in ids if i.startswith("aa/") and not i.endswith("/accuracy")] == [
+        "aa/onnx-int8-aa/keep-0", "aa/onnx-int8-aa/keep-1", "aa/onnx-int8-aa/keep-2"]
+    assert {"onnx-int8-aa", "correctness/onnx-int8-aa", "profile/onnx-int8-aa"} <= set(ids)
+    by_id = plan.by_id()
+    assert by_id["onnx-int8-aa"].key == by_id["aa/onnx-int8-aa/keep-2"].key  # the chosen trial's model
+    assert by_id["aa/onnx-int8-aa/keep-0"].key == by_id["onnx-int8-static"].key  # full int8 is onnx-int8-static
+    assert plan.pending == [] and not graph.expansions  # the plan expanded a copy

@@ -1,0 +1,48 @@
+"""Accuracy-aware int8 on a tiny real model with one quantization-hostile layer: onnx-int8-aa's search
+(ONNX Runtime, ordered by the drift ranking, each trial cached) and openvino-int8-aa (NNCF's accuracy control)."""
+
+from __future__ import annotations
+
+import navbuild
+from test_drift import HOSTILE, HOSTILE_RECIPE  # the drift test's model: fc2 reads a huge-range activation
+
+
+def _project(project) -> None:
+    (project.root / "hostilemodels.py").write_text(HOSTILE)
+
+
+def test_onnx_int8_aa_keeps_the_hostile_layer_in_fp32_and_reuses_its_trials(project):
+    _project(project)
+    result = navbuild.build("tiny", [*HOSTILE_RECIPE, "variants=[torch,onnx-int8-static,onnx-int8-aa]"])
+    table = result.summary["variants"]
+    assert table["onnx-int8-static"]["verdict"] == "fail"  # full int8 misses the default int8 budget
+    row = table["onnx-int8-aa"]
+    assert row["verdict"] == "pass", row.get("reason")
+    kept = row["search"]["kept_fp32"]
+    assert "/fc2/Gemm" in kept and len(kept) <= 3, kept
+    trials = row["search"]["trials"]
+    assert trials[0]["keep"] == 0 and not trials[0]["passes"]
+    statuses = {o.id: o.status for o in result.outcomes.values()}
+    assert statuses["aa/onnx-int8-aa/keep-0"] == "cached"  # full int8 is onnx-int8-static: the same key
+    assert statuses["onnx-int8-aa"] == "cached"  # the chosen trial's model: the same key
+    assert statuses["correctness/onnx-int8-aa"] == "built" and statuses["profile/onnx-int8-aa"] == "built"
+    assert (project.root / "build" / "tiny" / "tradeoff.png").is_file()
+
+    # a narrower budget: the trials already measured are served from the cache, only new k are built
+    narrow = navbuild.build("tiny", [*HOSTILE_RECIPE, "variants=[torch,onnx-int8-static,onnx-int8-aa]",
+                                        "correctness.precisions.int8.cosine_min=0.99999"])
+    again = {o.id: o.status for o in narrow.outcomes.values()}
+    measured = [tid for tid in again if tid.startswith("aa/onnx-int8-aa/") and tid.endswith("/accuracy")]
+    reused = [tid for tid in measured if tid in statuses]
+    assert reused and all(again[tid] == "cached" for tid in reused), again
+    assert narrow.summary["variants"]["onnx-int8-aa"]["search"]["done"]
+
+
+def test_openvino_int8_aa_meets_the_budget_full_int8_misses(project):
+    _project(project)
+    result = navbuild.build("tiny", [*HOSTILE_RECIPE, "variants=[torch,openvino-int8,openvino-int8-aa]"])
+    table = result.summary["variants"]
+    assert table["openvino-int8"]["verdict"] == "fail"
+    row = table["openvino-int8-aa"]
+    assert row["verdict"] == "pass", row.get("reason")
+    assert row["search"]["kept_fp32"], row["search"]  # NNCF reverted something to float, and said what
