@@ -177,8 +177,9 @@ def _link(plan: SearchPlan, n: int, waits: tuple[str, ...]) -> Generator:
 
 
 def ranked_layers(drift: Any, op_types: tuple[str, ...] = ()) -> list[str]:
-    """The node names a drift outcome ranks that the search may keep in fp32: those across which the error
-    grows (largest growth first), then the other quantized ones in ranking order, of the ``op_types``
+    """The node names a drift outcome ranks that the search may keep in fp32: by each layer's own
+    quantization error (``local_error``) where the drift measured it, else those across which the
+    error grows (largest growth first), then the other quantized ones in ranking order, of the ``op_types``
     quantized (empty: any), without quantization nodes and repeats, and never all of them (every one in fp32 is the fp32 model, which the int8
     conversion refuses). Read from the drift target's result, else from its ``drift.json``."""
     data = drift.result if drift.result.get("layers") is not None else None
@@ -190,6 +191,11 @@ def ranked_layers(drift: Any, op_types: tuple[str, ...] = ()) -> list[str]:
     layers = [layer for layer in (data or {}).get("layers", []) if layer.get("op_type") not in _QDQ_OPS
               and (not op_types or layer.get("op_type") in op_types) and layer.get("quantized", True)]
     every = list(dict.fromkeys(layer["name"] for layer in layers))
+    local = {layer["name"]: layer["local_error"] for layer in layers if layer.get("local_error") is not None}
+    if local:
+        # the drift measured each layer's own quantization error: the worst first, then the rest
+        ordered = sorted(local, key=lambda name: -local[name]) + [name for name in every if name not in local]
+        return ordered[:max(0, len(every) - 1)]
     growing = list(dict.fromkeys(layer["name"] for layer in layers if layer.get("growth", 1.0) > 0))
     # then the quantized layers the ranking did not see the error grow across: where a Q/DQ pair
     # feeds several layers the drift may credit its error to one of them, and on MiniLM keeping

@@ -246,6 +246,14 @@ class DriftStep(Step):
         """(the variant's run, the fp32 model's run, stand-ins for tensor_errors) on ``feeds``."""
         raise NotImplementedError
 
+    def local_errors(self, variant_model: Path, variant: GraphRun, fp32: GraphRun) -> dict[str, float]:
+        """Layer name -> the error the layer's own quantization makes: the layer run on the fp32
+        model's inputs, quantized as the variant quantizes them, against the fp32 layer. In a
+        fully quantized graph every layer reads inputs that are already wrong, so the growth
+        across a layer says little about its own share; this does. Empty where a family cannot
+        tell (the default)."""
+        return {}
+
     def run(self, params: DriftParams, ctx: StepContext) -> dict:
         samples = read_npz(Path(ctx.inputs["reference"]) / SAMPLES_FILE)
         count = min((int(a.shape[0]) for a in samples.values()), default=0)
@@ -262,6 +270,10 @@ class DriftStep(Step):
                     "layers": [], "top": params.top}
         errors = tensor_errors(variant.tensors, fp32.tensors, stand_ins)
         layers, along = rank_layers(variant.nodes, fp32.nodes, errors, self.helpers)
+        local = self.local_errors(Path(ctx.inputs["model"]), variant, fp32)
+        for row in layers:
+            if row["name"] in local:
+                row["local_error"] = _finite(local[row["name"]])
         if not layers:
             raise RuntimeError(f"no tensor of {params.variant} matches one of {params.compared_with} by name "
                                f"(the variant's graph has {len(variant.tensors)} tensors, the fp32 graph "

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 from navbuild.lazy import lazy_import
 from navbuild.model_io import model_file
-from navbuild.steps.drift import DriftParams, DriftStep, GraphRun, Node, owners
+from navbuild.steps.drift import DriftParams, DriftStep, GraphRun, Node, owners, relative_l2
 from navbuild.steps.ort_quantized import graph_input_dtypes, pre_process
 
 np = lazy_import("numpy")
@@ -96,7 +96,8 @@ class OnnxDrift(DriftStep):
     """Rank the layers of an ONNX variant (fp16, int8) by how much they add to its error against the fp32 model."""
 
     name: ClassVar[str] = "OnnxDrift"
-    version: ClassVar[int] = 1
+    # 2: each quantized MatMul/Gemm's local error (its own quantization on fp32 inputs)
+    version: ClassVar[int] = 2
     requires: ClassVar[tuple[str, ...]] = ("numpy", "onnx", "onnxruntime", "polygraphy", "matplotlib")
     tools: ClassVar[tuple[str, ...]] = ("onnx", "onnxruntime", "polygraphy", "numpy")
     helpers: ClassVar[frozenset[str]] = HELPERS
@@ -116,6 +117,70 @@ class OnnxDrift(DriftStep):
             outputs = _graph_outputs(fp32)
         return (GraphRun(variant_nodes, variant_tensors, outputs), GraphRun(fp32_nodes, fp32_tensors, outputs),
                 fused_stand_ins(variant_nodes, fp32_nodes))
+
+    def local_errors(self, variant_model: Path, variant: GraphRun, fp32: GraphRun) -> dict[str, float]:
+        """Each quantized MatMul/Gemm of a QDQ graph (its inputs dequantized) run in numpy on the fp32
+        run's activations, put through the variant's own Quantize/Dequantize scales, and its
+        dequantized weights, against the same node's fp32 output."""
+        import onnx
+        from onnx import numpy_helper
+
+        graph = onnx.load(str(model_file(variant_model))).graph
+        weights = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+        producer = {o: n for n in graph.node for o in n.output}
+        found: dict[str, float] = {}
+        for i, node in enumerate(graph.node):
+            if node.op_type not in ("MatMul", "Gemm"):
+                continue
+            feeds = [_layer_input(t, producer, weights, variant.tensors, fp32.tensors) for t in node.input]
+            quantized = any(t in producer and producer[t].op_type == "DequantizeLinear" for t in node.input)
+            expected = fp32.tensors.get(node.output[0])
+            if not quantized or expected is None or any(f is None for f in feeds[:2]):
+                continue
+            try:
+                actual = _gemm(node, feeds) if node.op_type == "Gemm" else np.matmul(feeds[0], feeds[1])
+            except ValueError:  # shapes that do not line up (a fused producer): no local figure
+                continue
+            if np.shape(actual) == np.shape(expected):
+                found[node.name or f"{node.op_type}_{i}"] = relative_l2(actual, expected)
+        return found
+
+
+def _layer_input(tensor: str, producer: Mapping[str, Any], weights: Mapping[str, Any],
+                 variant: Mapping[str, Any], fp32: Mapping[str, Any]) -> Any:
+    """What a layer reads when only its own quantization counts: a dequantized weight as the variant
+    has it, a dequantized activation as the fp32 activation put through the variant's Q/DQ, else the
+    fp32 tensor (or a weight left in float)."""
+    if tensor in weights:
+        return weights[tensor]
+    dq = producer.get(tensor)
+    if dq is None or dq.op_type != "DequantizeLinear":
+        return fp32.get(tensor)
+    q = producer.get(dq.input[0])
+    if q is None or q.op_type != "QuantizeLinear":
+        return variant.get(tensor)  # a weight dequantized from its int8 initializer
+    x = fp32.get(q.input[0])
+    scale = weights.get(q.input[1])
+    if x is None or scale is None:
+        return None
+    zero = weights.get(q.input[2]) if len(q.input) > 2 and q.input[2] else np.zeros((), np.uint8)
+    info = np.iinfo(zero.dtype)
+    # an activation's scale is per tensor (ONNX Runtime's static quantization): round half to even
+    levels = np.clip(np.rint(np.asarray(x, np.float32) / scale) + zero.astype(np.int32), info.min, info.max)
+    return ((levels - zero.astype(np.int32)) * scale).astype(np.float32)
+
+
+def _gemm(node: Any, feeds: Sequence[Any]) -> Any:
+    attrs = {a.name: a for a in node.attribute}
+    a, b = feeds[0], feeds[1]
+    if attrs.get("transA") is not None and attrs["transA"].i:
+        a = a.T
+    if attrs.get("transB") is not None and attrs["transB"].i:
+        b = b.T
+    out = (attrs["alpha"].f if "alpha" in attrs else 1.0) * np.matmul(a, b)
+    if len(feeds) > 2 and feeds[2] is not None:
+        out = out + (attrs["beta"].f if "beta" in attrs else 1.0) * feeds[2]
+    return out
 
 
 def _graph_outputs(path: Path) -> tuple[str, ...]:

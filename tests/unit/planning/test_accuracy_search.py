@@ -158,6 +158,12 @@ def test_the_layers_to_keep_are_those_where_the_error_grows_never_all() -> None:
     # credited to another reader of the same activation, so they are candidates too (last)
     assert ranked_layers(drift(("fc2", "Gemm", 0.8), ("fc1", "Gemm", -0.1), ("fc3", "Gemm", 0.0),
                                ("fc4", "Gemm", 0.3))) == ["fc2", "fc4", "fc1"]
+    # where the drift measured each layer's own quantization error, that orders them (growth cannot
+    # tell: in a fully quantized graph every layer reads inputs that are already wrong)
+    local = drift(("fc2", "Gemm", 0.8), ("fc1", "Gemm", -0.1), ("fc3", "Gemm", 0.0), ("fc4", "Gemm", 0.3))
+    for row, error in zip(local.result["layers"], (0.01, 0.5, 0.02, 0.03)):
+        row["local_error"] = error
+    assert ranked_layers(local) == ["fc1", "fc4", "fc3"]
     # every layer grows: the last stays int8 (all in fp32 would be the fp32 model)
     assert ranked_layers(drift(("fc2", "Gemm", 0.8), ("fc1", "Gemm", 0.01))) == ["fc2"]
     assert ranked_layers(TargetOutcome("drift/v", "drift", "v", CACHED, result={})) == []
