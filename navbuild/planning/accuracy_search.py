@@ -22,11 +22,10 @@ from navbuild.planning.graph import Expansion, Generator, Graph
 from navbuild.planning.outcome import BUILT, CACHED
 from navbuild.planning.target import CONVERT, Target
 from navbuild.steps.correctness import MetricSpec, budget_ratio, judge_metric
+from navbuild.steps.drift import DRIFT_FILE, read_report
 
 #: op types of a quantized graph's own quantization nodes: never a layer to keep in fp32
 _QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
-#: the file a drift target writes its ranking to (navbuild/steps/drift.py)
-DRIFT_FILE = "drift.json"
 #: the accuracy target of a trial, under the trial's id
 ACCURACY = "accuracy"
 
@@ -184,9 +183,7 @@ def ranked_layers(drift: Any, op_types: tuple[str, ...] = ()) -> list[str]:
     conversion refuses). Read from the drift target's result, else from its ``drift.json``."""
     data = drift.result if drift.result.get("layers") is not None else None
     if data is None and drift.out_dir is not None and (Path(drift.out_dir) / DRIFT_FILE).is_file():
-        import json
-
-        data = json.loads((Path(drift.out_dir) / DRIFT_FILE).read_text())
+        data = read_report(Path(drift.out_dir))
     # a layer the drift step marks as not quantized (``"quantized": false``) is no candidate either
     layers = [layer for layer in (data or {}).get("layers", []) if layer.get("op_type") not in _QDQ_OPS
               and (not op_types or layer.get("op_type") in op_types) and layer.get("quantized", True)]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 from navbuild.lazy import lazy_import
-from navbuild.runners.torch_runner import apply_mode, flatten_outputs, load_torch_model
+from navbuild.runners.torch_runner import apply_mode, load_torch_model
 from navbuild.steps.drift import DriftParams, DriftStep, GraphRun, Node, NotMeasurable
 
 np = lazy_import("numpy")
