@@ -92,6 +92,7 @@ class Variant:
     #: input slot of its model's conversion that reads the fp32 model it was made from ("onnx",
     #: "openvino"); "" where it runs an fp32 model in a reduced-precision mode: that model itself
     drift_from: str = ""
+    device: str = "cpu"  # where it runs: "cpu" or "cuda"
 
 
 @dataclass(frozen=True)
