@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 from navbuild.formats.base import (SOURCE, BackendOption, Conversion, FormatFamily, PlanContext, Planned, Runner,
                                    TritonBackend, TritonServing, Variant, options, register)
 from navbuild.formats.common import traced_export
@@ -35,9 +37,18 @@ def _torch_export(ctx: PlanContext) -> Planned:
                    dict(traced_export(r), packages=tuple(r.source.packages)))
 
 
+def _aoti(device: str) -> Callable[[PlanContext], Planned]:
+    def plan(ctx: PlanContext) -> Planned:
+        return Planned("AotiFromTorch", {"source": SOURCE}, dict(traced_export(ctx.recipe), device=device))
+    return plan
+
+
+_AOTI_STEPS = {"AotiFromTorch": "navbuild.steps.aoti_from_torch:AotiFromTorch"}
+_NO_EXPORT = "torch.export cannot export a TorchScript module"
+
 FAMILY = register(FormatFamily(
     name="torch",
-    formats=("torch", "torchscript", "torch-export", "torch-compile"),
+    formats=("torch", "torchscript", "torch-export", "torch-compile", "torch-aoti"),
     torch_source=True,
     variants=(
         Variant("torch", "torch", "fp32", 0, "torch"),
@@ -47,6 +58,7 @@ FAMILY = register(FormatFamily(
         Variant("torch-bf16-autocast", "torch", "bf16", 11, "torch", mode="autocast-bf16"),
         Variant("torch-bf16", "torch", "bf16", 12, "torch", mode="cast-bf16"),
         Variant("torch-compile-bf16", "torch-compile", "bf16", 13, "torch", mode="compile-bf16"),
+        Variant("torch-aoti", "torch-aoti", "fp32", 14, "torch-aoti", model="torch-aoti", device="cpu"),
         Variant("torch-int8-dynamic", "torch", "int8", 16, "torch", mode="dynamic-int8"),
     ),
     runners=(
@@ -54,6 +66,8 @@ FAMILY = register(FormatFamily(
         Runner("torchscript", "navbuild.runners.torchscript_runner:make", ("torch",),
                triton=TritonServing(LIBTORCH)),
         Runner("torch-export", "navbuild.runners.torch_export_runner:make", ("torch",)),
+        Runner("torch-aoti", "navbuild.runners.aoti_runner:make", ("torch",)),
+        Runner("torch-cuda", "navbuild.runners.torch_cuda_runner:make", ("torch",)),
     ),
     conversions=(
         Conversion("torchscript", 2, {"TorchScriptFromTorch": "navbuild.steps.torchscript_from_torch:TorchScriptFromTorch"},
@@ -61,6 +75,8 @@ FAMILY = register(FormatFamily(
         Conversion("torch-export", 3,
                    {"ExportedProgramFromTorch": "navbuild.steps.exported_program_from_torch:ExportedProgramFromTorch"},
                    _torch_export),
+        Conversion("torch-aoti", 13, _AOTI_STEPS, _aoti("cpu")),
+        Conversion("torch-aoti-cuda", 14, _AOTI_STEPS, _aoti("cuda")),
     ),
     drift={"torch": "navbuild.steps.drift_torch:TorchDrift"},
     not_on_serialized={
@@ -68,7 +84,9 @@ FAMILY = register(FormatFamily(
             "torch-compile": _NO_COMPILE,
             "torch-compile-bf16": _NO_COMPILE,
             "torch-int8-dynamic": "dynamic int8 quantizes nn.Linear modules, which a TorchScript module does not expose",
-            "torch-export": "torch.export cannot export a TorchScript module",
+            "torch-export": _NO_EXPORT,
+            "torch-aoti": _NO_EXPORT,
+            "torch-aoti-cuda": _NO_EXPORT,
         },
         "exported-program": {
             "torch-int8-dynamic": "dynamic int8 quantizes nn.Linear modules, which an exported program does not have",

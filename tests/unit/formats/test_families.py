@@ -28,6 +28,7 @@ CATALOGUE = [
     ("torch-bf16", "torch", "bf16", "torch", None, "cast-bf16"),
     ("torch-compile-bf16", "torch-compile", "bf16", "torch", None, "compile-bf16"),
     ("openvino-bf16", "openvino", "bf16", "openvino", "openvino", "bf16"),
+    ("torch-aoti", "torch-aoti", "fp32", "torch-aoti", "torch-aoti", ""),  # issue 15: AOTInductor on the CPU
     ("onnx-fp16", "onnx", "fp16", "onnx", "onnx-fp16", ""),
     ("torch-int8-dynamic", "torch", "int8", "torch", None, "dynamic-int8"),
     ("onnx-int8-dynamic", "onnx", "int8", "onnx", "onnx-int8-dynamic", ""),
@@ -44,16 +45,16 @@ def test_the_catalogue_keeps_its_order_and_facts() -> None:
     assert [v.name for v in formats.catalogue() if v.graph_level] == [
         "onnx-disable", "onnx-basic", "onnx-extended", "onnx-openvino-ep"]
     assert formats.variant("onnx-fp16").note.startswith("fp16 is kept for GPU targets")
-    assert [formats.simplicity(n) for n in ("torch", "onnx", "openvino-int8")] == [0, 3, 21]
+    assert [formats.simplicity(n) for n in ("torch", "onnx", "openvino-int8")] == [0, 3, 22]
     assert formats.simplicity("no-such-variant") == len(CATALOGUE)
 
 
 def test_the_families_and_the_recipe_choices() -> None:
     assert [f.name for f in formats.families()] == ["torch", "onnxruntime", "openvino"]
-    assert formats.recipe_formats() == ("torch", "torchscript", "torch-export", "torch-compile", "onnx", "onnx-opt",
-                                        "onnx-levels", "onnx-openvino", "openvino")
+    assert formats.recipe_formats() == ("torch", "torchscript", "torch-export", "torch-compile", "torch-aoti", "onnx",
+                                        "onnx-opt", "onnx-levels", "onnx-openvino", "openvino")
     assert formats.precisions() == ("fp32", "bf16", "fp16", "int8")
-    assert formats.torch_source_formats() == ("torch", "torchscript", "torch-export", "torch-compile")
+    assert formats.torch_source_formats() == ("torch", "torchscript", "torch-export", "torch-compile", "torch-aoti")
     assert [v.name for v in formats.selected(["onnx", "openvino"], ["int8"], [])] == [
         "onnx-int8-dynamic", "onnx-int8-static", "onnx-int8-aa", "openvino-int8-wo", "openvino-int8", "openvino-int8-aa"]
     assert [v.name for v in formats.selected(["torch"], ["fp32"], ["openvino", "torch"])] == ["torch", "openvino"]
@@ -61,7 +62,8 @@ def test_the_families_and_the_recipe_choices() -> None:
 
 @pytest.mark.parametrize(("runner", "mode", "packages"), [
     ("torch", "", ("torch",)), ("torch", "compile", ("torch",)), ("torchscript", "", ("torch",)),
-    ("torch-export", "", ("torch",)), ("onnx", "", ("onnxruntime",)),
+    ("torch-export", "", ("torch",)), ("onnx", "", ("onnxruntime",)), ("torch-aoti", "", ("torch",)),
+    ("torch-cuda", "compile-cudagraphs", ("torch",)), ("onnx-cuda", "", ("onnxruntime-gpu",)),
     ("onnx", "openvino-ep", ("onnxruntime", "onnxruntime-openvino")), ("openvino", "bf16", ("openvino",)),
     ("no-such-runner", "", ()), (None, "", ()),
 ])
@@ -74,7 +76,7 @@ def test_each_variant_needs_its_runtime() -> None:
     needs = {v.name: formats.runtime_requirements(v.runner, v.mode) for v in formats.catalogue()}
     assert {n for n, p in needs.items() if p == ("torch",)} == {
         "torch", "torchscript", "torch-export", "torch-compile", "torch-bf16-autocast", "torch-bf16",
-        "torch-compile-bf16", "torch-int8-dynamic"}
+        "torch-compile-bf16", "torch-int8-dynamic", "torch-aoti"}
     assert needs["onnx-openvino-ep"] == ("onnxruntime", "onnxruntime-openvino")
     assert needs["onnx-int8-static"] == ("onnxruntime",) and needs["openvino-int8-wo"] == ("openvino",)
 
@@ -118,8 +120,10 @@ def test_steps_and_runners_are_the_families() -> None:
     assert load_step("OpenVinoFromTorch").name == "OpenVinoFromTorch"
     assert [c.model for c in formats.conversions()] == [
         "onnx", "onnx-sanitized", "torchscript", "torch-export", "onnx-opt", "onnx-fp16", "onnx-int8-dynamic",
-        "onnx-int8-static", "openvino", "openvino-int8", "openvino-int8-wo", "openvino-int8-aa", "onnx-int8-aa"]
-    assert formats.runner_names() == ("torch", "torchscript", "torch-export", "onnx", "openvino")
+        "onnx-int8-static", "openvino", "openvino-int8", "openvino-int8-wo", "openvino-int8-aa", "onnx-int8-aa",
+        "torch-aoti", "torch-aoti-cuda"]
+    assert formats.runner_names() == ("torch", "torchscript", "torch-export", "torch-aoti", "torch-cuda", "onnx",
+                                      "onnx-cuda", "openvino")
     with pytest.raises(ValueError, match="no runner for variant format 'nope' \\(known: torch, torchscript"):
         make_runner("nope", None, None, ["x"], RuntimeOptions())
     with pytest.raises(KeyError, match="no step named 'Nope'"):
