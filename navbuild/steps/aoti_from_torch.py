@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
+from navbuild.errors import MissingTool
 from navbuild.evidence import BakedShape
 from navbuild.model_io import TensorSpec
 from navbuild.runners.aoti_runner import CALL_FILE, PACKAGE_FILE, AotiRunner
@@ -51,6 +52,9 @@ class AotiFromTorch(Step):
 
         if params.device not in DEVICES:
             raise ValueError(f"device '{params.device}' is not one of {', '.join(DEVICES)}")
+        if not hasattr(torch._inductor, "aoti_compile_and_package"):
+            raise MissingTool(f"AOTInductor packages need torch >= 2.6 (this is torch {torch.__version__}); "
+                              "upgrade torch or leave out the torch-aoti variants")
         model = load_torch_model(params.factory, ctx.inputs.get("source")).to(params.device)
         names = _signature_order(model, [s.name for s in params.inputs])
         positional = not takes_names(model, names)

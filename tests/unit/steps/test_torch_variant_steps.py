@@ -19,6 +19,7 @@ from navbuild.runners import make_runner
 from navbuild.samples import generate_samples
 from navbuild.steps.base import StepContext, params_from_dict, params_to_dict
 from navbuild.runtime import RuntimeOptions, TorchFactory
+from navbuild.steps.aoti_from_torch import AotiFromTorch
 from navbuild.steps.exported_program_from_torch import ExportedProgramFromTorch
 from navbuild.steps.torchscript_from_torch import TorchScriptFromTorch
 from tests.models import PYTREE_OUTPUT_MODULE
@@ -67,6 +68,13 @@ def _exported(tmp_path: Path, model: str, specs: tuple = X, axes: dict | None = 
     out.mkdir()
     params = ExportedProgramFromTorch.Params(factory=_factory(model), inputs=specs, axes=axes or {}, seed=0)
     return out, ExportedProgramFromTorch().run(params, StepContext(inputs={}, out=out))
+
+
+def _aoti(tmp_path: Path, model: str, specs: tuple = X) -> tuple[Path, dict]:
+    out = tmp_path / f"aoti-{model}"
+    out.mkdir()
+    params = AotiFromTorch.Params(factory=_factory(model), inputs=specs, axes={}, seed=0, device="cpu")
+    return out, AotiFromTorch().run(params, StepContext(inputs={}, out=out))
 
 
 def _check_runner(fmt: str, model_dir: Path, model: str, specs: tuple = X, axes: dict | None = None) -> Any:
@@ -146,8 +154,27 @@ def test_exported_program_refuses_a_static_batch(tmp_path: Path) -> None:
         _exported(tmp_path, "batch_one_only")
 
 
+def test_aoti_package_of_a_positional_model_runs_at_other_batches_and_times_itself(tmp_path: Path) -> None:
+    # nn.Sequential's forward takes ``input``: the package is called positionally, as it was exported
+    out, result = _aoti(tmp_path, "sequential")
+    assert result == {"size_bytes": (out / "model.pt2").stat().st_size, "dims": "named", "device": "cpu"}
+    assert json.loads((out / "aoti.json").read_text()) == {"device": "cpu", "inputs": ["x"], "by_name": False}
+    runner = _check_runner("torch-aoti", out, "sequential")
+    feeds = generate_samples(X, 5, seed=1, axes={})
+    bound = runner.bind(feeds)
+    assert bound() > 0
+    np.testing.assert_array_equal(bound.outputs()[0], runner.run(feeds)[0])
+    assert runner.peak_memory_mb() is None  # on the CPU
+
+
+def test_aoti_refuses_a_static_batch_before_compiling(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match=r"torch.export made axes static: x.0 \(batch\) = 2"):
+        _aoti(tmp_path, "batch_one_only")
+    assert not (tmp_path / "aoti-batch_one_only" / "model.pt2").exists()
+
+
 @pytest.mark.parametrize("cls, extra", [(TorchScriptFromTorch, {"method": "trace", "freeze": True}),
-                                        (ExportedProgramFromTorch, {})])
+                                        (ExportedProgramFromTorch, {}), (AotiFromTorch, {"device": "cuda"})])
 def test_params_round_trip_through_json(cls: Any, extra: dict) -> None:
     params = cls.Params(factory=TorchFactory("tests.models:tiny_mlp", {"hidden": 4}), inputs=TWO,
                         axes={"seq": 4}, seed=3, **extra)
@@ -161,6 +188,7 @@ from pathlib import Path
 from navbuild.model_io import TensorSpec
 from navbuild.steps.base import StepContext
 from navbuild.runtime import TorchFactory
+from navbuild.steps.aoti_from_torch import AotiFromTorch
 from navbuild.steps.exported_program_from_torch import ExportedProgramFromTorch
 from navbuild.steps.torchscript_from_torch import TorchScriptFromTorch
 out = Path(sys.argv[1])
