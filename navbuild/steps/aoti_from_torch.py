@@ -5,32 +5,31 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 from navbuild.errors import MissingTool
 from navbuild.evidence import BakedShape
-from navbuild.model_io import TensorSpec
 from navbuild.runners.aoti_runner import CALL_FILE, PACKAGE_FILE, AotiRunner
 from navbuild.runners.torch_runner import (_keep_precompiled_headers_in_cache_dir, flatten_outputs, load_torch_model,
                                            takes_names)
-from navbuild.runtime import TorchFactory
 from navbuild.steps.base import Step, StepContext
 from navbuild.steps.eager_check import TORCH_KERNELS, eager_mismatch
 from navbuild.steps.exported_program_from_torch import _export, _specialized_axes
 from navbuild.steps.onnx_from_torch import EXAMPLE_BATCH, _signature_order
-from navbuild.steps.torchscript_from_torch import CHECK_BATCH, example_inputs
+from navbuild.steps.torchscript_from_torch import (
+    CHECK_BATCH,
+    _TorchSource,
+    example_inputs,
+)
 
 #: where the package is compiled for: the CPU it is built on, or a CUDA GPU
 DEVICES: tuple[str, ...] = ("cpu", "cuda")
 
 
 @dataclass(frozen=True)
-class AotiFromTorchParams:
-    factory: TorchFactory
-    inputs: tuple[TensorSpec, ...]
-    axes: Mapping[str, int]
-    seed: int
+class AotiFromTorchParams(_TorchSource):
+    """The torch source (factory, inputs, axes, seed) and the device the package is compiled for."""
+
     device: str = "cpu"  # one of DEVICES
 
 

@@ -170,7 +170,10 @@ def measure_bound(bound: Callable[[], float], batch: int, params: ProfileParams)
     """
     for _ in range(params.warmup_iters):
         bound()
-    once = lambda: bound() * 1e6  # noqa: E731 - ms -> ns, the unit the windows keep
+
+    def once() -> float:
+        return bound() * 1e6  # ms -> ns, the unit the windows keep
+
     settle, previous, settled = 0, None, False
     while settle < max(params.max_windows, 1):
         median = float(np.median(_window(once, params)))
