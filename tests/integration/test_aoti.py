@@ -28,6 +28,8 @@ def test_torch_aoti_builds_checks_and_profiles_from_the_command_line(project):
     assert row["peak_memory_mb"] is None  # a CPU variant: no device memory to report
     assert project.summary()["variants"]["torch"]["peak_memory_mb"] is None
     assert "timing" not in project.summary()["variants"]["torch"]["profile"]["1"]  # CPU profiles as before
+    # the finalists time torch-aoti as its profile did (bind), torch by the host clock around run
+    assert set(project.summary()["finalists"]["variants"]) == {"torch", "torch-aoti"}
 
     built = project.root / "build/tiny/torch-aoti"
     assert json.loads((built / "aoti.json").read_text()) == {"device": "cpu", "inputs": ["x"], "by_name": True}
