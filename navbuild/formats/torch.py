@@ -39,7 +39,8 @@ def _torch_export(ctx: PlanContext) -> Planned:
 
 def _aoti(device: str) -> Callable[[PlanContext], Planned]:
     def plan(ctx: PlanContext) -> Planned:
-        return Planned("AotiFromTorch", {"source": SOURCE}, dict(traced_export(ctx.recipe), device=device))
+        return Planned("AotiFromTorch", {"source": SOURCE},
+                       dict(traced_export(ctx.recipe), device=device, packages=tuple(ctx.recipe.source.packages)))
     return plan
 
 

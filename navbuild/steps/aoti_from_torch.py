@@ -9,12 +9,13 @@ from typing import Any, ClassVar
 
 from navbuild.errors import MissingTool
 from navbuild.evidence import BakedShape
-from navbuild.runners.aoti_runner import CALL_FILE, PACKAGE_FILE, AotiRunner
+from navbuild.runners.aoti_runner import AOTI_LOAD, CALL_FILE, PACKAGE_FILE, AotiRunner
+from navbuild.runners.torch_export_runner import IMPORTS_FILE
 from navbuild.runners.torch_runner import (_keep_precompiled_headers_in_cache_dir, flatten_outputs, load_torch_model,
                                            takes_names)
 from navbuild.steps.base import Step, StepContext
 from navbuild.steps.eager_check import TORCH_KERNELS, eager_mismatch
-from navbuild.steps.exported_program_from_torch import _export, _specialized_axes
+from navbuild.steps.exported_program_from_torch import _export, _fresh_load_imports, _specialized_axes
 from navbuild.steps.onnx_from_torch import EXAMPLE_BATCH, _signature_order
 from navbuild.steps.torchscript_from_torch import (
     CHECK_BATCH,
@@ -28,9 +29,13 @@ DEVICES: tuple[str, ...] = ("cpu", "cuda")
 
 @dataclass(frozen=True)
 class AotiFromTorchParams(_TorchSource):
-    """The torch source (factory, inputs, axes, seed) and the device the package is compiled for."""
+    """The torch source (factory, inputs, axes, seed), the device the package is compiled for, and
+    the packages a fresh process may need to load it."""
 
     device: str = "cpu"  # one of DEVICES
+    # the recipe's source.packages: modules a fresh process may need imported before the package
+    # loads (output classes their package registers in torch's pytree)
+    packages: tuple[str, ...] = ()
 
 
 class AotiFromTorch(Step):
@@ -70,6 +75,10 @@ class AotiFromTorch(Step):
         torch._inductor.aoti_compile_and_package(program, package_path=str(path))
         (ctx.out / CALL_FILE).write_text(json.dumps({"device": params.device, "inputs": names,
                                                      "by_name": not positional}))
+        # deployable means it loads without the model's code: proven in a fresh process
+        imports = _fresh_load_imports(path, params, AOTI_LOAD)
+        if imports:
+            (ctx.out / IMPORTS_FILE).write_text(json.dumps(imports))
         runner = AotiRunner(path, names, threads=torch.get_num_threads())
         for batch, seed in ((EXAMPLE_BATCH, params.seed), (CHECK_BATCH, params.seed + 1)):
             examples = example_inputs(params, batch, seed, names)
@@ -83,7 +92,7 @@ class AotiFromTorch(Step):
         size = path.stat().st_size
         print(f"{PACKAGE_FILE}: AOTInductor package for {params.device}, {size} bytes, {how} dims, reproduces "
               f"eager at batch {EXAMPLE_BATCH} and {CHECK_BATCH}", flush=True)
-        return {"size_bytes": size, "dims": how, "device": params.device}
+        return {"size_bytes": size, "dims": how, "device": params.device, "load_imports": imports}
 
 
 def _on(tensors: dict[str, Any], device: str) -> dict[str, Any]:

@@ -70,10 +70,12 @@ def _exported(tmp_path: Path, model: str, specs: tuple = X, axes: dict | None = 
     return out, ExportedProgramFromTorch().run(params, StepContext(inputs={}, out=out))
 
 
-def _aoti(tmp_path: Path, model: str, specs: tuple = X) -> tuple[Path, dict]:
+def _aoti(tmp_path: Path, model: str, specs: tuple = X, factory: TorchFactory | None = None,
+          packages: tuple[str, ...] = ()) -> tuple[Path, dict]:
     out = tmp_path / f"aoti-{model}"
     out.mkdir()
-    params = AotiFromTorch.Params(factory=_factory(model), inputs=specs, axes={}, seed=0, device="cpu")
+    params = AotiFromTorch.Params(factory=factory or _factory(model), inputs=specs, axes={}, seed=0, device="cpu",
+                                  packages=packages)
     return out, AotiFromTorch().run(params, StepContext(inputs={}, out=out))
 
 
@@ -157,7 +159,8 @@ def test_exported_program_refuses_a_static_batch(tmp_path: Path) -> None:
 def test_aoti_package_of_a_positional_model_runs_at_other_batches_and_times_itself(tmp_path: Path) -> None:
     # nn.Sequential's forward takes ``input``: the package is called positionally, as it was exported
     out, result = _aoti(tmp_path, "sequential")
-    assert result == {"size_bytes": (out / "model.pt2").stat().st_size, "dims": "named", "device": "cpu"}
+    assert result == {"size_bytes": (out / "model.pt2").stat().st_size, "dims": "named", "device": "cpu",
+                      "load_imports": []}
     assert json.loads((out / "aoti.json").read_text()) == {"device": "cpu", "inputs": ["x"], "by_name": False}
     runner = _check_runner("torch-aoti", out, "sequential")
     feeds = generate_samples(X, 5, seed=1, axes={})
@@ -267,3 +270,16 @@ def test_a_program_that_no_import_makes_loadable_fails_naming_the_loaders_error(
                                            r"numpy, pytree_user_b: NotImplementedError: Deserializing "
                                            r"pytree_user_b\.Out in pytree is not registered"):
         _export_user_model(tmp_path, "pytree_user_b:unregistered")
+
+
+def test_an_aoti_package_that_loads_only_where_its_package_is_imported_names_that_import(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from navbuild.runners.aoti_runner import AOTI_LOAD
+    from navbuild.steps.exported_program_from_torch import _load_in_fresh_process
+
+    _user_module(tmp_path, monkeypatch, "pytree_user_c", register_on_import=True)
+    out, result = _aoti(tmp_path, "user", factory=TorchFactory("pytree_user_c:registered", {}), packages=("numpy",))
+    assert re.search(r"Deserializing pytree_user_c\.Out in pytree is not registered",
+                     _load_in_fresh_process(out / "model.pt2", [], AOTI_LOAD))
+    assert result["load_imports"] == ["numpy", "pytree_user_c"]
+    assert json.loads((out / "imports.json").read_text()) == ["numpy", "pytree_user_c"]
