@@ -103,6 +103,8 @@ def make(model_path: Path | None, factory: Any, input_names: Any, options: Runti
     """Runner registry entry: an ONNX Runtime session on the GPU over ``model_path``."""
     if model_path is None:
         raise ValueError("an onnx-cuda variant needs a model path")
+    if options.mode:
+        raise ValueError(f"the onnx-cuda runner has no runtime mode '{options.mode}' (only '')")
     return OrtDeviceRunner(model_file(Path(model_path)), options, "cuda")
 
 

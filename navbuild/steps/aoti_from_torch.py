@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from navbuild.errors import MissingTool
 from navbuild.evidence import BakedShape
 from navbuild.runners.aoti_runner import AOTI_LOAD, CALL_FILE, PACKAGE_FILE, AotiRunner
+from navbuild.runners.torch_cuda_runner import fp32_is_fp32
 from navbuild.runners.torch_export_runner import IMPORTS_FILE
 from navbuild.runners.torch_runner import (_keep_precompiled_headers_in_cache_dir, flatten_outputs, load_torch_model,
                                            takes_names)
@@ -56,9 +57,13 @@ class AotiFromTorch(Step):
 
         if params.device not in DEVICES:
             raise ValueError(f"device '{params.device}' is not one of {', '.join(DEVICES)}")
+        if params.device == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("an AOTInductor package for cuda is compiled on a CUDA GPU, and torch sees none "
+                               f"(torch {torch.__version__}); build it on the GPU machine")
         if not hasattr(torch._inductor, "aoti_compile_and_package"):
             raise MissingTool(f"AOTInductor packages need torch >= 2.6 (this is torch {torch.__version__}); "
                               "upgrade torch or leave out the torch-aoti variants")
+        fp32_is_fp32(params.device)  # inductor picks its matmul kernels at compile time: no TF32 in fp32
         model = load_torch_model(params.factory, ctx.inputs.get("source")).to(params.device)
         names = _signature_order(model, [s.name for s in params.inputs])
         positional = not takes_names(model, names)

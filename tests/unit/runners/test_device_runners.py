@@ -84,3 +84,11 @@ def test_onnx_cuda_without_onnxruntime_gpu_says_what_to_install() -> None:
     with pytest.raises(MissingTool, match=r"onnxruntime-gpu is not installed \(this onnxruntime .* offers: .*"
                                           r"CPUExecutionProvider"):
         device_providers("cuda")
+
+
+def test_onnx_cuda_has_no_runtime_modes(tmp_path: Path) -> None:
+    from navbuild.runners import make_runner
+
+    with pytest.raises(ValueError, match="the onnx-cuda runner has no runtime mode 'openvino-ep' \\(only ''\\)"):
+        make_runner("onnx-cuda", onnx_mlp(tmp_path / "model.onnx"), None, ["x"],
+                    RuntimeOptions(intra_op_threads=1, mode="openvino-ep"))

@@ -283,3 +283,14 @@ def test_an_aoti_package_that_loads_only_where_its_package_is_imported_names_tha
                      _load_in_fresh_process(out / "model.pt2", [], AOTI_LOAD))
     assert result["load_imports"] == ["numpy", "pytree_user_c"]
     assert json.loads((out / "imports.json").read_text()) == ["numpy", "pytree_user_c"]
+
+
+def test_an_aoti_package_for_cuda_without_a_gpu_says_where_to_build_it(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU (tests/unit/runners/test_gpu_runners.py builds one)")
+    params = AotiFromTorch.Params(factory=_factory("tiny_mlp"), inputs=X, axes={}, seed=0, device="cuda")
+    with pytest.raises(RuntimeError, match="compiled on a CUDA GPU, and torch sees none .*build it on the GPU machine"):
+        AotiFromTorch().run(params, StepContext(inputs={}, out=tmp_path))
+    assert not any(tmp_path.iterdir())
