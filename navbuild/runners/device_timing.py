@@ -49,10 +49,13 @@ class Bound:
     in ms; ``outputs()`` copies the last call's outputs to numpy (for checks, never timed)."""
 
     def __init__(self, call: Callable[[], Any], outputs: Callable[[], Sequence[Any]],
-                 time: Callable[[Callable[[], Any]], float]) -> None:
+                 time: Callable[[Callable[[], Any]], float], inputs: Any = None) -> None:
         self._call = call
         self._outputs = outputs
         self._time = time
+        #: what the call reads, kept alive as long as the binding is (an OrtValue on the CPU wraps
+        #: its numpy array without copying it)
+        self.inputs = inputs
 
     def __call__(self) -> float:
         return self._time(self._call)

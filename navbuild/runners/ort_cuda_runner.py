@@ -59,7 +59,6 @@ class OrtDeviceRunner(OrtRunner):
         import onnxruntime as ort
 
         binding = self.session.io_binding()
-        # on the CPU an OrtValue wraps the array without copying it: keep the arrays alive
         arrays = {n: np.ascontiguousarray(feeds[n]) for n in self.input_names if n in feeds}
         values = {n: ort.OrtValue.ortvalue_from_numpy(a, *self._ort_device) for n, a in arrays.items()}
         for name, value in values.items():
@@ -72,9 +71,8 @@ class OrtDeviceRunner(OrtRunner):
             self.session.run_with_iobinding(binding)
             binding.synchronize_outputs()
 
-        call.keep = (arrays, values)  # type: ignore[attr-defined]
         # ONNX Runtime runs on its own CUDA stream: a host clock around run + synchronize is its time
-        return Bound(call, binding.copy_outputs_to_cpu, timer("cpu"))
+        return Bound(call, binding.copy_outputs_to_cpu, timer("cpu"), inputs=(arrays, values))
 
     def peak_memory_mb(self) -> float | None:
         """GPU memory in use now beyond what was in use before the session, in MiB (None on the CPU).
