@@ -107,7 +107,8 @@ def main() -> int:
         from navbuild.steps.base import StepContext
         from navbuild.formats.common import traced_export
 
-        out = Path(tempfile.mkdtemp(prefix="gpu_runners_aoti_"))
+        workdir = tempfile.TemporaryDirectory(prefix="gpu_runners_aoti_")  # removed when main returns
+        out = Path(workdir.name)
         kind = "cuda" if is_cuda(args.device) else "cpu"
         params = AotiFromTorch.Params(**traced_export(recipe), device=kind, packages=tuple(recipe.source.packages))
         AotiFromTorch().run(params, StepContext(inputs={}, out=out))
