@@ -156,20 +156,6 @@ def test_exported_program_refuses_a_static_batch(tmp_path: Path) -> None:
         _exported(tmp_path, "batch_one_only")
 
 
-def test_aoti_package_of_a_positional_model_runs_at_other_batches_and_times_itself(tmp_path: Path) -> None:
-    # nn.Sequential's forward takes ``input``: the package is called positionally, as it was exported
-    out, result = _aoti(tmp_path, "sequential")
-    assert result == {"size_bytes": (out / "model.pt2").stat().st_size, "dims": "named", "device": "cpu",
-                      "load_imports": []}
-    assert json.loads((out / "aoti.json").read_text()) == {"device": "cpu", "inputs": ["x"], "by_name": False}
-    runner = _check_runner("torch-aoti", out, "sequential")
-    feeds = generate_samples(X, 5, seed=1, axes={})
-    bound = runner.bind(feeds)
-    assert bound() > 0
-    np.testing.assert_array_equal(bound.outputs()[0], runner.run(feeds)[0])
-    assert runner.peak_memory_mb() is None  # on the CPU
-
-
 def test_aoti_refuses_a_static_batch_before_compiling(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match=r"torch.export made axes static: x.0 \(batch\) = 2"):
         _aoti(tmp_path, "batch_one_only")
