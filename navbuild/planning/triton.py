@@ -172,7 +172,7 @@ def expand_triton(graph: Graph, recipe: Any, variants: list[str], cwd: Path) -> 
         search_id = _add(graph, f"triton/search/{variant}", "SearchTritonConfig", TRITON_SEARCH, variant,
                          {"repo": model_id, **measures}, name=name, variant=variant, backend=backend, mode=v.mode,
                          configs=tuple(configs), default_index=0, constraints=constraints, objective=t.objective,
-                         weights=tuple(sorted(t.weights.items())), load=load, space=_space(recipe, backend, configs))
+                         weights=tuple(sorted(t.weights.items())), load=load, space=_space(recipe, backend, kind))
         searches.append(search_id)
         if t.validate:
             check_inputs = {"search": search_id, "repo": model_id, "reference": REFERENCE_ID, **server_inputs}
@@ -203,18 +203,18 @@ def constraints_of(recipe: Any) -> Constraints:
     return Constraints(c.p99_latency_ms, c.min_throughput, c.max_memory_mb, c.max_gpu_memory_mb)
 
 
-def _space(recipe: Any, backend: str, configs: list[Any]) -> Any:
-    """The search space of one variant, as its configurations (after the default) span it."""
+def _space(recipe: Any, backend: str, kind: str) -> Any:
+    """The search space of one variant deployed with ``kind`` instances (placement.instance_kind)."""
     search = recipe.triton.search
     options = search.backend_options.get(backend, {})
-    searched = configs[1:] or configs
+    gpu = kind == KIND_GPU
+    accelerators = _accelerators(recipe, backend) if gpu else []
     return SearchSpace(max_batch_sizes=tuple(search.max_batch_sizes), instance_counts=tuple(search.instance_counts),
-                       instance_kind=searched[0].instance_kind, dynamic_batching=tuple(search.dynamic_batching),
+                       instance_kind=kind, dynamic_batching=tuple(search.dynamic_batching),
                        max_queue_delays_us=tuple(search.max_queue_delays_us),
                        backend_options=tuple((k, tuple(str(v) for v in values)) for k, values in options.items()),
-                       gpus=searched[0].gpus,
-                       accelerators=tuple(dict.fromkeys((c.accelerator, c.accelerator_parameters) for c in searched)
-                                          if any(c.accelerator for c in searched) else ()))
+                       gpus=deployment_gpus(recipe) if gpu else (),
+                       accelerators=tuple(accelerators) if any(name for name, _ in accelerators) else ())
 
 
 def _add(graph: Graph, target_id: str, step_name: str, kind: str, of_variant: str, inputs: dict[str, str], /,
