@@ -166,7 +166,7 @@ class TritonSearchConfig:
     """The model configurations to measure (their cartesian product; Triton's default is always added)."""
 
     max_batch_sizes: List[int] = setting(factory=lambda: [8], minimum=1)
-    instance_counts: List[int] = setting(factory=lambda: [1, 2], minimum=1)
+    instance_counts: List[int] = setting(factory=lambda: [1, 2], minimum=1, doc="on KIND_GPU: instances per GPU")
     instance_kind: Optional[str] = setting(None, choices=INSTANCE_KINDS,
                                            doc="null: from the deployed variant's device (KIND_GPU for a GPU "
                                                "variant or a cuda recipe device, else KIND_CPU)")

@@ -102,8 +102,8 @@ def _check_placement(recipe: Recipe, p: list[str]) -> None:
         cpu = "but triton.search.instance_kind is KIND_CPU; drop it or deploy on KIND_GPU"
         if t.search.gpus:
             p.append(f"triton.search.gpus: {list(t.search.gpus)} name GPUs {cpu}")
-        if any(a != "none" for a in t.search.accelerators):
-            p.append(f"triton.search.accelerators: {list(t.search.accelerators)} are GPU accelerators {cpu}")
+        if (tried := [a for a in t.search.accelerators if a != "none"]):
+            p.append(f"triton.search.accelerators: {', '.join(tried)} is a GPU accelerator {cpu}")
         if t.constraints.max_gpu_memory_mb is not None:
             p.append(f"triton.constraints.max_gpu_memory_mb: bounds GPU memory {cpu}")
     gpu_kinds = [instance_kind(recipe, n) == KIND_GPU for n in t.variants if formats.variant(n) is not None]

@@ -84,8 +84,9 @@ def kind_refusal(variant: str, kind: str) -> str:
         return ""  # deployable() says why it cannot be deployed at all
     backend = serving.backend
     if kind not in backend.kinds:
-        return backend.no_gpu if kind == KIND_GPU and backend.no_gpu else \
+        why = backend.no_gpu if kind == KIND_GPU and backend.no_gpu else \
             f"Triton's {backend.name} backend runs {', '.join(backend.kinds)} only, not {kind}"
+        return f"{why}; deploy another variant, or set triton.search.instance_kind: {backend.kinds[0]}"
     if kind == KIND_CPU and _variant_device(v) == "cuda":
         return (f"{variant} is a GPU variant (checked and profiled on cuda): deploy it with KIND_GPU "
                 "(triton.search.instance_kind: KIND_GPU, or leave it null), or deploy a CPU variant")

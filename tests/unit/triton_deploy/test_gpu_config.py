@@ -242,7 +242,10 @@ def test_which_kind_each_variant_may_take_and_why_not(gpu_family) -> None:
     ({"search": {"instance_kind": "KIND_CPU", "gpus": [1]}},
      "triton.search.gpus: [1] name GPUs but triton.search.instance_kind is KIND_CPU"),
     ({"search": {"instance_kind": "KIND_CPU", "accelerators": ["tensorrt"]}},
-     "triton.search.accelerators: ['tensorrt'] are GPU accelerators but triton.search.instance_kind is KIND_CPU"),
+     "triton.search.accelerators: tensorrt is a GPU accelerator but triton.search.instance_kind is KIND_CPU"),
+    ({"variants": ["openvino"], "search": {"instance_kind": "KIND_GPU"}},
+     "triton.variants[0]: Triton's OpenVINO backend runs on the CPU (an NVIDIA GPU is no OpenVINO device); deploy "
+     "another variant, or set triton.search.instance_kind: KIND_CPU"),
     ({"search": {"instance_kind": "KIND_CPU"}, "constraints": {"max_gpu_memory_mb": 1000}},
      "triton.constraints.max_gpu_memory_mb: bounds GPU memory but triton.search.instance_kind is KIND_CPU"),
     ({"search": {"accelerators": ["tensorr"]}}, "triton.search.accelerators[0]: unknown value 'tensorr'"),
@@ -250,7 +253,7 @@ def test_which_kind_each_variant_may_take_and_why_not(gpu_family) -> None:
 ])
 def test_gpu_recipe_problems_name_the_key_path(gpu_family, triton, expected) -> None:
     r = recipe(**triton)
-    r.formats = ["onnx", "onnx-opt", "onnx-cuda-test"]
+    r.formats = ["onnx", "onnx-opt", "openvino", "onnx-cuda-test"]
     problems: list[str] = []
     check_triton(r, problems)
     assert any(expected in p for p in problems), problems
