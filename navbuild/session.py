@@ -12,6 +12,7 @@ from typing import Any, Mapping, Sequence
 from navbuild.cache.fs import NOT_WRITABLE, writing
 from navbuild.cache.records import Records
 from navbuild.cache.open import open_store
+from navbuild.device import expose
 from navbuild.errors import RecipeError
 from navbuild.evidence import variant_lineage
 from navbuild.execute.executor import execute
@@ -147,6 +148,8 @@ def prepare(recipe: Recipe, recipe_file: Path | None, cwd: Path | None = None,
 
         recipe, _ = resolve(recipe, recipe_file, overrides, cwd, store, records, build_dir_of, where=where)
     graph = expand(recipe, cwd)
+    # cuda:N: the steps, workers and servers this process starts see only GPU N, as their "cuda"
+    expose(graph.device)
     # the selection and the finalists use the sizes the checks and profiles ran at
     recipe = fit_to_source(recipe, cwd)
     declare_later_phases(graph, recipe, cwd)
