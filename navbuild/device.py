@@ -267,7 +267,8 @@ def read_machine() -> Machine:
         looked.append("nvidia-smi not found")
     else:
         try:
-            run = subprocess.run([smi, *GPU_QUERY[1:]], capture_output=True, text=True, timeout=_SMI_TIMEOUT_S)
+            run = subprocess.run([smi, *GPU_QUERY[1:]], capture_output=True, text=True, timeout=_SMI_TIMEOUT_S,
+                                 check=False)
             gpus = parse_gpu_query(run.stdout) if run.returncode == 0 else ()
             if not gpus:
                 looked.append(f"nvidia-smi lists none (exit {run.returncode})")

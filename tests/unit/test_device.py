@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from navbuild.device import (CPU, CUDA, Device, Gpu, Machine, TorchBuild, device_problem, expose, fingerprint_of, gpu_problem,
-                             parse_gpu_query, parse_proc_gpus, read_machine, read_torch_build, read_torch_version,
-                             resolve)
+from navbuild.device import (CPU, CUDA, Device, Gpu, Machine, TorchBuild, device_problem, expose, fingerprint_of,
+                             gpu_problem, parse_gpu_query, parse_proc_gpus, read_machine, read_torch_build,
+                             read_torch_version, resolve)
 from navbuild.errors import RecipeError
 
 #: `nvidia-smi --query-gpu=index,name,compute_cap,memory.total,driver_version --format=csv,noheader,nounits`
@@ -130,6 +130,6 @@ def test_cuda_n_makes_the_processes_navbuild_starts_see_only_that_gpu(monkeypatc
     assert expose(resolve("cuda", gpu_machine())) == "" and expose(resolve("cpu", NO_GPU)) == ""
     assert "CUDA_VISIBLE_DEVICES" not in os.environ
     assert expose(pinned) == "CUDA_VISIBLE_DEVICES=1"
-    child = subprocess.run([sys.executable, "-c", "import os; print(os.environ['CUDA_VISIBLE_DEVICES'], "
-                            "os.environ['CUDA_DEVICE_ORDER'])"], capture_output=True, text=True, check=True)
+    code = "import os; print(os.environ['CUDA_VISIBLE_DEVICES'], os.environ['CUDA_DEVICE_ORDER'])"
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert child.stdout.split() == ["1", "PCI_BUS_ID"]  # nvidia-smi's numbering, which cuda:N is written in

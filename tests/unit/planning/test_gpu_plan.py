@@ -20,9 +20,10 @@ from navbuild import device as device_module
 from navbuild.cache.keys import cache_key, explain_change
 from navbuild.device import Machine, TorchBuild, fingerprint_of, parse_gpu_query, read_machine
 from navbuild.planning import planner
+from navbuild.planning.finalists import finalists_target
 from navbuild.planning.planner import expand
 from navbuild.planning.status import hardware_bound, payload_for, plan_statuses
-from navbuild.recipe.schema import InputConfig, Recipe, SourceConfig
+from test_planner import FakeStore, mlp_recipe  # the planner test's recipe and empty cache
 
 #: the same fields for two GPU models, as nvidia-smi's query prints them (the H200 line recorded on one)
 H200, A100 = parse_gpu_query("0, NVIDIA H200, 9.0, 143771, 570.124.06\n"
@@ -36,28 +37,6 @@ FORMATS, PRECISIONS = ["torch", "torch-compile", "onnx"], ["fp32", "fp16", "bf16
 GPU_VARIANTS = ["torch-cuda", "torch-cuda-compile", "torch-cuda-compile-cudagraphs", "onnx-cuda",
                 "torch-cuda-bf16-autocast", "torch-cuda-bf16", "torch-cuda-fp16-autocast", "torch-cuda-fp16",
                 "onnx-cuda-fp16"]
-
-
-def mlp_recipe(**changes) -> Recipe:
-    r = Recipe(name="t", source=SourceConfig(torch="navbuild.examples.models:mlp"),
-               inputs=[InputConfig(name="x", shape=["batch", 64])], outputs=["y"])
-    for k, v in changes.items():
-        setattr(r, k, v)
-    return r
-
-
-class FakeMemo:
-    def digest(self, path: Path) -> str:
-        return "d-" + Path(path).name
-
-
-class FakeStore:
-    """An empty cache: every target is missing."""
-
-    memo = FakeMemo()
-
-    def peek(self, key):
-        return None
 
 
 @pytest.fixture
@@ -164,7 +143,7 @@ def _plan_rows(out: str) -> dict[str, str]:
 def _navbuild_plan(cwd: Path, *overrides: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "400", "NAVBUILD_CACHE_DIR": str(cwd / "cache")}
     return subprocess.run([sys.executable, "-m", "navbuild", "plan", "recipe=mlp", *overrides], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, check=False)
 
 
 def test_navbuild_plan_of_a_gpu_recipe_lists_each_gpu_variant_with_why_it_cannot_run_here(tmp_path: Path) -> None:
@@ -173,11 +152,11 @@ def test_navbuild_plan_of_a_gpu_recipe_lists_each_gpu_variant_with_why_it_cannot
                          "precisions=[fp32,fp16,bf16]")
     assert run.returncode == 0, run.stderr
     rows, machine = _plan_rows(run.stdout), read_machine()
-    assert re.search(r"^device: cuda:0 \(cuda: ", run.stdout, re.M)
+    assert re.search(r"^device: cuda:0 \(cuda: ", run.stdout, re.MULTILINE)
     checked = {f"{kind}/{v}": rows[f"{kind}/{v}"] for v in GPU_VARIANTS for kind in ("correctness", "profile")}
     if not machine.gpus:
         assert set(checked.values()) == {f"unavailable: no CUDA GPU ({machine.evidence})"}
-        assert f"note: device: cuda:0 (cuda: the recipe asks for it, but there is no NVIDIA GPU" in run.stdout
+        assert "note: device: cuda:0 (cuda: the recipe asks for it, but there is no NVIDIA GPU" in run.stdout
     else:  # a GPU machine: torch's targets run unless torch is a CPU build, ORT's need onnxruntime-gpu
         assert all(s in ("missing", f"unavailable: {machine.torch_cpu_build()}") for t, s in checked.items()
                    if "/torch-" in t)
@@ -196,3 +175,14 @@ def test_navbuild_plan_with_device_cpu_is_todays_plan(tmp_path: Path) -> None:
     assert [t.id for t in cpu.targets] == targets[:len(cpu.targets)]
     if not read_machine().gpus:
         assert [(t.id, t.key) for t in cpu.targets] == [(t.id, t.key) for t in navbuild.plan("mlp", [], cwd=tmp_path).targets]
+
+
+def test_finalists_of_gpu_variants_are_timed_on_their_gpu(on_machine) -> None:
+    on_machine(Machine((H200,), "nvidia-smi", CUDA_TORCH))
+    recipe = mlp_recipe(device="cuda", formats=FORMATS)
+    recipe.profile.finalists = 2
+    graph = expand(recipe, Path("."))
+    assert finalists_target(graph, recipe, ["onnx-cuda", "torch-cuda"], 8).gpu == 0
+    cpu = mlp_recipe(device="cpu")
+    cpu.profile.finalists = 2
+    assert finalists_target(expand(cpu, Path(".")), cpu, ["onnx", "torch"], 8).gpu is None
