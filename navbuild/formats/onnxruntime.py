@@ -130,6 +130,7 @@ FAMILY = register(FormatFamily(
         Runner("onnx", "navbuild.runners.ort_runner:make", ("onnxruntime",),
                mode_requires={"openvino-ep": ("onnxruntime", "onnxruntime-openvino")}, session_options=True,
                triton=TritonServing(ORT_BACKEND, parameters=_graph_level, refuses=_refuses)),
+        # the CUDA execution provider comes in the onnxruntime-gpu wheel (import name onnxruntime)
         Runner("onnx-cuda", "navbuild.runners.ort_cuda_runner:make", ("onnxruntime-gpu",), session_options=True),
     ),
     drift={"onnx": _STEPS + "drift_onnx:OnnxDrift"},

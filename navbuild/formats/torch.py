@@ -3,6 +3,8 @@ on the CPU and on a CUDA GPU (eager fp32/fp16/bf16, torch.compile, an AOTInducto
 
 from __future__ import annotations
 
+from typing import Callable
+
 from navbuild.formats.base import (SOURCE, BackendOption, Conversion, FormatFamily, PlanContext, Planned, Runner,
                                    TritonBackend, TritonServing, Variant, options, register)
 from navbuild.formats.common import traced_export
@@ -23,8 +25,6 @@ LIBTORCH = TritonBackend("pytorch_libtorch", "", "pytorch_libtorch", ("model.pt"
 ))
 
 _NO_COMPILE = "torch.compile cannot compile a TorchScript module"
-_NO_EXPORT = "torch.export cannot export a TorchScript module"
-_AOTI_STEP = "navbuild.steps.aoti_from_torch:AotiFromTorch"
 
 
 def _torchscript(ctx: PlanContext) -> Planned:
@@ -32,21 +32,20 @@ def _torchscript(ctx: PlanContext) -> Planned:
     return Planned("TorchScriptFromTorch", {"source": SOURCE}, traced_export(r), section=r.torchscript)
 
 
-def _aoti(device: str):
-    """The plan of an AOTInductor package compiled for ``device`` from the torch source (torch.export
-    then AOTInductor: step AotiFromTorch, whose Params are OnnxFromTorch's and the device)."""
-    def plan(ctx: PlanContext) -> Planned:
-        r = ctx.recipe
-        return Planned("AotiFromTorch", {"source": SOURCE},
-                       dict(traced_export(r), outputs=tuple(r.outputs), device=device))
-    return plan
-
-
 def _torch_export(ctx: PlanContext) -> Planned:
     r = ctx.recipe
     return Planned("ExportedProgramFromTorch", {"source": SOURCE},
                    dict(traced_export(r), packages=tuple(r.source.packages)))
 
+
+def _aoti(device: str) -> Callable[[PlanContext], Planned]:
+    def plan(ctx: PlanContext) -> Planned:
+        return Planned("AotiFromTorch", {"source": SOURCE}, dict(traced_export(ctx.recipe), device=device))
+    return plan
+
+
+_AOTI_STEPS = {"AotiFromTorch": "navbuild.steps.aoti_from_torch:AotiFromTorch"}
+_NO_EXPORT = "torch.export cannot export a TorchScript module"
 
 FAMILY = register(FormatFamily(
     name="torch",
@@ -78,8 +77,8 @@ FAMILY = register(FormatFamily(
         Runner("torchscript", "navbuild.runners.torchscript_runner:make", ("torch",),
                triton=TritonServing(LIBTORCH)),
         Runner("torch-export", "navbuild.runners.torch_export_runner:make", ("torch",)),
-        Runner("torch-cuda", "navbuild.runners.torch_cuda_runner:make", ("torch",)),
         Runner("torch-aoti", "navbuild.runners.aoti_runner:make", ("torch",)),
+        Runner("torch-cuda", "navbuild.runners.torch_cuda_runner:make", ("torch",)),
     ),
     conversions=(
         Conversion("torchscript", 2, {"TorchScriptFromTorch": "navbuild.steps.torchscript_from_torch:TorchScriptFromTorch"},
@@ -87,7 +86,7 @@ FAMILY = register(FormatFamily(
         Conversion("torch-export", 3,
                    {"ExportedProgramFromTorch": "navbuild.steps.exported_program_from_torch:ExportedProgramFromTorch"},
                    _torch_export),
-        Conversion("torch-aoti-cuda", 13, {"AotiFromTorch": _AOTI_STEP}, _aoti("cuda"), device="cuda"),
+        Conversion("torch-aoti-cuda", 14, _AOTI_STEPS, _aoti("cuda"), device="cuda"),
     ),
     drift={"torch": "navbuild.steps.drift_torch:TorchDrift"},
     not_on_serialized={

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from navbuild import formats
+from navbuild.recipe.schema import InputConfig, Recipe, SourceConfig
 from navbuild.recipe.validate_triton import deployable
 from navbuild.runners.factory import make_runner
 from navbuild.steps.base import STEP_REGISTRY, load_step, runtime_requirements, step_refs
@@ -99,6 +100,12 @@ def test_the_gpu_runners_and_the_aoti_conversion_are_declared() -> None:
     aoti = formats.conversion("torch-aoti-cuda")
     assert aoti.device == "cuda" and aoti.steps == {"AotiFromTorch": "navbuild.steps.aoti_from_torch:AotiFromTorch"}
     assert [c.model for c in formats.conversions() if c.device == "cuda"] == ["torch-aoti-cuda"]
+    recipe = Recipe(name="t", source=SourceConfig(torch="navbuild.examples.models:mlp"),
+                    inputs=[InputConfig(name="x", shape=["batch", 64])], outputs=["y"])
+    planned = aoti.plan(formats.PlanContext(recipe))
+    assert (planned.step, dict(planned.inputs)) == ("AotiFromTorch", {"source": "source"})
+    assert sorted(planned.params) == ["axes", "device", "factory", "inputs", "seed"]  # AotiFromTorchParams' fields
+    assert planned.params["device"] == "cuda"
 
 
 @pytest.mark.parametrize(("runner", "mode", "packages"), [
@@ -163,7 +170,7 @@ def test_steps_and_runners_are_the_families() -> None:
         "onnx", "onnx-sanitized", "torchscript", "torch-export", "onnx-opt", "onnx-fp16", "onnx-int8-dynamic",
         "onnx-int8-static", "openvino", "openvino-int8", "openvino-int8-wo", "openvino-int8-aa", "onnx-int8-aa",
         "torch-aoti-cuda"]
-    assert formats.runner_names() == ("torch", "torchscript", "torch-export", "torch-cuda", "torch-aoti", "onnx",
+    assert formats.runner_names() == ("torch", "torchscript", "torch-export", "torch-aoti", "torch-cuda", "onnx",
                                       "onnx-cuda", "openvino")
     with pytest.raises(ValueError, match="no runner for variant format 'nope' \\(known: torch, torchscript"):
         make_runner("nope", None, None, ["x"], RuntimeOptions())
