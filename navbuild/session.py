@@ -148,8 +148,6 @@ def prepare(recipe: Recipe, recipe_file: Path | None, cwd: Path | None = None,
 
         recipe, _ = resolve(recipe, recipe_file, overrides, cwd, store, records, build_dir_of, where=where)
     graph = expand(recipe, cwd)
-    # cuda:N: the steps, workers and servers this process starts see only GPU N, as their "cuda"
-    expose(graph.device)
     # the selection and the finalists use the sizes the checks and profiles ran at
     recipe = fit_to_source(recipe, cwd)
     declare_later_phases(graph, recipe, cwd)
@@ -185,8 +183,11 @@ def _check_output_dir(build_dir: Path, recipe: Recipe, where: str) -> None:
 
 
 def build_prepared(prep: Prepared, reporter: Reporter) -> BuildResult:
+    """Build a prepared recipe (see :func:`prepare`): every target, the later phases, summary.json."""
 
     start = time.perf_counter()
+    # cuda:N: the steps, workers and servers this build starts see only GPU N, as their "cuda"
+    expose(prep.graph.device)
     previous = prep.records.load(prep.build_dir)
     for w in prep.records.warnings:
         reporter.warning(w)

@@ -152,7 +152,8 @@ def test_navbuild_plan_of_a_gpu_recipe_lists_each_gpu_variant_with_why_it_cannot
                          "precisions=[fp32,fp16,bf16]")
     assert run.returncode == 0, run.stderr
     rows, machine = _plan_rows(run.stdout), read_machine()
-    assert re.search(r"^device: cuda:0 \(cuda: ", run.stdout, re.MULTILINE)
+    assert len(re.findall(r"^note: device: cuda:0 \(cuda: ", run.stdout, re.MULTILINE)) == 1  # said once
+    assert not re.search(r"^device: ", run.stdout, re.MULTILINE)
     checked = {f"{kind}/{v}": rows[f"{kind}/{v}"] for v in GPU_VARIANTS for kind in ("correctness", "profile")}
     if not machine.gpus:
         assert set(checked.values()) == {f"unavailable: no CUDA GPU ({machine.evidence})"}
@@ -161,6 +162,13 @@ def test_navbuild_plan_of_a_gpu_recipe_lists_each_gpu_variant_with_why_it_cannot
         assert all(s in ("missing", f"unavailable: {machine.torch_cpu_build()}") for t, s in checked.items()
                    if "/torch-" in t)
     assert not [t for t in rows if t.endswith(("/torch", "/onnx"))]  # no CPU variant on device cuda
+
+
+def test_navbuild_plan_with_a_device_that_is_no_form_exits_2_naming_the_forms(tmp_path: Path) -> None:
+    run = _navbuild_plan(tmp_path, "device=gpu0")
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert ("device: 'gpu0' is not a device; write one of auto, cpu, cuda, cuda:N (N: the GPU's index as "
+            "nvidia-smi lists it)") in run.stderr
 
 
 def test_navbuild_plan_with_device_cpu_is_todays_plan(tmp_path: Path) -> None:
