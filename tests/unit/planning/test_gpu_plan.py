@@ -19,10 +19,12 @@ import navbuild
 from navbuild import device as device_module
 from navbuild.cache.keys import cache_key, explain_change
 from navbuild.device import Machine, TorchBuild, fingerprint_of, parse_gpu_query, read_machine
+from navbuild.errors import RecipeError
 from navbuild.planning import planner
 from navbuild.planning.finalists import finalists_target
 from navbuild.planning.planner import expand
 from navbuild.planning.status import hardware_bound, payload_for, plan_statuses
+from navbuild.recipe.validate import check_semantics
 from test_planner import FakeStore, mlp_recipe  # the planner test's recipe and empty cache
 
 #: the same fields for two GPU models, as nvidia-smi's query prints them (the H200 line recorded on one)
@@ -128,6 +130,19 @@ def test_device_cpu_on_a_gpu_machine_plans_exactly_what_a_cpu_machine_does(on_ma
     assert all(t.gpu is None for t in graph.targets.values())
     assert expand(mlp_recipe(), Path(".")).device.kind == "cuda"  # auto takes the GPU
     assert cpu_only.no_gpu()
+
+
+def test_recipe_checks_name_the_device_when_it_selects_nothing_or_names_a_gpu_not_there(on_machine) -> None:
+    on_machine(Machine((H200,), "nvidia-smi", CUDA_TORCH))
+    with pytest.raises(RecipeError) as err:
+        check_semantics(mlp_recipe(device="cuda", formats=["onnx-opt"]), Path("."))
+    assert err.value.problems == ["formats ['onnx-opt'] x precisions ['fp32']: selects no variant on device cuda (the "
+                                  "GPU variants: torch-cuda, torch-cuda-compile, torch-cuda-compile-cudagraphs, "
+                                  "torch-aoti-cuda, onnx-cuda, torch-cuda-bf16-autocast, torch-cuda-bf16, "
+                                  "torch-cuda-fp16-autocast, torch-cuda-fp16, onnx-cuda-fp16)"]
+    with pytest.raises(RecipeError, match=r"device: 'cuda:1' names GPU 1, but this machine has 1 \(0: NVIDIA H200\)"):
+        check_semantics(mlp_recipe(device="cuda:1"), Path("."))
+    check_semantics(mlp_recipe(device="cpu", formats=["onnx-opt"]), Path("."))  # the CPU has onnx-opt
 
 
 def _plan_rows(out: str) -> dict[str, str]:
