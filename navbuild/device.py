@@ -37,6 +37,8 @@ _SMI_TIMEOUT_S = 20.0
 #: what a child process of a ``cuda:N`` build sees: only GPU N, numbered as nvidia-smi numbers it
 VISIBLE_ENV = "CUDA_VISIBLE_DEVICES"
 ORDER_ENV = "CUDA_DEVICE_ORDER"
+#: the variables that pin a process to GPUs (a step's reproduce script keeps them)
+PINNING_ENV = (ORDER_ENV, VISIBLE_ENV)
 
 
 def device_problem(value: object) -> str | None:
@@ -285,4 +287,4 @@ def read_machine() -> Machine:
 
 __all__ = ["CPU", "CUDA", "FORMS", "Device", "Gpu", "Machine", "TorchBuild", "device_problem", "resolve", "gpu_problem",
            "expose", "fingerprint_of", "gpu_fingerprint", "parse_gpu_query", "parse_proc_gpus", "read_torch_version",
-           "read_torch_build", "read_machine", "GPU_QUERY", "VISIBLE_ENV"]
+           "read_torch_build", "read_machine", "GPU_QUERY", "VISIBLE_ENV", "ORDER_ENV", "PINNING_ENV"]

@@ -6,6 +6,7 @@ machine's probe; the store is a real one in a temporary folder; nothing is run.
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,8 +15,9 @@ import pytest
 from navbuild import device as device_module
 from navbuild.cache.keys import cache_key
 from navbuild.cache.store import Store
-from navbuild.device import Machine, TorchBuild, parse_gpu_query
+from navbuild.device import Machine, TorchBuild, expose, parse_gpu_query, resolve
 from navbuild.execute.executor import BuildDriver
+from navbuild.execute.isolation import write_job
 from navbuild.planning import planner
 from navbuild.planning.planner import expand
 from navbuild.recipe.schema import InputConfig, Recipe, SourceConfig
@@ -64,3 +66,19 @@ def test_a_gpu_check_job_is_hardware_bound_and_keyed_on_its_gpu(driver: BuildDri
         assert job.hardware_bound and job.payload["hardware"]["gpu"]["name"] == "NVIDIA H200"
     finally:
         driver.abandon(job)
+
+
+def test_a_step_of_a_build_pinned_to_one_gpu_is_reproduced_on_that_gpu(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"):  # set, then removed: restored after the test
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    (tmp_path / "cpu").mkdir()
+    write_job(tmp_path / "cpu", "profile/torch", "ProfilePerformance", {}, {}, tmp_path)
+    assert "CUDA_" not in (tmp_path / "cpu" / "reproduce.sh").read_text()
+    expose(resolve("cuda:0", H200))
+    (tmp_path / "gpu").mkdir()
+    write_job(tmp_path / "gpu", "profile/torch-cuda", "ProfilePerformance", {}, {}, tmp_path)
+    script = (tmp_path / "gpu" / "reproduce.sh").read_text()
+    assert "CUDA_DEVICE_ORDER=PCI_BUS_ID CUDA_VISIBLE_DEVICES=0 PYTHONPATH=" in script
+    subprocess.run(["sh", "-n", str(tmp_path / "gpu" / "reproduce.sh")], check=True)  # it parses
