@@ -209,3 +209,14 @@ def test_finalists_of_gpu_variants_are_timed_on_their_gpu(on_machine) -> None:
     cpu = mlp_recipe(device="cpu")
     cpu.profile.finalists = 2
     assert finalists_target(expand(cpu, Path(".")), cpu, ["onnx", "torch"], 8).gpu is None
+
+
+def test_planning_a_gpu_recipe_imports_no_torch(tmp_path: Path) -> None:
+    code = ("import sys, navbuild\n"
+            f"plan = navbuild.plan('mlp', ['device=cuda', 'formats=[torch,torch-compile,onnx]'], cwd={str(tmp_path)!r})\n"
+            "assert [t for t in plan.targets if t.variant == 'torch-cuda']\n"
+            "print(sorted(m for m in ('torch', 'onnxruntime', 'onnx') if m in sys.modules))\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False,
+                         env={**os.environ, "NAVBUILD_CACHE_DIR": str(tmp_path / "cache")})
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
