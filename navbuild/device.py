@@ -112,7 +112,7 @@ def resolve(text: str, machine: Machine | None = None, env: Mapping[str, str] | 
     ``auto``: the first CUDA GPU when there is one that torch can use, else cpu. ``cuda`` /
     ``cuda:N``: that GPU even where none can be used (the recipe asked for it; its targets are then
     unavailable, with the reason); a GPU index the machine does not have is a RecipeError.
-    ``env``: the environment whose CUDA_VISIBLE_DEVICES auto honours (default: this process's).
+    ``env``: the environment whose CUDA_VISIBLE_DEVICES auto and cuda honour (default: this process's).
     """
     if device_problem(text):
         raise RecipeError(f"device: {device_problem(text)}", where="recipe")
@@ -120,22 +120,21 @@ def resolve(text: str, machine: Machine | None = None, env: Mapping[str, str] | 
     text = text.strip()
     if text == CPU:
         return Device(CPU, None, "cpu: the recipe asks for it")
-    if text == "auto":
-        if not m.gpus:
-            return Device(CPU, None, f"auto: {m.no_gpu()}")
-        visible = (os.environ if env is None else env).get(VISIBLE_ENV)
-        first = "0" if visible is None else visible.split(",")[0].strip()
-        # a GPU named by UUID or MIG id cannot be matched to nvidia-smi's index here: the first one
-        gpu = next((g for g in m.gpus if str(g.index) == first), None) if first.isdigit() else \
-            (m.gpus[0] if first and first != "-1" else None)
+    if text in ("auto", CUDA) and m.gpus:
+        gpu, hidden = _first_visible(m, os.environ if env is None else env)
         if gpu is None:
-            return Device(CPU, None, f"auto: {VISIBLE_ENV}='{visible}' leaves torch no GPU of the "
-                                     f"{len(m.gpus)} here; unset it, or write device: cuda:N")
+            if text == CUDA:
+                return Device(CUDA, 0, f"cuda: {hidden}: every GPU target is unavailable", unusable=hidden)
+            return Device(CPU, None, f"auto: {hidden}")
+        if text == CUDA:
+            return Device(CUDA, gpu.index, f"cuda: {gpu.name} (GPU {gpu.index}), {_torch_words(m.torch)}")
         if not m.torch.version:
             return Device(CPU, None, f"auto: {gpu.name} (GPU {gpu.index}) present, but torch is not installed")
         if not m.torch.cuda:
             return Device(CPU, None, f"auto: {gpu.name} (GPU {gpu.index}) present, but {m.torch_cpu_build()}")
         return Device(CUDA, gpu.index, f"auto: {gpu.name} (GPU {gpu.index}), {_torch_words(m.torch)}")
+    if text == "auto":
+        return Device(CPU, None, f"auto: {m.no_gpu()}")
     index = int(text.partition(":")[2] or 0)
     if not m.gpus:
         return Device(CUDA, index, f"{text}: the recipe asks for it, but there is {m.no_gpu()}: "
@@ -147,9 +146,21 @@ def resolve(text: str, machine: Machine | None = None, env: Mapping[str, str] | 
                           f"({listed}); write cuda:N with one of {', '.join(map(str, indices))}, or auto",
                           where="recipe")
     gpu = m.gpus[indices.index(index)]
-    pinned = ":" in text
-    more = f"; its steps see only this GPU ({VISIBLE_ENV}={index})" if pinned else ""
-    return Device(CUDA, index, f"{text}: {gpu.name} (GPU {index}), {_torch_words(m.torch)}{more}", pinned=pinned)
+    return Device(CUDA, index, f"{text}: {gpu.name} (GPU {index}), {_torch_words(m.torch)}; its steps see only "
+                               f"this GPU ({VISIBLE_ENV}={index})", pinned=True)
+
+
+def _first_visible(m: Machine, env: Mapping[str, str]) -> tuple[Gpu | None, str]:
+    """The GPU torch calls cuda:0 under ``env``'s CUDA_VISIBLE_DEVICES (unset: GPU 0), or None and why
+    it sees none. A GPU named by UUID or MIG id cannot be matched to nvidia-smi's index here: the first."""
+    visible = env.get(VISIBLE_ENV)
+    first = "0" if visible is None else visible.split(",")[0].strip()
+    if first.isdigit():
+        gpu = next((g for g in m.gpus if str(g.index) == first), None)
+    else:
+        gpu = m.gpus[0] if first and first != "-1" else None
+    return gpu, "" if gpu is not None else (f"{VISIBLE_ENV}='{visible}' leaves torch no GPU of the {len(m.gpus)} "
+                                            "here; unset it, or write device: cuda:N")
 
 
 def _torch_words(build: TorchBuild) -> str:

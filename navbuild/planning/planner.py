@@ -250,13 +250,15 @@ def expand_conversions(graph: Graph, recipe: Recipe, variants: list[Variant],
 
 
 def mark_unavailable(graph: Graph, recipe: Recipe) -> None:
-    """Targets that cannot run on this source say why at plan time (``unavailable: <why>``)
+    """Targets that cannot run on this source or device say why at plan time (``unavailable: <why>``)
     instead of failing to load at build time: torch.compile, dynamic int8 and torch.export on a
-    TorchScript file."""
-    if not recipe.source.torchscript:
-        return
+    TorchScript file; GPU targets where the recipe's GPU is hidden (CUDA_VISIBLE_DEVICES). A machine
+    without a GPU, or with a CPU torch, is said at status time (navbuild.planning.status)."""
+    hidden = graph.device.unusable if graph.device is not None and read_machine().gpus else ""
     for tid, target in list(graph.targets.items()):
-        why = formats.unavailable_on_serialized(recipe.source.torchscript, target.variant or tid)
+        why = formats.unavailable_on_serialized(recipe.source.torchscript, target.variant or tid) \
+            if recipe.source.torchscript else ""
+        why = why or (f"no CUDA GPU ({hidden})" if hidden and target.gpu is not None else "")
         if why:
             graph.targets[tid] = dataclasses.replace(target, unavailable=why)
 

@@ -133,3 +133,12 @@ def test_cuda_n_makes_the_processes_navbuild_starts_see_only_that_gpu(monkeypatc
     code = "import os; print(os.environ['CUDA_VISIBLE_DEVICES'], os.environ['CUDA_DEVICE_ORDER'])"
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert child.stdout.split() == ["1", "PCI_BUS_ID"]  # nvidia-smi's numbering, which cuda:N is written in
+
+
+def test_cuda_honours_the_users_cuda_visible_devices() -> None:
+    two = gpu_machine(query=TWO_GPUS_QUERY)
+    assert resolve("cuda", two, env={}).index == 0
+    second = resolve("cuda", two, env={"CUDA_VISIBLE_DEVICES": "1,0"})
+    assert (second.index, second.why) == (1, "cuda: NVIDIA A100-SXM4-80GB (GPU 1), torch 2.11.0+cu128 built for CUDA 12.8")
+    hidden = resolve("cuda", two, env={"CUDA_VISIBLE_DEVICES": "-1"})
+    assert hidden.kind == CUDA and hidden.unusable.startswith("CUDA_VISIBLE_DEVICES='-1' leaves torch no GPU of the 2")

@@ -32,6 +32,7 @@ BACKEND_HARDWARE = {"machine": "x86_64", "cpu_model": "AMD EPYC 9654", "cpu_coun
 
 @pytest.fixture
 def driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> BuildDriver:
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)  # every GPU of the recorded machine visible
     monkeypatch.setattr(device_module, "read_machine", lambda: H200)
     monkeypatch.setattr(planner, "read_machine", lambda: H200)
     recipe = Recipe(name="t", source=SourceConfig(torch="navbuild.examples.models:mlp"),

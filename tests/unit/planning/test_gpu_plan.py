@@ -44,6 +44,8 @@ GPU_VARIANTS = ["torch-cuda", "torch-cuda-compile", "torch-cuda-compile-cudagrap
 @pytest.fixture
 def on_machine(monkeypatch: pytest.MonkeyPatch):
     """Plan as on a machine with these recorded facts (navbuild.device's probe returns them)."""
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)  # every GPU of the recorded machine visible
+
     def use(machine: Machine) -> Machine:
         monkeypatch.setattr(device_module, "read_machine", lambda: machine)
         monkeypatch.setattr(planner, "read_machine", lambda: machine)
@@ -220,3 +222,12 @@ def test_planning_a_gpu_recipe_imports_no_torch(tmp_path: Path) -> None:
                          env={**os.environ, "NAVBUILD_CACHE_DIR": str(tmp_path / "cache")})
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[]"
+
+
+def test_gpu_targets_are_unavailable_where_cuda_visible_devices_hides_every_gpu(on_machine, monkeypatch) -> None:
+    on_machine(Machine((H200,), "nvidia-smi", CUDA_TORCH))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    graph, plan = gpu_plan(device="cuda")
+    assert plan["profile/torch-cuda"].label == ("unavailable: no CUDA GPU (CUDA_VISIBLE_DEVICES='' leaves torch no GPU "
+                                                "of the 1 here; unset it, or write device: cuda:N)")
+    assert plan["onnx"].status == "missing"
