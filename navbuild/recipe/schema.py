@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
+from navbuild.device import device_problem
 from navbuild.executor_settings import ExecutorConfig
 from navbuild.runtime import RuntimeConfig
 from navbuild.settings import setting
@@ -233,6 +234,10 @@ class Recipe:
     formats: List[str] = field(default_factory=lambda: ["torch", "onnx", "onnx-opt"])
     precisions: List[str] = field(default_factory=lambda: ["fp32"])
     variants: List[str] = setting(factory=list, doc="explicit variant names (the format families' variants, navbuild/formats); non-empty replaces formats x precisions")
+    device: str = setting("auto", check=device_problem,
+                          doc="where the variants run: auto (the first CUDA GPU torch can use, else cpu), cpu, cuda "
+                              "or cuda:N (GPU N as nvidia-smi numbers it; the build's steps see only it); picks the "
+                              "variants of that kind among formats x precisions")
     onnx: OnnxConfig = field(default_factory=OnnxConfig)
     onnx_opt: OnnxOptConfig = field(default_factory=OnnxOptConfig)
     torchscript: TorchScriptConfig = field(default_factory=TorchScriptConfig)
