@@ -138,11 +138,17 @@ FAMILY = register(FormatFamily(
         # its model is found by a search once the plan has run (no target until then: no drift of its own)
         Variant("onnx-int8-aa", "onnx", "int8", 19, "onnx", model="onnx-int8-aa", drift_from="onnx",
                 note="accuracy-aware: the layers that drift most kept in fp32, the fewest that meet the budget"),
+        # ONNX Runtime's CUDA execution provider (the onnxruntime-gpu wheel), on the recipe's GPU
+        Variant("onnx-cuda", "onnx", "fp32", 34, "onnx-cuda", model=ONNX, device="cuda"),
+        Variant("onnx-cuda-fp16", "onnx", "fp16", 39, "onnx-cuda", model="onnx-fp16", device="cuda"),
     ),
     runners=(
         Runner("onnx", "navbuild.runners.ort_runner:make", ("onnxruntime",),
                mode_requires={"openvino-ep": ("onnxruntime", "onnxruntime-openvino")}, session_options=True,
                triton=TritonServing(ORT_BACKEND, parameters=_graph_level, refuses=_refuses)),
+        # the CUDA execution provider comes in the onnxruntime-gpu wheel (import name onnxruntime)
+        Runner("onnx-cuda", "navbuild.runners.ort_cuda_runner:make", ("onnxruntime-gpu",), session_options=True,
+               triton=TritonServing(ORT_BACKEND, parameters=_graph_level, refuses=_refuses)),  # on KIND_GPU
     ),
     drift={"onnx": _STEPS + "drift_onnx:OnnxDrift"},
     conversions=(

@@ -1,6 +1,9 @@
-"""The torch family: the source in eager torch and its runtime modes, TorchScript, torch.export, torch.compile."""
+"""The torch family: the source in eager torch and its runtime modes, TorchScript, torch.export, torch.compile,
+on the CPU and on a CUDA GPU (eager fp32/fp16/bf16, torch.compile, an AOTInductor package)."""
 
 from __future__ import annotations
+
+from typing import Callable
 
 from navbuild.formats.base import (SOURCE, BackendOption, Conversion, FormatFamily, PlanContext, Planned, Runner,
                                    TritonBackend, TritonServing, Variant, options, register)
@@ -35,9 +38,18 @@ def _torch_export(ctx: PlanContext) -> Planned:
                    dict(traced_export(r), packages=tuple(r.source.packages)))
 
 
+def _aoti(device: str) -> Callable[[PlanContext], Planned]:
+    def plan(ctx: PlanContext) -> Planned:
+        return Planned("AotiFromTorch", {"source": SOURCE}, dict(traced_export(ctx.recipe), device=device))
+    return plan
+
+
+_AOTI_STEPS = {"AotiFromTorch": "navbuild.steps.aoti_from_torch:AotiFromTorch"}
+_NO_EXPORT = "torch.export cannot export a TorchScript module"
+
 FAMILY = register(FormatFamily(
     name="torch",
-    formats=("torch", "torchscript", "torch-export", "torch-compile"),
+    formats=("torch", "torchscript", "torch-export", "torch-compile", "torch-aoti"),
     torch_source=True,
     variants=(
         Variant("torch", "torch", "fp32", 0, "torch"),
@@ -48,12 +60,25 @@ FAMILY = register(FormatFamily(
         Variant("torch-bf16", "torch", "bf16", 12, "torch", mode="cast-bf16"),
         Variant("torch-compile-bf16", "torch-compile", "bf16", 13, "torch", mode="compile-bf16"),
         Variant("torch-int8-dynamic", "torch", "int8", 16, "torch", mode="dynamic-int8"),
+        # on a CUDA GPU (the recipe's device picks them): after every CPU variant, fp32 before reduced precisions
+        Variant("torch-cuda", "torch", "fp32", 30, "torch-cuda", device="cuda"),
+        Variant("torch-cuda-compile", "torch-compile", "fp32", 31, "torch-cuda", mode="compile", device="cuda"),
+        Variant("torch-cuda-compile-cudagraphs", "torch-compile", "fp32", 32, "torch-cuda", mode="compile-cudagraphs",
+                device="cuda", note="torch.compile (inductor) replaying CUDA graphs: fewer kernel launches"),
+        Variant("torch-aoti-cuda", "torch-aoti", "fp32", 33, "torch-aoti", model="torch-aoti-cuda", device="cuda",
+                note="an AOTInductor package (.pt2) compiled for this GPU; loads without the model's Python code"),
+        Variant("torch-cuda-bf16-autocast", "torch", "bf16", 35, "torch-cuda", mode="autocast-bf16", device="cuda"),
+        Variant("torch-cuda-bf16", "torch", "bf16", 36, "torch-cuda", mode="cast-bf16", device="cuda"),
+        Variant("torch-cuda-fp16-autocast", "torch", "fp16", 37, "torch-cuda", mode="autocast-fp16", device="cuda"),
+        Variant("torch-cuda-fp16", "torch", "fp16", 38, "torch-cuda", mode="cast-fp16", device="cuda"),
     ),
     runners=(
         Runner("torch", "navbuild.runners.torch_runner:make", ("torch",)),
         Runner("torchscript", "navbuild.runners.torchscript_runner:make", ("torch",),
                triton=TritonServing(LIBTORCH)),
         Runner("torch-export", "navbuild.runners.torch_export_runner:make", ("torch",)),
+        Runner("torch-aoti", "navbuild.runners.aoti_runner:make", ("torch",)),
+        Runner("torch-cuda", "navbuild.runners.torch_cuda_runner:make", ("torch",)),
     ),
     conversions=(
         Conversion("torchscript", 2, {"TorchScriptFromTorch": "navbuild.steps.torchscript_from_torch:TorchScriptFromTorch"},
@@ -61,6 +86,7 @@ FAMILY = register(FormatFamily(
         Conversion("torch-export", 3,
                    {"ExportedProgramFromTorch": "navbuild.steps.exported_program_from_torch:ExportedProgramFromTorch"},
                    _torch_export),
+        Conversion("torch-aoti-cuda", 14, _AOTI_STEPS, _aoti("cuda"), device="cuda"),
     ),
     drift={"torch": "navbuild.steps.drift_torch:TorchDrift"},
     not_on_serialized={
@@ -68,7 +94,10 @@ FAMILY = register(FormatFamily(
             "torch-compile": _NO_COMPILE,
             "torch-compile-bf16": _NO_COMPILE,
             "torch-int8-dynamic": "dynamic int8 quantizes nn.Linear modules, which a TorchScript module does not expose",
-            "torch-export": "torch.export cannot export a TorchScript module",
+            "torch-export": _NO_EXPORT,
+            "torch-cuda-compile": _NO_COMPILE,
+            "torch-cuda-compile-cudagraphs": _NO_COMPILE,
+            "torch-aoti-cuda": _NO_EXPORT,
         },
         "exported-program": {
             "torch-int8-dynamic": "dynamic int8 quantizes nn.Linear modules, which an exported program does not have",

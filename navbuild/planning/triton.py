@@ -31,12 +31,13 @@ TRITON_MODEL, TRITON_MEASURE, TRITON_SEARCH, TRITON_VALIDATE = (
 SERVER_ID = "triton-server"
 
 
-def triton_variants(recipe: Any, ranking: list[str]) -> list[str]:
-    """The variants to deploy: the recipe's list, else the top ``triton.top`` correct deployable ones."""
+def triton_variants(recipe: Any, ranking: list[str], resolved: str | None = None) -> list[str]:
+    """The variants to deploy: the recipe's list, else the top ``triton.top`` correct deployable ones
+    (deployable with the instance kind they would get; ``resolved``: the plan's device kind)."""
     if recipe.triton.variants:
         return list(recipe.triton.variants)
     return [v for v in ranking if deployable(v) is None
-            and not kind_refusal(v, instance_kind(recipe, v))][:recipe.triton.top]
+            and not kind_refusal(v, instance_kind(recipe, v, resolved))][:recipe.triton.top]
 
 
 def model_name(recipe_name: str, variant: str) -> str:
@@ -104,11 +105,22 @@ def _text(value: Any) -> str:
     return ("1" if value else "0") if isinstance(value, bool) else str(value)
 
 
+def warmup_gap(recipe: Any) -> str:
+    """Why no warm-up request can be written for the recipe's inputs ("" when one can): a dynamic axis
+    without a size in ``samples.axes``."""
+    axes = dict(recipe.samples.axes)
+    for spec in tensor_specs(recipe):
+        unsized = [d for d in spec.shape[1:] if isinstance(d, str) and d not in axes]
+        if unsized:
+            return f"input '{spec.name}' has dynamic axes {unsized} without a size in samples.axes"
+    return ""
+
+
 def _warmed(recipe: Any, config: Any) -> Any:
     """``config`` with its ``model_warmup`` where the recipe asks for it (``placement.warmup_on``): one
     request per batch size of the search that fits (the search's max batch sizes and the load's
     request batch), each input at the recipe's sizes of its dynamic axes."""
-    if not warmup_on(recipe, config.instance_kind):
+    if not warmup_on(recipe, config.instance_kind) or (recipe.triton.warmup is None and warmup_gap(recipe)):
         return config
     top = max(config.max_batch_size, 1)
     sizes = sorted({b for b in (*recipe.triton.search.max_batch_sizes, recipe.triton.load.batch_size) if 1 <= b <= top})
@@ -121,6 +133,12 @@ def _warmed(recipe: Any, config: Any) -> Any:
             dims.append((spec.name, tuple(int(axes.get(d, -1)) if isinstance(d, str) else int(d)
                                           for d in spec.shape[1:])))
     return dataclasses.replace(config, warmup=Warmup(tuple(sizes or [1]), recipe.triton.warmup_data, tuple(dims)))
+
+
+def resolved_kind(graph: Graph) -> str | None:
+    """The plan's device kind ("cpu" or "cuda", navbuild.device), None where the graph has none resolved."""
+    device = getattr(graph, "device", None)
+    return device.kind if device is not None else None
 
 
 def concurrency(recipe: Any) -> tuple[int, ...]:
@@ -153,7 +171,10 @@ def expand_triton(graph: Graph, recipe: Any, variants: list[str], cwd: Path) -> 
     for variant in variants:
         v = formats.variant(variant)
         backend = formats.triton_serving(v.runner).backend.name
-        kind = instance_kind(recipe, variant)
+        kind = instance_kind(recipe, variant, resolved_kind(graph))
+        if recipe.triton.warmup is None and warmup_on(recipe, kind) and (gap := warmup_gap(recipe)):
+            # on by default only: a recipe that asks for it is checked when it is loaded
+            graph.notes.append(f"triton/{variant}: no model_warmup: {gap}")
         name = model_name(recipe.name, variant)
         own = variant_parameters(variant)
         model_id = _add(graph, f"triton/model/{variant}", "WriteTritonModel", TRITON_MODEL, variant,
@@ -224,4 +245,4 @@ def _add(graph: Graph, target_id: str, step_name: str, kind: str, of_variant: st
 
 
 __all__ = ["expand_triton", "triton_variants", "search_configs", "constraints_of", "variant_parameters", "concurrency", "model_name",
-           "TRITON_MODEL", "TRITON_MEASURE", "TRITON_SEARCH", "TRITON_VALIDATE"]
+           "resolved_kind", "warmup_gap", "TRITON_MODEL", "TRITON_MEASURE", "TRITON_SEARCH", "TRITON_VALIDATE"]

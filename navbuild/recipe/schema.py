@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
+from navbuild.device import device_problem
 from navbuild.executor_settings import ExecutorConfig
 from navbuild.formats.onnxruntime import ORT_BACKEND
 from navbuild.runtime import RuntimeConfig
@@ -171,7 +172,8 @@ class TritonSearchConfig:
                                            doc="null: from the deployed variant's device (KIND_GPU for a GPU "
                                                "variant or a cuda recipe device, else KIND_CPU)")
     gpus: List[int] = setting(factory=list, minimum=0, doc="KIND_GPU: the GPUs that get instance_counts instances "
-                                                          "each; empty: the recipe device's (cuda:N -> [N], else [0])")
+                                                          "each, as the server numbers the GPUs it sees; empty: [0] "
+                                                          "(a cuda:N build's servers see only GPU N, as 0)")
     accelerators: List[str] = setting(factory=lambda: ["none"], choices=("none", "tensorrt"),
                                       doc="ONNX Runtime on KIND_GPU: the GPU execution accelerators to try "
                                           "(tensorrt: the TensorRT execution provider, set in triton.tensorrt)")
@@ -258,6 +260,10 @@ class Recipe:
     formats: List[str] = field(default_factory=lambda: ["torch", "onnx", "onnx-opt"])
     precisions: List[str] = field(default_factory=lambda: ["fp32"])
     variants: List[str] = setting(factory=list, doc="explicit variant names (the format families' variants, navbuild/formats); non-empty replaces formats x precisions")
+    device: str = setting("auto", check=device_problem,
+                          doc="where the variants run: auto (the first CUDA GPU torch can use, else cpu), cpu, cuda "
+                              "or cuda:N (GPU N as nvidia-smi numbers it; the build's steps see only it); picks the "
+                              "variants of that kind among formats x precisions")
     onnx: OnnxConfig = field(default_factory=OnnxConfig)
     onnx_opt: OnnxOptConfig = field(default_factory=OnnxOptConfig)
     torchscript: TorchScriptConfig = field(default_factory=TorchScriptConfig)

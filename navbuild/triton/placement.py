@@ -19,28 +19,34 @@ KIND_CPU, KIND_GPU = "KIND_CPU", "KIND_GPU"
 
 
 def _device(recipe: Any) -> str:
-    # the recipe's ``device`` (auto | cpu | cuda | cuda:N); a recipe without the field is a CPU one
+    # the recipe's ``device`` (auto | cpu | cuda | cuda:N)
     return str(getattr(recipe, "device", None) or "cpu")
 
 
 def _variant_device(v: Variant) -> str:
-    return getattr(v, "device", "cpu")
+    return v.device
 
 
-def on_gpu_device(recipe: Any) -> bool:
-    """Whether the recipe names a CUDA device (``cuda`` or ``cuda:N``); ``auto`` counts through the GPU
-    variants it selects."""
-    return _device(recipe).startswith("cuda")
+def on_gpu_device(recipe: Any, resolved: str | None = None) -> bool:
+    """Whether the recipe's models run on a CUDA GPU: ``resolved`` (the plan's device kind, "cpu" or
+    "cuda", navbuild.device.resolve), else the recipe's ``cuda`` or ``cuda:N`` (``auto`` is known only
+    once resolved)."""
+    return resolved == "cuda" if resolved else _device(recipe).strip().startswith("cuda")
+
+
+def pinned_gpu(recipe: Any) -> int | None:
+    """N where the recipe's device is ``cuda:N``: the build then shows the servers it starts only that
+    GPU, as their GPU 0 (navbuild.device.expose); None otherwise."""
+    match = re.fullmatch(r"\s*cuda:(\d+)\s*", _device(recipe))
+    return int(match.group(1)) if match else None
 
 
 def deployment_gpus(recipe: Any) -> tuple[int, ...]:
-    """The GPUs KIND_GPU instances go on: ``triton.search.gpus``, else the recipe device's
-    (``cuda:N`` -> (N,)), else GPU 0."""
+    """The GPUs KIND_GPU instances go on, as the Triton server numbers the GPUs it sees:
+    ``triton.search.gpus``, else GPU 0 (the recipe's ``cuda:N``, which is all a pinned build's
+    server sees, or the first visible GPU)."""
     listed = tuple(int(g) for g in recipe.triton.search.gpus)
-    if listed:
-        return listed
-    match = re.fullmatch(r"cuda:(\d+)", _device(recipe))
-    return (int(match.group(1)),) if match else (0,)
+    return listed or (0,)
 
 
 def gpu_twin(v: Variant) -> Variant | None:
@@ -57,10 +63,10 @@ def gpu_twin(v: Variant) -> Variant | None:
     return None
 
 
-def instance_kind(recipe: Any, variant: str) -> str:
+def instance_kind(recipe: Any, variant: str, resolved: str | None = None) -> str:
     """The instance kind ``variant`` is deployed with: ``triton.search.instance_kind`` when set, else
     KIND_GPU for a GPU variant, and for a CPU variant with no GPU twin whose backend runs on a GPU
-    when the recipe's device is cuda; else KIND_CPU."""
+    when the recipe's device is cuda (``resolved``: as the plan resolved it); else KIND_CPU."""
     chosen = recipe.triton.search.instance_kind
     if chosen:
         return str(chosen)
@@ -70,7 +76,7 @@ def instance_kind(recipe: Any, variant: str) -> str:
     if _variant_device(v) == "cuda":
         return KIND_GPU
     serving = formats.triton_serving(v.runner)
-    if (on_gpu_device(recipe) and serving is not None and KIND_GPU in serving.backend.kinds
+    if (on_gpu_device(recipe, resolved) and serving is not None and KIND_GPU in serving.backend.kinds
             and gpu_twin(v) is None):
         return KIND_GPU
     return KIND_CPU
@@ -102,5 +108,5 @@ def warmup_on(recipe: Any, kind: str) -> bool:
     return bool(chosen) if chosen is not None else kind == KIND_GPU
 
 
-__all__ = ["KIND_CPU", "KIND_GPU", "on_gpu_device", "deployment_gpus", "gpu_twin", "instance_kind", "kind_refusal",
+__all__ = ["KIND_CPU", "KIND_GPU", "on_gpu_device", "pinned_gpu", "deployment_gpus", "gpu_twin", "instance_kind", "kind_refusal",
            "warmup_on"]

@@ -13,12 +13,11 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from navbuild import formats
 from navbuild.formats.onnxruntime import ORT_BACKEND
 from navbuild.key_fields import added, key_data
-from navbuild.planning.triton import _space, search_configs
+from navbuild.planning.triton import _space, search_configs, triton_variants, variant_parameters
 from navbuild.recipe.schema import Recipe
-from navbuild.recipe.validate_triton import check_triton
+from navbuild.recipe.validate_triton import check_triton, deployable
 from navbuild.report.triton_summary import render_triton_text
 from navbuild.steps.base import params_from_dict, params_to_dict
 from navbuild.steps.triton_search import SearchParams, _write_table
@@ -55,20 +54,6 @@ def on(device: str, **triton) -> Recipe:
     r = recipe(**triton)
     r.device = device  # type: ignore[attr-defined]
     return r
-
-
-@pytest.fixture
-def gpu_family():
-    """A GPU twin of the onnx variant, as the ONNX Runtime family declares onnx-cuda (shared vocabulary)."""
-    serving = formats.triton_serving("onnx")
-    family = formats.register(formats.FormatFamily(
-        "gpu-test", ("onnx-cuda-test",), (formats.Variant("onnx-cuda-test", "onnx-cuda-test", "fp32", 90,
-                                                           "onnx-cuda-test", model="onnx", device="cuda"),),
-        runners=(formats.Runner("onnx-cuda-test", "x:y", triton=serving),)), module="tests")
-    try:
-        yield family
-    finally:
-        formats.unregister("gpu-test")
 
 
 # -- config.pbtxt on GPU, every backend, parsed back -------------------------------------------------
@@ -189,14 +174,16 @@ def test_a_cpu_recipe_keeps_cpu_instances_and_no_warmup() -> None:
                for c in configs)
 
 
-def test_a_cuda_recipe_deploys_a_gpu_variant_on_its_gpu_with_warmup(gpu_family) -> None:
+def test_a_cuda_recipe_deploys_a_gpu_variant_on_its_gpu_with_warmup() -> None:
     r = on("cuda:1", search={"max_batch_sizes": [8], "instance_counts": [1, 2], "dynamic_batching": [True]},
            load={"batch_size": 2})
-    assert instance_kind(r, "onnx-cuda-test") == "KIND_GPU" and deployment_gpus(r) == (1,)
+    assert deployable("onnx-cuda") is None and variant_parameters("onnx-cuda") == {}
+    # cuda:1 shows the servers a build starts only GPU 1, which they number 0
+    assert instance_kind(r, "onnx-cuda") == "KIND_GPU" and deployment_gpus(r) == (0,)
     configs = search_configs(r, "onnxruntime_onnx", {}, "KIND_GPU")
     # Triton's default on a GPU machine: one instance on each GPU; then instances per GPU
     assert [(c.instance_kind, c.instance_count, c.gpus) for c in configs] == [
-        ("KIND_GPU", 1, (1,)), ("KIND_GPU", 1, (1,)), ("KIND_GPU", 2, (1,))]
+        ("KIND_GPU", 1, (0,)), ("KIND_GPU", 1, (0,)), ("KIND_GPU", 2, (0,))]
     assert not configs[0].dynamic_batching and configs[1].dynamic_batching
     # warm-up at each batch size of the search (the load's request batch, the max batch size)
     assert {c.warmup for c in configs} == {Warmup((2, 8), "zero", (("input_ids", (16,)),))}
@@ -223,22 +210,30 @@ def test_tensorrt_doubles_the_onnxruntime_space_and_not_the_libtorch_one() -> No
     assert trt.parameters["max_workspace_size_bytes"] == "2147483648"
 
 
-def test_which_kind_each_variant_may_take_and_why_not(gpu_family) -> None:
+def test_which_kind_each_variant_may_take_and_why_not() -> None:
     assert "OpenVINO backend runs on the CPU" in kind_refusal("openvino", "KIND_GPU")
-    assert kind_refusal("onnx-cuda-test", "KIND_CPU").startswith("onnx-cuda-test is a GPU variant")
-    assert "deploy onnx-cuda-test (the same model on cuda)" in kind_refusal("onnx", "KIND_GPU")
+    assert kind_refusal("onnx-cuda", "KIND_CPU").startswith("onnx-cuda is a GPU variant")
+    assert "deploy onnx-cuda (the same model on cuda)" in kind_refusal("onnx", "KIND_GPU")
     # TorchScript has no GPU variant: Triton's libtorch backend moves the CPU-traced model to the GPU
     assert kind_refusal("torchscript", "KIND_GPU") == ""
     assert instance_kind(on("cuda:0"), "torchscript") == "KIND_GPU"
     assert instance_kind(on("cuda:0"), "onnx") == "KIND_CPU"  # its GPU twin is what goes on the GPU
     assert instance_kind(on("cuda:0"), "openvino") == "KIND_CPU"
+    # auto: the kind follows the device the plan resolved
+    assert instance_kind(on("auto"), "torchscript") == "KIND_CPU"
+    assert instance_kind(on("auto"), "torchscript", resolved="cuda") == "KIND_GPU"
+    # the ranking's top deployable variants, each deployable with the kind it would get
+    ranking = ["torch-cuda", "openvino", "onnx-cuda", "torchscript"]
+    assert triton_variants(on("cuda", top=2, search={"instance_kind": "KIND_GPU"}), ranking) == \
+        ["onnx-cuda", "torchscript"]
+    assert triton_variants(on("cuda", top=2), ranking) == ["openvino", "onnx-cuda"]
 
 
 @pytest.mark.parametrize("triton, expected", [
     ({"variants": ["onnx"], "search": {"instance_kind": "KIND_GPU"}},
-     "triton.variants[0]: onnx was checked and profiled on the CPU: deploy onnx-cuda-test"),
-    ({"variants": ["onnx-cuda-test"], "search": {"instance_kind": "KIND_CPU"}},
-     "triton.variants[0]: onnx-cuda-test is a GPU variant (checked and profiled on cuda): deploy it with KIND_GPU"),
+     "triton.variants[0]: onnx was checked and profiled on the CPU: deploy onnx-cuda"),
+    ({"variants": ["onnx-cuda"], "search": {"instance_kind": "KIND_CPU"}},
+     "triton.variants[0]: onnx-cuda is a GPU variant (checked and profiled on cuda): deploy it with KIND_GPU"),
     ({"search": {"instance_kind": "KIND_CPU", "gpus": [1]}},
      "triton.search.gpus: [1] name GPUs but triton.search.instance_kind is KIND_CPU"),
     ({"search": {"instance_kind": "KIND_CPU", "accelerators": ["tensorrt"]}},
@@ -250,16 +245,19 @@ def test_which_kind_each_variant_may_take_and_why_not(gpu_family) -> None:
      "triton.constraints.max_gpu_memory_mb: bounds GPU memory but triton.search.instance_kind is KIND_CPU"),
     ({"search": {"accelerators": ["tensorr"]}}, "triton.search.accelerators[0]: unknown value 'tensorr'"),
     ({"constraints": {"max_gpu_memory_mb": 0}}, "triton.constraints.max_gpu_memory_mb: 0.0 must be > 0"),
+    ({"variants": ["onnx-cuda"], "search": {"gpus": [1]}},
+     "triton.search.gpus: [1]: device cuda:1 shows the servers a build starts only GPU 1, as their GPU 0"),
 ])
-def test_gpu_recipe_problems_name_the_key_path(gpu_family, triton, expected) -> None:
-    r = recipe(**triton)
-    r.formats = ["onnx", "onnx-opt", "openvino", "onnx-cuda-test"]
+def test_gpu_recipe_problems_name_the_key_path(triton, expected) -> None:
+    r = on("cuda:1", **triton)
+    r.formats = ["onnx", "onnx-opt", "openvino"]
+    r.variants = ["onnx", "onnx-opt", "openvino", "onnx-cuda"]
     problems: list[str] = []
     check_triton(r, problems)
     assert any(expected in p for p in problems), problems
 
 
-def test_a_gpu_recipe_must_size_the_dynamic_axes_it_warms_up(gpu_family) -> None:
+def test_a_gpu_recipe_must_size_the_dynamic_axes_it_warms_up() -> None:
     r = on("cuda")
     r.samples.axes = {}
     problems: list[str] = []
@@ -269,6 +267,30 @@ def test_a_gpu_recipe_must_size_the_dynamic_axes_it_warms_up(gpu_family) -> None
     problems = []
     check_triton(r, problems)
     assert not any("triton.warmup" in p for p in problems), problems
+
+
+def test_auto_resolved_to_a_gpu_goes_without_warmup_it_cannot_size_and_says_so(tmp_path: Path) -> None:
+    from navbuild.device import Device
+    from navbuild.planning.graph import Graph
+    from navbuild.planning.target import Leaf
+    from navbuild.planning.triton import expand_triton
+
+    r = on("auto", search={"instance_counts": [1], "dynamic_batching": [False]})  # the ranking chooses
+    r.formats, r.variants = ["onnx"], ["onnx", "onnx-cuda"]
+    r.samples.axes = {}
+    problems: list[str] = []
+    check_triton(r, problems)
+    assert problems == []  # auto is not known to be a GPU until it is resolved
+    graph = Graph()
+    graph.device = Device("cuda", 0, "auto: a recorded H200")
+    for upstream in ("onnx", "reference"):  # the model and the reference, as leaves
+        graph.add(Leaf(upstream, tmp_path / upstream, (tmp_path / upstream,)))
+    graph.variant_models["onnx-cuda"] = "onnx"
+    expand_triton(graph, r, ["onnx-cuda"], tmp_path)
+    configs = graph.targets["triton/search/onnx-cuda"].params.configs
+    assert {(c.instance_kind, c.gpus, c.warmup) for c in configs} == {("KIND_GPU", (0,), None)}
+    assert "triton/onnx-cuda: no model_warmup: input 'input_ids' has dynamic axes ['seq'] without a size" in \
+        "\n".join(graph.notes)
 
 
 # -- Model Analyzer on GPU -------------------------------------------------------------------------
@@ -381,14 +403,14 @@ def test_gpu_fields_join_a_key_only_when_set() -> None:
 
 
 def test_gpu_search_params_survive_the_job_round_trip() -> None:
-    r = on("cuda:2", search={"accelerators": ["none", "tensorrt"]}, constraints={"max_gpu_memory_mb": 512})
+    r = on("cuda", search={"accelerators": ["none", "tensorrt"], "gpus": [0, 1]}, constraints={"max_gpu_memory_mb": 512})
     configs = tuple(search_configs(r, "onnxruntime_onnx", {"graph_level": "basic"}, "KIND_GPU"))
     params = SearchParams(name="m", variant="onnx-cuda", backend="onnxruntime_onnx", mode="", configs=configs,
                           default_index=0, constraints=Constraints(max_gpu_memory_mb=512), objective="throughput",
                           weights=(), load=LoadSpec((1,)), space=_space(r, "onnxruntime_onnx", "KIND_GPU"))
     again = params_from_dict(SearchParams, json.loads(json.dumps(params_to_dict(params))))
     assert again == params
-    assert again.space.gpus == (2,) and again.configs[-1].warmup is not None
+    assert again.space.gpus == (0, 1) and again.configs[-1].warmup is not None
 
 
 def test_added_fields_default_factories_are_omitted_too() -> None:
