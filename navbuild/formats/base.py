@@ -67,6 +67,12 @@ class TritonBackend:
     options: Mapping[str, BackendOption] | None = dataclasses.field(default_factory=dict)
     #: the instance count Triton gives a model with no instance_group on a CPU-only machine
     default_cpu_instances: int = 1
+    #: the instance kinds it runs (``instance_group.kind``) and, where it offers no GPU, why
+    kinds: tuple[str, ...] = ("KIND_CPU", "KIND_GPU")
+    no_gpu: str = ""
+    #: ``optimization.execution_accelerators.gpu_execution_accelerator`` names it reads, each with
+    #: its parameters as the backend spells them (ONNX Runtime's "tensorrt")
+    gpu_accelerators: Mapping[str, Mapping[str, BackendOption]] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -131,7 +131,7 @@ def test_each_variant_needs_its_runtime() -> None:
 
 def test_the_triton_backend_maps() -> None:
     assert formats.native_backends() == {"torchscript": "pytorch_libtorch", "onnx": "onnxruntime_onnx",
-                                         "openvino": "openvino"}
+                                         "openvino": "openvino", "onnx-cuda": "onnxruntime_onnx"}
     assert [backend_for(r) for r in ("onnx", "torchscript", "openvino", "torch", "torch-export")] == [
         "onnxruntime_onnx", "pytorch_libtorch", "openvino", None, None]
     params = {v.name: dict(formats.triton_serving(v.runner).parameters(v))
@@ -143,7 +143,7 @@ def test_the_triton_backend_maps() -> None:
     assert [v.name for v in formats.catalogue() if deployable(v.name) is None] == [
         "torchscript", "onnx", "onnx-opt", "onnx-disable", "onnx-basic", "onnx-extended", "openvino",
         "openvino-bf16", "onnx-fp16", "onnx-int8-dynamic", "onnx-int8-static", "onnx-int8-aa",
-        "openvino-int8-wo", "openvino-int8", "openvino-int8-aa"]
+        "openvino-int8-wo", "openvino-int8", "openvino-int8-aa", "onnx-cuda", "onnx-cuda-fp16"]
     assert "OpenVINO execution provider" in deployable("onnx-openvino-ep")
     assert deployable("torch-bf16") == "torch-bf16 runs the torch source (torch): Triton has no native backend for it"
 
