@@ -143,6 +143,10 @@ def _print_plan(prep: Prepared) -> int:
     plan = plan_statuses(prep.graph, prep.store, prep.records.load(prep.build_dir))
     console = Console(highlight=False, soft_wrap=True)
     console.print(f"plan of recipe {prep.recipe.name} → {prep.build_dir} (cache {prep.store.root})")
+    device = prep.graph.device
+    said = f"device: {device.text} ({device.why})" if device is not None else ""
+    if said and said not in plan.notes:  # a GPU in question: the notes say it, as the build's header does
+        console.print(said)
     table = Table()
     table.add_column("target", no_wrap=True)
     table.add_column("status", overflow="fold")

@@ -58,6 +58,7 @@ class RuntimeOptions:
     graph_level: str = "all"  # disable|basic|extended|all; the torch runner ignores it
     # A runtime variant of a format, applied when the model is loaded (no conversion target):
     # torch: "" (eager fp32) | "autocast-bf16" | "cast-bf16" | "dynamic-int8" | "compile" | "compile-bf16";
+    # torch-cuda: "" | "autocast-fp16" | "cast-fp16" | "autocast-bf16" | "cast-bf16" | "compile" | "compile-cudagraphs";
     # openvino: "" (f32 inference precision) | "bf16". Other runners accept only "".
     mode: str = ""
     # ONNX Runtime: flush denormals to zero (off by default: exact IEEE arithmetic, as ORT ships)

@@ -12,6 +12,7 @@ from typing import Any, Mapping, Sequence
 from navbuild.cache.fs import NOT_WRITABLE, writing
 from navbuild.cache.records import Records
 from navbuild.cache.open import open_store
+from navbuild.device import expose
 from navbuild.errors import RecipeError
 from navbuild.evidence import variant_lineage
 from navbuild.execute.executor import execute
@@ -182,8 +183,11 @@ def _check_output_dir(build_dir: Path, recipe: Recipe, where: str) -> None:
 
 
 def build_prepared(prep: Prepared, reporter: Reporter) -> BuildResult:
+    """Build a prepared recipe (see :func:`prepare`): every target, the later phases, summary.json."""
 
     start = time.perf_counter()
+    # cuda:N: the steps, workers and servers this build starts see only GPU N, as their "cuda"
+    expose(prep.graph.device)
     previous = prep.records.load(prep.build_dir)
     for w in prep.records.warnings:
         reporter.warning(w)

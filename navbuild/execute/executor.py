@@ -19,7 +19,7 @@ from navbuild.executor_settings import ExecutorConfig
 from navbuild.measure_conditions import MEASURED_AGAIN, MeasurePolicy, unservable_reason
 from navbuild.planning.graph import Graph
 from navbuild.planning.outcome import BUILT, CACHED, FAILED, SKIPPED, UNAVAILABLE, TargetOutcome, failed_check
-from navbuild.planning.status import leaf_digest, payload_for, unavailable_reason
+from navbuild.planning.status import hardware_bound, leaf_digest, payload_for, unavailable_reason
 from navbuild.planning.target import CORRECTNESS, PROFILE
 from navbuild.report.events import Reporter
 from navbuild.steps.base import load_step, params_to_dict
@@ -86,8 +86,8 @@ class BuildDriver:
             return out
         upstream = {name: digests[up] for name, up in target.inputs.items()}
         step = load_step(target.step)
-        hardware_bound = step.depends_on_hardware(target.params)
-        out.payload = payload_for(target, upstream, hardware=self.backend.hardware if hardware_bound else None)
+        bound = hardware_bound(target)  # a GPU target's key also holds its GPU
+        out.payload = payload_for(target, upstream, hardware=self.backend.hardware if bound else None)
         out.key = cache_key(out.payload)
         start = time.perf_counter()
         policy = graph.measure
@@ -118,7 +118,7 @@ class BuildDriver:
                       input_keys={name: self.keys[up] for name, up in target.inputs.items() if up in self.keys},
                       cwd=self.cwd, timed=step.timed, replace=found is not None, policy=policy, staging=staging,
                       cpus=_threads(target.params) if target.kind in (CORRECTNESS, PROFILE) else 1,
-                      hardware_bound=hardware_bound, family_modules=tuple(formats.external_modules()))
+                      hardware_bound=bound, family_modules=tuple(formats.external_modules()))
             # a provisional (or --remeasure) measurement is replaced under the same key
             self.reporter.target_running(target.id, staging / "log.txt")
         except BaseException:

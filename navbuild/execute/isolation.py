@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from navbuild import formats, supervise
+from navbuild.device import PINNING_ENV
 from navbuild.execute.child import EXIT_INPUT_ERROR
 
 LOG_TAIL_LINES = 25
@@ -46,6 +47,8 @@ def write_job(staging: Path, target_id: str, step: str, params: dict, inputs: di
     job_path = staging / "job.json"
     job_path.write_text(json.dumps(job, indent=2, sort_keys=True))
     script = staging / "reproduce.sh"
+    # a build pinned to one GPU (device: cuda:N) reproduces on that GPU too
+    pinned = "".join(f"{name}={shlex.quote(os.environ[name])} " for name in PINNING_ENV if name in os.environ)
     script.write_text(
         "#!/bin/sh\n"
         f"# Re-runs target '{target_id}' ({step}) by hand, outside navbuild's cache.\n"
@@ -53,7 +56,7 @@ def write_job(staging: Path, target_id: str, step: str, params: dict, inputs: di
         "here=$(cd \"$(dirname \"$0\")\" && pwd)\n"
         "out=${1:-$(mktemp -d)}\n"
         f"cd {shlex.quote(str(cwd))}\n"
-        f"PYTHONPATH={shlex.quote(pythonpath(cwd))} exec {shlex.quote(sys.executable)} "
+        f"{pinned}PYTHONPATH={shlex.quote(pythonpath(cwd))} exec {shlex.quote(sys.executable)} "
         "-m navbuild.execute.child \"$here/job.json\" --out \"$out\"\n")
     script.chmod(0o755)
     return job_path

@@ -67,6 +67,12 @@ class TritonBackend:
     options: Mapping[str, BackendOption] | None = dataclasses.field(default_factory=dict)
     #: the instance count Triton gives a model with no instance_group on a CPU-only machine
     default_cpu_instances: int = 1
+    #: the instance kinds it runs (``instance_group.kind``) and, where it offers no GPU, why
+    kinds: tuple[str, ...] = ("KIND_CPU", "KIND_GPU")
+    no_gpu: str = ""
+    #: ``optimization.execution_accelerators.gpu_execution_accelerator`` names it reads, each with
+    #: its parameters as the backend spells them (ONNX Runtime's "tensorrt")
+    gpu_accelerators: Mapping[str, Mapping[str, BackendOption]] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -76,7 +82,9 @@ class Variant:
     Some have a conversion that builds their model (``model`` names it); the rest run the
     source (or another variant's model) in a runtime mode (``mode``): torch autocast, dynamic
     int8, torch.compile, an OpenVINO precision hint. ``rank`` is the simplicity order across
-    all families: a difference within noise goes to the lower rank.
+    all families: a difference within noise goes to the lower rank. ``device``: where it runs,
+    "cpu" or "cuda"; the recipe's device picks the variants of its kind (``selected``), and a
+    cuda variant's checks and profiles hold the GPU's fingerprint in their keys.
     """
 
     name: str
@@ -92,7 +100,7 @@ class Variant:
     #: input slot of its model's conversion that reads the fp32 model it was made from ("onnx",
     #: "openvino"); "" where it runs an fp32 model in a reduced-precision mode: that model itself
     drift_from: str = ""
-    device: str = "cpu"  # where it runs: "cpu" or "cuda"
+    device: str = "cpu"
 
 
 @dataclass(frozen=True)
@@ -151,7 +159,8 @@ class Conversion:
     ``plan(ctx)`` says which step builds it for this recipe, from which upstream models, with
     which Params. ``from_source(recipe)``: the recipe's source already is this model (an ONNX
     source is the onnx model), so no target is added. ``rank`` orders targets in the graph:
-    a conversion ranks after every conversion it reads.
+    a conversion ranks after every conversion it reads. ``device``: "cuda" for a model compiled
+    for the GPU it is built on (an AOTInductor package): its key holds that GPU's fingerprint.
     """
 
     model: str
@@ -159,6 +168,7 @@ class Conversion:
     steps: Mapping[str, str]  # step name -> "module:Class" of every step ``plan`` may name
     plan: Callable[[PlanContext], Planned]
     from_source: Callable[[Any], bool] = lambda recipe: False
+    device: str = "cpu"
 
 
 @dataclass(frozen=True)
@@ -302,11 +312,12 @@ def torch_source_formats() -> tuple[str, ...]:
     return tuple(x for f in _FAMILIES.values() if f.torch_source for x in f.formats)
 
 
-def selected(formats: list[str], precisions_: list[str], explicit: list[str]) -> list[Variant]:
-    """The variants a recipe asks for, in catalogue (simplicity) order."""
+def selected(formats: list[str], precisions_: list[str], explicit: list[str], device: str = "cpu") -> list[Variant]:
+    """The variants a recipe asks for, in catalogue (simplicity) order: its explicit names as given,
+    else its formats x precisions among the variants of its ``device`` kind (cpu or cuda)."""
     if explicit:
         return [v for v in catalogue() if v.name in explicit]
-    return [v for v in catalogue() if v.format in formats and v.precision in precisions_]
+    return [v for v in catalogue() if v.format in formats and v.precision in precisions_ and v.device == device]
 
 
 def simplicity(name: str) -> int:

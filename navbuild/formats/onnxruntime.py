@@ -26,7 +26,23 @@ ORT_BACKEND = TritonBackend("onnxruntime_onnx", "onnxruntime", "onnxruntime_onnx
     BackendOption("enable_mem_arena", "bool"),
     BackendOption("enable_mem_pattern", "bool"),
     BackendOption("graph_level", "choice", tuple(ORT_GRAPH_LEVELS), lands="graph_level", runtime="graph_level"),
-), default_cpu_instances=2)
+    # the CUDA execution provider's options, read on KIND_GPU instances (the README's "deprecated
+    # parameters", still read): 0 EXHAUSTIVE, 1 HEURISTIC, 2 DEFAULT; a byte cap; 0 kNextPowerOfTwo,
+    # 1 kSameAsRequested; 1 copies on the compute stream
+    BackendOption("cudnn_conv_algo_search", "choice", ("0", "1", "2")),
+    BackendOption("gpu_mem_limit", "count"),
+    BackendOption("arena_extend_strategy", "choice", ("0", "1")),
+    BackendOption("do_copy_in_default_stream", "choice", ("0", "1")),
+), default_cpu_instances=2, gpu_accelerators={
+    # optimization.execution_accelerators.gpu_execution_accelerator "tensorrt": the TensorRT execution
+    # provider (a backend built with it, as NGC's is); parameters as the backend's README maps them
+    "tensorrt": options(BackendOption("precision_mode", "choice", ("FP32", "FP16", "INT8")),
+                        BackendOption("max_workspace_size_bytes", "count"),
+                        BackendOption("trt_engine_cache_enable", "bool"),
+                        BackendOption("trt_engine_cache_path", "text"),
+                        BackendOption("trt_max_partition_iterations", "count"),
+                        BackendOption("trt_min_subgraph_size", "count")),
+})
 
 ONNX = "onnx"
 SANITIZED = "onnx-sanitized"
@@ -122,13 +138,17 @@ FAMILY = register(FormatFamily(
         # its model is found by a search once the plan has run (no target until then: no drift of its own)
         Variant("onnx-int8-aa", "onnx", "int8", 19, "onnx", model="onnx-int8-aa", drift_from="onnx",
                 note="accuracy-aware: the layers that drift most kept in fp32, the fewest that meet the budget"),
+        # ONNX Runtime's CUDA execution provider (the onnxruntime-gpu wheel), on the recipe's GPU
+        Variant("onnx-cuda", "onnx", "fp32", 34, "onnx-cuda", model=ONNX, device="cuda"),
+        Variant("onnx-cuda-fp16", "onnx", "fp16", 39, "onnx-cuda", model="onnx-fp16", device="cuda"),
     ),
     runners=(
         Runner("onnx", "navbuild.runners.ort_runner:make", ("onnxruntime",),
                mode_requires={"openvino-ep": ("onnxruntime", "onnxruntime-openvino")}, session_options=True,
                triton=TritonServing(ORT_BACKEND, parameters=_graph_level, refuses=_refuses)),
         # the CUDA execution provider comes in the onnxruntime-gpu wheel (import name onnxruntime)
-        Runner("onnx-cuda", "navbuild.runners.ort_cuda_runner:make", ("onnxruntime-gpu",), session_options=True),
+        Runner("onnx-cuda", "navbuild.runners.ort_cuda_runner:make", ("onnxruntime-gpu",), session_options=True,
+               triton=TritonServing(ORT_BACKEND, parameters=_graph_level, refuses=_refuses)),  # on KIND_GPU
     ),
     drift={"onnx": _STEPS + "drift_onnx:OnnxDrift"},
     conversions=(

@@ -22,7 +22,7 @@ OPENVINO_BACKEND = TritonBackend("openvino", "openvino", "", ("model.xml", "mode
     BackendOption("ENABLE_BATCH_PADDING", "choice", _YES_NO),
     BackendOption("RESHAPE_IO_LAYERS", "choice", _YES_NO),
     BackendOption("CPU_EXTENSION_PATH", "text"),
-))
+), kinds=("KIND_CPU",), no_gpu="Triton's OpenVINO backend runs on the CPU (an NVIDIA GPU is no OpenVINO device)")
 
 OPENVINO = "openvino"
 

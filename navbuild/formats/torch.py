@@ -1,4 +1,5 @@
-"""The torch family: the source in eager torch and its runtime modes, TorchScript, torch.export, torch.compile."""
+"""The torch family: the source in eager torch and its runtime modes, TorchScript, torch.export, torch.compile,
+on the CPU and on a CUDA GPU (eager fp32/fp16/bf16, torch.compile, an AOTInductor package)."""
 
 from __future__ import annotations
 
@@ -61,6 +62,17 @@ FAMILY = register(FormatFamily(
         Variant("torch-compile-bf16", "torch-compile", "bf16", 13, "torch", mode="compile-bf16"),
         Variant("torch-aoti", "torch-aoti", "fp32", 14, "torch-aoti", model="torch-aoti", device="cpu"),
         Variant("torch-int8-dynamic", "torch", "int8", 16, "torch", mode="dynamic-int8"),
+        # on a CUDA GPU (the recipe's device picks them): after every CPU variant, fp32 before reduced precisions
+        Variant("torch-cuda", "torch", "fp32", 30, "torch-cuda", device="cuda"),
+        Variant("torch-cuda-compile", "torch-compile", "fp32", 31, "torch-cuda", mode="compile", device="cuda"),
+        Variant("torch-cuda-compile-cudagraphs", "torch-compile", "fp32", 32, "torch-cuda", mode="compile-cudagraphs",
+                device="cuda", note="torch.compile (inductor) replaying CUDA graphs: fewer kernel launches"),
+        Variant("torch-aoti-cuda", "torch-aoti", "fp32", 33, "torch-aoti", model="torch-aoti-cuda", device="cuda",
+                note="an AOTInductor package (.pt2) compiled for this GPU; loads without the model's Python code"),
+        Variant("torch-cuda-bf16-autocast", "torch", "bf16", 35, "torch-cuda", mode="autocast-bf16", device="cuda"),
+        Variant("torch-cuda-bf16", "torch", "bf16", 36, "torch-cuda", mode="cast-bf16", device="cuda"),
+        Variant("torch-cuda-fp16-autocast", "torch", "fp16", 37, "torch-cuda", mode="autocast-fp16", device="cuda"),
+        Variant("torch-cuda-fp16", "torch", "fp16", 38, "torch-cuda", mode="cast-fp16", device="cuda"),
     ),
     runners=(
         Runner("torch", "navbuild.runners.torch_runner:make", ("torch",)),
@@ -77,7 +89,7 @@ FAMILY = register(FormatFamily(
                    {"ExportedProgramFromTorch": "navbuild.steps.exported_program_from_torch:ExportedProgramFromTorch"},
                    _torch_export),
         Conversion("torch-aoti", 13, _AOTI_STEPS, _aoti("cpu")),
-        Conversion("torch-aoti-cuda", 14, _AOTI_STEPS, _aoti("cuda")),
+        Conversion("torch-aoti-cuda", 14, _AOTI_STEPS, _aoti("cuda"), device="cuda"),
     ),
     drift={"torch": "navbuild.steps.drift_torch:TorchDrift"},
     not_on_serialized={
@@ -87,6 +99,8 @@ FAMILY = register(FormatFamily(
             "torch-int8-dynamic": "dynamic int8 quantizes nn.Linear modules, which a TorchScript module does not expose",
             "torch-export": _NO_EXPORT,
             "torch-aoti": _NO_EXPORT,
+            "torch-cuda-compile": _NO_COMPILE,
+            "torch-cuda-compile-cudagraphs": _NO_COMPILE,
             "torch-aoti-cuda": _NO_EXPORT,
         },
         "exported-program": {

@@ -29,7 +29,10 @@ def finalists_target(graph: Graph, recipe: Any, ranking: list[str], batch_size: 
         inputs[slot] = model or SOURCE_ID
         specs.append(_spec(name, formats.variant(name).runner, profile.runtime, profile.factory, slot))
     params = step.Params.from_section(recipe.profile, finalists=tuple(specs), batch_size=batch_size)
-    return Target(FINALISTS_ID, step.name, params, inputs, kind="finalists")
+    # finalists on a GPU are timed there: its fingerprint joins the key, as it does their profiles'
+    gpu = next((graph.targets[f"{PROFILE}/{n}"].gpu for n in names if graph.targets[f"{PROFILE}/{n}"].gpu is not None),
+               None)
+    return Target(FINALISTS_ID, step.name, params, inputs, kind="finalists", gpu=gpu)
 
 
 def _spec(name: str, runner: str, runtime: Any, factory: Any, slot: str) -> Any:

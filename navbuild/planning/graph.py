@@ -58,6 +58,8 @@ class Graph:
     notes: list[str] = field(default_factory=list)
     #: how timed targets are treated (threshold, remeasure); a policy, never part of a key
     measure: MeasurePolicy = field(default_factory=MeasurePolicy)
+    #: where the recipe's models run (navbuild.device.Device); None: a graph made without a recipe
+    device: Any = None
     generators: dict[str, Generator] = field(default_factory=dict)
     expansions: dict[str, Expansion] = field(default_factory=dict)
 

@@ -15,7 +15,7 @@ from navbuild.planning.finalists import FINALISTS_ID, finalists_target
 from navbuild.planning.graph import Expansion, Generator, Graph
 from navbuild.planning.outcome import BUILT, CACHED
 from navbuild.planning.ranking import rank
-from navbuild.planning.triton import expand_triton, triton_variants
+from navbuild.planning.triton import expand_triton, resolved_kind, triton_variants
 from navbuild.select import Choice, choose_from_finalists
 
 #: generator ids: the ranking (which adds the finalists), the Triton deployment
@@ -66,7 +66,7 @@ def _add_triton(recipe: Any, cwd: Path, graph: Graph, outcomes: Mapping[str, Any
         best = choose_from_finalists(finalists.result, sel.objective, sel.noise).variant
         if best:
             ranking = [best] + [n for n in ranking if n != best]
-    chosen = triton_variants(recipe, ranking)
+    chosen = triton_variants(recipe, ranking, resolved_kind(graph))
     if not chosen:
         return Expansion(warnings=[NO_TRITON_VARIANT])
     expand_triton(graph, recipe, chosen, cwd)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from navbuild import formats
 from navbuild.cache.keys import tool_versions
+from navbuild.device import CPU, CUDA, Device, read_machine, resolve
 from navbuild.formats import PlanContext, Variant
 from navbuild.formats.common import tensor_specs, torch_factory
 from navbuild.measure_conditions import MeasurePolicy
@@ -38,10 +39,12 @@ _PSEUDO_MODELS = {formats.SOURCE: SOURCE_ID, formats.REFERENCE: REFERENCE_ID}
 def expand(recipe: Recipe, cwd: Path) -> Graph:
     """Expand a validated recipe into its graph of targets."""
     graph = Graph()
+    expand_device(graph, recipe)
     expand_source(graph, recipe, cwd)
     recipe = accept_source(graph, recipe)
     expand_reference(graph, recipe)
-    variants = formats.selected(list(recipe.formats), list(recipe.precisions), list(recipe.variants))
+    variants = formats.selected(list(recipe.formats), list(recipe.precisions), list(recipe.variants),
+                                graph.device.kind)
     rankers = search_rankers(graph, recipe, variants)
     searched: dict[str, tuple[Target, formats.AccuracySearch]] = {}
     models = expand_conversions(graph, recipe, variants + rankers, searched)
@@ -57,6 +60,24 @@ def expand(recipe: Recipe, cwd: Path) -> Graph:
     graph.measure = MeasurePolicy(max_background_load=recipe.profile.max_background_load,
                                   remeasure=recipe.profile.remeasure)
     return graph
+
+
+def expand_device(graph: Graph, recipe: Recipe) -> Device:
+    """The recipe's device resolved on this machine (navbuild.device), kept on the graph; the plan says
+    which and why wherever a GPU is in question (asked for, or present on this machine)."""
+    graph.device = resolve(recipe.device)
+    if graph.device.kind == CUDA or read_machine().gpus:
+        graph.notes.append(f"device: {graph.device.text} ({graph.device.why})")
+    return graph.device
+
+
+def gpu_of(graph: Graph, device: str) -> int | None:
+    """The GPU a target of a variant (or conversion) on ``device`` runs on: the recipe's (its first
+    when the recipe's device is cpu and a variant named explicitly is a GPU one); None on cpu."""
+    if device == CPU:
+        return None
+    chosen = graph.device
+    return chosen.index if chosen is not None and chosen.kind == CUDA and chosen.index is not None else 0
 
 
 def search_rankers(graph: Graph, recipe: Recipe, variants: list[Variant]) -> list[Variant]:
@@ -216,7 +237,8 @@ def expand_conversions(graph: Graph, recipe: Recipe, variants: list[Variant],
             more = budget_params(recipe, planned.budget)
             if recipe.correctness.metric is not None:
                 inputs["metric"] = METRIC_ID  # the metric's code judges the trials: part of the key
-        target = Target(conv.model, step.name, planned.make_params(step.Params, **more), inputs, kind=CONVERT)
+        target = Target(conv.model, step.name, planned.make_params(step.Params, **more), inputs, kind=CONVERT,
+                        gpu=gpu_of(graph, conv.device))
         if planned.search is not None and searched is not None:
             searched[conv.model] = (target, planned.search)
             models[conv.model] = target.id
@@ -228,13 +250,15 @@ def expand_conversions(graph: Graph, recipe: Recipe, variants: list[Variant],
 
 
 def mark_unavailable(graph: Graph, recipe: Recipe) -> None:
-    """Targets that cannot run on this source say why at plan time (``unavailable: <why>``)
+    """Targets that cannot run on this source or device say why at plan time (``unavailable: <why>``)
     instead of failing to load at build time: torch.compile, dynamic int8 and torch.export on a
-    TorchScript file."""
-    if not recipe.source.torchscript:
-        return
+    TorchScript file; GPU targets where the recipe's GPU is hidden (CUDA_VISIBLE_DEVICES). A machine
+    without a GPU, or with a CPU torch, is said at status time (navbuild.planning.status)."""
+    hidden = graph.device.unusable if graph.device is not None and read_machine().gpus else ""
     for tid, target in list(graph.targets.items()):
-        why = formats.unavailable_on_serialized(recipe.source.torchscript, target.variant or tid)
+        why = formats.unavailable_on_serialized(recipe.source.torchscript, target.variant or tid) \
+            if recipe.source.torchscript else ""
+        why = why or (f"no CUDA GPU ({hidden})" if hidden and target.gpu is not None else "")
         if why:
             graph.targets[tid] = dataclasses.replace(target, unavailable=why)
 
@@ -293,7 +317,8 @@ def expand_checks(graph: Graph, recipe: Recipe, variants: list[Variant], models:
                              output_tolerances=output_budgets(recipe), metric=spec,
                              **scale_budget(recipe, v.precision), probe=recipe.correctness.probe.enabled,
                              stress=recipe.correctness.probe.stress and v.precision == "fp32")
-        graph.add(Target(f"correctness/{v.name}", step.name, params, inputs, kind=CORRECTNESS, variant=v.name))
+        graph.add(Target(f"correctness/{v.name}", step.name, params, inputs, kind=CORRECTNESS, variant=v.name,
+                         gpu=gpu_of(graph, v.device)))
 
 
 def budget_params(recipe: Recipe, precision: str) -> dict:
@@ -329,7 +354,8 @@ def expand_search(graph: Graph, recipe: Recipe, v: Variant, models: dict[str, st
     inputs = {"model": start.id, "reference": REFERENCE_ID}
     if metric is not None:
         inputs["metric"] = METRIC_ID
-    measure = Target(f"{start.id}/accuracy", "MeasureAccuracy", params, inputs, kind=ACCURACY, variant=v.name)
+    measure = Target(f"{start.id}/accuracy", "MeasureAccuracy", params, inputs, kind=ACCURACY, variant=v.name,
+                     gpu=gpu_of(graph, v.device))
 
     def finish(g: Graph) -> None:
         expand_checks(g, recipe, [v], models)
@@ -351,7 +377,7 @@ def expand_profiles(graph: Graph, recipe: Recipe, variants: list[Variant], model
                                           factory=torch_factory(recipe) if v.model is None else None,
                                           batch_sizes=tuple(sorted(prof.batch_sizes)))
         graph.add(Target(f"profile/{v.name}", step.name, params, _variant_inputs(v, models), kind=PROFILE,
-                         variant=v.name))
+                         variant=v.name, gpu=gpu_of(graph, v.device)))
 
 
 def expand_drift(graph: Graph, recipe: Recipe, variants: list[Variant], models: dict[str, str]) -> None:
@@ -380,7 +406,8 @@ def expand_drift(graph: Graph, recipe: Recipe, variants: list[Variant], models: 
                              top=recipe.drift.top, mode=v.mode,
                              factory=torch_factory(recipe) if v.model is None else None)
         graph.add(Target(f"{DRIFT}/{v.name}", step.name, params,
-                         {"model": model, "fp32": fp32, "reference": REFERENCE_ID}, kind=DRIFT, variant=v.name))
+                         {"model": model, "fp32": fp32, "reference": REFERENCE_ID}, kind=DRIFT, variant=v.name,
+                         gpu=gpu_of(graph, v.device)))
 
 
 def drift_batch(recipe: Recipe) -> int:

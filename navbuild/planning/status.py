@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from navbuild.cache.keys import cache_key, canonical_json, explain_change, key_payload, tool_versions
+from navbuild.device import gpu_fingerprint, gpu_problem
 from navbuild.hardware import fingerprint
 from navbuild.measure_conditions import unservable_reason
 from navbuild.planning.graph import Generator, Graph
@@ -25,25 +26,40 @@ def leaf_digest(leaf: Leaf, memo: Any) -> str:
     return hashlib.sha256(canonical_json({"files": files, "facts": dict(leaf.facts)}).encode()).hexdigest()
 
 
-def payload_for(target: Target, upstream: dict[str, str], hardware: dict | None = None) -> dict:
+def hardware_bound(target: Target) -> bool:
+    """Whether the target's output depends on the machine: its step says so for its params, or it
+    runs on a GPU (a check too: fp16 kernels differ from one GPU to another)."""
+    return target.gpu is not None or load_step(target.step).depends_on_hardware(target.params)
+
+
+def payload_for(target: Target, upstream: dict[str, str], hardware: dict | None = None,
+                gpu: dict | None = None) -> dict:
     """The key payload: step, version, params read, upstream content digests, tools, hardware.
 
     ``hardware``: the fingerprint of the machines a hardware-dependent target runs on (the
-    executor's backend says which); default: this machine's.
+    executor's backend says which); default: this machine's. A target on a GPU adds that GPU's
+    fingerprint as ``hardware["gpu"]`` (``gpu``; default: read here, navbuild.device), so neither a
+    CPU measurement nor another GPU model's serves its key.
     """
     step = load_step(target.step)
-    if not step.depends_on_hardware(target.params):
+    if not hardware_bound(target):
         hardware = None
-    elif hardware is None:
-        hardware = fingerprint()
+    else:
+        hardware = fingerprint() if hardware is None else hardware
+        if target.gpu is not None:
+            hardware = {**hardware, "gpu": gpu_fingerprint(target.gpu) if gpu is None else gpu}
     return key_payload(step=step.name, step_version=step.version, params=params_to_dict(target.params),
                        inputs=upstream, tools=tool_versions(step.tools_for(target.params)), hardware=hardware)
 
 
 def unavailable_reason(target: Target) -> str | None:
+    """Why the target cannot run here (None when it can): its source, no usable GPU, a missing package."""
     if target.unavailable:
         return target.unavailable
-    missing = load_step(target.step).missing_requirements(target.params)
+    step = load_step(target.step)
+    if target.gpu is not None and (why := gpu_problem(step.requirements(target.params))):
+        return why
+    missing = step.missing_requirements(target.params)
     return f"{', '.join(missing)} not installed" if missing else None
 
 

@@ -31,6 +31,9 @@ class Target:
     variant: str | None = None
     #: why this target cannot be built from this source ("" when it can); not part of its key
     unavailable: str = ""
+    #: the GPU it runs on (nvidia-smi's index), None: the CPU; that GPU's fingerprint joins its
+    #: key's hardware (navbuild.planning.status.payload_for), not the index itself
+    gpu: int | None = None
 
 
 @dataclass(frozen=True)

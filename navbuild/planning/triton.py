@@ -6,6 +6,7 @@ ones), like the finalists. Pure: reads no model and starts nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from pathlib import Path
@@ -22,18 +23,21 @@ from navbuild.steps.base import load_step
 from navbuild.steps.correctness import CorrectnessParams
 from navbuild.steps.triton_search import SearchSpace
 from navbuild.triton.analyzer import Constraints, LoadSpec
-from navbuild.triton.model_config import ModelConfig, default_config
+from navbuild.triton.model_config import ModelConfig, Warmup, backends, default_config
+from navbuild.triton.placement import KIND_GPU, deployment_gpus, instance_kind, kind_refusal, warmup_on
 
 TRITON_MODEL, TRITON_MEASURE, TRITON_SEARCH, TRITON_VALIDATE = (
     "triton-model", "triton-measure", "triton-search", "triton-validate")
 SERVER_ID = "triton-server"
 
 
-def triton_variants(recipe: Any, ranking: list[str]) -> list[str]:
-    """The variants to deploy: the recipe's list, else the top ``triton.top`` correct deployable ones."""
+def triton_variants(recipe: Any, ranking: list[str], resolved: str | None = None) -> list[str]:
+    """The variants to deploy: the recipe's list, else the top ``triton.top`` correct deployable ones
+    (deployable with the instance kind they would get; ``resolved``: the plan's device kind)."""
     if recipe.triton.variants:
         return list(recipe.triton.variants)
-    return [v for v in ranking if deployable(v) is None][:recipe.triton.top]
+    return [v for v in ranking if deployable(v) is None
+            and not kind_refusal(v, instance_kind(recipe, v, resolved))][:recipe.triton.top]
 
 
 def model_name(recipe_name: str, variant: str) -> str:
@@ -49,28 +53,92 @@ def variant_parameters(variant: str) -> dict[str, str]:
     return dict(serving.parameters(v)) if serving is not None else {}
 
 
-def search_configs(recipe: Any, backend: str, fixed: dict[str, str] | None = None) -> list[Any]:
+def search_configs(recipe: Any, backend: str, fixed: dict[str, str] | None = None, kind: str = "KIND_CPU") -> list[Any]:
     """Triton's default configuration first, then the cartesian product of the search space (no duplicates).
 
     Queue delays only vary where dynamic batching is on; backend options apply to their own backend.
     ``fixed`` (the variant's own parameters) is in every configuration and wins over the space.
+    ``kind`` is the instance kind (``placement.instance_kind``): on KIND_GPU every configuration
+    names its GPUs, instance counts are per GPU, the backend's GPU accelerators are tried too,
+    and Triton's default is one instance on each of those GPUs.
     """
 
     s = recipe.triton.search
     options = s.backend_options.get(backend, {})
     option_sets = [dict(zip(options, values)) for values in itertools.product(*options.values())] or [{}]
     fixed = fixed or {}
-    configs = [default_config(max(s.max_batch_sizes), backend, fixed)]
-    for mbs, count, dynamic, params in itertools.product(s.max_batch_sizes, s.instance_counts,
-                                                         s.dynamic_batching, option_sets):
+    gpu = kind == KIND_GPU
+    gpus = deployment_gpus(recipe) if gpu else ()
+    accelerators = _accelerators(recipe, backend) if gpu else [("", ())]
+    default = default_config(max(s.max_batch_sizes), backend, fixed)
+    if gpu:  # on a GPU machine Triton gives a model with no instance_group one instance per GPU
+        default = dataclasses.replace(default, instance_count=1, instance_kind=KIND_GPU, gpus=gpus)
+    configs = [_warmed(recipe, default)]
+    for mbs, count, dynamic, params, (accelerator, accelerator_parameters) in itertools.product(
+            s.max_batch_sizes, s.instance_counts, s.dynamic_batching, option_sets, accelerators):
         delays = s.max_queue_delays_us if dynamic else [0]
         for delay in delays or [0]:
-            config = ModelConfig(max_batch_size=mbs, instance_count=count, instance_kind=s.instance_kind,
+            config = ModelConfig(max_batch_size=mbs, instance_count=count, instance_kind=kind,
                                  dynamic_batching=dynamic, max_queue_delay_us=delay if dynamic else 0,
-                                 backend_parameters={**{k: str(v) for k, v in params.items()}, **fixed})
+                                 backend_parameters={**{k: str(v) for k, v in params.items()}, **fixed},
+                                 gpus=gpus, accelerator=accelerator, accelerator_parameters=accelerator_parameters)
+            config = _warmed(recipe, config)
             if config not in configs:
                 configs.append(config)
     return configs
+
+
+def _accelerators(recipe: Any, backend: str) -> list[tuple[str, tuple[tuple[str, str], ...]]]:
+    """The GPU execution accelerators to try on ``backend`` ("" = none), each with its parameters."""
+    offered = backends()[backend].gpu_accelerators if backend in backends() else {}
+    found: list[tuple[str, tuple[tuple[str, str], ...]]] = []
+    for name in recipe.triton.search.accelerators:
+        if name == "none":
+            found.append(("", ()))
+        elif name in offered:  # a backend without it (libtorch) is searched without it
+            section = dataclasses.asdict(getattr(recipe.triton, name)) if hasattr(recipe.triton, name) else {}
+            found.append((name, tuple(sorted((k, _text(v)) for k, v in section.items()))))
+    return list(dict.fromkeys(found)) or [("", ())]
+
+
+def _text(value: Any) -> str:
+    return ("1" if value else "0") if isinstance(value, bool) else str(value)
+
+
+def warmup_gap(recipe: Any) -> str:
+    """Why no warm-up request can be written for the recipe's inputs ("" when one can): a dynamic axis
+    without a size in ``samples.axes``."""
+    axes = dict(recipe.samples.axes)
+    for spec in tensor_specs(recipe):
+        unsized = [d for d in spec.shape[1:] if isinstance(d, str) and d not in axes]
+        if unsized:
+            return f"input '{spec.name}' has dynamic axes {unsized} without a size in samples.axes"
+    return ""
+
+
+def _warmed(recipe: Any, config: Any) -> Any:
+    """``config`` with its ``model_warmup`` where the recipe asks for it (``placement.warmup_on``): one
+    request per batch size of the search that fits (the search's max batch sizes and the load's
+    request batch), each input at the recipe's sizes of its dynamic axes."""
+    if not warmup_on(recipe, config.instance_kind) or (recipe.triton.warmup is None and warmup_gap(recipe)):
+        return config
+    top = max(config.max_batch_size, 1)
+    sizes = sorted({b for b in (*recipe.triton.search.max_batch_sizes, recipe.triton.load.batch_size) if 1 <= b <= top})
+    axes = dict(recipe.samples.axes)
+    dims = []
+    for spec in tensor_specs(recipe):
+        named = [d for d in spec.shape[1:] if isinstance(d, str)]
+        if named:
+            # an axis without a size stays -1: writing the config then says which size to give
+            dims.append((spec.name, tuple(int(axes.get(d, -1)) if isinstance(d, str) else int(d)
+                                          for d in spec.shape[1:])))
+    return dataclasses.replace(config, warmup=Warmup(tuple(sizes or [1]), recipe.triton.warmup_data, tuple(dims)))
+
+
+def resolved_kind(graph: Graph) -> str | None:
+    """The plan's device kind ("cpu" or "cuda", navbuild.device), None where the graph has none resolved."""
+    device = getattr(graph, "device", None)
+    return device.kind if device is not None else None
 
 
 def concurrency(recipe: Any) -> tuple[int, ...]:
@@ -98,11 +166,15 @@ def expand_triton(graph: Graph, recipe: Any, variants: list[str], cwd: Path) -> 
     load = LoadSpec(concurrency=concurrency(recipe), batch_size=t.load.batch_size,
                     measurement_interval_ms=t.load.measurement_interval_ms,
                     stability_percentage=t.load.stability_percentage, max_trials=t.load.max_trials)
-    constraints = Constraints(t.constraints.p99_latency_ms, t.constraints.min_throughput, t.constraints.max_memory_mb)
+    constraints = constraints_of(recipe)
     searches = []
     for variant in variants:
         v = formats.variant(variant)
         backend = formats.triton_serving(v.runner).backend.name
+        kind = instance_kind(recipe, variant, resolved_kind(graph))
+        if recipe.triton.warmup is None and warmup_on(recipe, kind) and (gap := warmup_gap(recipe)):
+            # on by default only: a recipe that asks for it is checked when it is loaded
+            graph.notes.append(f"triton/{variant}: no model_warmup: {gap}")
         name = model_name(recipe.name, variant)
         own = variant_parameters(variant)
         model_id = _add(graph, f"triton/model/{variant}", "WriteTritonModel", TRITON_MODEL, variant,
@@ -111,7 +183,7 @@ def expand_triton(graph: Graph, recipe: Any, variants: list[str], cwd: Path) -> 
                         inputs=tensor_specs(recipe), batch_size=max(recipe.profile.batch_sizes),
                         max_batch_size=max(t.search.max_batch_sizes),
                         parameters=tuple(sorted(own.items())))
-        configs = search_configs(recipe, backend, own)
+        configs = search_configs(recipe, backend, own, kind)
         measures = {}
         for i, config in enumerate(configs):
             measures[f"measure-{i}"] = _add(
@@ -121,7 +193,7 @@ def expand_triton(graph: Graph, recipe: Any, variants: list[str], cwd: Path) -> 
         search_id = _add(graph, f"triton/search/{variant}", "SearchTritonConfig", TRITON_SEARCH, variant,
                          {"repo": model_id, **measures}, name=name, variant=variant, backend=backend, mode=v.mode,
                          configs=tuple(configs), default_index=0, constraints=constraints, objective=t.objective,
-                         weights=tuple(sorted(t.weights.items())), load=load, space=_space(t.search, backend))
+                         weights=tuple(sorted(t.weights.items())), load=load, space=_space(recipe, backend, kind))
         searches.append(search_id)
         if t.validate:
             check_inputs = {"search": search_id, "repo": model_id, "reference": REFERENCE_ID, **server_inputs}
@@ -146,13 +218,24 @@ def _check_params(graph: Graph, recipe: Any, variant: str) -> Any:
                              runtime=RuntimeOptions())
 
 
-def _space(search: Any, backend: str) -> Any:
+def constraints_of(recipe: Any) -> Constraints:
+    """The recipe's ``triton.constraints``."""
+    c = recipe.triton.constraints
+    return Constraints(c.p99_latency_ms, c.min_throughput, c.max_memory_mb, c.max_gpu_memory_mb)
 
+
+def _space(recipe: Any, backend: str, kind: str) -> Any:
+    """The search space of one variant deployed with ``kind`` instances (placement.instance_kind)."""
+    search = recipe.triton.search
     options = search.backend_options.get(backend, {})
+    gpu = kind == KIND_GPU
+    accelerators = _accelerators(recipe, backend) if gpu else []
     return SearchSpace(max_batch_sizes=tuple(search.max_batch_sizes), instance_counts=tuple(search.instance_counts),
-                       instance_kind=search.instance_kind, dynamic_batching=tuple(search.dynamic_batching),
+                       instance_kind=kind, dynamic_batching=tuple(search.dynamic_batching),
                        max_queue_delays_us=tuple(search.max_queue_delays_us),
-                       backend_options=tuple((k, tuple(str(v) for v in values)) for k, values in options.items()))
+                       backend_options=tuple((k, tuple(str(v) for v in values)) for k, values in options.items()),
+                       gpus=deployment_gpus(recipe) if gpu else (),
+                       accelerators=tuple(accelerators) if any(name for name, _ in accelerators) else ())
 
 
 def _add(graph: Graph, target_id: str, step_name: str, kind: str, of_variant: str, inputs: dict[str, str], /,
@@ -161,5 +244,5 @@ def _add(graph: Graph, target_id: str, step_name: str, kind: str, of_variant: st
     return graph.add(Target(target_id, step.name, step.Params(**params), inputs, kind=kind, variant=of_variant))
 
 
-__all__ = ["expand_triton", "triton_variants", "search_configs", "variant_parameters", "concurrency", "model_name",
-           "TRITON_MODEL", "TRITON_MEASURE", "TRITON_SEARCH", "TRITON_VALIDATE"]
+__all__ = ["expand_triton", "triton_variants", "search_configs", "constraints_of", "variant_parameters", "concurrency", "model_name",
+           "resolved_kind", "warmup_gap", "TRITON_MODEL", "TRITON_MEASURE", "TRITON_SEARCH", "TRITON_VALIDATE"]

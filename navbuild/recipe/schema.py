@@ -12,7 +12,9 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
+from navbuild.device import device_problem
 from navbuild.executor_settings import ExecutorConfig
+from navbuild.formats.onnxruntime import ORT_BACKEND
 from navbuild.runtime import RuntimeConfig
 from navbuild.settings import setting
 from navbuild.steps.accuracy import AccuracyAwareConfig
@@ -25,7 +27,7 @@ from navbuild.steps.ort_optimized import OnnxOptConfig
 from navbuild.steps.ort_quantized import DynamicQuantConfig, StaticQuantConfig
 from navbuild.steps.profile import ProfileConfig
 from navbuild.steps.torchscript_from_torch import TorchScriptConfig
-from navbuild.triton.model_config import INSTANCE_KINDS
+from navbuild.triton.model_config import INSTANCE_KINDS, WARMUP_DATA
 
 
 @dataclass
@@ -165,8 +167,16 @@ class TritonSearchConfig:
     """The model configurations to measure (their cartesian product; Triton's default is always added)."""
 
     max_batch_sizes: List[int] = setting(factory=lambda: [8], minimum=1)
-    instance_counts: List[int] = setting(factory=lambda: [1, 2], minimum=1)
-    instance_kind: str = setting("KIND_CPU", choices=INSTANCE_KINDS)
+    instance_counts: List[int] = setting(factory=lambda: [1, 2], minimum=1, doc="on KIND_GPU: instances per GPU")
+    instance_kind: Optional[str] = setting(None, choices=INSTANCE_KINDS,
+                                           doc="null: from the deployed variant's device (KIND_GPU for a GPU "
+                                               "variant or a cuda recipe device, else KIND_CPU)")
+    gpus: List[int] = setting(factory=list, minimum=0, doc="KIND_GPU: the GPUs that get instance_counts instances "
+                                                          "each, as the server numbers the GPUs it sees; empty: [0] "
+                                                          "(a cuda:N build's servers see only GPU N, as 0)")
+    accelerators: List[str] = setting(factory=lambda: ["none"], choices=("none", "tensorrt"),
+                                      doc="ONNX Runtime on KIND_GPU: the GPU execution accelerators to try "
+                                          "(tensorrt: the TensorRT execution provider, set in triton.tensorrt)")
     dynamic_batching: List[bool] = setting(factory=lambda: [False, True])
     max_queue_delays_us: List[int] = setting(factory=lambda: [0], minimum=0)
     backend_options: Dict[str, Dict[str, List[Any]]] = setting(
@@ -193,6 +203,18 @@ class TritonConstraintsConfig:
     p99_latency_ms: Optional[float] = setting(None, above=0, note="or null for no bound")
     min_throughput: Optional[float] = setting(None, above=0, note="or null for no bound", doc="inferences per second")
     max_memory_mb: Optional[float] = setting(None, above=0, note="or null for no bound", doc="server CPU memory")
+    max_gpu_memory_mb: Optional[float] = setting(None, above=0, note="or null for no bound",
+                                                 doc="GPU memory in use while serving (Model Analyzer's gpu_used_memory)")
+
+
+@dataclass
+class TritonTensorRTConfig:
+    """ONNX Runtime's TensorRT accelerator on KIND_GPU (triton.search.accelerators: [tensorrt])."""
+
+    precision_mode: str = setting("FP16", choices=ORT_BACKEND.gpu_accelerators["tensorrt"]["precision_mode"].choices)
+    max_workspace_size_bytes: int = setting(1 << 30, minimum=1, doc="scratch GPU memory TensorRT may use")
+    trt_engine_cache_enable: bool = setting(False, doc="keep built engines (in the server's working folder) so a "
+                                                       "restart does not rebuild them")
 
 
 @dataclass
@@ -206,6 +228,11 @@ class TritonConfig:
     search: TritonSearchConfig = field(default_factory=TritonSearchConfig)
     load: TritonLoadConfig = field(default_factory=TritonLoadConfig)
     constraints: TritonConstraintsConfig = field(default_factory=TritonConstraintsConfig)
+    tensorrt: TritonTensorRTConfig = field(default_factory=TritonTensorRTConfig)
+    warmup: Optional[bool] = setting(None, doc="model_warmup requests at each batch size before a model is ready; "
+                                               "null: on for KIND_GPU deployments, off for KIND_CPU")
+    warmup_data: str = setting("zero", choices=WARMUP_DATA,
+                               doc="random: random floating-point inputs (integer inputs stay zero)")
     objective: str = setting("throughput", choices=("throughput", "latency", "weighted"))
     weights: Dict[str, float] = setting(factory=lambda: {"throughput": 1.0, "latency": 1.0},
                                         doc="of throughput and latency, for the weighted objective")
@@ -233,6 +260,10 @@ class Recipe:
     formats: List[str] = field(default_factory=lambda: ["torch", "onnx", "onnx-opt"])
     precisions: List[str] = field(default_factory=lambda: ["fp32"])
     variants: List[str] = setting(factory=list, doc="explicit variant names (the format families' variants, navbuild/formats); non-empty replaces formats x precisions")
+    device: str = setting("auto", check=device_problem,
+                          doc="where the variants run: auto (the first CUDA GPU torch can use, else cpu), cpu, cuda "
+                              "or cuda:N (GPU N as nvidia-smi numbers it; the build's steps see only it); picks the "
+                              "variants of that kind among formats x precisions")
     onnx: OnnxConfig = field(default_factory=OnnxConfig)
     onnx_opt: OnnxOptConfig = field(default_factory=OnnxOptConfig)
     torchscript: TorchScriptConfig = field(default_factory=TorchScriptConfig)
@@ -256,4 +287,4 @@ __all__ = ["Recipe", "SourceConfig", "InputConfig", "SamplesConfig", "OnnxConfig
            "QuantizationConfig", "DynamicQuantConfig", "StaticQuantConfig", "OpenVinoConfig", "OpenVinoQuantConfig",
            "Fp16Config", "RuntimeConfig", "ToleranceConfig", "ProbeConfig", "MetricConfig", "CorrectnessConfig", "DriftConfig",
            "ProfileConfig", "SelectConfig", "TritonServerConfig", "TritonSearchConfig", "TritonLoadConfig",
-           "TritonConstraintsConfig", "TritonConfig", "CacheConfig", "ExecutorConfig"]
+           "TritonConstraintsConfig", "TritonTensorRTConfig", "TritonConfig", "CacheConfig", "ExecutorConfig"]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from navbuild import formats
+from navbuild.device import device_problem, resolve
 from navbuild.errors import RecipeError
 from navbuild.model_io import BATCH_AXIS
 from navbuild.recipe.paths import module_origin, resolve_path
@@ -275,16 +276,31 @@ def _check_inputs(recipe: Recipe, p: list[str]) -> None:
             p.append(f"{at}.range: low {inp.range[0]} must be below high {inp.range[1]}")
 
 
+def _device_kind(recipe: Recipe, p: list[str]) -> str | None:
+    """The kind (cpu, cuda) of the recipe's device on this machine; None where it is wrong (the
+    setting's own check says how, or a GPU it names is not here: added to ``p``)."""
+    if device_problem(recipe.device):
+        return None
+    try:
+        return resolve(recipe.device).kind
+    except RecipeError as err:
+        p.extend(err.problems)
+        return None
+
+
 def _check_variants(recipe: Recipe, p: list[str]) -> None:
     for i, name in enumerate(recipe.variants):
         if (msg := check_choice(name, formats.variant_names(), f"variants[{i}]")):
             p.append(msg)
         elif recipe.source.onnx and formats.variant(name).format in formats.torch_source_formats():
             p.append(f"variants[{i}]: '{name}' needs a torch source; this recipe's source is an ONNX file")
+    kind = _device_kind(recipe, p)
     if recipe.formats and not recipe.variants and all(f in formats.recipe_formats() for f in recipe.formats) \
-            and all(x in formats.precisions() for x in recipe.precisions) \
-            and not formats.selected(list(recipe.formats), list(recipe.precisions), []):
-        p.append(f"formats {list(recipe.formats)} x precisions {list(recipe.precisions)}: selects no variant")
+            and all(x in formats.precisions() for x in recipe.precisions) and kind is not None \
+            and not formats.selected(list(recipe.formats), list(recipe.precisions), [], kind):
+        p.append(f"formats {list(recipe.formats)} x precisions {list(recipe.precisions)}: selects no variant"
+                 + ("" if kind == "cpu" else f" on device {recipe.device} (the GPU variants: "
+                    f"{', '.join(v.name for v in formats.catalogue() if v.device == kind)})"))
     if recipe.openvino.source == "torch" and recipe.source.onnx:
         p.append("openvino.source: 'torch' converts the torch module, but this recipe's source is an ONNX file; "
                  "use 'onnx'")

@@ -11,6 +11,7 @@ from navbuild.recipe.paths import resolve_path
 from navbuild.recipe.schema import Recipe
 from navbuild.settings import check_settings, unknown
 from navbuild.triton.model_config import backends, check_backend_parameters
+from navbuild.triton.placement import KIND_CPU, KIND_GPU, instance_kind, kind_refusal, on_gpu_device, pinned_gpu
 
 
 def deployable(variant: str) -> str | None:
@@ -33,6 +34,7 @@ def check_triton(recipe: Recipe, p: list[str], cwd: Path | None = None) -> None:
     p.extend(check_settings(t, "triton."))  # choices and bounds declared in the schema
     _check_search(t.search, p)
     _check_load(t.load, t.search, p)
+    _check_placement(recipe, p)
     for key, weight in t.weights.items():
         if key not in ("throughput", "latency"):
             p.append(unknown(key, ("throughput", "latency"), "triton.weights", word="key"))
@@ -50,8 +52,16 @@ def check_triton(recipe: Recipe, p: list[str], cwd: Path | None = None) -> None:
         p.append(f"triton.server.url: '{t.server.url}' must look like 'host:port' (the HTTP endpoint)")
 
 
+def _device_kinds(recipe: Recipe) -> tuple[str, ...]:
+    """The device kinds the recipe's variants may be of: its device's, both for ``auto`` (resolved
+    only when the recipe is planned)."""
+    device = str(recipe.device).strip()
+    return ("cpu", "cuda") if device == "auto" else ("cuda",) if device.startswith("cuda") else ("cpu",)
+
+
 def _check_variants(recipe: Recipe, p: list[str]) -> None:
-    built = [v.name for v in formats.selected(list(recipe.formats), list(recipe.precisions), list(recipe.variants))]
+    built = list(dict.fromkeys(v.name for device in _device_kinds(recipe) for v in formats.selected(
+        list(recipe.formats), list(recipe.precisions), list(recipe.variants), device)))
     for i, name in enumerate(recipe.triton.variants):
         where = f"triton.variants[{i}]"
         if name not in built:
@@ -87,6 +97,38 @@ def _check_search(s: schema.TritonSearchConfig, p: list[str]) -> None:
                 pairs += [(name, str(v)) for v in values]
         for problem in check_backend_parameters(backend, pairs):
             p.append(f"{where}: {problem}")
+
+
+def _check_placement(recipe: Recipe, p: list[str]) -> None:
+    """The instance kind against the variants, and the GPU knobs against the kind."""
+    t = recipe.triton
+    for i, name in enumerate(t.variants):
+        if formats.variant(name) is not None and deployable(name) is None:
+            if (why := kind_refusal(name, instance_kind(recipe, name))):
+                p.append(f"triton.variants[{i}]: {why}")
+    if t.search.instance_kind == KIND_CPU:
+        cpu = "but triton.search.instance_kind is KIND_CPU; drop it or deploy on KIND_GPU"
+        if t.search.gpus:
+            p.append(f"triton.search.gpus: {list(t.search.gpus)} name GPUs {cpu}")
+        if (tried := [a for a in t.search.accelerators if a != "none"]):
+            p.append(f"triton.search.accelerators: {', '.join(tried)} is a GPU accelerator {cpu}")
+        if t.constraints.max_gpu_memory_mb is not None:
+            p.append(f"triton.constraints.max_gpu_memory_mb: bounds GPU memory {cpu}")
+    pinned = pinned_gpu(recipe)
+    if pinned is not None and any(g != 0 for g in t.search.gpus):
+        p.append(f"triton.search.gpus: {list(t.search.gpus)}: device cuda:{pinned} shows the servers a build starts "
+                 f"only GPU {pinned}, as their GPU 0; leave gpus empty (or [0]), or write device: cuda to let "
+                 "them see every GPU")
+    gpu_kinds = [instance_kind(recipe, n) == KIND_GPU for n in t.variants if formats.variant(n) is not None]
+    may_warm = t.warmup or (t.warmup is None and (t.search.instance_kind == KIND_GPU or on_gpu_device(recipe)
+                                                  or any(gpu_kinds)))
+    if may_warm:
+        axes = dict(recipe.samples.axes)
+        for spec in recipe.inputs:
+            unsized = [d for d in list(spec.shape)[1:] if isinstance(d, str) and d not in axes]
+            if unsized:
+                p.append(f"triton.warmup: input '{spec.name}' has dynamic axes {unsized} without a size, which a "
+                         f"warm-up request needs; give samples.axes.{unsized[0]} or set triton.warmup: false")
 
 
 def _check_load(load: schema.TritonLoadConfig, search: schema.TritonSearchConfig, p: list[str]) -> None:

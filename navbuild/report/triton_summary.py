@@ -6,9 +6,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from navbuild.planning.triton import TRITON_SEARCH
+from navbuild.planning.triton import TRITON_SEARCH, constraints_of
 from navbuild.steps.triton_search import LOCAL_REPO, NATIVE_REPO, PLOT_FILE, TABLE_FILE
-from navbuild.triton.analyzer import Constraints
 from navbuild.triton.ranking import rank
 
 
@@ -41,7 +40,7 @@ def triton_section(outcomes: dict[str, Any], recipe: Any) -> dict[str, Any] | No
                                 f"{entry['validation']['reason']}")
         variants[search.variant] = entry
     t = recipe.triton
-    constraints = Constraints(t.constraints.p99_latency_ms, t.constraints.min_throughput, t.constraints.max_memory_mb)
+    constraints = constraints_of(recipe)
     candidates = {v: [e["best"]] for v, e in variants.items() if e.get("best")}
     ranking = rank(candidates, constraints, t.objective, dict(t.weights))
     return {"variants": variants, "winner": ranking[0].label if ranking else None, "problems": problems,
@@ -75,8 +74,10 @@ def render_triton_text(section: dict[str, Any]) -> list[str]:
         lines.append(f"  {variant} ({e.get('backend')}, model {e.get('model')}): search {e['search_status']}")
         for row in e.get("table") or []:
             mark = "ok " if row.get("meets_constraints") else "-- "
+            gpu = (f"  GPU {row['gpu_memory_mb']:.0f} MB {row.get('gpu_utilization') or 0:.0f}%"
+                   if row.get("gpu_memory_mb") is not None else "")
             lines.append(f"    {mark}{row['config']:<44} c={row['concurrency']:<3} {row['throughput']:>9.1f}/s  "
-                         f"p99 {row['p99_ms']:>8.2f} ms")
+                         f"p99 {row['p99_ms']:>8.2f} ms{gpu}")
         if e.get("best"):
             margin = e.get("margin_over_default")
             lines.append(f"    best: {e['best']['label']} at concurrency {e['best']['concurrency']}: "

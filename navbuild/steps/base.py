@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 from navbuild import formats
+from navbuild.key_fields import key_data
 from navbuild.model_io import TensorSpec
 
 
@@ -112,8 +113,9 @@ def _merged(first: tuple[str, ...], more: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def params_to_dict(params: Any) -> dict:
-    """Params dataclass -> JSON-able dict (tuples become lists)."""
-    return json_ready(dataclasses.asdict(params))
+    """Params dataclass -> JSON-able dict (tuples become lists); fields declared with
+    ``key_fields.added`` are left out while they hold their default."""
+    return json_ready(key_data(params))
 
 
 def json_ready(value: Any) -> Any:

@@ -69,7 +69,8 @@ class MeasureTritonConfig(Step):
                                                              params.config.backend_parameters))
             config = analyzer_config(stack=stack, repository=work / "repository", model_name=params.name,
                                      work=work, ports=(free_port(), free_port(), free_port()), load=params.load,
-                                     input_data=repo_in / INPUT_DATA, collect_memory=params.collect_memory)
+                                     input_data=repo_in / INPUT_DATA, collect_memory=params.collect_memory,
+                                     gpus=params.config.gpus if params.config.instance_kind == "KIND_GPU" else None)
             print(f"{params.name} {params.config.label()}: Model Analyzer at concurrency "
                   f"{list(params.load.concurrency)}", flush=True)
             # Model Analyzer, the server and perf_analyzer are this process's descendants: their CPU is ours

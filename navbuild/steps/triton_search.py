@@ -9,6 +9,7 @@ import shutil
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from navbuild.key_fields import added
 from navbuild.steps.base import Step, StepContext
 from navbuild.steps.triton_measure import MEASUREMENTS_FILE, local_runner
 from navbuild.steps.triton_model import INPUT_DATA, IO_FILE, LOCAL, NATIVE, local_runtime_options
@@ -33,6 +34,10 @@ class SearchSpace:
     dynamic_batching: tuple[bool, ...]
     max_queue_delays_us: tuple[int, ...]
     backend_options: tuple[tuple[str, tuple[str, ...]], ...]
+    #: KIND_GPU: the GPUs of every configuration, and the GPU accelerators tried ("" = none) with
+    #: their parameters (added after CPU searches' keys were issued: left out of a key while empty)
+    gpus: tuple[int, ...] = added(())
+    accelerators: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = added(())
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,8 @@ def _files(folder: Any) -> dict[str, Any]:
 def _write_table(path: Any, table: list[dict[str, Any]]) -> None:
     columns = ["config", "concurrency", "batch_size", "throughput", "p90_ms", "p95_ms", "p99_ms", "avg_ms",
                "memory_mb", "server_queue_ms", "server_compute_ms", "meets_constraints"]
+    # a GPU deployment's metrics, as parse_checkpoint names them (a CPU search's table keeps its columns)
+    columns += [c for c in ("gpu_memory_mb", "gpu_utilization") if any(c in row for row in table)]
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()

@@ -18,13 +18,19 @@ from typing import Any, Mapping, Sequence
 
 from navbuild import supervise
 from navbuild.errors import NavbuildError
+from navbuild.key_fields import added
 from navbuild.triton.server import relevant_lines as pick
 from navbuild.triton.stack import python_backend_shm
 
 #: recipe constraint -> (Model Analyzer metric, bound)
 CONSTRAINT_METRICS = {"p99_latency_ms": ("perf_latency_p99", "max"),
                       "min_throughput": ("perf_throughput", "min"),
-                      "max_memory_mb": ("cpu_used_ram", "max")}
+                      "max_memory_mb": ("cpu_used_ram", "max"),
+                      "max_gpu_memory_mb": ("gpu_used_memory", "max")}
+#: Model Analyzer's GPU metrics (per GPU in a measurement's ``_gpu_data``) -> navbuild's row field, and
+#: how the GPUs of one measurement combine (as Model Analyzer combines them: memory summed,
+#: utilization averaged)
+GPU_METRICS = {"gpu_used_memory": ("gpu_memory_mb", "sum"), "gpu_utilization": ("gpu_utilization", "mean")}
 #: how long Model Analyzer gets to stop its server and perf_analyzer itself (on SIGINT) before
 #: its whole tree is killed; shorter than a step's own grace (execute.isolation.STEP_STOP_GRACE_S)
 ANALYZER_STOP_GRACE_S = 5.0
@@ -50,15 +56,21 @@ class Constraints:
     p99_latency_ms: float | None = None
     min_throughput: float | None = None
     max_memory_mb: float | None = None
+    #: GPU memory in use while serving (added after CPU searches' keys were issued: out of a key while unset)
+    max_gpu_memory_mb: float | None = added(None)
 
     def met_by(self, row: Mapping[str, Any]) -> bool:
-        """Whether a measurement row (``p99_ms``, ``throughput``, ``memory_mb``) meets every bound."""
+        """Whether a measurement row (``p99_ms``, ``throughput``, ``memory_mb``, ``gpu_memory_mb``) meets
+        every bound. A bound on memory that was not measured is not held against the row."""
         if self.p99_latency_ms is not None and row["p99_ms"] > self.p99_latency_ms:
             return False
         if self.min_throughput is not None and row["throughput"] < self.min_throughput:
             return False
-        memory = row.get("memory_mb")
-        return not (self.max_memory_mb is not None and memory is not None and memory > self.max_memory_mb)
+        for bound, measured in ((self.max_memory_mb, row.get("memory_mb")),
+                                (self.max_gpu_memory_mb, row.get("gpu_memory_mb"))):
+            if bound is not None and measured is not None and measured > bound:
+                return False
+        return True
 
 
 def constraints_section(constraints: Constraints) -> dict[str, dict[str, float]]:
@@ -86,12 +98,14 @@ def objectives_section(objective: str, weights: Mapping[str, float]) -> dict[str
 def analyzer_config(*, stack: Any, repository: Path, model_name: str, work: Path, ports: Sequence[int],
                     load: LoadSpec, input_data: Path | None = None, constraints: Constraints | None = None,
                     objective: str | None = None, weights: Mapping[str, float] | None = None,
-                    collect_memory: bool = False) -> dict[str, Any]:
+                    collect_memory: bool = False, gpus: Sequence[int] | None = None) -> dict[str, Any]:
     """A Model Analyzer ``profile`` config that measures ``model_name``'s own config.pbtxt at ``load``.
 
     Everything it writes stays under ``work``; the server it starts listens on 127.0.0.1 at
     ``ports`` (http, grpc, metrics). ``triton_server_environment`` replaces the server's
     environment (perf_analyzer inherits it too), so it lists every library and Python folder.
+    ``gpus``: a KIND_GPU configuration's GPUs (empty: every GPU), which Model Analyzer then
+    monitors (gpu_used_memory, gpu_utilization); None: a CPU configuration, as before.
     """
     http, grpc, metrics = ports
     env = stack.env({})
@@ -133,6 +147,10 @@ def analyzer_config(*, stack: Any, repository: Path, model_name: str, work: Path
     }
     if input_data is not None:
         config["perf_analyzer_flags"]["input-data"] = str(input_data)
+    if gpus is not None:
+        # no cpu_only: Model Analyzer measures on the GPUs and reads their metrics (its --gpus takes
+        # indices or UUIDs; "all" is its default)
+        config["gpus"] = [str(g) for g in gpus] or ["all"]
     if constraints is not None and (section := constraints_section(constraints)):
         config["constraints"] = section
     if objective is not None:
@@ -149,15 +167,22 @@ def deployment_config(model_name: str, space: Mapping[str, Any], load: LoadSpec,
     ``max_queue_delays_us``, ``backend_options`` as in the recipe) with the same load,
     constraints and objective that navbuild used here.
     """
-    params: dict[str, Any] = {
-        "max_batch_size": list(space["max_batch_sizes"]),
-        "instance_group": [{"kind": space["instance_kind"], "count": list(space["instance_counts"])}],
-    }
+    group: dict[str, Any] = {"kind": space["instance_kind"], "count": list(space["instance_counts"])}
+    if space.get("gpus"):
+        group["gpus"] = list(space["gpus"])
+    params: dict[str, Any] = {"max_batch_size": list(space["max_batch_sizes"]), "instance_group": [group]}
     if any(space["dynamic_batching"]):
         params["dynamic_batching"] = {"max_queue_delay_microseconds": list(space["max_queue_delays_us"]) or [0]}
     if space.get("backend_options"):
         params["parameters"] = {k: {"string_value": [str(v) for v in values]}
                                 for k, values in space["backend_options"].items()}
+    if space.get("accelerators"):
+        # each accelerator tried, as alternatives Model Analyzer merges into the model's own
+        # optimization block (its graph level stays); none: an empty accelerator list
+        params["optimization"] = [
+            {"execution_accelerators": {"gpu_execution_accelerator":
+                                        [{"name": name, "parameters": dict(parameters)}] if name else []}}
+            for name, parameters in space["accelerators"]]
     config: dict[str, Any] = {
         "model_repository": "./model_repository",
         "run_config_search_mode": "brute",
@@ -236,7 +261,9 @@ def parse_checkpoint(path: Path, model_name: str) -> list[dict[str, Any]]:
 
     A row: ``concurrency``, ``batch_size``, ``throughput`` (inferences/s), ``p90_ms``,
     ``p95_ms``, ``p99_ms``, ``avg_ms`` (when recorded), ``memory_mb`` (when collected),
-    ``server_queue_ms``, ``server_compute_ms``, ``variant`` (Model Analyzer's config name).
+    ``server_queue_ms``, ``server_compute_ms``, ``variant`` (Model Analyzer's config name);
+    where Model Analyzer monitored GPUs (a KIND_GPU configuration) also ``gpu_memory_mb`` (summed
+    over the GPUs) and ``gpu_utilization`` (%, averaged over them): see GPU_METRICS.
     """
     data = json.loads(path.read_text())
     results = data.get("ResultManager.results", {}).get("_results", {}).get(model_name, {})
@@ -244,6 +271,7 @@ def parse_checkpoint(path: Path, model_name: str) -> list[dict[str, Any]]:
     for variant, entry in results.items():
         measurements = entry[1] if isinstance(entry, list) and len(entry) > 1 else {}
         for measurement in measurements.values():
+            gpu = _gpu_metrics(measurement.get("_gpu_data") or {})
             for mcm in measurement.get("_model_config_measurements", []):
                 pa = mcm.get("_model_specific_pa_params", {})
                 metrics = {name: value["_value"] for name, value in mcm.get("_non_gpu_data", [])}
@@ -261,11 +289,27 @@ def parse_checkpoint(path: Path, model_name: str) -> list[dict[str, Any]]:
                     "memory_mb": _get(metrics, "cpu_used_ram"),
                     "server_queue_ms": _get(metrics, "perf_server_queue"),
                     "server_compute_ms": _get(metrics, "perf_server_compute_infer"),
+                    **gpu,
                 })
     # Model Analyzer may measure a load point twice (a retry after adjusting perf_analyzer's
     # window): the later measurement stands
     latest = {(r["variant"], r["concurrency"], r["batch_size"]): r for r in rows}
     return sorted(latest.values(), key=lambda r: (r["variant"], r["concurrency"]))
+
+
+def _gpu_metrics(gpu_data: Mapping[str, Any]) -> dict[str, float]:
+    """A measurement's ``_gpu_data`` (GPU UUID -> [[tag, record], ...]) as row fields (GPU_METRICS);
+    none where no GPU was monitored."""
+    per_metric: dict[str, list[float]] = {}
+    for records in gpu_data.values():
+        for tag, record in records:
+            if tag in GPU_METRICS:
+                per_metric.setdefault(tag, []).append(float(record["_value"]))
+    fields = {}
+    for tag, values in per_metric.items():
+        field, combine = GPU_METRICS[tag]
+        fields[field] = sum(values) if combine == "sum" else sum(values) / len(values)
+    return fields
 
 
 def _get(metrics: Mapping[str, float], name: str) -> float | None:
@@ -274,4 +318,5 @@ def _get(metrics: Mapping[str, float], name: str) -> float | None:
 
 
 __all__ = ["LoadSpec", "Constraints", "AnalyzerError", "analyzer_config", "deployment_config", "constraints_section",
-           "objectives_section", "run_analyzer", "parse_checkpoint", "relevant_lines", "CONSTRAINT_METRICS"]
+           "objectives_section", "run_analyzer", "parse_checkpoint", "relevant_lines", "CONSTRAINT_METRICS",
+           "GPU_METRICS"]

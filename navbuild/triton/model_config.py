@@ -13,6 +13,7 @@ from typing import Any, Iterable, Mapping, Sequence, Union
 from navbuild import formats
 from navbuild.formats.base import BackendOption, TritonBackend
 from navbuild.formats.onnxruntime import ORT_GRAPH_LEVELS
+from navbuild.key_fields import added, key_data
 
 #: what ``ModelConfig.backend_parameters`` and ``check_backend_parameters`` accept
 ParamsLike = Union[Mapping[str, Any], Iterable[tuple[str, Any]]]
@@ -72,6 +73,29 @@ def parameter_pairs(params: ParamsLike) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((str(k), _text(v)) for k, v in items))
 
 
+#: how warm-up requests fill their inputs: "zero" (zero_data everywhere), "random" (random_data for
+#: floating-point inputs, zeros for integer and boolean ones: random token ids would index outside
+#: an embedding table and fail the model's load)
+WARMUP_DATA: tuple[str, ...] = ("zero", "random")
+
+
+@dataclass(frozen=True)
+class Warmup:
+    """The ``model_warmup`` requests Triton runs on each instance before it is ready: one per batch size.
+
+    ``dims``: an input's dims (without the batch dim) where its config dims have dynamic (-1)
+    axes, as (name, dims) pairs: a warm-up request needs a concrete shape.
+    """
+
+    batch_sizes: tuple[int, ...]
+    data: str = "zero"
+    dims: tuple[tuple[str, tuple[int, ...]], ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "batch_sizes", tuple(int(b) for b in self.batch_sizes))
+        object.__setattr__(self, "dims", tuple((str(n), tuple(int(d) for d in dims)) for n, dims in self.dims))
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """One point of the search space (what Model Analyzer would vary).
@@ -87,11 +111,22 @@ class ModelConfig:
     max_queue_delay_us: int = 0
     preferred_batch_sizes: tuple[int, ...] = ()
     backend_parameters: tuple[tuple[str, str], ...] = ()  # sorted (key, value) pairs
+    # GPU fields, added after CPU configurations' keys were issued: a CPU configuration leaves
+    # them at their defaults, which keeps them out of its key (navbuild.key_fields)
+    #: KIND_GPU: the GPUs that get ``instance_count`` instances each; empty: every GPU Triton sees
+    gpus: tuple[int, ...] = added(())
+    #: a ``gpu_execution_accelerator`` of the backend ("tensorrt"), "" for none, and its parameters
+    accelerator: str = added("")
+    accelerator_parameters: tuple[tuple[str, str], ...] = added(())
+    #: the warm-up requests, or None for none
+    warmup: Warmup | None = added(None)
 
     def __post_init__(self) -> None:
         # frozen: normalise through object.__setattr__ (mapping/list in, sorted tuple out)
         object.__setattr__(self, "backend_parameters", parameter_pairs(self.backend_parameters))
         object.__setattr__(self, "preferred_batch_sizes", tuple(int(b) for b in self.preferred_batch_sizes))
+        object.__setattr__(self, "gpus", tuple(int(g) for g in self.gpus))
+        object.__setattr__(self, "accelerator_parameters", parameter_pairs(self.accelerator_parameters))
 
     def problems(self) -> list[str]:
         """What Triton would reject in this configuration (empty when it is valid)."""
@@ -115,26 +150,53 @@ class ModelConfig:
                              f"({self.max_batch_size})")
         if len(set(self.preferred_batch_sizes)) != len(self.preferred_batch_sizes):
             found.append(f"preferred_batch_sizes: {list(self.preferred_batch_sizes)} repeats a size")
+        on_gpu = self.instance_kind == "KIND_GPU"
+        if self.gpus and not on_gpu:
+            found.append(f"gpus: {list(self.gpus)} name GPUs but instance_kind is {self.instance_kind}; "
+                         "use KIND_GPU or drop the GPU list")
+        if any(g < 0 for g in self.gpus) or len(set(self.gpus)) != len(self.gpus):
+            found.append(f"gpus: {list(self.gpus)} must be distinct GPU indices >= 0")
+        if self.accelerator and not on_gpu:
+            found.append(f"accelerator: '{self.accelerator}' is a GPU execution accelerator but instance_kind is "
+                         f"{self.instance_kind}; use KIND_GPU or drop it")
+        if self.accelerator_parameters and not self.accelerator:
+            found.append("accelerator_parameters are set but no accelerator is")
+        if self.warmup is not None:
+            if not self.warmup.batch_sizes:
+                found.append("warmup: give at least one batch size")
+            for size in self.warmup.batch_sizes:
+                if not 1 <= size <= max(self.max_batch_size, 1):
+                    found.append(f"warmup batch size {size} must be between 1 and max_batch_size "
+                                 f"({max(self.max_batch_size, 1)})")
+            if self.warmup.data not in WARMUP_DATA:
+                found.append(f"warmup data '{self.warmup.data}' is not one of {', '.join(WARMUP_DATA)}")
         return found
 
     def label(self) -> str:
         """A short, filesystem-safe, deterministic id: ``mbs8-i2cpu-db100us-intra_op_thread_count=1``.
 
-        Distinct configurations get distinct labels: where making a part safe changed it (or
-        the label grew too long) a digest of the whole configuration is appended.
+        Distinct points of one search get distinct labels: where making a part safe changed it
+        (or the label grew too long) a digest of the whole configuration is appended. The
+        warm-up and an accelerator's parameters other than its precision are the same for
+        every point of a search and stay out of the label.
         """
         parts = [f"mbs{self.max_batch_size}", f"i{self.instance_count}{self.instance_kind.lower().removeprefix('kind_')}"]
         if self.dynamic_batching:
             parts.append(f"db{self.max_queue_delay_us}us")
             if self.preferred_batch_sizes:
                 parts.append("pb" + ".".join(str(b) for b in self.preferred_batch_sizes))
+        if self.gpus:  # i1gpug0.1: one instance on each of GPUs 0 and 1
+            parts[1] += "g" + ".".join(str(g) for g in self.gpus)
+        if self.accelerator:  # tensorrt_FP16
+            parts.append(self.accelerator + "".join(f"_{v}" for k, v in self.accelerator_parameters
+                                                    if k == "precision_mode"))
         # "-" joins parts and "=" joins key and value, so neither may appear inside one
         clean = [re.sub(r"[^A-Za-z0-9_.+]", "_", p) for p in parts]
         pairs = [(re.sub(r"[^A-Za-z0-9_.+]", "_", k), re.sub(r"[^A-Za-z0-9_.+]", "_", v))
                  for k, v in self.backend_parameters]
         label = "-".join(clean + [f"{k}={v}" for k, v in pairs])
         if clean != parts or pairs != list(self.backend_parameters) or len(label) > 96:
-            digest = hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()
+            digest = hashlib.sha256(json.dumps(key_data(self), sort_keys=True).encode()).hexdigest()
             label = f"{label[:80]}-{digest[:10]}"
         return label
 
@@ -223,6 +285,33 @@ def check_backend_parameters(backend: str, params: ParamsLike) -> list[str]:
     return problems
 
 
+def check_gpu_fields(backend: str, config: ModelConfig) -> list[str]:
+    """Problems with ``config``'s instance kind and GPU accelerator for ``backend``; empty when valid."""
+    spec = backends().get(backend)
+    if spec is None:
+        return []  # check_backend_parameters names the unknown backend
+    problems: list[str] = []
+    if config.instance_kind not in spec.kinds:
+        why = spec.no_gpu if config.instance_kind == "KIND_GPU" and spec.no_gpu else \
+            f"the {backend} backend runs {', '.join(spec.kinds)} only"
+        problems.append(f"instance_kind {config.instance_kind}: {why}")
+    if config.accelerator:
+        known = spec.gpu_accelerators
+        if config.accelerator not in known:
+            problems.append(f"unknown GPU execution accelerator '{config.accelerator}' for {backend} (known: "
+                            f"{', '.join(known) or 'none'}){_did_you_mean(config.accelerator, known)}")
+        else:
+            options = known[config.accelerator]
+            for key, value in config.accelerator_parameters:
+                option = options.get(key)
+                if option is None:
+                    problems.append(f"unknown {config.accelerator} parameter '{key}' for {backend} (known: "
+                                    f"{', '.join(options)}){_did_you_mean(key, options)}")
+                elif (why := _value_problem(option, value)):
+                    problems.append(f"{config.accelerator} parameter '{key}' for {backend}: {why}")
+    return problems
+
+
 def local_runtime(backend: str, params: ParamsLike) -> dict[str, str]:
     """The navbuild runtime options (``intra_op_threads``, ``graph_level``, ``mode``...) that
     emulate ``backend``'s ``params`` in a locally served python-backend model.
@@ -305,7 +394,8 @@ def config_text(name: str, backend: str, inputs: Sequence[TritonTensor], outputs
     land where ``backend`` reads them; ``parameters`` are extra string parameters written as
     they are (the python backend's own settings). ValueError when anything is invalid.
     """
-    problems = config.problems() + check_backend_parameters(backend, config.backend_parameters)
+    problems = (config.problems() + check_backend_parameters(backend, config.backend_parameters)
+                + check_gpu_fields(backend, config))
     clash = sorted(set(parameters) & {k for k, _ in config.backend_parameters})
     if clash:
         problems.append(f"parameters {', '.join(clash)} are given both as backend options and as extra parameters")
@@ -331,25 +421,72 @@ def config_text(name: str, backend: str, inputs: Sequence[TritonTensor], outputs
             lines += block
         lines.append("]")
     lines += ["instance_group [", "  {", f"    count: {config.instance_count}",
-              f"    kind: {config.instance_kind}", "  }", "]"]
+              f"    kind: {config.instance_kind}"]
+    if config.gpus:
+        lines.append(f"    gpus: {_int_list(config.gpus)}")
+    lines += ["  }", "]"]
     if config.dynamic_batching:
         lines.append("dynamic_batching {")
         if config.preferred_batch_sizes:
             lines.append(f"  preferred_batch_size: {_int_list(config.preferred_batch_sizes)}")
         lines += [f"  max_queue_delay_microseconds: {config.max_queue_delay_us}", "}"]
     string_params: list[tuple[str, str]] = []
+    optimization: list[str] = []  # one optimization block: the graph level and the accelerators
     for key, value in config.backend_parameters:
         option = options.get(key)
         if option is not None and option.lands == "graph_level":
             level = ORT_GRAPH_LEVELS[value.lower()]
             if level is not None:
-                lines += ["optimization {", "  graph {", f"    level: {level}", "  }", "}"]
+                optimization += ["  graph {", f"    level: {level}", "  }"]
         else:
             string_params.append((key, value))
+    if config.accelerator:
+        optimization += ["  execution_accelerators {", "    gpu_execution_accelerator [", "      {",
+                         f"        name: {_quote(config.accelerator)}"]
+        optimization += [f"        parameters {{ key: {_quote(k)} value: {_quote(v)} }}"
+                         for k, v in config.accelerator_parameters]
+        optimization += ["      }", "    ]", "  }"]
+    if optimization:
+        lines += ["optimization {", *optimization, "}"]
+    if config.warmup is not None:
+        lines += _warmup_blocks(config.warmup, inputs, config.max_batch_size)
     string_params += sorted((str(k), _text(v)) for k, v in parameters.items())
     for key, value in string_params:
         lines += _parameter_block(key, value)
     return "\n".join(lines) + "\n"
+
+
+def _warmup_blocks(warmup: Warmup, inputs: Sequence[TritonTensor], max_batch_size: int) -> list[str]:
+    """``model_warmup``: per batch size one request with every input (zeros, or random floats)."""
+    concrete = dict(warmup.dims)
+    samples = []
+    for size in warmup.batch_sizes:
+        entries = []
+        for tensor in inputs:
+            dims = tuple(int(d) for d in concrete.get(tensor.name, tensor.dims))
+            if any(d < 1 for d in dims):
+                raise ValueError(f"warm-up of input '{tensor.name}': dims {list(dims)} have a dynamic axis; give "
+                                 "its size (the recipe's samples.axes)")
+            if max_batch_size == 0:
+                dims = (size, *dims)  # the full shape: this model does not batch
+            elif not dims:
+                dims = (1,)  # a scalar per batch item is declared [1] (see _tensor_block)
+            dtype = data_type(tensor.dtype)
+            floating = dtype in ("TYPE_FP16", "TYPE_FP32", "TYPE_FP64", "TYPE_BF16")
+            fill = "random_data: true" if warmup.data == "random" and floating else "zero_data: true"
+            entries += ["    inputs {", f"      key: {_quote(tensor.name)}", "      value {",
+                        f"        data_type: {dtype}", f"        dims: {_int_list(dims)}", f"        {fill}",
+                        "      }", "    }"]
+        # a model that does not batch takes batch_size 1 (Triton's rule); the request is the whole shape
+        batch = size if max_batch_size > 0 else 1
+        samples.append(["  {", f"    name: {_quote(f'warmup_batch_{size}')}", f"    batch_size: {batch}",
+                        *entries, "  }"])
+    lines = ["model_warmup ["]
+    for i, block in enumerate(samples):
+        if i < len(samples) - 1:
+            block[-1] += ","
+        lines += block
+    return lines + ["]"]
 
 
 def parse_config(text: str) -> Any:
@@ -365,6 +502,6 @@ def parse_config(text: str) -> Any:
     return message
 
 
-__all__ = ["TritonTensor", "ModelConfig", "OWN_BACKENDS", "backends", "DATA_TYPES", "INSTANCE_KINDS", "RESERVED_PREFIX",
+__all__ = ["TritonTensor", "ModelConfig", "Warmup", "WARMUP_DATA", "check_gpu_fields", "OWN_BACKENDS", "backends", "DATA_TYPES", "INSTANCE_KINDS", "RESERVED_PREFIX",
            "config_text", "parse_config", "default_config", "check_backend_parameters", "local_runtime",
            "parameter_pairs", "data_type"]

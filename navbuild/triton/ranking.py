@@ -62,9 +62,10 @@ def violation(row: Row, constraints: Constraints) -> float:
         excess += max(0.0, float(row["p99_ms"]) / constraints.p99_latency_ms - 1.0)
     if constraints.min_throughput is not None:
         excess += max(0.0, 1.0 - float(row["throughput"]) / constraints.min_throughput)
-    memory = row.get("memory_mb")
-    if constraints.max_memory_mb is not None and memory is not None:
-        excess += max(0.0, float(memory) / constraints.max_memory_mb - 1.0)
+    for bound, memory in ((constraints.max_memory_mb, row.get("memory_mb")),
+                          (constraints.max_gpu_memory_mb, row.get("gpu_memory_mb"))):
+        if bound is not None and memory is not None:
+            excess += max(0.0, float(memory) / bound - 1.0)
     return excess
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 from pathlib import Path
@@ -142,6 +143,9 @@ def write_local(repo: Path, name: str, runner: str, model_files: Mapping[str, Pa
     (the same search point); they are written as python parameters too, and model.py maps
     those it can emulate (thread counts, graph level, bf16) onto the runtime options.
 
+    A GPU execution accelerator of the native configuration (ONNX Runtime's TensorRT) is left
+    out: the twin has no such backend.
+
     Model Analyzer copies the folder and rewrites instance_group/dynamic_batching/
     max_batch_size, so everything model.py needs is in the folder or in ``parameters``.
     """
@@ -167,7 +171,10 @@ def write_local(repo: Path, name: str, runner: str, model_files: Mapping[str, Pa
         **{f"{RESERVED_PREFIX}{k}": str(v) for k, v in sorted(runtime.items())},
     }
     files = {**_all_files(model_files), "model.py": PYTHON_MODEL_TEMPLATE}
-    text = config_text(name, "python", inputs, outputs, config, parameters)
+    # a GPU execution accelerator (ONNX Runtime's TensorRT) lives in the native backend only: the
+    # twin runs navbuild's runner, so it serves the configuration without it
+    twin = dataclasses.replace(config, accelerator="", accelerator_parameters=())
+    text = config_text(name, "python", inputs, outputs, twin, parameters)
     return _publish(Path(repo), name, text, files)
 
 

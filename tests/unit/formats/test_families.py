@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from navbuild import formats
+from navbuild.recipe.schema import InputConfig, Recipe, SourceConfig
 from navbuild.recipe.validate_triton import deployable
 from navbuild.runners.factory import make_runner
 from navbuild.steps.base import STEP_REGISTRY, load_step, runtime_requirements, step_refs
@@ -39,14 +40,31 @@ CATALOGUE = [
     ("openvino-int8-aa", "openvino", "int8", "openvino", "openvino-int8-aa", ""),
 ]
 
+#: the GPU variants (device cuda), after every CPU one
+GPU_CATALOGUE = [
+    ("torch-cuda", "torch", "fp32", "torch-cuda", None, ""),
+    ("torch-cuda-compile", "torch-compile", "fp32", "torch-cuda", None, "compile"),
+    ("torch-cuda-compile-cudagraphs", "torch-compile", "fp32", "torch-cuda", None, "compile-cudagraphs"),
+    ("torch-aoti-cuda", "torch-aoti", "fp32", "torch-aoti", "torch-aoti-cuda", ""),
+    ("onnx-cuda", "onnx", "fp32", "onnx-cuda", "onnx", ""),
+    ("torch-cuda-bf16-autocast", "torch", "bf16", "torch-cuda", None, "autocast-bf16"),
+    ("torch-cuda-bf16", "torch", "bf16", "torch-cuda", None, "cast-bf16"),
+    ("torch-cuda-fp16-autocast", "torch", "fp16", "torch-cuda", None, "autocast-fp16"),
+    ("torch-cuda-fp16", "torch", "fp16", "torch-cuda", None, "cast-fp16"),
+    ("onnx-cuda-fp16", "onnx", "fp16", "onnx-cuda", "onnx-fp16", ""),
+]
+
 
 def test_the_catalogue_keeps_its_order_and_facts() -> None:
-    assert [(v.name, v.format, v.precision, v.runner, v.model, v.mode) for v in formats.catalogue()] == CATALOGUE
+    facts = [(v.name, v.format, v.precision, v.runner, v.model, v.mode) for v in formats.catalogue()]
+    assert [f for f, v in zip(facts, formats.catalogue()) if v.device == "cpu"] == CATALOGUE
+    assert facts == CATALOGUE + GPU_CATALOGUE  # every GPU variant ranks after every CPU one
+    assert {v.device for v in formats.catalogue()} == {"cpu", "cuda"}
     assert [v.name for v in formats.catalogue() if v.graph_level] == [
         "onnx-disable", "onnx-basic", "onnx-extended", "onnx-openvino-ep"]
     assert formats.variant("onnx-fp16").note.startswith("fp16 is kept for GPU targets")
     assert [formats.simplicity(n) for n in ("torch", "onnx", "openvino-int8")] == [0, 3, 22]
-    assert formats.simplicity("no-such-variant") == len(CATALOGUE)
+    assert formats.simplicity("no-such-variant") == len(CATALOGUE) + len(GPU_CATALOGUE)
 
 
 def test_the_families_and_the_recipe_choices() -> None:
@@ -58,6 +76,37 @@ def test_the_families_and_the_recipe_choices() -> None:
     assert [v.name for v in formats.selected(["onnx", "openvino"], ["int8"], [])] == [
         "onnx-int8-dynamic", "onnx-int8-static", "onnx-int8-aa", "openvino-int8-wo", "openvino-int8", "openvino-int8-aa"]
     assert [v.name for v in formats.selected(["torch"], ["fp32"], ["openvino", "torch"])] == ["torch", "openvino"]
+
+
+def test_the_device_picks_the_variants_of_its_kind() -> None:
+    """cpu: today's selection exactly; cuda: only the GPU variants; explicit names as given, either device."""
+    fmts, precs = ["torch", "torch-compile", "torch-aoti", "onnx", "onnx-opt"], ["fp32", "bf16", "fp16", "int8"]
+    assert [v.name for v in formats.selected(fmts, precs, [])] == [
+        v.name for v in formats.catalogue() if v.device == "cpu" and v.format in fmts and v.precision in precs]
+    assert [v.name for v in formats.selected(fmts, precs, [], "cuda")] == [
+        "torch-cuda", "torch-cuda-compile", "torch-cuda-compile-cudagraphs", "torch-aoti-cuda", "onnx-cuda",
+        "torch-cuda-bf16-autocast", "torch-cuda-bf16", "torch-cuda-fp16-autocast", "torch-cuda-fp16", "onnx-cuda-fp16"]
+    assert [v.name for v in formats.selected(["torch", "onnx"], ["fp16"], [], "cuda")] == [
+        "torch-cuda-fp16-autocast", "torch-cuda-fp16", "onnx-cuda-fp16"]
+    assert [v.name for v in formats.selected([], [], ["onnx-cuda", "torch"], "cpu")] == ["torch", "onnx-cuda"]
+    assert formats.selected(["onnx-opt", "openvino"], ["fp32"], [], "cuda") == []
+
+
+def test_the_gpu_runners_and_the_aoti_conversion_are_declared() -> None:
+    assert formats.runner("torch-cuda").make == "navbuild.runners.torch_cuda_runner:make"
+    assert formats.runner("torch-aoti").make == "navbuild.runners.aoti_runner:make"
+    onnx_cuda = formats.runner("onnx-cuda")
+    assert onnx_cuda.make == "navbuild.runners.ort_cuda_runner:make" and onnx_cuda.session_options
+    assert formats.runtime_requirements("onnx-cuda") == ("onnxruntime-gpu",)
+    aoti = formats.conversion("torch-aoti-cuda")
+    assert aoti.device == "cuda" and aoti.steps == {"AotiFromTorch": "navbuild.steps.aoti_from_torch:AotiFromTorch"}
+    assert [c.model for c in formats.conversions() if c.device == "cuda"] == ["torch-aoti-cuda"]
+    recipe = Recipe(name="t", source=SourceConfig(torch="navbuild.examples.models:mlp"),
+                    inputs=[InputConfig(name="x", shape=["batch", 64])], outputs=["y"])
+    planned = aoti.plan(formats.PlanContext(recipe))
+    assert (planned.step, dict(planned.inputs)) == ("AotiFromTorch", {"source": "source"})
+    assert sorted(planned.params) == ["axes", "device", "factory", "inputs", "packages", "seed"]  # AotiFromTorchParams' fields
+    assert planned.params["device"] == "cuda"
 
 
 @pytest.mark.parametrize(("runner", "mode", "packages"), [
@@ -76,14 +125,16 @@ def test_each_variant_needs_its_runtime() -> None:
     needs = {v.name: formats.runtime_requirements(v.runner, v.mode) for v in formats.catalogue()}
     assert {n for n, p in needs.items() if p == ("torch",)} == {
         "torch", "torchscript", "torch-export", "torch-compile", "torch-bf16-autocast", "torch-bf16",
-        "torch-compile-bf16", "torch-int8-dynamic", "torch-aoti"}
+        "torch-compile-bf16", "torch-int8-dynamic", "torch-aoti", "torch-cuda", "torch-cuda-compile",
+        "torch-cuda-compile-cudagraphs", "torch-aoti-cuda", "torch-cuda-bf16-autocast", "torch-cuda-bf16",
+        "torch-cuda-fp16-autocast", "torch-cuda-fp16"}
     assert needs["onnx-openvino-ep"] == ("onnxruntime", "onnxruntime-openvino")
     assert needs["onnx-int8-static"] == ("onnxruntime",) and needs["openvino-int8-wo"] == ("openvino",)
 
 
 def test_the_triton_backend_maps() -> None:
     assert formats.native_backends() == {"torchscript": "pytorch_libtorch", "onnx": "onnxruntime_onnx",
-                                         "openvino": "openvino"}
+                                         "openvino": "openvino", "onnx-cuda": "onnxruntime_onnx"}
     assert [backend_for(r) for r in ("onnx", "torchscript", "openvino", "torch", "torch-export")] == [
         "onnxruntime_onnx", "pytorch_libtorch", "openvino", None, None]
     params = {v.name: dict(formats.triton_serving(v.runner).parameters(v))
@@ -95,7 +146,7 @@ def test_the_triton_backend_maps() -> None:
     assert [v.name for v in formats.catalogue() if deployable(v.name) is None] == [
         "torchscript", "onnx", "onnx-opt", "onnx-disable", "onnx-basic", "onnx-extended", "openvino",
         "openvino-bf16", "onnx-fp16", "onnx-int8-dynamic", "onnx-int8-static", "onnx-int8-aa",
-        "openvino-int8-wo", "openvino-int8", "openvino-int8-aa"]
+        "openvino-int8-wo", "openvino-int8", "openvino-int8-aa", "onnx-cuda", "onnx-cuda-fp16"]
     assert "OpenVINO execution provider" in deployable("onnx-openvino-ep")
     assert deployable("torch-bf16") == "torch-bf16 runs the torch source (torch): Triton has no native backend for it"
 
