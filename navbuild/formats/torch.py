@@ -40,7 +40,8 @@ def _torch_export(ctx: PlanContext) -> Planned:
 
 def _aoti(device: str) -> Callable[[PlanContext], Planned]:
     def plan(ctx: PlanContext) -> Planned:
-        return Planned("AotiFromTorch", {"source": SOURCE}, dict(traced_export(ctx.recipe), device=device))
+        return Planned("AotiFromTorch", {"source": SOURCE},
+                       dict(traced_export(ctx.recipe), device=device, packages=tuple(ctx.recipe.source.packages)))
     return plan
 
 
@@ -59,6 +60,7 @@ FAMILY = register(FormatFamily(
         Variant("torch-bf16-autocast", "torch", "bf16", 11, "torch", mode="autocast-bf16"),
         Variant("torch-bf16", "torch", "bf16", 12, "torch", mode="cast-bf16"),
         Variant("torch-compile-bf16", "torch-compile", "bf16", 13, "torch", mode="compile-bf16"),
+        Variant("torch-aoti", "torch-aoti", "fp32", 14, "torch-aoti", model="torch-aoti", device="cpu"),
         Variant("torch-int8-dynamic", "torch", "int8", 16, "torch", mode="dynamic-int8"),
         # on a CUDA GPU (the recipe's device picks them): after every CPU variant, fp32 before reduced precisions
         Variant("torch-cuda", "torch", "fp32", 30, "torch-cuda", device="cuda"),
@@ -86,6 +88,7 @@ FAMILY = register(FormatFamily(
         Conversion("torch-export", 3,
                    {"ExportedProgramFromTorch": "navbuild.steps.exported_program_from_torch:ExportedProgramFromTorch"},
                    _torch_export),
+        Conversion("torch-aoti", 13, _AOTI_STEPS, _aoti("cpu")),
         Conversion("torch-aoti-cuda", 14, _AOTI_STEPS, _aoti("cuda"), device="cuda"),
     ),
     drift={"torch": "navbuild.steps.drift_torch:TorchDrift"},
@@ -95,6 +98,7 @@ FAMILY = register(FormatFamily(
             "torch-compile-bf16": _NO_COMPILE,
             "torch-int8-dynamic": "dynamic int8 quantizes nn.Linear modules, which a TorchScript module does not expose",
             "torch-export": _NO_EXPORT,
+            "torch-aoti": _NO_EXPORT,
             "torch-cuda-compile": _NO_COMPILE,
             "torch-cuda-compile-cudagraphs": _NO_COMPILE,
             "torch-aoti-cuda": _NO_EXPORT,

@@ -78,6 +78,8 @@ def variant_table(outcomes: dict[str, Any], variants: dict[str, str | None],
         if prof is not None and prof.status in ("built", "cached"):
             row["profile"] = prof.result.get("batches", {})
             row["profile_conditions"] = prof.result.get("conditions")
+            # the peak device memory of a GPU variant's profile; None where the runner reports none (CPU)
+            row["peak_memory_mb"] = prof.result.get("peak_memory_mb")
             row["provisional"] = (prof.result.get("provisional") or {}).get("reason")
         elif prof is not None:
             row["profile_status"] = f"{prof.status}: {prof.reason}"

@@ -237,8 +237,12 @@ def variant_table(summary: dict) -> Table:
                ("cos min", "right")]
     if metric_name:
         columns.append((metric_name, "right"))
-    columns += [("batch", "right"), ("p50 ms", "right"), ("p99 ms", "right"), ("samples/s", "right"),
-                ("load", "right")]
+    columns += [("batch", "right"), ("p50 ms", "right"), ("p99 ms", "right"), ("samples/s", "right")]
+    # GPU variants report their peak device memory; a CPU-only table has no such column
+    peak_memory = any(row.get("peak_memory_mb") is not None for row in summary["variants"].values())
+    if peak_memory:
+        columns.append(("peak MiB", "right"))
+    columns.append(("load", "right"))
     for col, just in columns:
         table.add_column(col, justify=just, no_wrap=True)
     best = summary["best"]["variant"]
@@ -257,12 +261,14 @@ def variant_table(summary: dict) -> Table:
             head.append(_num((corr.get("metric") or {}).get("worst"), ".6f"))
         prof = row.get("profile") or {}
         if not prof:  # why is in the caption (failed check) or in the target lines above
-            table.add_row(*head, "-", "-", "-", row.get("profile_status", "-").split(":")[0], "")
+            table.add_row(*head, "-", "-", "-", row.get("profile_status", "-").split(":")[0],
+                          *(["-"] if peak_memory else []), "")
         for i, (b, fig) in enumerate(sorted(prof.items(), key=lambda kv: int(kv[0]))):
             mark = "" if fig.get("stable", True) else "~"
             cells = head if i == 0 else [""] * len(head)
+            peak = [_num(row.get("peak_memory_mb"), ".1f") if i == 0 else ""] if peak_memory else []
             table.add_row(*cells, str(b), f"{fig['latency_ms']['p50']:.3f}{mark}",
-                          f"{fig['latency_ms']['p99']:.3f}", f"{fig['throughput']:.1f}",
+                          f"{fig['latency_ms']['p99']:.3f}", f"{fig['throughput']:.1f}", *peak,
                           _load(fig.get("conditions"), bool(row.get("provisional")) and i == 0))
     notes = [f"{name}: {row['reason']}" + (f" (log: {row['log']})" if row.get("log") else "")
              for name, row in summary["variants"].items()

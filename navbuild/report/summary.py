@@ -142,6 +142,8 @@ def render_text(summary: dict) -> str:
             lat = fig["latency_ms"]
             lines.append(f"  batch {b:>4}: p50 {lat['p50']:.3f} ms  p99 {lat['p99']:.3f} ms  "
                          f"throughput {fig['throughput']:.1f}/s{'' if fig.get('stable', True) else '  (not stable: window cap hit)'}")
+        if row.get("peak_memory_mb") is not None:
+            lines.append(f"  peak device memory: {row['peak_memory_mb']:.1f} MiB")
     if summary.get("finalists"):
         lines.append("")
         lines.append(f"finalists re-measured interleaved at batch {summary['finalists']['batch_size']}:")

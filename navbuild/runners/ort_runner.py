@@ -65,17 +65,20 @@ def providers(options: RuntimeOptions) -> list[Any]:
 
 
 class OrtRunner:
-    """An ONNX Runtime session over one model file."""
+    """An ONNX Runtime session over one model file.
 
-    def __init__(self, path: Path, options: RuntimeOptions) -> None:
+    ``providers_``: the session's execution providers instead of those of ``options.mode``
+    (a runner for another device, navbuild/runners/ort_cuda_runner.py)."""
+
+    def __init__(self, path: Path, options: RuntimeOptions, providers_: list[Any] | None = None) -> None:
         import onnxruntime as ort
 
-        if options.mode not in ORT_MODES:
+        if providers_ is None and options.mode not in ORT_MODES:
             raise ValueError(f"ONNX Runtime has no runtime mode '{options.mode}' (known: "
                              + ", ".join(repr(m) for m in ORT_MODES) + ")")
         self.path = Path(path)
         self.session = ort.InferenceSession(str(self.path), sess_options=session_options(options),
-                                            providers=providers(options))
+                                            providers=providers(options) if providers_ is None else providers_)
         self.input_names: list[str] = [i.name for i in self.session.get_inputs()]
         self.output_names: list[str] = [o.name for o in self.session.get_outputs()]
 

@@ -8,6 +8,21 @@ from typing import Any, Sequence
 from navbuild.runners.torch_runner import TorchRunner, serialized_model_path
 
 
+#: beside a program (or an AOTInductor package): the modules to import before it loads (absent: none needed)
+IMPORTS_FILE = "imports.json"
+
+
+def import_load_modules(folder: Path) -> None:
+    """Import the modules that ``IMPORTS_FILE`` in ``folder`` names (output classes registered in
+    torch's pytree, without which the program's output spec does not load)."""
+    import importlib
+    import json
+
+    imports = Path(folder) / IMPORTS_FILE
+    for module_name in json.loads(imports.read_text()) if imports.is_file() else ():
+        importlib.import_module(module_name)
+
+
 class ExportedProgramRunner(TorchRunner):
     """The module of a ``torch.export.load``-ed program, run under ``torch.no_grad`` with inputs by name.
 
@@ -16,14 +31,9 @@ class ExportedProgramRunner(TorchRunner):
     """
 
     def __init__(self, path: Path, input_names: Sequence[str], threads: int) -> None:
-        import importlib
-        import json
-
         import torch
 
-        imports = Path(path).parent / "imports.json"
-        for module_name in json.loads(imports.read_text()) if imports.is_file() else ():
-            importlib.import_module(module_name)
+        import_load_modules(Path(path).parent)
         module = torch.export.load(str(path)).module()
         super().__init__(module, input_names, threads, no_grad=True)
         self.path = Path(path)
@@ -38,4 +48,4 @@ def make(model_path: Path | None, factory: Any, input_names: Sequence[str], opti
                                  options.intra_op_threads)
 
 
-__all__ = ["ExportedProgramRunner", "make"]
+__all__ = ["IMPORTS_FILE", "import_load_modules", "ExportedProgramRunner", "make"]

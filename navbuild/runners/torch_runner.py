@@ -133,7 +133,7 @@ TORCH_MODES: tuple[str, ...] = ("", "autocast-bf16", "cast-bf16", "dynamic-int8"
 
 
 class TorchRunner:
-    """Runs a torch module on numpy feeds without autograd.
+    """Runs a torch module on numpy feeds without autograd, on ``device`` ("cpu", "cuda", "cuda:N").
 
     Eager modules run under ``torch.inference_mode``; TorchScript modules under
     ``torch.no_grad``, because with inference tensors TorchScript's profiling executor never
@@ -141,12 +141,14 @@ class TorchRunner:
     ``no_grad=True`` forces ``torch.no_grad`` (torch.compile's frozen graphs are built for it).
 
     ``cast_dtype`` casts floating inputs (the weights must already be in it); ``autocast_dtype``
-    runs every call under ``torch.autocast("cpu", dtype=...)``. With either, floating outputs
-    come back as float32, as bfloat16 outputs always do (numpy has no bfloat16).
+    runs every call under ``torch.autocast(<device type>, dtype=...)``. With either, floating
+    outputs come back as float32, as bfloat16 outputs always do (numpy has no bfloat16). The
+    model must already be on ``device``; inputs are copied there, outputs back to numpy.
     """
 
     def __init__(self, model: Any, input_names: Sequence[str], threads: int, *,
-                 cast_dtype: Any = None, autocast_dtype: Any = None, no_grad: bool | None = None) -> None:
+                 cast_dtype: Any = None, autocast_dtype: Any = None, no_grad: bool | None = None,
+                 device: str = "cpu") -> None:
         import torch
 
         torch.set_num_threads(max(1, int(threads)))
@@ -156,22 +158,36 @@ class TorchRunner:
         self.output_names: list[str] | None = None
         self.cast_dtype = cast_dtype
         self.autocast_dtype = autocast_dtype
+        self.device = device
         self.no_grad = isinstance(model, torch.jit.ScriptModule) if no_grad is None else no_grad
         #: False: forward does not take the recipe's names, inputs go positionally in recipe order
         self.by_name = takes_names(model, self.input_names)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """Call the model on ``feeds`` (by input name) and return its outputs as numpy arrays."""
+        tensors = self.to_device(feeds)
+        with self.calling():
+            result = self._call(tensors)
+        return self.outputs(result)
+
+    def to_device(self, feeds: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        """The model's inputs from ``feeds``: tensors on the runner's device, in its precision."""
+        return {n: self._tensor(feeds[n]) for n in self.input_names}
+
+    def calling(self) -> Any:
+        """The context every call runs in: no autograd, and autocast in an autocast mode."""
         import contextlib
 
         import torch
 
-        tensors = {n: self._tensor(feeds[n]) for n in self.input_names}
-        no_autograd = torch.no_grad() if self.no_grad else torch.inference_mode()
-        autocast = (torch.autocast("cpu", dtype=self.autocast_dtype) if self.autocast_dtype is not None
-                    else contextlib.nullcontext())
-        with no_autograd, autocast:
-            result = self._call(tensors)
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.no_grad() if self.no_grad else torch.inference_mode())
+        if self.autocast_dtype is not None:
+            stack.enter_context(torch.autocast(torch.device(self.device).type, dtype=self.autocast_dtype))
+        return stack
+
+    def outputs(self, result: Any) -> list[np.ndarray]:
+        """What a call returned, as numpy arrays (float32 where the runner lowers precision)."""
         names, values = flatten_outputs(result)
         self.output_names = names
         low_precision = self.cast_dtype is not None or self.autocast_dtype is not None
@@ -184,6 +200,8 @@ class TorchRunner:
         import torch
 
         t = torch.from_numpy(np.ascontiguousarray(array))
+        if self.device != "cpu":
+            t = t.to(self.device)
         # integer inputs (token ids, masks) keep their dtype: only floating data changes precision
         if self.cast_dtype is not None and t.is_floating_point():
             t = t.to(self.cast_dtype)
@@ -234,27 +252,41 @@ def _quantize_dynamic_int8(model: Any) -> Any:
     return quantized
 
 
-def check_mode(mode: str) -> None:
-    """Raise ValueError naming the known modes unless ``mode`` is one of TORCH_MODES."""
-    if mode not in TORCH_MODES:
+def check_mode(mode: str, modes: Sequence[str] = TORCH_MODES) -> None:
+    """Raise ValueError naming the known modes unless ``mode`` is one of ``modes``."""
+    if mode not in modes:
         raise ValueError(f"torch runtime mode '{mode}' is unknown; known modes: "
-                         + ", ".join(repr(m) for m in TORCH_MODES))
+                         + ", ".join(repr(m) for m in modes))
 
 
-def apply_mode(model: Any, mode: str, input_names: Sequence[str], threads: int) -> TorchRunner:
-    """A runner for ``model`` in runtime mode ``mode`` (one of TORCH_MODES)."""
+#: the reduced precisions a mode name may end in (``cast-fp16``, ``autocast-bf16``, ``compile-bf16``)
+_DTYPES = {"fp16": "float16", "bf16": "bfloat16"}
+
+
+def apply_mode(model: Any, mode: str, input_names: Sequence[str], threads: int, *, device: str = "cpu",
+               modes: Sequence[str] = TORCH_MODES, runner: type[TorchRunner] = TorchRunner) -> TorchRunner:
+    """A ``runner`` for ``model`` moved to ``device``, in runtime mode ``mode`` (one of ``modes``).
+
+    ``cast-<p>`` casts weights and floating inputs to precision ``p``; ``autocast-<p>`` runs under
+    autocast to ``p``; ``compile`` is torch.compile (inductor, frozen weights), ``compile-bf16``
+    the same under bf16 autocast, ``compile-cudagraphs`` inductor's CUDA graphs
+    (``mode="reduce-overhead"``); ``dynamic-int8`` quantizes nn.Linear to int8 (CPU only).
+    """
     import torch
 
-    check_mode(mode)
+    check_mode(mode, modes)
+    kind, _, precision = mode.partition("-")
+    dtype = getattr(torch, _DTYPES[precision]) if precision in _DTYPES else None
+    model = model.to(device) if device != "cpu" else model
     if mode == "":
-        return TorchRunner(model, input_names, threads)
-    if mode == "autocast-bf16":
-        return TorchRunner(model, input_names, threads, autocast_dtype=torch.bfloat16)
-    if mode == "cast-bf16":
-        return TorchRunner(model.to(torch.bfloat16), input_names, threads, cast_dtype=torch.bfloat16)
+        return runner(model, input_names, threads, device=device)
+    if kind == "autocast":
+        return runner(model, input_names, threads, autocast_dtype=dtype, device=device)
+    if kind == "cast":
+        return runner(model.to(dtype), input_names, threads, cast_dtype=dtype, device=device)
     if mode == "dynamic-int8":
-        return TorchRunner(_quantize_dynamic_int8(model), input_names, threads)
-    # compile / compile-bf16
+        return runner(_quantize_dynamic_int8(model), input_names, threads, device=device)
+    # compile / compile-bf16 / compile-cudagraphs
     if isinstance(model, torch.jit.ScriptModule):
         raise ValueError(f"torch mode '{mode}': a TorchScript source cannot be compiled by torch.compile; "
                          "use the torchscript format or mode ''")
@@ -262,7 +294,7 @@ def apply_mode(model: Any, mode: str, input_names: Sequence[str], threads: int) 
     # compile-bf16 runs the compiled graph under bf16 autocast rather than with bf16 weights:
     # measured on MiniLM (batch 8, seq 128, 2 threads, AVX512-BF16 without AMX) both run at the
     # same speed, and autocast's fp32 softmax/LayerNorm keep the error ~3x smaller (0.022 vs 0.062)
-    autocast = torch.bfloat16 if mode == "compile-bf16" else None
+    autocast = dtype
     # Freezing folds the weights into the graph as constants (valid: the runner never trains
     # and runs under no_grad). It is set for the whole process because it must hold at every
     # (re)compile, which happens lazily at the first run of each new input shape (profile
@@ -272,8 +304,11 @@ def apply_mode(model: Any, mode: str, input_names: Sequence[str], threads: int) 
     import torch._inductor.config as inductor_config
 
     inductor_config.freezing = True
-    compiled = torch.compile(model, backend="inductor")
-    return TorchRunner(compiled, input_names, threads, autocast_dtype=autocast, no_grad=True)
+    if precision == "cudagraphs":
+        compiled = torch.compile(model, backend="inductor", mode="reduce-overhead")
+    else:
+        compiled = torch.compile(model, backend="inductor")
+    return runner(compiled, input_names, threads, autocast_dtype=autocast, no_grad=True, device=device)
 
 
 def _keep_precompiled_headers_in_cache_dir() -> None:

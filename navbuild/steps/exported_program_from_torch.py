@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Mapping
 
 from navbuild.evidence import BakedShape, DataDependentBranch, is_data_dependent
 from navbuild.model_io import TensorSpec
+from navbuild.runners.torch_export_runner import IMPORTS_FILE
 from navbuild.runners.torch_runner import load_torch_model, takes_names
 from navbuild.runtime import TorchFactory
 from navbuild.steps.base import Step, StepContext
@@ -32,8 +33,6 @@ class ExportedProgramFromTorchParams:
     packages: tuple[str, ...] = ()
 
 
-#: beside model.pt2: the modules to import before ``torch.export.load`` (absent: none needed)
-IMPORTS_FILE = "imports.json"
 #: seconds the fresh-process load check may take (importing a large package included)
 LOAD_CHECK_TIMEOUT_S = 300
 
@@ -78,8 +77,13 @@ class ExportedProgramFromTorch(Step):
         return {"size_bytes": size, "nodes": nodes, "dims": how, "load_imports": imports}
 
 
-def _fresh_load_imports(path: Path, params: ExportedProgramFromTorchParams) -> list[str]:
-    """The modules a fresh interpreter must import before ``torch.export.load(path)`` works.
+#: how a fresh process loads a ``torch.export.save``-ed program (Python reading ``path``)
+EXPORT_LOAD = "torch.export.load(path)"
+
+
+def _fresh_load_imports(path: Path, params: Any, load: str = EXPORT_LOAD) -> list[str]:
+    """The modules a fresh interpreter must import before ``load`` (Python code reading ``path``)
+    works (``params``: the conversion's, with ``factory`` and ``packages``).
 
     A program whose outputs are classes a package registers in torch's pytree (transformers'
     ModelOutput) loads only where that package is imported. It is loaded in a new process
@@ -90,12 +94,12 @@ def _fresh_load_imports(path: Path, params: ExportedProgramFromTorchParams) -> l
     modules = list(dict.fromkeys([p.replace("-", "_") for p in params.packages]
                                  + [params.factory.factory.partition(":")[0]]))
     modules = [m for m in modules if m and m != "navbuild"]  # navbuild:serialized-source
-    bare = _load_in_fresh_process(path, [])
+    bare = _load_in_fresh_process(path, [], load)
     if not bare:
         return []
     print(f"model.pt2 does not load in a fresh process ({bare}); retrying after importing "
           f"{', '.join(modules) or 'nothing'}", flush=True)
-    problem = _load_in_fresh_process(path, modules) if modules else bare
+    problem = _load_in_fresh_process(path, modules, load) if modules else bare
     if problem:
         raise RuntimeError(f"model.pt2 does not load in a fresh process, even after importing "
                            f"{', '.join(modules) or 'nothing'}: {problem} (list the package that "
@@ -104,11 +108,13 @@ def _fresh_load_imports(path: Path, params: ExportedProgramFromTorchParams) -> l
     return modules
 
 
-def _load_in_fresh_process(path: Path, modules: list[str]) -> str:
-    """"" if a new interpreter that imports ``modules`` loads ``path``; else its root-cause line."""
+def _load_in_fresh_process(path: Path, modules: list[str], load: str = EXPORT_LOAD) -> str:
+    """"" if a new interpreter that imports ``modules`` runs ``load`` (Python code reading ``path``,
+    with torch imported); else its root-cause line."""
     code = ("import importlib, sys, torch\n"
+            "path = sys.argv[1]\n"
             "for m in sys.argv[2:]: importlib.import_module(m)\n"
-            "torch.export.load(sys.argv[1])\n")
+            f"{load}\n")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     proc = subprocess.run([sys.executable, "-c", code, str(path), *modules], env=env, capture_output=True,
                           text=True, timeout=LOAD_CHECK_TIMEOUT_S, stdin=subprocess.DEVNULL)

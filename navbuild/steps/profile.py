@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar, List, Mapping
+from typing import Any, Callable, ClassVar, List, Mapping
 
 from navbuild.lazy import lazy_import
 from navbuild.measure_conditions import DEFAULT_MAX_BACKGROUND_LOAD, Probe, describe
@@ -100,11 +100,16 @@ class ProfilePerformance(Step):
             runner = make_runner(params.variant_format, model_path, params.factory,
                                  list(samples), params.runtime,
                                  source=ctx.inputs.get("source"))
+            # a runner that times itself on its device (GPU runners, torch-aoti) is timed through
+            # bind: inputs on the device once, the model's own time per call
+            bind = getattr(runner, "bind", None)
             batches = {}
             with Probe() as whole:
                 for b in params.batch_sizes:
                     with Probe() as probe:
-                        batches[str(b)] = measure(runner.run, take_batch(samples, b), b, params)
+                        feeds = take_batch(samples, b)
+                        batches[str(b)] = (measure(runner.run, feeds, b, params) if bind is None
+                                           else measure_bound(bind(feeds), b, params))
                     r = batches[str(b)]
                     r["conditions"] = probe.conditions
                     print(f"batch {b}: p50 {r['latency_ms']['p50']:.3f} ms, p99 {r['latency_ms']['p99']:.3f} ms, "
@@ -115,8 +120,12 @@ class ProfilePerformance(Step):
             if previous_affinity is not None:
                 # in-process callers (tests, the API) must not stay pinned after the step
                 os.sched_setaffinity(0, previous_affinity)
+        peak = runner.peak_memory_mb() if hasattr(runner, "peak_memory_mb") else None
         result = {"batches": batches, "threads": params.runtime.intra_op_threads, "pinned_cpus": pinned,
                   "conditions": whole.conditions}
+        if peak is not None:  # GPU runners: the peak device memory over every batch size
+            result["peak_memory_mb"] = round(peak, 1)
+            print(f"peak device memory {peak:.1f} MiB", flush=True)
         unstable = [f"{b} (spread {r['spread']:.2f} > {params.stability:g} after {r['windows']} windows)"
                     for b, r in batches.items() if not r["stable"]]
         if unstable:
@@ -141,19 +150,63 @@ def measure(run: Any, feeds: Mapping[str, np.ndarray], batch: int, params: Profi
     """Warm up, then time windows of ``run(feeds)`` until ``stable_windows`` medians agree or the cap."""
     for _ in range(params.warmup_iters):
         run(feeds)
+
+    def once() -> float:
+        t0 = time.perf_counter_ns()
+        run(feeds)
+        return time.perf_counter_ns() - t0
+
+    return _windows(once, batch, params)
+
+
+def measure_bound(bound: Callable[[], float], batch: int, params: ProfileParams) -> dict[str, Any]:
+    """Time a model bound to its inputs on its device (``runner.bind(feeds)``: each call returns its
+    own time in ms, measured on the device): warm up, keep warming until the clocks settle, then
+    time windows as ``measure`` does.
+
+    A GPU raises its clocks under load and a cold one is slow for a while after the first calls:
+    besides ``warmup_iters``, warm-up windows run until two consecutive ones' medians agree within
+    ``stability`` (at most ``max_windows`` of them); the result says how many it took.
+    """
+    for _ in range(params.warmup_iters):
+        bound()
+
+    def once() -> float:
+        return bound() * 1e6  # ms -> ns, the unit the windows keep
+
+    settle, previous, settled = 0, None, False
+    while settle < max(params.max_windows, 1):
+        median = float(np.median(_window(once, params)))
+        settle += 1
+        if previous is not None and abs(median - previous) / max(median, previous, 1.0) <= params.stability:
+            settled = True
+            break
+        previous = median
+    result = _windows(once, batch, params)
+    result["timing"] = "device"  # the model's own time (inputs on the device, CUDA events on a GPU)
+    result["settle_windows"] = settle
+    result["settled"] = settled
+    return result
+
+
+def _window(once: Callable[[], float], params: ProfileParams) -> np.ndarray:
+    """One window: ``once()`` (a time in ns) for at least ``window_s`` and ``min_window_iters`` calls."""
     window_ns = int(params.window_s * 1e9)
+    lat: list[float] = []
+    start = time.perf_counter_ns()
+    while time.perf_counter_ns() - start < window_ns or len(lat) < params.min_window_iters:
+        lat.append(once())
+    return np.asarray(lat, dtype=np.float64)
+
+
+def _windows(once: Callable[[], float], batch: int, params: ProfileParams) -> dict[str, Any]:
+    """Windows of ``once()`` (a time in ns) until ``stable_windows`` medians agree or the cap; the figures."""
     need = max(1, params.stable_windows)
     windows: list[np.ndarray] = []
     medians: list[float] = []
     stable, spread = False, float("inf")
     while len(windows) < max(params.max_windows, 1):
-        lat: list[int] = []
-        start = time.perf_counter_ns()
-        while time.perf_counter_ns() - start < window_ns or len(lat) < params.min_window_iters:
-            t0 = time.perf_counter_ns()
-            run(feeds)
-            lat.append(time.perf_counter_ns() - t0)
-        windows.append(np.asarray(lat, dtype=np.float64))
+        windows.append(_window(once, params))
         medians.append(float(np.median(windows[-1])))
         if len(medians) >= need:
             last = medians[-need:]
@@ -180,4 +233,4 @@ def measure(run: Any, feeds: Mapping[str, np.ndarray], batch: int, params: Profi
     }
 
 
-__all__ = ["ProfilePerformance", "ProfileParams", "ProfileConfig", "PROFILE_FIELDS", "measure"]
+__all__ = ["ProfilePerformance", "ProfileParams", "ProfileConfig", "PROFILE_FIELDS", "measure", "measure_bound"]

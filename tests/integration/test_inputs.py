@@ -91,7 +91,7 @@ def test_a_torchscript_source_makes_what_cannot_run_on_it_unavailable_not_failed
 
     torch.jit.save(torch.jit.trace(tinymodels.tiny(), torch.zeros(2, 8)), str(project.root / "m.pt"))
     result = navbuild.build("tiny", ["source.torch=null", "source.torchscript=m.pt",
-                                     "variants=[torch,torch-compile,torch-int8-dynamic,torch-export]"])
+                                     "variants=[torch,torch-compile,torch-int8-dynamic,torch-export,torch-aoti]"])
     st = {o.id: (o.status, o.reason) for o in result.outcomes.values()}
     assert st["profile/torch"][0] == "built"
     assert st["profile/torch-compile"] == ("unavailable",
@@ -99,6 +99,7 @@ def test_a_torchscript_source_makes_what_cannot_run_on_it_unavailable_not_failed
     assert re.fullmatch(r"dynamic int8 quantizes nn.Linear modules, which a TorchScript module does not expose "
                         r"\(the source is m.pt\)", st["correctness/torch-int8-dynamic"][1])
     assert st["torch-export"] == ("unavailable", "torch.export cannot export a TorchScript module (the source is m.pt)")
+    assert st["torch-aoti"] == st["torch-export"]  # AOTInductor compiles a torch.export program
     assert "failed" not in {s for s, _ in st.values()}
     assert result.exit_code == 0
 

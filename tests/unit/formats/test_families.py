@@ -29,6 +29,7 @@ CATALOGUE = [
     ("torch-bf16", "torch", "bf16", "torch", None, "cast-bf16"),
     ("torch-compile-bf16", "torch-compile", "bf16", "torch", None, "compile-bf16"),
     ("openvino-bf16", "openvino", "bf16", "openvino", "openvino", "bf16"),
+    ("torch-aoti", "torch-aoti", "fp32", "torch-aoti", "torch-aoti", ""),  # issue 15: AOTInductor on the CPU
     ("onnx-fp16", "onnx", "fp16", "onnx", "onnx-fp16", ""),
     ("torch-int8-dynamic", "torch", "int8", "torch", None, "dynamic-int8"),
     ("onnx-int8-dynamic", "onnx", "int8", "onnx", "onnx-int8-dynamic", ""),
@@ -62,7 +63,7 @@ def test_the_catalogue_keeps_its_order_and_facts() -> None:
     assert [v.name for v in formats.catalogue() if v.graph_level] == [
         "onnx-disable", "onnx-basic", "onnx-extended", "onnx-openvino-ep"]
     assert formats.variant("onnx-fp16").note.startswith("fp16 is kept for GPU targets")
-    assert [formats.simplicity(n) for n in ("torch", "onnx", "openvino-int8")] == [0, 3, 21]
+    assert [formats.simplicity(n) for n in ("torch", "onnx", "openvino-int8")] == [0, 3, 22]
     assert formats.simplicity("no-such-variant") == len(CATALOGUE) + len(GPU_CATALOGUE)
 
 
@@ -104,13 +105,14 @@ def test_the_gpu_runners_and_the_aoti_conversion_are_declared() -> None:
                     inputs=[InputConfig(name="x", shape=["batch", 64])], outputs=["y"])
     planned = aoti.plan(formats.PlanContext(recipe))
     assert (planned.step, dict(planned.inputs)) == ("AotiFromTorch", {"source": "source"})
-    assert sorted(planned.params) == ["axes", "device", "factory", "inputs", "seed"]  # AotiFromTorchParams' fields
+    assert sorted(planned.params) == ["axes", "device", "factory", "inputs", "packages", "seed"]  # AotiFromTorchParams' fields
     assert planned.params["device"] == "cuda"
 
 
 @pytest.mark.parametrize(("runner", "mode", "packages"), [
     ("torch", "", ("torch",)), ("torch", "compile", ("torch",)), ("torchscript", "", ("torch",)),
-    ("torch-export", "", ("torch",)), ("onnx", "", ("onnxruntime",)),
+    ("torch-export", "", ("torch",)), ("onnx", "", ("onnxruntime",)), ("torch-aoti", "", ("torch",)),
+    ("torch-cuda", "compile-cudagraphs", ("torch",)), ("onnx-cuda", "", ("onnxruntime-gpu",)),
     ("onnx", "openvino-ep", ("onnxruntime", "onnxruntime-openvino")), ("openvino", "bf16", ("openvino",)),
     ("no-such-runner", "", ()), (None, "", ()),
 ])
@@ -123,8 +125,9 @@ def test_each_variant_needs_its_runtime() -> None:
     needs = {v.name: formats.runtime_requirements(v.runner, v.mode) for v in formats.catalogue()}
     assert {n for n, p in needs.items() if p == ("torch",)} == {
         "torch", "torchscript", "torch-export", "torch-compile", "torch-bf16-autocast", "torch-bf16",
-        "torch-compile-bf16", "torch-int8-dynamic", "torch-cuda", "torch-cuda-compile", "torch-cuda-compile-cudagraphs",
-        "torch-aoti-cuda", "torch-cuda-bf16-autocast", "torch-cuda-bf16", "torch-cuda-fp16-autocast", "torch-cuda-fp16"}
+        "torch-compile-bf16", "torch-int8-dynamic", "torch-aoti", "torch-cuda", "torch-cuda-compile",
+        "torch-cuda-compile-cudagraphs", "torch-aoti-cuda", "torch-cuda-bf16-autocast", "torch-cuda-bf16",
+        "torch-cuda-fp16-autocast", "torch-cuda-fp16"}
     assert needs["onnx-openvino-ep"] == ("onnxruntime", "onnxruntime-openvino")
     assert needs["onnx-int8-static"] == ("onnxruntime",) and needs["openvino-int8-wo"] == ("openvino",)
 
@@ -169,7 +172,7 @@ def test_steps_and_runners_are_the_families() -> None:
     assert [c.model for c in formats.conversions()] == [
         "onnx", "onnx-sanitized", "torchscript", "torch-export", "onnx-opt", "onnx-fp16", "onnx-int8-dynamic",
         "onnx-int8-static", "openvino", "openvino-int8", "openvino-int8-wo", "openvino-int8-aa", "onnx-int8-aa",
-        "torch-aoti-cuda"]
+        "torch-aoti", "torch-aoti-cuda"]
     assert formats.runner_names() == ("torch", "torchscript", "torch-export", "torch-aoti", "torch-cuda", "onnx",
                                       "onnx-cuda", "openvino")
     with pytest.raises(ValueError, match="no runner for variant format 'nope' \\(known: torch, torchscript"):

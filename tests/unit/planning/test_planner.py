@@ -163,6 +163,22 @@ def test_onnx_openvino_runs_the_onnx_model_on_openvinos_execution_provider():
     assert "onnxruntime-openvino" not in step.tools_for(graph.targets["correctness/onnx"].params)
 
 
+def test_torch_aoti_compiles_the_source_for_the_cpu_and_its_key_holds_the_hardware():
+    from navbuild.steps.base import load_step
+
+    graph = expand(mlp_recipe(formats=["torch", "torch-aoti"], source=SourceConfig(
+        torch="navbuild.examples.models:mlp", packages=["mypkg"])), Path("."))
+    assert graph.variants() == ["torch", "torch-aoti"]
+    aoti = graph.targets["torch-aoti"]
+    assert aoti.step == "AotiFromTorch" and aoti.inputs == {"source": "source"}
+    assert (aoti.params.device, aoti.params.packages, aoti.params.axes) == ("cpu", ("mypkg",), {})
+    assert load_step(aoti.step).depends_on_hardware(aoti.params)  # machine code for this CPU
+    for tid in ("correctness/torch-aoti", "profile/torch-aoti"):
+        assert graph.targets[tid].inputs["model"] == "torch-aoti"
+        assert graph.targets[tid].params.variant_format == "torch-aoti"
+    assert "torch-aoti-cuda" not in graph.targets  # the cuda package is planned only for its variant
+
+
 def test_openvino_checks_and_profiles_carry_openvinos_version():
     from navbuild.steps.base import load_step
 

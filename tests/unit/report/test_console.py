@@ -199,3 +199,38 @@ def test_the_drift_of_a_variant_is_shown_beside_its_verdict():
     out = io.StringIO()
     Console(file=out, width=200, color_system=None).print(console_table(summary))
     assert "onnx-int8-static: drift: /enc/q/MatMul (MatMul) 0.001→0.042" in out.getvalue()
+
+
+def test_peak_device_memory_is_a_column_only_when_a_variant_reports_it():
+    from navbuild.planning.ranking import variant_table
+    from navbuild.report.console import variant_table as console_table
+    from navbuild.report.summary import render_text
+
+    figures = {"1": {"latency_ms": {"p50": 0.5, "p99": 0.9}, "throughput": 2000.0, "stable": True}}
+
+    def outcomes(peaks: dict[str, float | None]) -> dict:
+        out = {}
+        for v, peak in peaks.items():
+            result = {"batches": figures, **({"peak_memory_mb": peak} if peak is not None else {})}
+            out[f"correctness/{v}"] = TargetOutcome(id=f"correctness/{v}", kind="correctness", variant=v,
+                                                    status="built", result={"verdict": "pass"})
+            out[f"profile/{v}"] = TargetOutcome(id=f"profile/{v}", kind="profile", variant=v, status="built",
+                                                result=result)
+        return out
+
+    def render(peaks: dict[str, float | None]) -> tuple[dict, str, str]:
+        table = variant_table(outcomes(peaks), {v: None for v in peaks})
+        summary = {"navbuild": "x", "recipe": "r", "seconds": 1.0, "build_dir": "/b", "cache_dir": "/c",
+                   "counts": {}, "targets": [], "variants": table, "best": {"variant": None, "why": "-"}}
+        out = io.StringIO()
+        Console(file=out, width=200, color_system=None).print(console_table(summary))
+        return table, out.getvalue(), render_text(summary)
+
+    table, console, text = render({"torch-cuda": 412.25, "torch": None})
+    assert table["torch-cuda"]["peak_memory_mb"] == 412.25 and table["torch"]["peak_memory_mb"] is None
+    assert "peak MiB" in console
+    assert re.search(r"torch-cuda .* 2000\.0 │ +412\.2 │", console)
+    assert "  peak device memory: 412.2 MiB" in text and text.count("peak device memory") == 1
+
+    _, console, text = render({"torch": None})  # a CPU build's table is as it was
+    assert "peak MiB" not in console and "peak device memory" not in text

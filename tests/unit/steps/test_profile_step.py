@@ -10,7 +10,7 @@ import pytest
 
 from navbuild.steps.base import StepContext
 from navbuild.runtime import RuntimeOptions, TorchFactory
-from navbuild.steps.profile import ProfilePerformance, measure
+from navbuild.steps.profile import ProfilePerformance, measure, measure_bound
 
 
 def _params(**overrides):
@@ -81,3 +81,35 @@ def test_measure_caps_when_never_stable() -> None:
     r = measure(jittery, {}, 1, params)
     assert r["windows"] == 4 and r["capped"] and not r["stable"]
     assert r["iterations"] == 40 and r["pooled_iterations"] == 20
+
+
+def test_a_bound_runner_is_timed_by_its_own_clock_after_the_clocks_settle() -> None:
+    # a device warming up: each warm-up window (10 calls) twice as fast as the last, then steady at
+    # 1 ms; the figures are the bound model's own times (what CUDA events measure on a GPU)
+    calls = iter(range(10_000))
+    ramp = [8.0, 4.0, 2.0]
+
+    def bound() -> float:
+        window = next(calls) // 10
+        return ramp[window] if window < len(ramp) else 1.0
+
+    params = _params(window_s=0.0, min_window_iters=10, warmup_iters=0, stable_windows=2, stability=0.1,
+                     max_windows=8)
+    r = measure_bound(bound, 4, params)
+    # windows of 8, 4, 2, 1, 1 ms: the 4th and 5th agree
+    assert r["timing"] == "device" and r["settled"] and r["settle_windows"] == 5
+    assert r["latency_ms"]["p50"] == r["latency_ms"]["p99"] == 1.0  # no cold call among the measured ones
+    assert r["throughput"] == 4000.0 and r["stable"] and r["windows"] == 2
+
+
+def test_settling_is_capped_and_says_so() -> None:
+    calls = iter(range(10_000))
+
+    def bound() -> float:  # alternating 1 ms and 3 ms windows never agree
+        return 3.0 if (next(calls) // 10) % 2 else 1.0
+
+    params = _params(window_s=0.0, min_window_iters=10, warmup_iters=0, stable_windows=2, stability=0.1,
+                     max_windows=3)
+    r = measure_bound(bound, 1, params)
+    assert not r["settled"] and r["settle_windows"] == 3
+    assert r["capped"] and r["windows"] == 3

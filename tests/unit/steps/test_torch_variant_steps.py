@@ -19,6 +19,7 @@ from navbuild.runners import make_runner
 from navbuild.samples import generate_samples
 from navbuild.steps.base import StepContext, params_from_dict, params_to_dict
 from navbuild.runtime import RuntimeOptions, TorchFactory
+from navbuild.steps.aoti_from_torch import AotiFromTorch
 from navbuild.steps.exported_program_from_torch import ExportedProgramFromTorch
 from navbuild.steps.torchscript_from_torch import TorchScriptFromTorch
 from tests.models import PYTREE_OUTPUT_MODULE
@@ -67,6 +68,15 @@ def _exported(tmp_path: Path, model: str, specs: tuple = X, axes: dict | None = 
     out.mkdir()
     params = ExportedProgramFromTorch.Params(factory=_factory(model), inputs=specs, axes=axes or {}, seed=0)
     return out, ExportedProgramFromTorch().run(params, StepContext(inputs={}, out=out))
+
+
+def _aoti(tmp_path: Path, model: str, specs: tuple = X, factory: TorchFactory | None = None,
+          packages: tuple[str, ...] = ()) -> tuple[Path, dict]:
+    out = tmp_path / f"aoti-{model}"
+    out.mkdir()
+    params = AotiFromTorch.Params(factory=factory or _factory(model), inputs=specs, axes={}, seed=0, device="cpu",
+                                  packages=packages)
+    return out, AotiFromTorch().run(params, StepContext(inputs={}, out=out))
 
 
 def _check_runner(fmt: str, model_dir: Path, model: str, specs: tuple = X, axes: dict | None = None) -> Any:
@@ -146,8 +156,14 @@ def test_exported_program_refuses_a_static_batch(tmp_path: Path) -> None:
         _exported(tmp_path, "batch_one_only")
 
 
+def test_aoti_refuses_a_static_batch_before_compiling(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match=r"torch.export made axes static: x.0 \(batch\) = 2"):
+        _aoti(tmp_path, "batch_one_only")
+    assert not (tmp_path / "aoti-batch_one_only" / "model.pt2").exists()
+
+
 @pytest.mark.parametrize("cls, extra", [(TorchScriptFromTorch, {"method": "trace", "freeze": True}),
-                                        (ExportedProgramFromTorch, {})])
+                                        (ExportedProgramFromTorch, {}), (AotiFromTorch, {"device": "cuda"})])
 def test_params_round_trip_through_json(cls: Any, extra: dict) -> None:
     params = cls.Params(factory=TorchFactory("tests.models:tiny_mlp", {"hidden": 4}), inputs=TWO,
                         axes={"seq": 4}, seed=3, **extra)
@@ -161,6 +177,7 @@ from pathlib import Path
 from navbuild.model_io import TensorSpec
 from navbuild.steps.base import StepContext
 from navbuild.runtime import TorchFactory
+from navbuild.steps.aoti_from_torch import AotiFromTorch
 from navbuild.steps.exported_program_from_torch import ExportedProgramFromTorch
 from navbuild.steps.torchscript_from_torch import TorchScriptFromTorch
 out = Path(sys.argv[1])
@@ -239,3 +256,27 @@ def test_a_program_that_no_import_makes_loadable_fails_naming_the_loaders_error(
                                            r"numpy, pytree_user_b: NotImplementedError: Deserializing "
                                            r"pytree_user_b\.Out in pytree is not registered"):
         _export_user_model(tmp_path, "pytree_user_b:unregistered")
+
+
+def test_an_aoti_package_that_loads_only_where_its_package_is_imported_names_that_import(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from navbuild.runners.aoti_runner import AOTI_LOAD
+    from navbuild.steps.exported_program_from_torch import _load_in_fresh_process
+
+    _user_module(tmp_path, monkeypatch, "pytree_user_c", register_on_import=True)
+    out, result = _aoti(tmp_path, "user", factory=TorchFactory("pytree_user_c:registered", {}), packages=("numpy",))
+    assert re.search(r"Deserializing pytree_user_c\.Out in pytree is not registered",
+                     _load_in_fresh_process(out / "model.pt2", [], AOTI_LOAD))
+    assert result["load_imports"] == ["numpy", "pytree_user_c"]
+    assert json.loads((out / "imports.json").read_text()) == ["numpy", "pytree_user_c"]
+
+
+def test_an_aoti_package_for_cuda_without_a_gpu_says_where_to_build_it(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU (tests/unit/runners/test_gpu_runners.py builds one)")
+    params = AotiFromTorch.Params(factory=_factory("tiny_mlp"), inputs=X, axes={}, seed=0, device="cuda")
+    with pytest.raises(RuntimeError, match="compiled on a CUDA GPU, and torch sees none .*build it on the GPU machine"):
+        AotiFromTorch().run(params, StepContext(inputs={}, out=tmp_path))
+    assert not any(tmp_path.iterdir())
