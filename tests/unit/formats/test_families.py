@@ -38,6 +38,7 @@ CATALOGUE = [
     ("openvino-int8-wo", "openvino", "int8", "openvino", "openvino-int8-wo", ""),
     ("openvino-int8", "openvino", "int8", "openvino", "openvino-int8", ""),
     ("openvino-int8-aa", "openvino", "int8", "openvino", "openvino-int8-aa", ""),
+    ("onnx-sanitized", "onnx-sanitized", "fp32", "onnx", "onnx-sanitized", ""),
 ]
 
 #: the GPU variants (device cuda), after every CPU one
@@ -70,7 +71,7 @@ def test_the_catalogue_keeps_its_order_and_facts() -> None:
 def test_the_families_and_the_recipe_choices() -> None:
     assert [f.name for f in formats.families()] == ["torch", "onnxruntime", "openvino"]
     assert formats.recipe_formats() == ("torch", "torchscript", "torch-export", "torch-compile", "torch-aoti", "onnx",
-                                        "onnx-opt", "onnx-levels", "onnx-openvino", "openvino")
+                                        "onnx-opt", "onnx-levels", "onnx-openvino", "onnx-sanitized", "openvino")
     assert formats.precisions() == ("fp32", "bf16", "fp16", "int8")
     assert formats.torch_source_formats() == ("torch", "torchscript", "torch-export", "torch-compile", "torch-aoti")
     assert [v.name for v in formats.selected(["onnx", "openvino"], ["int8"], [])] == [
@@ -146,7 +147,8 @@ def test_the_triton_backend_maps() -> None:
     assert [v.name for v in formats.catalogue() if deployable(v.name) is None] == [
         "torchscript", "onnx", "onnx-opt", "onnx-disable", "onnx-basic", "onnx-extended", "openvino",
         "openvino-bf16", "onnx-fp16", "onnx-int8-dynamic", "onnx-int8-static", "onnx-int8-aa",
-        "openvino-int8-wo", "openvino-int8", "openvino-int8-aa", "onnx-cuda", "onnx-cuda-fp16"]
+        "openvino-int8-wo", "openvino-int8", "openvino-int8-aa", "onnx-sanitized", "onnx-cuda",
+        "onnx-cuda-fp16"]
     assert "OpenVINO execution provider" in deployable("onnx-openvino-ep")
     assert deployable("torch-bf16") == "torch-bf16 runs the torch source (torch): Triton has no native backend for it"
 
