@@ -112,14 +112,13 @@ class BuildDriver:
                 return self._served(out, entry, CACHED, start)
             self.reporter.target_started(target.id, target.kind)
             staging = self.store.staging(out.key)
-            inputs = {name: self.paths[up] for name, up in target.inputs.items()}
             job = Job(target_id=tid, step=step.name, kind=target.kind, params=params_to_dict(target.params),
-                      key=out.key, payload=out.payload, inputs=inputs,
+                      key=out.key, payload=out.payload,
+                      inputs={name: self.paths[up] for name, up in target.inputs.items()},
                       input_keys={name: self.keys[up] for name, up in target.inputs.items() if up in self.keys},
                       cwd=self.cwd, timed=step.timed, replace=found is not None, policy=policy, staging=staging,
                       cpus=_threads(target.params) if target.kind in (CORRECTNESS, PROFILE) else 1,
-                      hardware_bound=bound, family_modules=tuple(formats.external_modules()),
-                      by_hand=step.by_hand(target.params, inputs))
+                      hardware_bound=bound, family_modules=tuple(formats.external_modules()))
             # a provisional (or --remeasure) measurement is replaced under the same key
             self.reporter.target_running(target.id, staging / "log.txt")
         except BaseException:

@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 from navbuild import formats, supervise
 from navbuild.device import PINNING_ENV
 from navbuild.execute.child import EXIT_INPUT_ERROR
+from navbuild.steps.base import Step, load_step, params_from_dict
 
 LOG_TAIL_LINES = 25
 #: how long a step asked to stop (Ctrl-C, timeout) gets to stop what it started by itself (its
@@ -32,12 +33,10 @@ class ChildOutcome:
 
 
 def write_job(staging: Path, target_id: str, step: str, params: dict, inputs: dict[str, Path], cwd: Path,
-              family_modules: Sequence[str] | None = None, by_hand: Sequence[str] = ()) -> Path:
+              family_modules: Sequence[str] | None = None) -> Path:
     """Write ``job.json`` and ``reproduce.sh`` into the staging dir (beside ``out/``).
 
     ``family_modules``: the format families registered outside navbuild (default: this process's).
-    ``by_hand``: the step's work as its tool's own command lines (Step.by_hand), which
-    ``reproduce.sh OUTPUT_DIR --cli`` runs instead of navbuild's step.
     """
     modules = list(formats.external_modules() if family_modules is None else family_modules)
     job = {"target": target_id, "step": step, "params": params,
@@ -54,32 +53,28 @@ def write_job(staging: Path, target_id: str, step: str, params: dict, inputs: di
     script.write_text(
         "#!/bin/sh\n"
         f"# Re-runs target '{target_id}' ({step}) by hand, outside navbuild's cache.\n"
-        + ("# Usage: sh reproduce.sh [OUTPUT_DIR]   (default: a new temporary folder)\n" if not by_hand else
-           "# Usage: sh reproduce.sh [OUTPUT_DIR [--cli]]   (default: a new temporary folder; --cli: the same\n"
-           "#        work with the tool's own command line below instead of navbuild's step)\n")
-        + "here=$(cd \"$(dirname \"$0\")\" && pwd)\n"
+        "# Usage: sh reproduce.sh [OUTPUT_DIR]   (default: a new temporary folder)\n"
+        f"{_tool_lines(step, params)}"
+        "here=$(cd \"$(dirname \"$0\")\" && pwd)\n"
         "out=${1:-$(mktemp -d)}\n"
-        + f"cd {shlex.quote(str(cwd))}\n"
-        + _by_hand_block(by_hand)
-        + f"{pinned}PYTHONPATH={shlex.quote(pythonpath(cwd))} exec {shlex.quote(sys.executable)} "
+        f"cd {shlex.quote(str(cwd))}\n"
+        f"{pinned}PYTHONPATH={shlex.quote(pythonpath(cwd))} exec {shlex.quote(sys.executable)} "
         "-m navbuild.execute.child \"$here/job.json\" --out \"$out\"\n")
     script.chmod(0o755)
     return job_path
 
 
-def _by_hand_block(lines: Sequence[str]) -> str:
-    """The part of reproduce.sh that runs ``lines`` (from the folder navbuild ran in, this
-    interpreter's scripts first on PATH) when its second argument is ``--cli``."""
+def _tool_lines(step: str, params: dict) -> str:
+    """The step's own tool's command lines (Step.reproduce_commands) as comments of the script: what
+    a user runs by hand, with that tool alone, in a folder holding the step's input files."""
+    cls = load_step(step)
+    if cls.reproduce_commands.__func__ is Step.reproduce_commands.__func__:
+        return ""  # no tool of its own: its params need not even be read back
+    lines = cls.reproduce_commands(params_from_dict(cls.Params, params)).splitlines()
     if not lines:
         return ""
-    body = "".join(f"  {line}\n" for line in lines)
-    return ("if [ \"${2:-}\" = \"--cli\" ]; then\n"
-            "  set -e\n"
-            "  mkdir -p \"$out\"\n"
-            f"  PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH\n"
-            f"{body}"
-            "  exit 0\n"
-            "fi\n")
+    return ("# The same by hand with the tool alone (in a folder holding the step's input files):\n"
+            + "".join(f"#   {line}\n" for line in lines))
 
 
 def run_child(staging: Path, cwd: Path, timeout: float | None = None,

@@ -54,16 +54,15 @@ class Step(ABC):
         """Build the target into ``ctx.out``; return a JSON-able result (metrics, facts)."""
 
     @classmethod
-    def by_hand(cls, params: Any, inputs: Mapping[str, Path]) -> tuple[str, ...]:
-        """Shell lines that do this step's work with its tool's own command line (``polygraphy
-        surgeon sanitize ...``), writing into the folder ``"$out"``; reproduce.sh runs them with
-        ``--cli``. () where the tool has none."""
-        return ()
-
-    @classmethod
     def depends_on_hardware(cls, params: Any) -> bool:
         """Whether these params make the output depend on the machine (its fingerprint joins the key)."""
         return cls.hardware_dependent
+
+    @classmethod
+    def reproduce_commands(cls, params: Any) -> str:
+        """Command lines of the step's own tool that repeat it by hand (lines, "" for none): written
+        into its reproduce script beside the line that re-runs the step through navbuild."""
+        return ""
 
     @classmethod
     def runtimes(cls, params: Any = None) -> tuple[str, ...]:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
-from pathlib import Path
-from typing import ClassVar, Mapping
+from typing import ClassVar
 
 from navbuild.model_io import model_file
 from navbuild.steps.base import Step, StepContext
@@ -69,11 +67,11 @@ class OnnxSanitizedFromOnnx(Step):
                 "inferred_shapes": len(proto.graph.value_info), "inputs": inputs}
 
     @classmethod
-    def by_hand(cls, params: OnnxSanitizedParams, inputs: Mapping[str, Path]) -> tuple[str, ...]:
-        """Polygraphy's command line for the same work, writing ``$out/model.onnx`` (the CLI keeps
-        the IR version as it was; GraphSurgeon drops weights from the inputs as navbuild does)."""
-        source = shlex.quote(str(model_file(inputs["onnx"])))
-        return (f'polygraphy surgeon sanitize {source} --fold-constants -o "$out/model.onnx"',)
+    def reproduce_commands(cls, params: OnnxSanitizedParams) -> str:
+        """Polygraphy's command line for the same work, from the folder of the input ``model.onnx``
+        into ``sanitized/model.onnx`` (it keeps the IR version as it was; GraphSurgeon drops the
+        weights from the inputs as this step does)."""
+        return "polygraphy surgeon sanitize model.onnx --fold-constants -o sanitized/model.onnx\n"
 
 
 def normalise_inputs(proto: object) -> int:

@@ -44,8 +44,6 @@ class Job:
     hardware_bound: bool = False
     #: the format families registered outside navbuild, in the driver (the step's child imports them)
     family_modules: tuple[str, ...] = ()
-    #: the step's work as its tool's own command lines, for reproduce.sh --cli (Step.by_hand)
-    by_hand: tuple[str, ...] = ()
 
 
 @dataclass
@@ -79,8 +77,7 @@ def run_job(job: Job, store: Any, started: Any = None) -> RunResult:
         # Ctrl-C (or any error) anywhere until the commit rename must not leave the staging
         # folder behind: gc only trusts a staging folder to be dead after an hour.
         with writing(staging, f"the job files of target {job.target_id}"):
-            write_job(staging, job.target_id, job.step, job.params, job.inputs, job.cwd, job.family_modules,
-                      job.by_hand)
+            write_job(staging, job.target_id, job.step, job.params, job.inputs, job.cwd, job.family_modules)
         began = time.time()
         with writing(staging / "log.txt", f"the log of target {job.target_id}"):
             child = run_child(staging, job.cwd, started=started)

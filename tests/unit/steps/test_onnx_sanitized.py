@@ -86,7 +86,22 @@ def test_polygraphy_folds_a_constant_subgraph_and_infers_the_shapes_with_the_sam
                                OrtRunner(source, options).run({"x": x})[0], rtol=1e-6, atol=1e-6)
 
 
-def test_the_command_line_by_hand_is_polygraphys_sanitizer_with_constant_folding(tmp_path: Path) -> None:
-    source = onnx_mlp(tmp_path / "m.onnx")
-    assert OnnxSanitizedFromOnnx.by_hand(OnnxSanitizedParams(), {"onnx": source}) == (
-        f'polygraphy surgeon sanitize {source} --fold-constants -o "$out/model.onnx"',)
+def test_its_reproduce_script_holds_polygraphys_sanitizer_line_which_runs_from_the_inputs_folder(
+        tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from navbuild.execute.isolation import write_job
+
+    write_job(tmp_path, "onnx-sanitized", "OnnxSanitizedFromOnnx", {}, {"onnx": tmp_path / "in"}, tmp_path)
+    script = (tmp_path / "reproduce.sh").read_text()
+    line = "polygraphy surgeon sanitize model.onnx --fold-constants -o sanitized/model.onnx"
+    assert f"#   {line}\n" in script
+    # the line as written, with the real CLI, from a folder holding the input
+    source = _with_a_constant_subgraph(tmp_path / "model.onnx")
+    subprocess.run([str(Path(sys.executable).parent / "polygraphy"), *line.split()[1:]], cwd=tmp_path, check=True,
+                   capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+    x = np.random.default_rng(3).standard_normal((2, 8)).astype(np.float32)
+    options = RuntimeOptions(intra_op_threads=1, graph_level="disable")
+    np.testing.assert_allclose(OrtRunner(tmp_path / "sanitized/model.onnx", options).run({"x": x})[0],
+                               OrtRunner(source, options).run({"x": x})[0], rtol=1e-6, atol=1e-6)
