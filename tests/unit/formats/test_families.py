@@ -53,6 +53,7 @@ GPU_CATALOGUE = [
     ("torch-cuda-fp16-autocast", "torch", "fp16", "torch-cuda", None, "autocast-fp16"),
     ("torch-cuda-fp16", "torch", "fp16", "torch-cuda", None, "cast-fp16"),
     ("onnx-cuda-fp16", "onnx", "fp16", "onnx-cuda", "onnx-fp16", ""),
+    ("torch-tensorrt-fp16", "torch-tensorrt", "fp16", "torch-tensorrt", "torch-tensorrt-fp16", ""),
 ]
 
 
@@ -70,10 +71,11 @@ def test_the_catalogue_keeps_its_order_and_facts() -> None:
 
 def test_the_families_and_the_recipe_choices() -> None:
     assert [f.name for f in formats.families()] == ["torch", "onnxruntime", "openvino"]
-    assert formats.recipe_formats() == ("torch", "torchscript", "torch-export", "torch-compile", "torch-aoti", "onnx",
-                                        "onnx-opt", "onnx-levels", "onnx-openvino", "onnx-sanitized", "openvino")
+    assert formats.recipe_formats() == ("torch", "torchscript", "torch-export", "torch-compile", "torch-aoti",
+                                        "torch-tensorrt", "onnx", "onnx-opt", "onnx-levels", "onnx-openvino", "onnx-sanitized", "openvino")
     assert formats.precisions() == ("fp32", "bf16", "fp16", "int8")
-    assert formats.torch_source_formats() == ("torch", "torchscript", "torch-export", "torch-compile", "torch-aoti")
+    assert formats.torch_source_formats() == ("torch", "torchscript", "torch-export", "torch-compile", "torch-aoti",
+                                              "torch-tensorrt")
     assert [v.name for v in formats.selected(["onnx", "openvino"], ["int8"], [])] == [
         "onnx-int8-dynamic", "onnx-int8-static", "onnx-int8-aa", "openvino-int8-wo", "openvino-int8", "openvino-int8-aa"]
     assert [v.name for v in formats.selected(["torch"], ["fp32"], ["openvino", "torch"])] == ["torch", "openvino"]
@@ -101,7 +103,8 @@ def test_the_gpu_runners_and_the_aoti_conversion_are_declared() -> None:
     assert formats.runtime_requirements("onnx-cuda") == ("onnxruntime-gpu",)
     aoti = formats.conversion("torch-aoti-cuda")
     assert aoti.device == "cuda" and aoti.steps == {"AotiFromTorch": "navbuild.steps.aoti_from_torch:AotiFromTorch"}
-    assert [c.model for c in formats.conversions() if c.device == "cuda"] == ["torch-aoti-cuda"]
+    assert [c.model for c in formats.conversions() if c.device == "cuda"] == ["torch-aoti-cuda", "torch-tensorrt-fp16"]
+    assert formats.runtime_requirements("torch-tensorrt") == ("torch", "torch_tensorrt")
     recipe = Recipe(name="t", source=SourceConfig(torch="navbuild.examples.models:mlp"),
                     inputs=[InputConfig(name="x", shape=["batch", 64])], outputs=["y"])
     planned = aoti.plan(formats.PlanContext(recipe))
@@ -174,9 +177,9 @@ def test_steps_and_runners_are_the_families() -> None:
     assert [c.model for c in formats.conversions()] == [
         "onnx", "onnx-sanitized", "torchscript", "torch-export", "onnx-opt", "onnx-fp16", "onnx-int8-dynamic",
         "onnx-int8-static", "openvino", "openvino-int8", "openvino-int8-wo", "openvino-int8-aa", "onnx-int8-aa",
-        "torch-aoti", "torch-aoti-cuda"]
-    assert formats.runner_names() == ("torch", "torchscript", "torch-export", "torch-aoti", "torch-cuda", "onnx",
-                                      "onnx-cuda", "openvino")
+        "torch-aoti", "torch-aoti-cuda", "torch-tensorrt-fp16"]
+    assert formats.runner_names() == ("torch", "torchscript", "torch-export", "torch-aoti", "torch-cuda",
+                                      "torch-tensorrt", "onnx", "onnx-cuda", "openvino")
     with pytest.raises(ValueError, match="no runner for variant format 'nope' \\(known: torch, torchscript"):
         make_runner("nope", None, None, ["x"], RuntimeOptions())
     with pytest.raises(KeyError, match="no step named 'Nope'"):
