@@ -26,6 +26,7 @@ from navbuild.steps.openvino_quantized import OpenVinoConfig, OpenVinoQuantConfi
 from navbuild.steps.ort_optimized import OnnxOptConfig
 from navbuild.steps.ort_quantized import DynamicQuantConfig, StaticQuantConfig
 from navbuild.steps.profile import ProfileConfig
+from navbuild.steps.tensorrt_from_onnx import TensorRtConfig
 from navbuild.steps.torchscript_from_torch import TorchScriptConfig
 from navbuild.triton.model_config import INSTANCE_KINDS, WARMUP_DATA
 
@@ -270,6 +271,7 @@ class Recipe:
     quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
     openvino: OpenVinoConfig = field(default_factory=OpenVinoConfig)
     fp16: Fp16Config = field(default_factory=Fp16Config)
+    tensorrt: TensorRtConfig = field(default_factory=TensorRtConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     correctness: CorrectnessConfig = field(default_factory=CorrectnessConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
@@ -285,6 +287,6 @@ class Recipe:
 #: every section of the recipe, those declared beside their steps included, is importable from here
 __all__ = ["Recipe", "SourceConfig", "InputConfig", "SamplesConfig", "OnnxConfig", "OnnxOptConfig", "TorchScriptConfig",
            "QuantizationConfig", "DynamicQuantConfig", "StaticQuantConfig", "OpenVinoConfig", "OpenVinoQuantConfig",
-           "Fp16Config", "RuntimeConfig", "ToleranceConfig", "ProbeConfig", "MetricConfig", "CorrectnessConfig", "DriftConfig",
+           "Fp16Config", "TensorRtConfig", "RuntimeConfig", "ToleranceConfig", "ProbeConfig", "MetricConfig", "CorrectnessConfig", "DriftConfig",
            "ProfileConfig", "SelectConfig", "TritonServerConfig", "TritonSearchConfig", "TritonLoadConfig",
            "TritonConstraintsConfig", "TritonTensorRTConfig", "TritonConfig", "CacheConfig", "ExecutorConfig"]

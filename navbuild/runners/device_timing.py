@@ -82,6 +82,21 @@ def peak_memory_mb(device: str) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**20
 
 
+def device_used_mb(device: str) -> float | None:
+    """Memory in use on the CUDA ``device`` as the driver reports it, in MiB (None off CUDA or without
+    torch): what a runtime with its own allocator (ONNX Runtime's arena, TensorRT) holds, which torch's
+    counters do not see (other processes on the same GPU count too)."""
+    if not is_cuda(device):
+        return None
+    try:
+        import torch
+    except ImportError:
+        return None
+    _, _, index = device.partition(":")
+    free, total = torch.cuda.mem_get_info(int(index) if index else 0)
+    return (total - free) / 2**20
+
+
 class TorchDeviceRunner(TorchRunner):
     """A TorchRunner that times itself on its device (``bind``) and reports its peak memory."""
 
@@ -101,4 +116,4 @@ class TorchDeviceRunner(TorchRunner):
         return peak_memory_mb(self.device)
 
 
-__all__ = ["is_cuda", "timer", "Bound", "reset_peak_memory", "peak_memory_mb", "TorchDeviceRunner"]
+__all__ = ["is_cuda", "timer", "Bound", "reset_peak_memory", "peak_memory_mb", "device_used_mb", "TorchDeviceRunner"]

@@ -33,10 +33,8 @@ class TritonTensor:
 _BOOL_VALUES = ("true", "false", "yes", "no", "on", "off", "1", "0")
 
 
-#: backends no format family owns: TensorRT plans, and the python backend that serves navbuild's
-#: local models
+#: backends no format family owns: the python backend that serves navbuild's local models
 OWN_BACKENDS: tuple[TritonBackend, ...] = (
-    TritonBackend("tensorrt_plan", "", "tensorrt_plan", ("model.plan",)),
     TritonBackend("python", "python", "", ("model.py",), options=None),
 )
 
