@@ -11,7 +11,8 @@ from navbuild.formats.onnxruntime import SANITIZED
 from navbuild.formats.tensorrt_profiles import derive_profiles, recipe_sizes
 
 #: Triton's TensorRT backend: a serialized engine, on GPU instances only; it reads no string parameters
-TENSORRT_PLAN = TritonBackend("tensorrt_plan", "", "tensorrt_plan", ("model.plan",), kinds=("KIND_GPU",))
+TENSORRT_PLAN = TritonBackend("tensorrt_plan", "", "tensorrt_plan", ("model.plan",), kinds=("KIND_GPU",),
+                              engine_fields=True)
 
 #: engine precision -> its conversion (the model name, the target id)
 ENGINES: dict[str, str] = {p: "tensorrt" if p == "fp32" else f"tensorrt-{p}" for p in

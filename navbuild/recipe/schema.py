@@ -179,6 +179,9 @@ class TritonSearchConfig:
                                       doc="ONNX Runtime on KIND_GPU: the GPU execution accelerators to try "
                                           "(tensorrt: the TensorRT execution provider, set in triton.tensorrt)")
     dynamic_batching: List[bool] = setting(factory=lambda: [False, True])
+    cuda_graphs: List[bool] = setting(factory=lambda: [False], doc="TensorRT engines (tensorrt_plan, KIND_GPU): "
+                                                                   "whether the backend replays CUDA graphs; "
+                                                                   "[false, true] tries both")
     max_queue_delays_us: List[int] = setting(factory=lambda: [0], minimum=0)
     backend_options: Dict[str, Dict[str, List[Any]]] = setting(
         factory=dict, doc="per native backend, option name -> values to try, e.g. {onnxruntime_onnx: "

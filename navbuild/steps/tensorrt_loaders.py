@@ -62,7 +62,7 @@ def calibration_data(samples: Mapping[str, Any], input_names: Sequence[str], bat
         raise ValueError(f"the reference samples have no input(s) {', '.join(missing)} that int8 calibration needs "
                          f"(they have {', '.join(samples) or 'none'})")
     rows = min([int(samples[n].shape[0]) for n in input_names] + [max_rows])
-    batches = tuple({n: np.ascontiguousarray(samples[n][start:start + batch_size]) for n in input_names}
+    batches = tuple({n: np.ascontiguousarray(samples[n][start:min(start + batch_size, rows)]) for n in input_names}
                     for start in range(0, rows, batch_size))
     return CalibrationData(batches, Path(cache))
 
