@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 from navbuild import formats, supervise
 from navbuild.device import PINNING_ENV
 from navbuild.execute.child import EXIT_INPUT_ERROR
-from navbuild.steps.base import load_step, params_from_dict
+from navbuild.steps.base import Step, load_step, params_from_dict
 from navbuild.steps.tensorrt_from_onnx import TIMING_CACHE_ENV
 
 LOG_TAIL_LINES = 25
@@ -69,6 +69,8 @@ def _tool_lines(step: str, params: dict) -> str:
     """The step's own tool's command lines (Step.reproduce_commands) as comments of the script: what
     a user runs by hand, with that tool alone, in a folder holding the step's input files."""
     cls = load_step(step)
+    if cls.reproduce_commands.__func__ is Step.reproduce_commands.__func__:  # the step offers none
+        return ""
     lines = cls.reproduce_commands(params_from_dict(cls.Params, params)).splitlines()
     if not lines:
         return ""
