@@ -106,7 +106,9 @@ def _precision_tolerances() -> Dict[str, ToleranceConfig]:
     # 0.999 and passed 0.001 probabilities that were 100% off. fp32 uses correctness.atol/rtol.
     return {"bf16": ToleranceConfig(0.0, 0.0, range_rtol=0.05, cosine_min=0.995),
             "fp16": ToleranceConfig(0.0, 0.0, range_rtol=0.01, cosine_min=0.999),
-            "int8": ToleranceConfig(0.0, 0.0, range_rtol=0.1, cosine_min=0.99)}
+            "int8": ToleranceConfig(0.0, 0.0, range_rtol=0.1, cosine_min=0.99),
+            # TensorRT's fp8 (e4m3: 3 mantissa bits) errs about as much as int8
+            "fp8": ToleranceConfig(0.0, 0.0, range_rtol=0.1, cosine_min=0.99)}
 
 
 @dataclass
@@ -133,7 +135,7 @@ class CorrectnessConfig:
     atol: float = setting(1e-4, minimum=0, doc="fp32 tolerances")
     rtol: float = setting(1e-3, minimum=0)
     precisions: Dict[str, ToleranceConfig] = setting(factory=_precision_tolerances,
-                                                     doc="budget per reduced precision (bf16, fp16, int8)")
+                                                     doc="budget per reduced precision (bf16, fp16, int8, fp8)")
     outputs: Dict[str, ToleranceConfig] = setting(factory=dict, doc="per output, all precisions")
     metric: Optional[MetricConfig] = setting(None, doc="a user metric that judges the outputs")
     probe: ProbeConfig = field(default_factory=ProbeConfig)

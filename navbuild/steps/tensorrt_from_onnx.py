@@ -141,9 +141,9 @@ class TensorRtFromOnnx(Step):
         print(f"building a {params.precision} engine for {gpu.get('name', UNKNOWN)} with profiles "
               f"{describe(params.profiles)}", flush=True)
         engine_chain(params, source, plan, timing, calibrator)()
-        (ctx.out / ENGINE_FILE).write_text(json.dumps({"inputs": inputs, "outputs": outputs,
-                                                       "precision": params.precision,
-                                                       "profiles": [dataclasses.asdict(p) for p in params.profiles]}, indent=2))
+        facts = {"inputs": inputs, "outputs": outputs, "precision": params.precision,
+                 "profiles": [dataclasses.asdict(p) for p in params.profiles]}
+        (ctx.out / ENGINE_FILE).write_text(json.dumps(facts, indent=2))
         size = plan.stat().st_size
         print(f"{PLAN_FILE}: {size} bytes; by hand: {shlex.join(['sh', 'reproduce.sh'])}", flush=True)
         return {"size_bytes": size, "precision": params.precision, "profiles": len(params.profiles),

@@ -307,7 +307,8 @@ def check_gpu_fields(backend: str, config: ModelConfig) -> list[str]:
             f"the {backend} backend runs {', '.join(spec.kinds)} only"
         problems.append(f"instance_kind {config.instance_kind}: {why}")
     if (config.profiles or config.cuda_graphs) and not spec.engine_fields:
-        problems.append(f"profiles / cuda_graphs are TensorRT engine settings; the {backend} backend does not read them")
+        problems.append(f"profiles / cuda_graphs are TensorRT engine settings; the {backend} backend does not "
+                        "read them")
     if config.accelerator:
         known = spec.gpu_accelerators
         if config.accelerator not in known:
