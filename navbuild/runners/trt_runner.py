@@ -3,9 +3,10 @@ the optimization profile that covers each feed, timing itself with CUDA events (
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from navbuild.formats.tensorrt_profiles import EngineProfile, ShapeRange, profile_for
 from navbuild.lazy import lazy_import
@@ -18,6 +19,15 @@ np = lazy_import("numpy")
 #: the files of a TensorRtFromOnnx output this runner reads (navbuild.steps.tensorrt_from_onnx writes them)
 PLAN_FILE = "model.plan"
 ENGINE_FILE = "engine.json"
+
+
+def write_engine_facts(folder: Path, inputs: Sequence[str], outputs: Sequence[str], precision: str,
+                       profiles: Sequence[EngineProfile]) -> None:
+    """Write ``engine.json``: what the runner needs besides the engine (the ONNX model's input and output
+    order, the profiles it picks from), written by the step that builds the engine."""
+    facts = {"inputs": list(inputs), "outputs": list(outputs), "precision": precision,
+             "profiles": [dataclasses.asdict(p) for p in profiles]}
+    (Path(folder) / ENGINE_FILE).write_text(json.dumps(facts, indent=2))
 
 
 def read_engine_facts(folder: Path) -> tuple[list[str], list[str], tuple[EngineProfile, ...]]:
@@ -95,4 +105,4 @@ def make(model_path: Path | None, factory: Any, input_names: Any, options: Runti
     return TensorRtRunner(folder if folder.is_dir() else folder.parent, "cuda")
 
 
-__all__ = ["TensorRtRunner", "make", "read_engine_facts", "PLAN_FILE", "ENGINE_FILE"]
+__all__ = ["TensorRtRunner", "make", "write_engine_facts", "read_engine_facts", "PLAN_FILE", "ENGINE_FILE"]

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import json
 import os
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
@@ -15,12 +12,13 @@ from navbuild.cache.keys import canonical_json
 from navbuild.device import UNKNOWN, VISIBLE_ENV, gpu_fingerprint
 from navbuild.formats.tensorrt_profiles import PROFILE_MODES, EngineProfile, describe
 from navbuild.model_io import model_file
-from navbuild.runners.trt_runner import ENGINE_FILE, PLAN_FILE
+from navbuild.runners.trt_runner import PLAN_FILE, write_engine_facts
 from navbuild.samples import read_npz
 from navbuild.settings import params_of, setting
 from navbuild.steps.base import Step, StepContext
 from navbuild.steps.reference import SAMPLES_FILE
-from navbuild.steps.tensorrt_loaders import (CALIBRATION_CACHE, PRECISION_FLAGS, calibration_data,
+from navbuild.steps.tensorrt_loaders import (CALIBRATION_CACHE, CALIBRATION_INPUTS, PRECISION_FLAGS,
+                                             save_calibration_inputs, calibration_data,
                                              engine_chain, make_calibrator, script_lines)
 
 #: where the child process finds the store's folder of timing caches (set by navbuild.execute.isolation)
@@ -135,17 +133,16 @@ class TensorRtFromOnnx(Step):
             samples = read_npz(Path(ctx.inputs["reference"]) / SAMPLES_FILE)
             batch = params.profiles[0].inputs[0].opt[0]
             data = calibration_data(samples, inputs, batch, params.calibration_rows, ctx.out / CALIBRATION_CACHE)
+            save_calibration_inputs(data, ctx.out / CALIBRATION_INPUTS)  # for the reproduce script
             calibrator = make_calibrator(data)
             print(f"int8 calibration: {len(data.batches)} batch(es) of up to {batch} rows", flush=True)
         plan = ctx.out / PLAN_FILE
         print(f"building a {params.precision} engine for {gpu.get('name', UNKNOWN)} with profiles "
               f"{describe(params.profiles)}", flush=True)
         engine_chain(params, source, plan, timing, calibrator)()
-        facts = {"inputs": inputs, "outputs": outputs, "precision": params.precision,
-                 "profiles": [dataclasses.asdict(p) for p in params.profiles]}
-        (ctx.out / ENGINE_FILE).write_text(json.dumps(facts, indent=2))
+        write_engine_facts(ctx.out, inputs, outputs, params.precision, params.profiles)
         size = plan.stat().st_size
-        print(f"{PLAN_FILE}: {size} bytes; by hand: {shlex.join(['sh', 'reproduce.sh'])}", flush=True)
+        print(f"{PLAN_FILE}: {size} bytes (by hand: the polygraphy lines in reproduce.sh)", flush=True)
         return {"size_bytes": size, "precision": params.precision, "profiles": len(params.profiles),
                 "timing_cache": timing.name if timing is not None else None,
                 "calibration_cache": CALIBRATION_CACHE if calibrator is not None else None}

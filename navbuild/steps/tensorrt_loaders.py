@@ -30,6 +30,8 @@ PRECISION_FLAGS: Mapping[str, tuple[str, ...]] = {
     "fp8": ("fp8", "fp16"),
 }
 CALIBRATION_CACHE = "calibration.cache"
+#: the calibration batches as Polygraphy's JSON (what ``polygraphy convert --load-inputs`` reads)
+CALIBRATION_INPUTS = "calibration_inputs.json"
 #: TensorRT's memory pool the workspace setting caps
 WORKSPACE_POOL = "WORKSPACE"
 
@@ -65,6 +67,13 @@ def calibration_data(samples: Mapping[str, Any], input_names: Sequence[str], bat
     batches = tuple({n: np.ascontiguousarray(samples[n][start:min(start + batch_size, rows)]) for n in input_names}
                     for start in range(0, rows, batch_size))
     return CalibrationData(batches, Path(cache))
+
+
+def save_calibration_inputs(data: CalibrationData, path: Path) -> None:
+    """Write the calibration batches where ``polygraphy convert --load-inputs`` reads them (the reproduce script)."""
+    from polygraphy.json import save_json
+
+    save_json([dict(b) for b in data.batches], str(path), description="int8 calibration batches")
 
 
 def make_calibrator(data: CalibrationData) -> Any:
@@ -121,7 +130,7 @@ def _shapes(profile: EngineProfile, which: str) -> list[str]:
 
 
 def convert_command(params: Any, onnx: str = "model.onnx", plan: str = PLAN_FILE, timing_cache: str | None = None,
-                    calibration_cache: str | None = None, data_loader: str | None = None) -> list[str]:
+                    calibration_cache: str | None = None, calibration_inputs: str | None = None) -> list[str]:
     """``polygraphy convert`` arguments that build the same engine (one ``--trt-*-shapes`` triple per profile)."""
     cmd = ["polygraphy", "convert", onnx, "--convert-to", "trt"]
     cmd += [f"--{flag}" for flag in PRECISION_FLAGS[params.precision]]
@@ -135,8 +144,8 @@ def convert_command(params: Any, onnx: str = "model.onnx", plan: str = PLAN_FILE
     if timing_cache:
         cmd += ["--load-timing-cache", timing_cache, "--save-timing-cache", timing_cache]
     if params.precision == "int8":
-        if data_loader:
-            cmd += ["--data-loader-script", data_loader]
+        if calibration_inputs:
+            cmd += ["--load-inputs", calibration_inputs]
         if calibration_cache:
             cmd += ["--calibration-cache", calibration_cache]
     return cmd + ["-o", plan]
@@ -154,11 +163,11 @@ def script_lines(params: Any, timing_cache: str | None, calibrated: bool) -> str
     """The ``polygraphy`` lines of a TensorRT step's reproduce script (run from the target's folder)."""
     convert = convert_command(params, timing_cache=timing_cache,
                               calibration_cache=CALIBRATION_CACHE if calibrated else None,
-                              data_loader="calibration_data.py" if calibrated else None)
+                              calibration_inputs=CALIBRATION_INPUTS if calibrated else None)
     return (f"{shlex.join(convert)}\n"
             f"{shlex.join(run_command(params))}\n")
 
 
-__all__ = ["PRECISION_FLAGS", "CALIBRATION_CACHE", "WORKSPACE_POOL", "PoolLimits", "CalibrationData",
+__all__ = ["PRECISION_FLAGS", "CALIBRATION_CACHE", "CALIBRATION_INPUTS", "save_calibration_inputs", "WORKSPACE_POOL", "PoolLimits", "CalibrationData",
            "calibration_data", "make_calibrator", "polygraphy_profiles", "create_config", "engine_chain",
            "convert_command", "run_command", "script_lines"]

@@ -11,12 +11,13 @@ import pytest
 
 from navbuild.execute.isolation import write_job
 from navbuild.formats.common import tensor_specs
-from navbuild.formats.tensorrt_profiles import derive_profiles, recipe_sizes
+from navbuild.formats.tensorrt_profiles import derive_profiles, profile_for, recipe_sizes
+from navbuild.runners.trt_runner import read_engine_facts, write_engine_facts
 from navbuild.steps.base import params_to_dict
 from navbuild.steps.tensorrt_from_onnx import (TensorRtFromOnnx, TensorRtParams, compute_capability, fp8_refusal,
                                                timing_cache_file)
 from navbuild.steps.tensorrt_loaders import (CALIBRATION_CACHE, PoolLimits, calibration_data, convert_command,
-                                             create_config, engine_chain)
+                                             create_config, engine_chain, save_calibration_inputs)
 from tests.unit.formats.test_tensorrt_profiles import bert_like  # the recipe with a seq axis
 
 pytest.importorskip("polygraphy")
@@ -77,6 +78,11 @@ def test_int8_calibration_reads_the_samples_in_batches_and_writes_its_cache_in_t
     assert data.cache == tmp_path / "calibration.cache"
     with pytest.raises(ValueError, match="no input.*token_type_ids.*int8 calibration"):
         calibration_data(samples, ["token_type_ids"], 4, 9, tmp_path / "c")
+    # the reproduce script's polygraphy reads the same batches back
+    save_calibration_inputs(data, tmp_path / "calibration_inputs.json")
+    from polygraphy.json import load_json
+    again = load_json(str(tmp_path / "calibration_inputs.json"))
+    assert len(again) == 3 and np.array_equal(again[2]["mask"], data.batches[2]["mask"])
     # the calibrator itself is TensorRT's class: built at engine build time, handed to the chain then
     marker = object()
     assert create_config(params("int8"), None, calibrator=marker).calibrator is marker
@@ -85,7 +91,7 @@ def test_int8_calibration_reads_the_samples_in_batches_and_writes_its_cache_in_t
 def test_the_polygraphy_command_repeats_the_chain() -> None:
     p = params("int8", "per_batch_size", workspace_mb=1024, sparsity=True)
     cmd = convert_command(p, timing_cache="t.cache", calibration_cache="calibration.cache",
-                          data_loader="calibration_data.py")
+                          calibration_inputs="calibration_inputs.json")
     text = " ".join(cmd)
     assert cmd[:5] == ["polygraphy", "convert", "model.onnx", "--convert-to", "trt"] and "--int8" in cmd
     assert text.count("--trt-min-shapes") == 2  # one triple per profile
@@ -94,7 +100,7 @@ def test_the_polygraphy_command_repeats_the_chain() -> None:
     assert "--pool-limit workspace:1024M" in text and "--sparse-weights" in cmd
     assert "--builder-optimization-level 3" in text
     assert "--load-timing-cache t.cache --save-timing-cache t.cache" in text
-    assert "--data-loader-script calibration_data.py --calibration-cache calibration.cache" in text
+    assert "--load-inputs calibration_inputs.json --calibration-cache calibration.cache" in text
     assert cmd[-2:] == ["-o", "model.plan"]
 
 
@@ -124,3 +130,12 @@ def test_one_timing_cache_per_gpu_named_by_its_fingerprint(tmp_path: Path) -> No
     assert timing_cache_file(tmp_path, h200) == timing_cache_file(tmp_path, dict(reversed(h200.items())))
     assert timing_cache_file(tmp_path, h200) != timing_cache_file(tmp_path, a100)
     assert timing_cache_file(tmp_path, h200).parent == tmp_path
+
+
+def test_the_engine_facts_the_runner_reads_are_what_the_step_wrote(tmp_path: Path) -> None:
+    p = params("fp16", "per_batch_size")
+    write_engine_facts(tmp_path, ["input_ids", "mask"], ["logits"], p.precision, p.profiles)
+    inputs, outputs, profiles = read_engine_facts(tmp_path)
+    assert (inputs, outputs, profiles) == (["input_ids", "mask"], ["logits"], p.profiles)
+    # the runner switches to the profile that covers a feed: batch 3 is the second bucket's
+    assert profile_for(profiles, {"input_ids": (3, 100), "mask": (3, 100)}) == 1
