@@ -71,3 +71,28 @@ def test_engine_fields_are_refused_where_triton_would_refuse_them() -> None:
         config_text("m", "onnxruntime_onnx", INPUTS, OUTPUTS, ModelConfig(instance_kind="KIND_GPU", cuda_graphs=True))
     assert ModelConfig(instance_kind="KIND_GPU", profiles=("0", "x")).problems() == [
         "profiles: ['0', 'x'] must be profile indices (\"0\", \"1\", ...)"]
+
+
+def test_the_triton_targets_of_an_engine_carry_its_profiles_and_batch(monkeypatch, tmp_path) -> None:
+    """The planner's own path: a tensorrt-fp16 engine planned for a recorded H200, then its Triton targets."""
+    from navbuild import device as device_module
+    from navbuild.device import Machine, TorchBuild, parse_gpu_query
+    from navbuild.planning import planner
+    from navbuild.planning.triton import expand_triton
+
+    h200 = Machine(parse_gpu_query("0, NVIDIA H200, 9.0, 143771, 570.124.06\n"), "nvidia-smi",
+                   TorchBuild("2.11.0+cu128", "12.8"))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(device_module, "read_machine", lambda: h200)
+    monkeypatch.setattr(planner, "read_machine", lambda: h200)
+    r, _ = engine_recipe()
+    r.variants = ["tensorrt-fp16"]
+    graph = planner.expand(r, tmp_path)
+    expand_triton(graph, r, ["tensorrt-fp16"], tmp_path)
+    engine = graph.targets["tensorrt-fp16"].params.profiles
+    assert len(engine) == 2
+    assert graph.targets["triton/model/tensorrt-fp16"].params.max_batch_size == 4
+    assert graph.targets["triton/model/tensorrt-fp16"].params.backend == "tensorrt_plan"
+    configs = graph.targets["triton/search/tensorrt-fp16"].params.configs
+    assert {(c.instance_kind, c.profiles, c.max_batch_size) for c in configs} == {("KIND_GPU", ("0", "1"), 4)}
+    assert {c.cuda_graphs for c in configs} == {False, True}
