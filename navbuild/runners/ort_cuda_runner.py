@@ -9,7 +9,7 @@ from typing import Any, Mapping
 from navbuild.errors import MissingTool
 from navbuild.lazy import lazy_import
 from navbuild.model_io import model_file
-from navbuild.runners.device_timing import Bound, device_used_mb, is_cuda, timer
+from navbuild.runners.device_timing import Bound, device_used_mb, grown_mb, is_cuda, timer
 from navbuild.runners.ort_runner import OrtRunner
 from navbuild.runtime import RuntimeOptions
 
@@ -80,8 +80,7 @@ class OrtDeviceRunner(OrtRunner):
         ONNX Runtime allocates from its own arena, which torch's counters do not see and which
         keeps what it grew to: after the runs its size is the session's high-water mark. Read
         from the driver (other processes on the same GPU count too)."""
-        used = device_used_mb(self.device)
-        return None if used is None or self._baseline_mb is None else max(0.0, used - self._baseline_mb)
+        return grown_mb(self.device, self._baseline_mb)
 
 
 def make(model_path: Path | None, factory: Any, input_names: Any, options: RuntimeOptions,

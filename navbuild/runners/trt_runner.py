@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 from navbuild.formats.tensorrt_profiles import EngineProfile, ShapeRange, profile_for
 from navbuild.lazy import lazy_import
 from navbuild.model_io import model_file
-from navbuild.runners.device_timing import Bound, device_used_mb, timer
+from navbuild.runners.device_timing import Bound, device_used_mb, grown_mb, timer
 from navbuild.runtime import RuntimeOptions
 
 np = lazy_import("numpy")
@@ -85,8 +85,7 @@ class TensorRtRunner:
     def peak_memory_mb(self) -> float | None:
         """GPU memory in use now beyond what was in use before the engine was loaded, in MiB: TensorRT
         allocates its activations itself, which torch's counters do not see (read from the driver)."""
-        used = device_used_mb(self.device)
-        return None if used is None or self._baseline_mb is None else max(0.0, used - self._baseline_mb)
+        return grown_mb(self.device, self._baseline_mb)
 
     def close(self) -> None:
         """Free the engine's execution context."""
