@@ -15,6 +15,8 @@ from typing import Callable, Sequence
 from navbuild import formats, supervise
 from navbuild.device import PINNING_ENV
 from navbuild.execute.child import EXIT_INPUT_ERROR
+from navbuild.steps.base import Step, load_step, params_from_dict
+from navbuild.steps.tensorrt_from_onnx import TIMING_CACHE_ENV
 
 LOG_TAIL_LINES = 25
 #: how long a step asked to stop (Ctrl-C, timeout) gets to stop what it started by itself (its
@@ -53,6 +55,7 @@ def write_job(staging: Path, target_id: str, step: str, params: dict, inputs: di
         "#!/bin/sh\n"
         f"# Re-runs target '{target_id}' ({step}) by hand, outside navbuild's cache.\n"
         "# Usage: sh reproduce.sh [OUTPUT_DIR]   (default: a new temporary folder)\n"
+        f"{_tool_lines(step, params)}"
         "here=$(cd \"$(dirname \"$0\")\" && pwd)\n"
         "out=${1:-$(mktemp -d)}\n"
         f"cd {shlex.quote(str(cwd))}\n"
@@ -60,6 +63,19 @@ def write_job(staging: Path, target_id: str, step: str, params: dict, inputs: di
         "-m navbuild.execute.child \"$here/job.json\" --out \"$out\"\n")
     script.chmod(0o755)
     return job_path
+
+
+def _tool_lines(step: str, params: dict) -> str:
+    """The step's own tool's command lines (Step.reproduce_commands) as comments of the script: what
+    a user runs by hand, with that tool alone, in a folder holding the step's input files."""
+    cls = load_step(step)
+    if cls.reproduce_commands.__func__ is Step.reproduce_commands.__func__:  # the step offers none
+        return ""
+    lines = cls.reproduce_commands(params_from_dict(cls.Params, params)).splitlines()
+    if not lines:
+        return ""
+    return ("# The same by hand with the tool alone (in a folder holding the step's input files):\n"
+            + "".join(f"#   {line}\n" for line in lines))
 
 
 def run_child(staging: Path, cwd: Path, timeout: float | None = None,
@@ -77,6 +93,8 @@ def run_child(staging: Path, cwd: Path, timeout: float | None = None,
     compile_cache = Path(staging).absolute().parent.parent / "compile-cache"
     env.setdefault("TORCHINDUCTOR_CACHE_DIR", str(compile_cache / "inductor"))
     env.setdefault("TRITON_CACHE_DIR", str(compile_cache / "triton"))
+    # TensorRT's timing caches, one per GPU, shared by every engine build (never part of a key)
+    env.setdefault(TIMING_CACHE_ENV, str(compile_cache / "tensorrt-timing"))
     # the Triton server's prepared backend folder and library links, shared by every Triton target
     env.setdefault("NAVBUILD_TRITON_DIR", str(Path(staging).absolute().parent.parent / "triton-stack"))
     log_path = staging / "log.txt"

@@ -9,6 +9,8 @@ from typing import Any, Mapping, Sequence
 
 from navbuild.lazy import lazy_import
 from navbuild.model_io import BATCH_AXIS, TensorSpec
+# re-exported: the probes' size rules live in navbuild.probe_sizes, which the format families read too
+from navbuild.probe_sizes import DEFAULT_PROBE_BATCHES, EXPORT_BATCH, auto_probe_sizes, default_probe_batches
 from navbuild.samples import take_batch
 
 np = lazy_import("numpy")
@@ -16,10 +18,6 @@ np = lazy_import("numpy")
 #: the probe list (ids, labels, shapes, and why a probe was skipped) inside a reference target's folder
 PROBES_FILE = "probes.json"
 PROBES_DIR = "probes"
-#: the batch the exporters trace with (onnx_from_torch.EXAMPLE_BATCH): a probe batch must differ from it
-EXPORT_BATCH = 2
-#: default probe batches: 1 (a fixed-batch export) and 3 (neither the export's 2 nor a power of two)
-DEFAULT_PROBE_BATCHES = (1, 3)
 
 
 @dataclass(frozen=True)
@@ -31,22 +29,6 @@ class ProbeParams:
     batch_sizes: tuple[int, ...] = ()  # batches probed at the samples' axis sizes
     rows: int = 3                      # the batch of every axis and stress probe
     stress: bool = True                # a stressed-values probe (checked on exact-precision variants)
-
-
-def auto_probe_sizes(n: int) -> tuple[int, ...]:
-    """Two sizes besides ``n``: about half and about 1.5x, odd-offset so that no power of two or
-    multiple of the sample's size hides a baked constant (128 -> 65, 193; 8 -> 5, 13; 1 -> 2, 3)."""
-    sizes = [n // 2 + 1, n + n // 2 + 1, 2 * n + 1]
-    out = [s for s in sizes if s >= 1 and s != n]
-    return tuple(dict.fromkeys(out))[:2]
-
-
-def default_probe_batches(profiled: Sequence[int]) -> tuple[int, ...]:
-    """Probe batches a recipe gets by default: 1 and 3 unless already checked as profiled sizes.
-
-    Never only the export's batch (2): a reshape that baked it is right there and nowhere else.
-    """
-    return tuple(b for b in DEFAULT_PROBE_BATCHES if b not in profiled)
 
 
 def axis_sizes(specs: Sequence[TensorSpec], samples: Mapping[str, np.ndarray]) -> dict[str, int]:
@@ -126,5 +108,6 @@ def load_probes(folder: Path) -> list[dict]:
     return json.loads(path.read_text()) if path.is_file() else []
 
 
-__all__ = ["ProbeParams", "PROBES_FILE", "auto_probe_sizes", "default_probe_batches", "probe_plan",
+__all__ = ["ProbeParams", "PROBES_FILE", "EXPORT_BATCH", "DEFAULT_PROBE_BATCHES", "auto_probe_sizes",
+           "default_probe_batches", "probe_plan",
            "probe_feeds", "probe_files", "load_probes", "axis_sizes"]
