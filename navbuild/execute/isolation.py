@@ -16,6 +16,7 @@ from navbuild import formats, supervise
 from navbuild.device import PINNING_ENV
 from navbuild.execute.child import EXIT_INPUT_ERROR
 from navbuild.steps.base import Step, load_step, params_from_dict
+from navbuild.steps.tensorrt_from_onnx import TIMING_CACHE_ENV
 
 LOG_TAIL_LINES = 25
 #: how long a step asked to stop (Ctrl-C, timeout) gets to stop what it started by itself (its
@@ -68,8 +69,8 @@ def _tool_lines(step: str, params: dict) -> str:
     """The step's own tool's command lines (Step.reproduce_commands) as comments of the script: what
     a user runs by hand, with that tool alone, in a folder holding the step's input files."""
     cls = load_step(step)
-    if cls.reproduce_commands.__func__ is Step.reproduce_commands.__func__:
-        return ""  # no tool of its own: its params need not even be read back
+    if cls.reproduce_commands.__func__ is Step.reproduce_commands.__func__:  # the step offers none
+        return ""
     lines = cls.reproduce_commands(params_from_dict(cls.Params, params)).splitlines()
     if not lines:
         return ""
@@ -92,6 +93,8 @@ def run_child(staging: Path, cwd: Path, timeout: float | None = None,
     compile_cache = Path(staging).absolute().parent.parent / "compile-cache"
     env.setdefault("TORCHINDUCTOR_CACHE_DIR", str(compile_cache / "inductor"))
     env.setdefault("TRITON_CACHE_DIR", str(compile_cache / "triton"))
+    # TensorRT's timing caches, one per GPU, shared by every engine build (never part of a key)
+    env.setdefault(TIMING_CACHE_ENV, str(compile_cache / "tensorrt-timing"))
     # the Triton server's prepared backend folder and library links, shared by every Triton target
     env.setdefault("NAVBUILD_TRITON_DIR", str(Path(staging).absolute().parent.parent / "triton-stack"))
     log_path = staging / "log.txt"

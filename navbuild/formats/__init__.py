@@ -1,6 +1,6 @@
 """Format families: one module per runtime family, and the registry every format table is derived from.
 
-Importing this package registers the built-in families (torch, onnxruntime, openvino), then
+Importing this package registers the built-in families (torch, onnxruntime, openvino, tensorrt), then
 every family module a user names: in the ``NAVBUILD_FORMATS`` environment variable (module
 names, comma-separated, importable from the working directory) or as an entry point of the
 ``navbuild.formats`` group of an installed package. See README, "Adding a format".
@@ -16,6 +16,7 @@ import os
 from navbuild.formats import torch  # noqa: F401,I001
 from navbuild.formats import onnxruntime  # noqa: F401,I001
 from navbuild.formats import openvino  # noqa: F401,I001
+from navbuild.formats import tensorrt  # noqa: F401,I001
 from navbuild.formats.base import (REFERENCE, SOURCE, AccuracySearch, Conversion, FormatFamily, PlanContext, Planned,
                                    Runner, TritonServing, Variant, catalogue, conversion, conversions, drift_step,
                                    external_modules, families, load_attr, native_backends, precisions, recipe_formats, register,

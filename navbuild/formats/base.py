@@ -73,6 +73,9 @@ class TritonBackend:
     #: ``optimization.execution_accelerators.gpu_execution_accelerator`` names it reads, each with
     #: its parameters as the backend spells them (ONNX Runtime's "tensorrt")
     gpu_accelerators: Mapping[str, Mapping[str, BackendOption]] = dataclasses.field(default_factory=dict)
+    #: it reads ``optimization { cuda { graphs: true } }`` (TensorRT's backend replays CUDA graphs) and
+    #: ``instance_group.profile`` (the engine's optimization profiles an instance may use)
+    engine_fields: bool = False
 
 
 @dataclass(frozen=True)

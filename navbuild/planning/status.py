@@ -59,6 +59,8 @@ def unavailable_reason(target: Target) -> str | None:
     step = load_step(target.step)
     if target.gpu is not None and (why := gpu_problem(step.requirements(target.params))):
         return why
+    if target.gpu is not None and (why := step.gpu_refusal(target.params, gpu_fingerprint(target.gpu))):
+        return why
     missing = step.missing_requirements(target.params)
     return f"{', '.join(missing)} not installed" if missing else None
 

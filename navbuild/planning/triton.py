@@ -10,9 +10,10 @@ import dataclasses
 import itertools
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from navbuild import formats
+from navbuild.formats.tensorrt_profiles import EngineProfile
 from navbuild.planning.graph import Graph
 from navbuild.planning.planner import METRIC_ID, REFERENCE_ID, tensor_specs, tolerances
 from navbuild.planning.target import Leaf, Target
@@ -53,14 +54,37 @@ def variant_parameters(variant: str) -> dict[str, str]:
     return dict(serving.parameters(v)) if serving is not None else {}
 
 
-def search_configs(recipe: Any, backend: str, fixed: dict[str, str] | None = None, kind: str = "KIND_CPU") -> list[Any]:
+def engine_batch_sizes(asked: Sequence[int], engine: Sequence[EngineProfile]) -> list[int]:
+    """The max batch sizes a TensorRT engine can be served at: those asked (triton.search.max_batch_sizes)
+    that its profiles cover, else its largest batch (Triton refuses a max_batch_size above the engine's)."""
+    if not engine:
+        return list(asked)
+    top = max(p.max_batch for p in engine)
+    return [b for b in asked if b <= top] or [top]
+
+
+def engine_of(graph: Graph, variant: str) -> tuple[EngineProfile, ...]:
+    """The optimization profiles of the engine a variant runs (empty where its backend serves no engine)."""
+    v = formats.variant(variant)
+    serving = formats.triton_serving(v.runner) if v is not None else None
+    if serving is None or not serving.backend.engine_fields:
+        return ()
+    target = graph.targets.get(graph.variant_models.get(variant, ""))
+    return tuple(getattr(target.params, "profiles", ())) if target is not None else ()
+
+
+def search_configs(recipe: Any, backend: str, fixed: dict[str, str] | None = None, kind: str = "KIND_CPU",
+                   engine: Sequence[EngineProfile] = ()) -> list[Any]:
     """Triton's default configuration first, then the cartesian product of the search space (no duplicates).
 
     Queue delays only vary where dynamic batching is on; backend options apply to their own backend.
     ``fixed`` (the variant's own parameters) is in every configuration and wins over the space.
     ``kind`` is the instance kind (``placement.instance_kind``): on KIND_GPU every configuration
     names its GPUs, instance counts are per GPU, the backend's GPU accelerators are tried too,
-    and Triton's default is one instance on each of those GPUs.
+    and Triton's default is one instance on each of those GPUs. ``engine``: a TensorRT engine's
+    profiles: every configuration lists them all on its instance group (Triton's own default would
+    use profile 0 alone), max batch sizes above the engine's are left out, and CUDA graphs
+    (triton.search.cuda_graphs) are tried.
     """
 
     s = recipe.triton.search
@@ -70,18 +94,22 @@ def search_configs(recipe: Any, backend: str, fixed: dict[str, str] | None = Non
     gpu = kind == KIND_GPU
     gpus = deployment_gpus(recipe) if gpu else ()
     accelerators = _accelerators(recipe, backend) if gpu else [("", ())]
-    default = default_config(max(s.max_batch_sizes), backend, fixed)
+    batch_sizes = engine_batch_sizes(s.max_batch_sizes, engine)
+    profiles = tuple(str(i) for i in range(len(engine))) if gpu else ()
+    graphs = list(dict.fromkeys(s.cuda_graphs)) if engine and gpu else [False]
+    default = default_config(max(batch_sizes), backend, fixed)
     if gpu:  # on a GPU machine Triton gives a model with no instance_group one instance per GPU
-        default = dataclasses.replace(default, instance_count=1, instance_kind=KIND_GPU, gpus=gpus)
+        default = dataclasses.replace(default, instance_count=1, instance_kind=KIND_GPU, gpus=gpus, profiles=profiles)
     configs = [_warmed(recipe, default)]
-    for mbs, count, dynamic, params, (accelerator, accelerator_parameters) in itertools.product(
-            s.max_batch_sizes, s.instance_counts, s.dynamic_batching, option_sets, accelerators):
+    for mbs, count, dynamic, params, (accelerator, accelerator_parameters), cuda_graphs in itertools.product(
+            batch_sizes, s.instance_counts, s.dynamic_batching, option_sets, accelerators, graphs):
         delays = s.max_queue_delays_us if dynamic else [0]
         for delay in delays or [0]:
             config = ModelConfig(max_batch_size=mbs, instance_count=count, instance_kind=kind,
                                  dynamic_batching=dynamic, max_queue_delay_us=delay if dynamic else 0,
                                  backend_parameters={**{k: str(v) for k, v in params.items()}, **fixed},
-                                 gpus=gpus, accelerator=accelerator, accelerator_parameters=accelerator_parameters)
+                                 gpus=gpus, accelerator=accelerator, accelerator_parameters=accelerator_parameters,
+                                 profiles=profiles, cuda_graphs=cuda_graphs)
             config = _warmed(recipe, config)
             if config not in configs:
                 configs.append(config)
@@ -177,13 +205,14 @@ def expand_triton(graph: Graph, recipe: Any, variants: list[str], cwd: Path) -> 
             graph.notes.append(f"triton/{variant}: no model_warmup: {gap}")
         name = model_name(recipe.name, variant)
         own = variant_parameters(variant)
+        engine = engine_of(graph, variant)
         model_id = _add(graph, f"triton/model/{variant}", "WriteTritonModel", TRITON_MODEL, variant,
                         {"model": graph.variant_models[variant], "reference": REFERENCE_ID},
                         name=name, variant=variant, runner=v.runner, backend=backend, mode=v.mode,
                         inputs=tensor_specs(recipe), batch_size=max(recipe.profile.batch_sizes),
-                        max_batch_size=max(t.search.max_batch_sizes),
+                        max_batch_size=max(engine_batch_sizes(t.search.max_batch_sizes, engine)),
                         parameters=tuple(sorted(own.items())))
-        configs = search_configs(recipe, backend, own, kind)
+        configs = search_configs(recipe, backend, own, kind, engine)
         measures = {}
         for i, config in enumerate(configs):
             measures[f"measure-{i}"] = _add(
@@ -244,5 +273,5 @@ def _add(graph: Graph, target_id: str, step_name: str, kind: str, of_variant: st
     return graph.add(Target(target_id, step.name, step.Params(**params), inputs, kind=kind, variant=of_variant))
 
 
-__all__ = ["expand_triton", "triton_variants", "search_configs", "constraints_of", "variant_parameters", "concurrency", "model_name",
+__all__ = ["expand_triton", "triton_variants", "search_configs", "engine_batch_sizes", "engine_of", "constraints_of", "variant_parameters", "concurrency", "model_name",
            "resolved_kind", "warmup_gap", "TRITON_MODEL", "TRITON_MEASURE", "TRITON_SEARCH", "TRITON_VALIDATE"]

@@ -26,6 +26,7 @@ from navbuild.steps.openvino_quantized import OpenVinoConfig, OpenVinoQuantConfi
 from navbuild.steps.ort_optimized import OnnxOptConfig
 from navbuild.steps.ort_quantized import DynamicQuantConfig, StaticQuantConfig
 from navbuild.steps.profile import ProfileConfig
+from navbuild.steps.tensorrt_from_onnx import TensorRtConfig
 from navbuild.steps.torchscript_from_torch import TorchScriptConfig
 from navbuild.triton.model_config import INSTANCE_KINDS, WARMUP_DATA
 
@@ -105,7 +106,9 @@ def _precision_tolerances() -> Dict[str, ToleranceConfig]:
     # 0.999 and passed 0.001 probabilities that were 100% off. fp32 uses correctness.atol/rtol.
     return {"bf16": ToleranceConfig(0.0, 0.0, range_rtol=0.05, cosine_min=0.995),
             "fp16": ToleranceConfig(0.0, 0.0, range_rtol=0.01, cosine_min=0.999),
-            "int8": ToleranceConfig(0.0, 0.0, range_rtol=0.1, cosine_min=0.99)}
+            "int8": ToleranceConfig(0.0, 0.0, range_rtol=0.1, cosine_min=0.99),
+            # TensorRT's fp8 (e4m3: 3 mantissa bits) errs about as much as int8
+            "fp8": ToleranceConfig(0.0, 0.0, range_rtol=0.1, cosine_min=0.99)}
 
 
 @dataclass
@@ -132,7 +135,7 @@ class CorrectnessConfig:
     atol: float = setting(1e-4, minimum=0, doc="fp32 tolerances")
     rtol: float = setting(1e-3, minimum=0)
     precisions: Dict[str, ToleranceConfig] = setting(factory=_precision_tolerances,
-                                                     doc="budget per reduced precision (bf16, fp16, int8)")
+                                                     doc="budget per reduced precision (bf16, fp16, int8, fp8)")
     outputs: Dict[str, ToleranceConfig] = setting(factory=dict, doc="per output, all precisions")
     metric: Optional[MetricConfig] = setting(None, doc="a user metric that judges the outputs")
     probe: ProbeConfig = field(default_factory=ProbeConfig)
@@ -178,6 +181,9 @@ class TritonSearchConfig:
                                       doc="ONNX Runtime on KIND_GPU: the GPU execution accelerators to try "
                                           "(tensorrt: the TensorRT execution provider, set in triton.tensorrt)")
     dynamic_batching: List[bool] = setting(factory=lambda: [False, True])
+    cuda_graphs: List[bool] = setting(factory=lambda: [False], doc="TensorRT engines (tensorrt_plan, KIND_GPU): "
+                                                                   "whether the backend replays CUDA graphs; "
+                                                                   "[false, true] tries both")
     max_queue_delays_us: List[int] = setting(factory=lambda: [0], minimum=0)
     backend_options: Dict[str, Dict[str, List[Any]]] = setting(
         factory=dict, doc="per native backend, option name -> values to try, e.g. {onnxruntime_onnx: "
@@ -270,6 +276,7 @@ class Recipe:
     quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
     openvino: OpenVinoConfig = field(default_factory=OpenVinoConfig)
     fp16: Fp16Config = field(default_factory=Fp16Config)
+    tensorrt: TensorRtConfig = field(default_factory=TensorRtConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     correctness: CorrectnessConfig = field(default_factory=CorrectnessConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
@@ -285,6 +292,6 @@ class Recipe:
 #: every section of the recipe, those declared beside their steps included, is importable from here
 __all__ = ["Recipe", "SourceConfig", "InputConfig", "SamplesConfig", "OnnxConfig", "OnnxOptConfig", "TorchScriptConfig",
            "QuantizationConfig", "DynamicQuantConfig", "StaticQuantConfig", "OpenVinoConfig", "OpenVinoQuantConfig",
-           "Fp16Config", "RuntimeConfig", "ToleranceConfig", "ProbeConfig", "MetricConfig", "CorrectnessConfig", "DriftConfig",
+           "Fp16Config", "TensorRtConfig", "RuntimeConfig", "ToleranceConfig", "ProbeConfig", "MetricConfig", "CorrectnessConfig", "DriftConfig",
            "ProfileConfig", "SelectConfig", "TritonServerConfig", "TritonSearchConfig", "TritonLoadConfig",
            "TritonConstraintsConfig", "TritonTensorRTConfig", "TritonConfig", "CacheConfig", "ExecutorConfig"]

@@ -82,6 +82,29 @@ def peak_memory_mb(device: str) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**20
 
 
+def device_used_mb(device: str) -> float | None:
+    """Memory in use on the CUDA ``device`` as the driver reports it, in MiB (None off CUDA or without
+    torch): what a runtime with its own allocator (ONNX Runtime's arena, TensorRT) holds, which torch's
+    counters do not see (other processes on the same GPU count too)."""
+    if not is_cuda(device):
+        return None
+    try:
+        import torch
+    except ImportError:
+        return None
+    _, _, index = device.partition(":")
+    free, total = torch.cuda.mem_get_info(int(index) if index else 0)
+    return (total - free) / 2**20
+
+
+def grown_mb(device: str, baseline_mb: float | None) -> float | None:
+    """GPU memory in use now beyond ``baseline_mb`` (a :func:`device_used_mb` read earlier), in MiB; None
+    off CUDA or without a baseline. A runtime that keeps what its allocator grew to (ONNX Runtime's
+    arena, TensorRT's activations) reads its high-water mark so."""
+    used = device_used_mb(device)
+    return None if used is None or baseline_mb is None else max(0.0, used - baseline_mb)
+
+
 class TorchDeviceRunner(TorchRunner):
     """A TorchRunner that times itself on its device (``bind``) and reports its peak memory."""
 
@@ -101,4 +124,5 @@ class TorchDeviceRunner(TorchRunner):
         return peak_memory_mb(self.device)
 
 
-__all__ = ["is_cuda", "timer", "Bound", "reset_peak_memory", "peak_memory_mb", "TorchDeviceRunner"]
+__all__ = ["is_cuda", "timer", "Bound", "reset_peak_memory", "peak_memory_mb", "device_used_mb", "grown_mb",
+           "TorchDeviceRunner"]

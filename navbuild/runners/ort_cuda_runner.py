@@ -9,7 +9,7 @@ from typing import Any, Mapping
 from navbuild.errors import MissingTool
 from navbuild.lazy import lazy_import
 from navbuild.model_io import model_file
-from navbuild.runners.device_timing import Bound, is_cuda, timer
+from navbuild.runners.device_timing import Bound, device_used_mb, grown_mb, is_cuda, timer
 from navbuild.runners.ort_runner import OrtRunner
 from navbuild.runtime import RuntimeOptions
 
@@ -51,7 +51,7 @@ class OrtDeviceRunner(OrtRunner):
     def __init__(self, path: Path, options: RuntimeOptions, device: str) -> None:
         self.device = device
         self._ort_device = ("cuda" if is_cuda(device) else "cpu", _device_id(device))
-        self._baseline_mb = _device_used_mb(device)
+        self._baseline_mb = device_used_mb(device)
         super().__init__(path, options, providers_=device_providers(device))
 
     def bind(self, feeds: Mapping[str, np.ndarray]) -> Bound:
@@ -80,20 +80,7 @@ class OrtDeviceRunner(OrtRunner):
         ONNX Runtime allocates from its own arena, which torch's counters do not see and which
         keeps what it grew to: after the runs its size is the session's high-water mark. Read
         from the driver (other processes on the same GPU count too)."""
-        used = _device_used_mb(self.device)
-        return None if used is None or self._baseline_mb is None else max(0.0, used - self._baseline_mb)
-
-
-def _device_used_mb(device: str) -> float | None:
-    """Memory in use on the CUDA ``device`` as the driver reports it, in MiB (None off CUDA or without torch)."""
-    if not is_cuda(device):
-        return None
-    try:
-        import torch
-    except ImportError:
-        return None
-    free, total = torch.cuda.mem_get_info(_device_id(device))
-    return (total - free) / 2**20
+        return grown_mb(self.device, self._baseline_mb)
 
 
 def make(model_path: Path | None, factory: Any, input_names: Any, options: RuntimeOptions,

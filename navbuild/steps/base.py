@@ -59,6 +59,12 @@ class Step(ABC):
         return cls.hardware_dependent
 
     @classmethod
+    def gpu_refusal(cls, params: Any, gpu: Mapping[str, Any]) -> str:
+        """Why these params cannot run on the GPU whose fingerprint is ``gpu`` ("" when they can):
+        read at plan time, so the target says ``unavailable: <why>`` instead of failing to build."""
+        return ""
+
+    @classmethod
     def reproduce_commands(cls, params: Any) -> str:
         """Command lines of the step's own tool that repeat it by hand (lines, "" for none): written
         into its reproduce script beside the line that re-runs the step through navbuild."""

@@ -33,10 +33,8 @@ class TritonTensor:
 _BOOL_VALUES = ("true", "false", "yes", "no", "on", "off", "1", "0")
 
 
-#: backends no format family owns: TensorRT plans, and the python backend that serves navbuild's
-#: local models
+#: backends no format family owns: the python backend that serves navbuild's local models
 OWN_BACKENDS: tuple[TritonBackend, ...] = (
-    TritonBackend("tensorrt_plan", "", "tensorrt_plan", ("model.plan",)),
     TritonBackend("python", "python", "", ("model.py",), options=None),
 )
 
@@ -120,6 +118,10 @@ class ModelConfig:
     accelerator_parameters: tuple[tuple[str, str], ...] = added(())
     #: the warm-up requests, or None for none
     warmup: Warmup | None = added(None)
+    #: a TensorRT engine's optimization profiles its instances may use (``instance_group.profile``), by index
+    profiles: tuple[str, ...] = added(())
+    #: ``optimization { cuda { graphs: true } }``: TensorRT's backend captures and replays CUDA graphs
+    cuda_graphs: bool = added(False)
 
     def __post_init__(self) -> None:
         # frozen: normalise through object.__setattr__ (mapping/list in, sorted tuple out)
@@ -127,6 +129,7 @@ class ModelConfig:
         object.__setattr__(self, "preferred_batch_sizes", tuple(int(b) for b in self.preferred_batch_sizes))
         object.__setattr__(self, "gpus", tuple(int(g) for g in self.gpus))
         object.__setattr__(self, "accelerator_parameters", parameter_pairs(self.accelerator_parameters))
+        object.__setattr__(self, "profiles", tuple(str(p) for p in self.profiles))
 
     def problems(self) -> list[str]:
         """What Triton would reject in this configuration (empty when it is valid)."""
@@ -159,6 +162,12 @@ class ModelConfig:
         if self.accelerator and not on_gpu:
             found.append(f"accelerator: '{self.accelerator}' is a GPU execution accelerator but instance_kind is "
                          f"{self.instance_kind}; use KIND_GPU or drop it")
+        for name, value in (("profiles", self.profiles), ("cuda_graphs", self.cuda_graphs)):
+            if value and not on_gpu:
+                found.append(f"{name}: a TensorRT engine's setting on GPU instances, but instance_kind is "
+                             f"{self.instance_kind}; use KIND_GPU or drop it")
+        if any(not p.isdigit() for p in self.profiles):
+            found.append(f"profiles: {list(self.profiles)} must be profile indices (\"0\", \"1\", ...)")
         if self.accelerator_parameters and not self.accelerator:
             found.append("accelerator_parameters are set but no accelerator is")
         if self.warmup is not None:
@@ -187,6 +196,8 @@ class ModelConfig:
                 parts.append("pb" + ".".join(str(b) for b in self.preferred_batch_sizes))
         if self.gpus:  # i1gpug0.1: one instance on each of GPUs 0 and 1
             parts[1] += "g" + ".".join(str(g) for g in self.gpus)
+        if self.cuda_graphs:
+            parts.append("cudagraphs")
         if self.accelerator:  # tensorrt_FP16
             parts.append(self.accelerator + "".join(f"_{v}" for k, v in self.accelerator_parameters
                                                     if k == "precision_mode"))
@@ -295,6 +306,9 @@ def check_gpu_fields(backend: str, config: ModelConfig) -> list[str]:
         why = spec.no_gpu if config.instance_kind == "KIND_GPU" and spec.no_gpu else \
             f"the {backend} backend runs {', '.join(spec.kinds)} only"
         problems.append(f"instance_kind {config.instance_kind}: {why}")
+    if (config.profiles or config.cuda_graphs) and not spec.engine_fields:
+        problems.append(f"profiles / cuda_graphs are TensorRT engine settings; the {backend} backend does not "
+                        "read them")
     if config.accelerator:
         known = spec.gpu_accelerators
         if config.accelerator not in known:
@@ -424,6 +438,8 @@ def config_text(name: str, backend: str, inputs: Sequence[TritonTensor], outputs
               f"    kind: {config.instance_kind}"]
     if config.gpus:
         lines.append(f"    gpus: {_int_list(config.gpus)}")
+    if config.profiles:
+        lines.append(f"    profile: [ {', '.join(_quote(p) for p in config.profiles)} ]")
     lines += ["  }", "]"]
     if config.dynamic_batching:
         lines.append("dynamic_batching {")
@@ -446,6 +462,8 @@ def config_text(name: str, backend: str, inputs: Sequence[TritonTensor], outputs
         optimization += [f"        parameters {{ key: {_quote(k)} value: {_quote(v)} }}"
                          for k, v in config.accelerator_parameters]
         optimization += ["      }", "    ]", "  }"]
+    if config.cuda_graphs:
+        optimization += ["  cuda {", "    graphs: true", "  }"]
     if optimization:
         lines += ["optimization {", *optimization, "}"]
     if config.warmup is not None:

@@ -53,6 +53,12 @@ GPU_CATALOGUE = [
     ("torch-cuda-fp16-autocast", "torch", "fp16", "torch-cuda", None, "autocast-fp16"),
     ("torch-cuda-fp16", "torch", "fp16", "torch-cuda", None, "cast-fp16"),
     ("onnx-cuda-fp16", "onnx", "fp16", "onnx-cuda", "onnx-fp16", ""),
+    # TensorRT engines, after every other variant
+    ("tensorrt", "tensorrt", "fp32", "tensorrt", "tensorrt", ""),
+    ("tensorrt-fp16", "tensorrt", "fp16", "tensorrt", "tensorrt-fp16", ""),
+    ("tensorrt-bf16", "tensorrt", "bf16", "tensorrt", "tensorrt-bf16", ""),
+    ("tensorrt-int8", "tensorrt", "int8", "tensorrt", "tensorrt-int8", ""),
+    ("tensorrt-fp8", "tensorrt", "fp8", "tensorrt", "tensorrt-fp8", ""),
     ("torch-tensorrt-fp16", "torch-tensorrt", "fp16", "torch-tensorrt", "torch-tensorrt-fp16", ""),
 ]
 
@@ -70,10 +76,11 @@ def test_the_catalogue_keeps_its_order_and_facts() -> None:
 
 
 def test_the_families_and_the_recipe_choices() -> None:
-    assert [f.name for f in formats.families()] == ["torch", "onnxruntime", "openvino"]
+    assert [f.name for f in formats.families()] == ["torch", "onnxruntime", "openvino", "tensorrt"]
     assert formats.recipe_formats() == ("torch", "torchscript", "torch-export", "torch-compile", "torch-aoti",
-                                        "torch-tensorrt", "onnx", "onnx-opt", "onnx-levels", "onnx-openvino", "onnx-sanitized", "openvino")
-    assert formats.precisions() == ("fp32", "bf16", "fp16", "int8")
+                                        "torch-tensorrt", "onnx", "onnx-opt", "onnx-levels", "onnx-openvino",
+                                        "onnx-sanitized", "openvino", "tensorrt")
+    assert formats.precisions() == ("fp32", "bf16", "fp16", "int8", "fp8")
     assert formats.torch_source_formats() == ("torch", "torchscript", "torch-export", "torch-compile", "torch-aoti",
                                               "torch-tensorrt")
     assert [v.name for v in formats.selected(["onnx", "openvino"], ["int8"], [])] == [
@@ -103,7 +110,9 @@ def test_the_gpu_runners_and_the_aoti_conversion_are_declared() -> None:
     assert formats.runtime_requirements("onnx-cuda") == ("onnxruntime-gpu",)
     aoti = formats.conversion("torch-aoti-cuda")
     assert aoti.device == "cuda" and aoti.steps == {"AotiFromTorch": "navbuild.steps.aoti_from_torch:AotiFromTorch"}
-    assert [c.model for c in formats.conversions() if c.device == "cuda"] == ["torch-aoti-cuda", "torch-tensorrt-fp16"]
+    assert [c.model for c in formats.conversions() if c.device == "cuda"] == [
+        "torch-aoti-cuda", "torch-tensorrt-fp16", "tensorrt", "tensorrt-fp16", "tensorrt-bf16", "tensorrt-int8",
+        "tensorrt-fp8"]
     assert formats.runtime_requirements("torch-tensorrt") == ("torch", "torch_tensorrt")
     recipe = Recipe(name="t", source=SourceConfig(torch="navbuild.examples.models:mlp"),
                     inputs=[InputConfig(name="x", shape=["batch", 64])], outputs=["y"])
@@ -138,7 +147,8 @@ def test_each_variant_needs_its_runtime() -> None:
 
 def test_the_triton_backend_maps() -> None:
     assert formats.native_backends() == {"torchscript": "pytorch_libtorch", "onnx": "onnxruntime_onnx",
-                                         "openvino": "openvino", "onnx-cuda": "onnxruntime_onnx"}
+                                         "openvino": "openvino", "onnx-cuda": "onnxruntime_onnx",
+                                         "tensorrt": "tensorrt_plan"}
     assert [backend_for(r) for r in ("onnx", "torchscript", "openvino", "torch", "torch-export")] == [
         "onnxruntime_onnx", "pytorch_libtorch", "openvino", None, None]
     params = {v.name: dict(formats.triton_serving(v.runner).parameters(v))
@@ -150,8 +160,8 @@ def test_the_triton_backend_maps() -> None:
     assert [v.name for v in formats.catalogue() if deployable(v.name) is None] == [
         "torchscript", "onnx", "onnx-opt", "onnx-disable", "onnx-basic", "onnx-extended", "openvino",
         "openvino-bf16", "onnx-fp16", "onnx-int8-dynamic", "onnx-int8-static", "onnx-int8-aa",
-        "openvino-int8-wo", "openvino-int8", "openvino-int8-aa", "onnx-sanitized", "onnx-cuda",
-        "onnx-cuda-fp16"]
+        "openvino-int8-wo", "openvino-int8", "openvino-int8-aa", "onnx-sanitized", "onnx-cuda", "onnx-cuda-fp16",
+        "tensorrt", "tensorrt-fp16", "tensorrt-bf16", "tensorrt-int8", "tensorrt-fp8"]
     assert "OpenVINO execution provider" in deployable("onnx-openvino-ep")
     assert deployable("torch-bf16") == "torch-bf16 runs the torch source (torch): Triton has no native backend for it"
 
@@ -160,7 +170,8 @@ def test_the_triton_backends_and_their_options() -> None:
     from navbuild.triton.model_config import backends, check_backend_parameters, default_config, local_runtime
 
     assert list(backends()) == ["pytorch_libtorch", "onnxruntime_onnx", "openvino", "tensorrt_plan", "python"]
-    assert [b.name for b in formats.triton_backends()] == ["pytorch_libtorch", "onnxruntime_onnx", "openvino"]
+    assert [b.name for b in formats.triton_backends()] == ["pytorch_libtorch", "onnxruntime_onnx", "openvino",
+                                                           "tensorrt_plan"]
     assert backends()["openvino"].model_files == ("model.xml", "model.bin") and backends()["python"].options is None
     assert [default_config(8, b).instance_count for b in ("onnxruntime_onnx", "openvino", None)] == [2, 1, 1]
     assert check_backend_parameters("openvino", {"HINT_BF16": "NO"})[0].startswith("backend option 'HINT_BF16'")
@@ -177,9 +188,10 @@ def test_steps_and_runners_are_the_families() -> None:
     assert [c.model for c in formats.conversions()] == [
         "onnx", "onnx-sanitized", "torchscript", "torch-export", "onnx-opt", "onnx-fp16", "onnx-int8-dynamic",
         "onnx-int8-static", "openvino", "openvino-int8", "openvino-int8-wo", "openvino-int8-aa", "onnx-int8-aa",
-        "torch-aoti", "torch-aoti-cuda", "torch-tensorrt-fp16"]
+        "torch-aoti", "torch-aoti-cuda", "torch-tensorrt-fp16", "tensorrt", "tensorrt-fp16", "tensorrt-bf16",
+        "tensorrt-int8", "tensorrt-fp8"]
     assert formats.runner_names() == ("torch", "torchscript", "torch-export", "torch-aoti", "torch-cuda",
-                                      "torch-tensorrt", "onnx", "onnx-cuda", "openvino")
+                                      "torch-tensorrt", "onnx", "onnx-cuda", "openvino", "tensorrt")
     with pytest.raises(ValueError, match="no runner for variant format 'nope' \\(known: torch, torchscript"):
         make_runner("nope", None, None, ["x"], RuntimeOptions())
     with pytest.raises(KeyError, match="no step named 'Nope'"):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from navbuild.formats.tensorrt_profiles import EngineProfile, ShapeRange
 from navbuild.model_io import TensorSpec
 from navbuild.steps.base import Step, load_step, params_from_dict, params_to_dict, step_refs
 from navbuild.runtime import RuntimeOptions, TorchFactory
@@ -24,6 +25,9 @@ MODULES = ["navbuild.steps.reference", "navbuild.steps.onnx_from_torch", "navbui
 X = (TensorSpec("x", "float32", ("batch", 8), low=-1.0, high=1.0),)
 FACTORY = TorchFactory("tests.models:tiny_mlp", {"hidden": 4, "nested": {"a": [1, 2]}})
 EXAMPLES = {
+    "TensorRtFromOnnx": dict(precision="fp16", profiles=(EngineProfile((ShapeRange("x", (1, 8), (4, 8), (8, 8)),)),),
+                             workspace_mb=1024, builder_optimization_level=3, sparsity=False, timing_cache=True,
+                             calibration_rows=64),
     "ReferenceFromSource": dict(source_format="torch", factory=FACTORY, inputs=X, outputs=("y",), count=3,
                                 seed=0, axes={"seq": 4}, batch_sizes=(1, 4), threads=2),
     "OnnxFromTorch": dict(factory=FACTORY, inputs=X, outputs=("y",), axes={}, opset=17,
@@ -76,16 +80,16 @@ def test_step_modules_do_not_import_heavy_packages() -> None:
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 
 
-#: requirements only a GPU machine can have (no CPU wheel): a step may miss them here, and its targets
-#: say ``unavailable: <name> not installed`` (tests/unit/planning/test_torch_tensorrt_plan.py)
-GPU_ONLY = {"TorchTensorRtFromTorch": {"torch_tensorrt"}}
+#: what cannot be installed on these machines (no GPU, no CPU wheel): its absence is what their plans report
+NOT_INSTALLABLE_HERE = {"TensorRtFromOnnx": ["tensorrt"], "TorchTensorRtFromTorch": ["torch_tensorrt"]}
 
 
 @pytest.mark.parametrize("name", sorted(step_refs()))
 def test_registered_step(name: str) -> None:
     cls = load_step(name)
     assert issubclass(cls, Step) and cls.name == name and cls.version >= 1
-    assert set(cls.missing_requirements()) <= GPU_ONLY.get(name, set())
+    # TensorRT cannot be installed on these machines (no GPU): its absence is what their plans report
+    assert cls.missing_requirements() == NOT_INSTALLABLE_HERE.get(name, [])
     assert all(isinstance(t, str) for t in cls.tools)
 
 
@@ -100,10 +104,11 @@ def test_params_round_trip_through_json(name: str) -> None:
 
 
 def test_only_measurements_are_hardware_dependent() -> None:
-    # besides the measurements: an AOTInductor package is machine code for this CPU's ISA (or GPU's arch),
-    # a Torch-TensorRT program holds TensorRT engines built for its GPU
+    # besides the measurements: an AOTInductor package is machine code for this CPU's ISA (or GPU's arch), a
+    # TensorRT engine (alone, or inside a Torch-TensorRT program) for its GPU
     assert [n for n in sorted(step_refs()) if load_step(n).hardware_dependent] == [
-        "AotiFromTorch", "CompareFinalists", "MeasureTritonConfig", "ProfilePerformance", "TorchTensorRtFromTorch"]
+        "AotiFromTorch", "CompareFinalists", "MeasureTritonConfig", "ProfilePerformance", "TensorRtFromOnnx",
+        "TorchTensorRtFromTorch"]
     # ORT's level-"all" graphs bake in CPU-specific layouts: hardware joins their key
     opt = load_step("OrtOptimizedFromOnnx")
     assert opt.depends_on_hardware(opt.Params(level="all", fusion=None))

@@ -39,7 +39,8 @@ def _params(message) -> dict[str, str]:
 @pytest.mark.parametrize("backend", list(backends()))
 @pytest.mark.parametrize("batching", [False, True])
 def test_config_text_parses_back_for_every_backend(backend: str, batching: bool) -> None:
-    config = ModelConfig(max_batch_size=8, instance_count=3, dynamic_batching=batching,
+    kind = backends()[backend].kinds[0]  # KIND_CPU, or KIND_GPU for a backend that runs only that (tensorrt_plan)
+    config = ModelConfig(max_batch_size=8, instance_count=3, instance_kind=kind, dynamic_batching=batching,
                          max_queue_delay_us=250 if batching else 0,
                          preferred_batch_sizes=(4, 8) if batching else (), backend_parameters=OPTIONS[backend])
     m = _parse(config_text("tiny", backend, INPUTS, OUTPUTS, config))
@@ -48,7 +49,7 @@ def test_config_text_parses_back_for_every_backend(backend: str, batching: bool)
     assert m.max_batch_size == 8
     assert [(t.name, t.data_type, list(t.dims)) for t in m.input] == [("x", 11, [4]), ("mask", 9, [-1])]
     assert [(t.name, t.data_type, list(t.dims)) for t in m.output] == [("y", 10, [3]), ("ok", 1, [-1, 2])]
-    assert [(g.count, g.kind) for g in m.instance_group] == [(3, 2)]  # 2 = KIND_CPU
+    assert [(g.count, g.kind) for g in m.instance_group] == [(3, 2 if kind == "KIND_CPU" else 1)]
     assert m.HasField("dynamic_batching") is batching
     if batching:
         assert m.dynamic_batching.max_queue_delay_microseconds == 250
