@@ -119,7 +119,7 @@ _STEPS = "navbuild.steps."
 
 FAMILY = register(FormatFamily(
     name="onnxruntime",
-    formats=("onnx", "onnx-opt", "onnx-levels", "onnx-openvino"),
+    formats=("onnx", "onnx-opt", "onnx-levels", "onnx-openvino", "onnx-sanitized"),
     variants=(
         Variant("onnx", "onnx", "fp32", 3, "onnx", model=ONNX),
         Variant("onnx-opt", "onnx-opt", "fp32", 4, "onnx", model="onnx-opt"),
@@ -136,6 +136,9 @@ FAMILY = register(FormatFamily(
         Variant("onnx-int8-dynamic", "onnx", "int8", 17, "onnx", model="onnx-int8-dynamic", drift_from="onnx"),
         Variant("onnx-int8-static", "onnx", "int8", 18, "onnx", model="onnx-int8-static", drift_from="onnx"),
         # its model is found by a search once the plan has run (no target until then: no drift of its own)
+        # the onnx model after Polygraphy's sanitizer (constants folded, shapes inferred), in ONNX Runtime
+        Variant("onnx-sanitized", "onnx-sanitized", "fp32", 23, "onnx", model=SANITIZED,
+                note="Polygraphy's sanitizer: constants folded, shapes inferred, weights out of the graph inputs"),
         Variant("onnx-int8-aa", "onnx", "int8", 19, "onnx", model="onnx-int8-aa", drift_from="onnx",
                 note="accuracy-aware: the layers that drift most kept in fp32, the fewest that meet the budget"),
         # ONNX Runtime's CUDA execution provider (the onnxruntime-gpu wheel), on the recipe's GPU

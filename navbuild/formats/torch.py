@@ -1,5 +1,5 @@
 """The torch family: the source in eager torch and its runtime modes, TorchScript, torch.export, torch.compile,
-on the CPU and on a CUDA GPU (eager fp32/fp16/bf16, torch.compile, an AOTInductor package)."""
+on the CPU and on a CUDA GPU (eager fp32/fp16/bf16, torch.compile, an AOTInductor package, Torch-TensorRT)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Callable
 
 from navbuild.formats.base import (SOURCE, BackendOption, Conversion, FormatFamily, PlanContext, Planned, Runner,
                                    TritonBackend, TritonServing, Variant, options, register)
-from navbuild.formats.common import traced_export
+from navbuild.formats.common import tensor_specs, traced_export
+from navbuild.formats.tensorrt_profiles import derive_profiles, recipe_sizes
 
 #: Triton's libtorch backend serves TorchScript files; its options as pytorch_backend src/libtorch.cc spells them
 LIBTORCH = TritonBackend("pytorch_libtorch", "", "pytorch_libtorch", ("model.pt",), options(
@@ -45,12 +46,24 @@ def _aoti(device: str) -> Callable[[PlanContext], Planned]:
     return plan
 
 
+def _torch_tensorrt(precision: str) -> Callable[[PlanContext], Planned]:
+    """Torch-TensorRT at ``precision``: one min/opt/max shape per input, derived from the recipe's sizes
+    as the TensorRT engines' single profile is (navbuild.formats.tensorrt_profiles)."""
+    def plan(ctx: PlanContext) -> Planned:
+        r = ctx.recipe
+        (profile,) = derive_profiles(tensor_specs(r), recipe_sizes(r), "single")
+        return Planned("TorchTensorRtFromTorch", {"source": SOURCE},
+                       dict(traced_export(r), precision=precision, shapes=profile.inputs,
+                            packages=tuple(r.source.packages)))
+    return plan
+
+
 _AOTI_STEPS = {"AotiFromTorch": "navbuild.steps.aoti_from_torch:AotiFromTorch"}
 _NO_EXPORT = "torch.export cannot export a TorchScript module"
 
 FAMILY = register(FormatFamily(
     name="torch",
-    formats=("torch", "torchscript", "torch-export", "torch-compile", "torch-aoti"),
+    formats=("torch", "torchscript", "torch-export", "torch-compile", "torch-aoti", "torch-tensorrt"),
     torch_source=True,
     variants=(
         Variant("torch", "torch", "fp32", 0, "torch"),
@@ -73,6 +86,9 @@ FAMILY = register(FormatFamily(
         Variant("torch-cuda-bf16", "torch", "bf16", 36, "torch-cuda", mode="cast-bf16", device="cuda"),
         Variant("torch-cuda-fp16-autocast", "torch", "fp16", 37, "torch-cuda", mode="autocast-fp16", device="cuda"),
         Variant("torch-cuda-fp16", "torch", "fp16", 38, "torch-cuda", mode="cast-fp16", device="cuda"),
+        # Torch-TensorRT (dynamo path): TensorRT engines inside an ExportedProgram, bound to this GPU
+        Variant("torch-tensorrt-fp16", "torch-tensorrt", "fp16", 45, "torch-tensorrt", model="torch-tensorrt-fp16",
+                device="cuda", note="Torch-TensorRT: torch.export, then TensorRT engines for the graph (fp16 allowed)"),
     ),
     runners=(
         Runner("torch", "navbuild.runners.torch_runner:make", ("torch",)),
@@ -81,6 +97,7 @@ FAMILY = register(FormatFamily(
         Runner("torch-export", "navbuild.runners.torch_export_runner:make", ("torch",)),
         Runner("torch-aoti", "navbuild.runners.aoti_runner:make", ("torch",)),
         Runner("torch-cuda", "navbuild.runners.torch_cuda_runner:make", ("torch",)),
+        Runner("torch-tensorrt", "navbuild.runners.torch_tensorrt_runner:make", ("torch", "torch_tensorrt")),
     ),
     conversions=(
         Conversion("torchscript", 2, {"TorchScriptFromTorch": "navbuild.steps.torchscript_from_torch:TorchScriptFromTorch"},
@@ -90,6 +107,9 @@ FAMILY = register(FormatFamily(
                    _torch_export),
         Conversion("torch-aoti", 13, _AOTI_STEPS, _aoti("cpu")),
         Conversion("torch-aoti-cuda", 14, _AOTI_STEPS, _aoti("cuda"), device="cuda"),
+        Conversion("torch-tensorrt-fp16", 15,
+                   {"TorchTensorRtFromTorch": "navbuild.steps.torch_tensorrt_from_torch:TorchTensorRtFromTorch"},
+                   _torch_tensorrt("fp16"), device="cuda"),
     ),
     drift={"torch": "navbuild.steps.drift_torch:TorchDrift"},
     not_on_serialized={
@@ -102,6 +122,7 @@ FAMILY = register(FormatFamily(
             "torch-cuda-compile": _NO_COMPILE,
             "torch-cuda-compile-cudagraphs": _NO_COMPILE,
             "torch-aoti-cuda": _NO_EXPORT,
+            "torch-tensorrt-fp16": _NO_EXPORT,
         },
         "exported-program": {
             "torch-int8-dynamic": "dynamic int8 quantizes nn.Linear modules, which an exported program does not have",

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from navbuild.errors import MissingTool
-from navbuild.evidence import BakedShape
 from navbuild.runners.aoti_runner import AOTI_LOAD, CALL_FILE, PACKAGE_FILE, AotiRunner
 from navbuild.runners.torch_cuda_runner import fp32_is_fp32
 from navbuild.runners.torch_export_runner import IMPORTS_FILE
@@ -16,7 +15,7 @@ from navbuild.runners.torch_runner import (_keep_precompiled_headers_in_cache_di
                                            takes_names)
 from navbuild.steps.base import Step, StepContext
 from navbuild.steps.eager_check import TORCH_KERNELS, eager_mismatch
-from navbuild.steps.exported_program_from_torch import _export, _fresh_load_imports, _specialized_axes
+from navbuild.steps.exported_program_from_torch import _fresh_load_imports, export_dynamic
 from navbuild.steps.onnx_from_torch import EXAMPLE_BATCH, _signature_order
 from navbuild.steps.torchscript_from_torch import (
     CHECK_BATCH,
@@ -69,11 +68,7 @@ class AotiFromTorch(Step):
         positional = not takes_names(model, names)
         examples = _on(example_inputs(params, EXAMPLE_BATCH, params.seed, names), params.device)
         with torch.no_grad():
-            program, how = _export(model, examples, params, positional)
-        specialized = _specialized_axes(program, params, names if positional else None)
-        if specialized:
-            raise BakedShape("torch.export made axes static: " + ", ".join(specialized)
-                             + " (the model computes with that size as a Python int or branches on it)")
+            program, how = export_dynamic(model, examples, params, names, positional)
         # inductor's cache (TORCHINDUCTOR_CACHE_DIR, set by the step's process) keeps its headers too
         _keep_precompiled_headers_in_cache_dir()
         path = ctx.out / PACKAGE_FILE

@@ -56,11 +56,7 @@ class ExportedProgramFromTorch(Step):
         examples = example_inputs(params, EXAMPLE_BATCH, params.seed, names)
 
         positional = not takes_names(model, names)
-        program, how = _export(model, examples, params, positional)
-        specialized = _specialized_axes(program, params, names if positional else None)
-        if specialized:
-            raise BakedShape("torch.export made axes static: " + ", ".join(specialized)
-                             + " (the model computes with that size as a Python int or branches on it)")
+        program, how = export_dynamic(model, examples, params, names, positional)
         _strip_stack_traces(program)
         path = ctx.out / "model.pt2"
         torch.export.save(program, str(path))
@@ -186,6 +182,18 @@ def _strip_stack_traces(program: Any) -> None:
             node.meta.pop("stack_trace", None)
 
 
+def export_dynamic(model: Any, examples: dict[str, Any], params: Any, names: list[str],
+                   positional: bool) -> tuple[Any, str]:
+    """``_export``, then BakedShape unless every named axis stayed dynamic: the program and how its dims
+    were made ("named" or "auto"). ``names``: the inputs in forward's order."""
+    program, how = _export(model, examples, params, positional)
+    specialized = _specialized_axes(program, params, names if positional else None)
+    if specialized:
+        raise BakedShape("torch.export made axes static: " + ", ".join(specialized)
+                         + " (the model computes with that size as a Python int or branches on it)")
+    return program, how
+
+
 def _specialized_axes(program: Any, params: ExportedProgramFromTorchParams,
                       positional: list[str] | None = None) -> list[str]:
     """``"input.dim (axis) = size"`` for every named input dim the program holds as a constant.
@@ -213,4 +221,4 @@ def _specialized_axes(program: Any, params: ExportedProgramFromTorchParams,
     return out
 
 
-__all__ = ["ExportedProgramFromTorch", "ExportedProgramFromTorchParams", "IMPORTS_FILE"]
+__all__ = ["ExportedProgramFromTorch", "ExportedProgramFromTorchParams", "IMPORTS_FILE", "export_dynamic"]

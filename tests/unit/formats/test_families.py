@@ -38,6 +38,7 @@ CATALOGUE = [
     ("openvino-int8-wo", "openvino", "int8", "openvino", "openvino-int8-wo", ""),
     ("openvino-int8", "openvino", "int8", "openvino", "openvino-int8", ""),
     ("openvino-int8-aa", "openvino", "int8", "openvino", "openvino-int8-aa", ""),
+    ("onnx-sanitized", "onnx-sanitized", "fp32", "onnx", "onnx-sanitized", ""),
 ]
 
 #: the GPU variants (device cuda), after every CPU one
@@ -58,6 +59,7 @@ GPU_CATALOGUE = [
     ("tensorrt-bf16", "tensorrt", "bf16", "tensorrt", "tensorrt-bf16", ""),
     ("tensorrt-int8", "tensorrt", "int8", "tensorrt", "tensorrt-int8", ""),
     ("tensorrt-fp8", "tensorrt", "fp8", "tensorrt", "tensorrt-fp8", ""),
+    ("torch-tensorrt-fp16", "torch-tensorrt", "fp16", "torch-tensorrt", "torch-tensorrt-fp16", ""),
 ]
 
 
@@ -75,10 +77,12 @@ def test_the_catalogue_keeps_its_order_and_facts() -> None:
 
 def test_the_families_and_the_recipe_choices() -> None:
     assert [f.name for f in formats.families()] == ["torch", "onnxruntime", "openvino", "tensorrt"]
-    assert formats.recipe_formats() == ("torch", "torchscript", "torch-export", "torch-compile", "torch-aoti", "onnx",
-                                        "onnx-opt", "onnx-levels", "onnx-openvino", "openvino", "tensorrt")
+    assert formats.recipe_formats() == ("torch", "torchscript", "torch-export", "torch-compile", "torch-aoti",
+                                        "torch-tensorrt", "onnx", "onnx-opt", "onnx-levels", "onnx-openvino",
+                                        "onnx-sanitized", "openvino", "tensorrt")
     assert formats.precisions() == ("fp32", "bf16", "fp16", "int8", "fp8")
-    assert formats.torch_source_formats() == ("torch", "torchscript", "torch-export", "torch-compile", "torch-aoti")
+    assert formats.torch_source_formats() == ("torch", "torchscript", "torch-export", "torch-compile", "torch-aoti",
+                                              "torch-tensorrt")
     assert [v.name for v in formats.selected(["onnx", "openvino"], ["int8"], [])] == [
         "onnx-int8-dynamic", "onnx-int8-static", "onnx-int8-aa", "openvino-int8-wo", "openvino-int8", "openvino-int8-aa"]
     assert [v.name for v in formats.selected(["torch"], ["fp32"], ["openvino", "torch"])] == ["torch", "openvino"]
@@ -107,7 +111,9 @@ def test_the_gpu_runners_and_the_aoti_conversion_are_declared() -> None:
     aoti = formats.conversion("torch-aoti-cuda")
     assert aoti.device == "cuda" and aoti.steps == {"AotiFromTorch": "navbuild.steps.aoti_from_torch:AotiFromTorch"}
     assert [c.model for c in formats.conversions() if c.device == "cuda"] == [
-        "torch-aoti-cuda", "tensorrt", "tensorrt-fp16", "tensorrt-bf16", "tensorrt-int8", "tensorrt-fp8"]
+        "torch-aoti-cuda", "torch-tensorrt-fp16", "tensorrt", "tensorrt-fp16", "tensorrt-bf16", "tensorrt-int8",
+        "tensorrt-fp8"]
+    assert formats.runtime_requirements("torch-tensorrt") == ("torch", "torch_tensorrt")
     recipe = Recipe(name="t", source=SourceConfig(torch="navbuild.examples.models:mlp"),
                     inputs=[InputConfig(name="x", shape=["batch", 64])], outputs=["y"])
     planned = aoti.plan(formats.PlanContext(recipe))
@@ -154,8 +160,8 @@ def test_the_triton_backend_maps() -> None:
     assert [v.name for v in formats.catalogue() if deployable(v.name) is None] == [
         "torchscript", "onnx", "onnx-opt", "onnx-disable", "onnx-basic", "onnx-extended", "openvino",
         "openvino-bf16", "onnx-fp16", "onnx-int8-dynamic", "onnx-int8-static", "onnx-int8-aa",
-        "openvino-int8-wo", "openvino-int8", "openvino-int8-aa", "onnx-cuda", "onnx-cuda-fp16", "tensorrt",
-        "tensorrt-fp16", "tensorrt-bf16", "tensorrt-int8", "tensorrt-fp8"]
+        "openvino-int8-wo", "openvino-int8", "openvino-int8-aa", "onnx-sanitized", "onnx-cuda", "onnx-cuda-fp16",
+        "tensorrt", "tensorrt-fp16", "tensorrt-bf16", "tensorrt-int8", "tensorrt-fp8"]
     assert "OpenVINO execution provider" in deployable("onnx-openvino-ep")
     assert deployable("torch-bf16") == "torch-bf16 runs the torch source (torch): Triton has no native backend for it"
 
@@ -182,9 +188,10 @@ def test_steps_and_runners_are_the_families() -> None:
     assert [c.model for c in formats.conversions()] == [
         "onnx", "onnx-sanitized", "torchscript", "torch-export", "onnx-opt", "onnx-fp16", "onnx-int8-dynamic",
         "onnx-int8-static", "openvino", "openvino-int8", "openvino-int8-wo", "openvino-int8-aa", "onnx-int8-aa",
-        "torch-aoti", "torch-aoti-cuda", "tensorrt", "tensorrt-fp16", "tensorrt-bf16", "tensorrt-int8", "tensorrt-fp8"]
-    assert formats.runner_names() == ("torch", "torchscript", "torch-export", "torch-aoti", "torch-cuda", "onnx",
-                                      "onnx-cuda", "openvino", "tensorrt")
+        "torch-aoti", "torch-aoti-cuda", "torch-tensorrt-fp16", "tensorrt", "tensorrt-fp16", "tensorrt-bf16",
+        "tensorrt-int8", "tensorrt-fp8"]
+    assert formats.runner_names() == ("torch", "torchscript", "torch-export", "torch-aoti", "torch-cuda",
+                                      "torch-tensorrt", "onnx", "onnx-cuda", "openvino", "tensorrt")
     with pytest.raises(ValueError, match="no runner for variant format 'nope' \\(known: torch, torchscript"):
         make_runner("nope", None, None, ["x"], RuntimeOptions())
     with pytest.raises(KeyError, match="no step named 'Nope'"):

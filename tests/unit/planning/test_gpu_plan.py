@@ -142,7 +142,7 @@ def test_recipe_checks_name_the_device_when_it_selects_nothing_or_names_a_gpu_no
                                   "GPU variants: torch-cuda, torch-cuda-compile, torch-cuda-compile-cudagraphs, "
                                   "torch-aoti-cuda, onnx-cuda, torch-cuda-bf16-autocast, torch-cuda-bf16, "
                                   "torch-cuda-fp16-autocast, torch-cuda-fp16, onnx-cuda-fp16, tensorrt, tensorrt-fp16, "
-                                  "tensorrt-bf16, tensorrt-int8, tensorrt-fp8)"]
+                                  "tensorrt-bf16, tensorrt-int8, tensorrt-fp8, torch-tensorrt-fp16)"]
     with pytest.raises(RecipeError, match=r"device: 'cuda:1' names GPU 1, but this machine has 1 \(0: NVIDIA H200\)"):
         check_semantics(mlp_recipe(device="cuda:1"), Path("."))
     check_semantics(mlp_recipe(device="cpu", formats=["onnx-opt"]), Path("."))  # the CPU has onnx-opt

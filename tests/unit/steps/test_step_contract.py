@@ -80,7 +80,8 @@ def test_step_modules_do_not_import_heavy_packages() -> None:
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 
 
-NOT_INSTALLABLE_HERE = {"TensorRtFromOnnx": ["tensorrt"]}
+#: what cannot be installed on these machines (no GPU, no CPU wheel): its absence is what their plans report
+NOT_INSTALLABLE_HERE = {"TensorRtFromOnnx": ["tensorrt"], "TorchTensorRtFromTorch": ["torch_tensorrt"]}
 
 
 @pytest.mark.parametrize("name", sorted(step_refs()))
@@ -104,9 +105,10 @@ def test_params_round_trip_through_json(name: str) -> None:
 
 def test_only_measurements_are_hardware_dependent() -> None:
     # besides the measurements: an AOTInductor package is machine code for this CPU's ISA (or GPU's arch), a
-    # TensorRT engine for its GPU
+    # TensorRT engine (alone, or inside a Torch-TensorRT program) for its GPU
     assert [n for n in sorted(step_refs()) if load_step(n).hardware_dependent] == [
-        "AotiFromTorch", "CompareFinalists", "MeasureTritonConfig", "ProfilePerformance", "TensorRtFromOnnx"]
+        "AotiFromTorch", "CompareFinalists", "MeasureTritonConfig", "ProfilePerformance", "TensorRtFromOnnx",
+        "TorchTensorRtFromTorch"]
     # ORT's level-"all" graphs bake in CPU-specific layouts: hardware joins their key
     opt = load_step("OrtOptimizedFromOnnx")
     assert opt.depends_on_hardware(opt.Params(level="all", fusion=None))
