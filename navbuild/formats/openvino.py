@@ -103,6 +103,12 @@ FAMILY = register(FormatFamily(
                 drift_from="openvino",
                 note="accuracy-aware: the layers whose own int8 error is largest kept in float, the fewest "
                      "that meet the budget"),
+        # the same search with the layers kept in float run in bf16 (the CPU plugin's bf16 precision hint,
+        # native bf16 only): its trials are openvino-int8-aa's conversions (the same keys), each measured
+        # with the hint, so it may keep other layers; it must meet the same int8 budget
+        Variant("openvino-int8-aa-bf16", "openvino", "int8", 23, "openvino", model="openvino-int8-aa-bf16",
+                mode="bf16", drift_from="openvino",
+                note="accuracy-aware int8 whose float layers run in bf16 (bf16 precision hint; native bf16 CPUs)"),
     ),
     runners=(
         Runner("openvino", "navbuild.runners.openvino_runner:make", ("openvino",),
@@ -116,6 +122,9 @@ FAMILY = register(FormatFamily(
                    _quantized),
         Conversion("openvino-int8-aa", 11, {"OpenVinoQuantized": _STEPS + "openvino_quantized:OpenVinoQuantized",
                                             "MeasureAccuracy": _STEPS + "accuracy:MeasureAccuracy"},
+                   _quantized_accuracy_aware),
+        Conversion("openvino-int8-aa-bf16", 12, {"OpenVinoQuantized": _STEPS + "openvino_quantized:OpenVinoQuantized",
+                                                 "MeasureAccuracy": _STEPS + "accuracy:MeasureAccuracy"},
                    _quantized_accuracy_aware),
         Conversion("openvino-int8-wo", 10,
                    {"OpenVinoWeightCompressed": _STEPS + "openvino_quantized:OpenVinoWeightCompressed"},

@@ -56,3 +56,20 @@ def test_openvino_int8_aa_keeps_the_hostile_layer_in_float_and_meets_the_budget_
     assert statuses["aa/openvino-int8-aa/keep-0"] == "cached"  # full int8 is openvino-int8: the same key
     assert statuses["openvino-int8-aa"] == "cached"  # the chosen trial's model: the same key
     assert statuses["correctness/openvino-int8-aa"] == "built"
+
+
+def test_openvino_int8_aa_bf16_runs_the_float_layers_in_bf16_where_the_cpu_has_it(project):
+    import openvino as ov
+
+    _project(project)
+    result = navbuild.build("tiny", [*HOSTILE_RECIPE, "variants=[torch,openvino-int8,openvino-int8-aa-bf16]"])
+    row = result.summary["variants"]["openvino-int8-aa-bf16"]
+    statuses = {o.id: o.status for o in result.outcomes.values()}
+    assert statuses["aa/openvino-int8-aa-bf16/keep-0"] == "cached"  # the trials are openvino-int8-aa's conversions
+    if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        assert row["verdict"] == "pass", row.get("reason")
+        assert row["search"]["kept_fp32"][0].startswith("/fc2/"), row["search"]
+        assert result.outcomes["profile/openvino-int8-aa-bf16"].payload["params"]["runtime"]["mode"] == "bf16"
+    else:  # the first trial's measurement fails on the hint, and the search stops there with that reason
+        assert [t["keep"] for t in row["search"]["trials"]] == [0]
+        assert "native bf16" in row["search"]["message"], row["search"]
