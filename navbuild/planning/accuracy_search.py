@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from navbuild.planning.graph import Expansion, Generator, Graph
-from navbuild.planning.outcome import BUILT, CACHED
+from navbuild.planning.outcome import BUILT, CACHED, FAILED
 from navbuild.planning.target import CONVERT, Target
 from navbuild.steps.correctness import MetricSpec, budget_ratio, judge_metric
 from navbuild.steps.drift import DRIFT_FILE, read_report
@@ -222,6 +222,15 @@ def _advance(plan: SearchPlan, n: int, graph: Graph, outcomes: Mapping[str, Any]
         judged[k] = (judge(got.result, plan.budget) if got.status in (BUILT, CACHED)
                      else Judged(False, math.inf, f"{got.status}: {got.reason}"))
         passes[k] = judged[k].passes
+    broken = next((k for k in sorted(judged) if outcomes[plan.accuracy(k)].status == FAILED), None)
+    if broken is not None:
+        # a trial that could not be measured (the runtime refused the model or its mode): the others run
+        # the same way, so the search stops rather than spend its trials on the same failure
+        state.trials = [{"keep": k, "layers": layers[:k], "passes": judged[k].passes, "figure": judged[k].figure,
+                         "text": judged[k].text} for k in sorted(judged)]
+        state.done, state.message = True, (f"{plan.variant}: the search stopped: {plan.accuracy(broken)} "
+                                           f"{judged[broken].text}")
+        return Expansion(value=state, warnings=[state.message])
     decision = decide(len(layers), plan.max_trials, passes)
     state.trials = [{"keep": k, "layers": layers[:k], "passes": judged[k].passes, "figure": judged[k].figure,
                      "text": judged[k].text} for k in decision.trials]

@@ -53,10 +53,6 @@ def variant_table(outcomes: dict[str, Any], variants: dict[str, str | None],
         if conv is not None and conv.status not in ("built", "cached"):
             row["verdict"] = conv.status
             row["reason"] = f"{v}: {conv.reason}"
-        if conv is not None and conv.status in ("built", "cached") and "kept_fp32" in conv.result:
-            # a search inside one conversion (NNCF's accuracy control): what it kept in float, its iterations
-            row["search"] = {"kept_fp32": conv.result["kept_fp32"], "trials": conv.result.get("trials"),
-                             "done": True, "message": ""}
         if (search := (searches or {}).get(v)) is not None:
             row["search"] = search
             if conv is None and search["done"]:

@@ -59,11 +59,8 @@ def make_summary(recipe: Any, recipe_file: Path | None, build_dir: Path, cache_d
 def search_line(search: dict) -> str:
     """An accuracy-aware variant's search in one line: the layers kept in fp32 and the trials spent."""
     trials = search.get("trials") or []
-    if isinstance(trials, int):  # a search inside one conversion reports only how many trials it ran
-        spent = f"{trials} trial(s)"
-    else:
-        spent = f"{len(trials)} trial(s): " + ", ".join(f"keep {t['keep']} {'pass' if t['passes'] else 'fail'} "
-                                                         f"({t['text']})" for t in trials)
+    spent = f"{len(trials)} trial(s): " + ", ".join(f"keep {t['keep']} {'pass' if t['passes'] else 'fail'} "
+                                                     f"({t['text']})" for t in trials)
     if search.get("kept_fp32") is not None:
         kept = search["kept_fp32"]
         return f"kept in fp32: {', '.join(kept) if kept else 'none'}; {spent}"

@@ -16,8 +16,8 @@ from navbuild.steps.reference import SAMPLES_FILE
 
 @dataclass
 class AccuracyAwareConfig:
-    """The recipe's ``quantization.accuracy_aware``: the search of onnx-int8-aa over how many of the
-    layers that drift most stay in fp32."""
+    """The recipe's ``quantization.accuracy_aware``: the search of onnx-int8-aa and openvino-int8-aa over
+    how many of the layers that drift most stay in fp32."""
 
     max_trials: int = setting(8, minimum=1, doc="trials (a conversion and its accuracy measurement each) the "
                                                 "search may spend; the best passing one found by then is chosen")

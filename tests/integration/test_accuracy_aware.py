@@ -1,5 +1,6 @@
 """Accuracy-aware int8 on a tiny real model with one quantization-hostile layer: onnx-int8-aa's search
-(ONNX Runtime, ordered by the drift ranking, each trial cached) and openvino-int8-aa (NNCF's accuracy control)."""
+(ONNX Runtime, ordered by the drift ranking, each trial cached) and openvino-int8-aa's (NNCF, the same search
+ordered by each OpenVINO layer's own int8 error)."""
 
 from __future__ import annotations
 
@@ -38,11 +39,37 @@ def test_onnx_int8_aa_keeps_the_hostile_layer_in_fp32_and_reuses_its_trials(proj
     assert narrow.summary["variants"]["onnx-int8-aa"]["search"]["done"]
 
 
-def test_openvino_int8_aa_meets_the_budget_full_int8_misses(project):
+def test_openvino_int8_aa_keeps_the_hostile_layer_in_float_and_meets_the_budget_full_int8_misses(project):
     _project(project)
     result = navbuild.build("tiny", [*HOSTILE_RECIPE, "variants=[torch,openvino-int8,openvino-int8-aa]"])
     table = result.summary["variants"]
     assert table["openvino-int8"]["verdict"] == "fail"
     row = table["openvino-int8-aa"]
     assert row["verdict"] == "pass", row.get("reason")
-    assert row["search"]["kept_fp32"], row["search"]  # NNCF reverted something to float, and said what
+    kept = row["search"]["kept_fp32"]
+    # the drift names the layer whose own int8 error is largest: fc2, reading the huge-range activation
+    assert kept and kept[0].startswith("/fc2/") and len(kept) <= 2, kept
+    drift = result.outcomes["drift/openvino-int8"].result["layers"]
+    local = {layer["name"]: layer["local_error"] for layer in drift if "local_error" in layer}
+    assert max(local, key=local.get) == kept[0], local
+    statuses = {o.id: o.status for o in result.outcomes.values()}
+    assert statuses["aa/openvino-int8-aa/keep-0"] == "cached"  # full int8 is openvino-int8: the same key
+    assert statuses["openvino-int8-aa"] == "cached"  # the chosen trial's model: the same key
+    assert statuses["correctness/openvino-int8-aa"] == "built"
+
+
+def test_openvino_int8_aa_bf16_runs_the_float_layers_in_bf16_where_the_cpu_has_it(project):
+    import openvino as ov
+
+    _project(project)
+    result = navbuild.build("tiny", [*HOSTILE_RECIPE, "variants=[torch,openvino-int8,openvino-int8-aa-bf16]"])
+    row = result.summary["variants"]["openvino-int8-aa-bf16"]
+    statuses = {o.id: o.status for o in result.outcomes.values()}
+    assert statuses["aa/openvino-int8-aa-bf16/keep-0"] == "cached"  # the trials are openvino-int8-aa's conversions
+    if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        assert row["verdict"] == "pass", row.get("reason")
+        assert row["search"]["kept_fp32"][0].startswith("/fc2/"), row["search"]
+        assert result.outcomes["profile/openvino-int8-aa-bf16"].payload["params"]["runtime"]["mode"] == "bf16"
+    else:  # the first trial's measurement fails on the hint, and the search stops there with that reason
+        assert [t["keep"] for t in row["search"]["trials"]] == [0]
+        assert "native bf16" in row["search"]["message"], row["search"]

@@ -39,6 +39,7 @@ CATALOGUE = [
     ("openvino-int8", "openvino", "int8", "openvino", "openvino-int8", ""),
     ("openvino-int8-aa", "openvino", "int8", "openvino", "openvino-int8-aa", ""),
     ("onnx-sanitized", "onnx-sanitized", "fp32", "onnx", "onnx-sanitized", ""),
+    ("openvino-int8-aa-bf16", "openvino", "int8", "openvino", "openvino-int8-aa-bf16", "bf16"),
 ]
 
 #: the GPU variants (device cuda), after every CPU one
@@ -84,7 +85,8 @@ def test_the_families_and_the_recipe_choices() -> None:
     assert formats.torch_source_formats() == ("torch", "torchscript", "torch-export", "torch-compile", "torch-aoti",
                                               "torch-tensorrt")
     assert [v.name for v in formats.selected(["onnx", "openvino"], ["int8"], [])] == [
-        "onnx-int8-dynamic", "onnx-int8-static", "onnx-int8-aa", "openvino-int8-wo", "openvino-int8", "openvino-int8-aa"]
+        "onnx-int8-dynamic", "onnx-int8-static", "onnx-int8-aa", "openvino-int8-wo", "openvino-int8", "openvino-int8-aa",
+        "openvino-int8-aa-bf16"]
     assert [v.name for v in formats.selected(["torch"], ["fp32"], ["openvino", "torch"])] == ["torch", "openvino"]
 
 
@@ -156,12 +158,12 @@ def test_the_triton_backend_maps() -> None:
     assert {n: p for n, p in params.items() if p} == {
         "onnx-disable": {"graph_level": "disable"}, "onnx-basic": {"graph_level": "basic"},
         "onnx-extended": {"graph_level": "extended"}, "onnx-openvino-ep": {"graph_level": "disable"},
-        "openvino-bf16": {"HINT_BF16": "YES"}}
+        "openvino-bf16": {"HINT_BF16": "YES"}, "openvino-int8-aa-bf16": {"HINT_BF16": "YES"}}
     assert [v.name for v in formats.catalogue() if deployable(v.name) is None] == [
         "torchscript", "onnx", "onnx-opt", "onnx-disable", "onnx-basic", "onnx-extended", "openvino",
         "openvino-bf16", "onnx-fp16", "onnx-int8-dynamic", "onnx-int8-static", "onnx-int8-aa",
-        "openvino-int8-wo", "openvino-int8", "openvino-int8-aa", "onnx-sanitized", "onnx-cuda", "onnx-cuda-fp16",
-        "tensorrt", "tensorrt-fp16", "tensorrt-bf16", "tensorrt-int8", "tensorrt-fp8"]
+        "openvino-int8-wo", "openvino-int8", "openvino-int8-aa", "onnx-sanitized", "openvino-int8-aa-bf16",
+        "onnx-cuda", "onnx-cuda-fp16", "tensorrt", "tensorrt-fp16", "tensorrt-bf16", "tensorrt-int8", "tensorrt-fp8"]
     assert "OpenVINO execution provider" in deployable("onnx-openvino-ep")
     assert deployable("torch-bf16") == "torch-bf16 runs the torch source (torch): Triton has no native backend for it"
 
@@ -188,8 +190,8 @@ def test_steps_and_runners_are_the_families() -> None:
     assert [c.model for c in formats.conversions()] == [
         "onnx", "onnx-sanitized", "torchscript", "torch-export", "onnx-opt", "onnx-fp16", "onnx-int8-dynamic",
         "onnx-int8-static", "openvino", "openvino-int8", "openvino-int8-wo", "openvino-int8-aa", "onnx-int8-aa",
-        "torch-aoti", "torch-aoti-cuda", "torch-tensorrt-fp16", "tensorrt", "tensorrt-fp16", "tensorrt-bf16",
-        "tensorrt-int8", "tensorrt-fp8"]
+        "openvino-int8-aa-bf16", "torch-aoti", "torch-aoti-cuda", "torch-tensorrt-fp16", "tensorrt", "tensorrt-fp16",
+        "tensorrt-bf16", "tensorrt-int8", "tensorrt-fp8"]
     assert formats.runner_names() == ("torch", "torchscript", "torch-export", "torch-aoti", "torch-cuda",
                                       "torch-tensorrt", "onnx", "onnx-cuda", "openvino", "tensorrt")
     with pytest.raises(ValueError, match="no runner for variant format 'nope' \\(known: torch, torchscript"):

@@ -10,7 +10,7 @@ import pytest
 from navbuild.planning.accuracy_search import (Budget, SearchPlan, decide, declare_search, judge, ranked_layers,
                                               searches)
 from navbuild.planning.graph import Graph
-from navbuild.planning.outcome import BUILT, CACHED, TargetOutcome
+from navbuild.planning.outcome import BUILT, CACHED, FAILED, TargetOutcome
 from navbuild.planning.target import Target
 from navbuild.steps.correctness import MetricSpec
 
@@ -114,7 +114,11 @@ class Search:
             for tid, t in graph.targets.items():
                 if tid not in outcomes:
                     kept = graph.targets[t.inputs["model"]].params if t.step == "Measure" else ()
-                    result = _report(error(len(kept)), 1.0) if t.step == "Measure" else {}
+                    figure = error(len(kept)) if t.step == "Measure" else 0.0
+                    if figure is None:  # the measurement itself failed
+                        outcomes[tid] = TargetOutcome(tid, t.kind, t.variant, FAILED, reason="bf16 needs a CPU with it")
+                        continue
+                    result = _report(figure, 1.0) if t.step == "Measure" else {}
                     outcomes[tid] = TargetOutcome(tid, t.kind, t.variant, BUILT, result=result)
         return graph, outcomes
 
@@ -145,6 +149,15 @@ def test_a_search_that_misses_the_budget_says_its_best_figure_and_trials() -> No
     assert "onnx-int8-aa" not in graph.targets and found["kept_fp32"] is None
     assert "within 3 trial(s) (k = 0, 1, 2)" in found["message"]
     assert "best: error ratio 2 keeping 2 layer(s)" in found["message"]
+
+
+def test_a_trial_that_cannot_be_measured_stops_the_search_with_its_reason() -> None:
+    graph, _ = Search(Budget(tolerance={"range_rtol": 0.1})).run(lambda k: None)
+    found = searches(graph)["onnx-int8-aa"]
+    assert found["done"] and found["kept_fp32"] is None and [t["keep"] for t in found["trials"]] == [0]
+    assert "onnx-int8-aa" not in graph.targets
+    assert found["message"] == ("onnx-int8-aa: the search stopped: aa/onnx-int8-aa/keep-0/accuracy failed: "
+                                "bf16 needs a CPU with it")
 
 
 def test_the_layers_to_keep_are_those_where_the_error_grows_never_all() -> None:

@@ -275,3 +275,36 @@ def test_the_search_is_pending_on_a_fresh_cache_and_expanded_from_a_cached_one()
     assert by_id["onnx-int8-aa"].key == by_id["aa/onnx-int8-aa/keep-2"].key  # the chosen trial's model
     assert by_id["aa/onnx-int8-aa/keep-0"].key == by_id["onnx-int8-static"].key  # full int8 is onnx-int8-static
     assert plan.pending == [] and not graph.expansions  # the plan expanded a copy
+
+
+def _ov_aa_results(tid: str) -> dict:
+    """Cached results of an openvino-int8-aa build: the drift measured each MatMul's own int8 error
+    (fc2's largest, growth says otherwise); keeping one in float meets the budget."""
+    if tid == "drift/openvino-int8":
+        return {"layers": [{"name": n, "op_type": op, "growth": g, **({"local_error": e} if e is not None else {})}
+                           for n, op, g, e in (("/fc1/MatMul", "MatMul", 0.9, 0.01), ("/relu", "Relu", 0.5, None),
+                                               ("/fc2/MatMul", "MatMul", 0.1, 0.4),
+                                               ("/fc3/MatMul", "MatMul", -0.2, 0.02))]}
+    if tid.startswith("aa/") and tid.endswith("/accuracy"):
+        k = int(tid.split("/keep-")[1].split("/")[0])
+        return {"batches": {"8": {"y": {"max_abs": 1.0 if k < 1 else 0.01, "scale": 1.0, "cosine_min": 0.9999}}}}
+    if tid.startswith("profile/"):
+        return {"batches": {"8": figures(2.0)}}
+    return result_of(tid) if tid.startswith("correctness/") else {}
+
+
+def test_openvino_int8_aa_searches_openvino_int8_ignoring_the_layers_with_the_largest_own_error():
+    r = recipe(variants=["torch", "openvino-int8", "openvino-int8-aa"], precisions=["fp32", "int8"])
+    r.profile.finalists = 0
+    graph = planned(r)
+    rows = {t.id: t.label for t in plan_statuses(graph, FakeStore(), None).pending}
+    assert rows["openvino-int8-aa"].startswith("pending: waits for drift/openvino-int8; then searches")
+    plan = cache_everything(graph, FakeStore(), _ov_aa_results)
+    by_id = plan.by_id()
+    assert [i for i in by_id if i.startswith("aa/") and not i.endswith("/accuracy")] == [
+        "aa/openvino-int8-aa/keep-0", "aa/openvino-int8-aa/keep-1"]
+    assert by_id["aa/openvino-int8-aa/keep-0"].key == by_id["openvino-int8"].key  # full int8 is openvino-int8
+    assert by_id["openvino-int8-aa"].key == by_id["aa/openvino-int8-aa/keep-1"].key
+    # the kept layer reaches NNCF as an anchored, escaped ignored-scope pattern, after the recipe's own
+    assert by_id["openvino-int8-aa"].payload["params"]["ignored_patterns"] == ["^/fc2/MatMul$"]
+    assert {"correctness/openvino-int8-aa", "profile/openvino-int8-aa"} <= set(by_id)

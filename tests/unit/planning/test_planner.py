@@ -232,7 +232,7 @@ def test_every_reduced_precision_variant_gets_a_drift_target_against_the_model_i
     drift = {t.id: t for t in graph.targets.values() if t.kind == "drift"}
     # fp32 variants have nothing to drift from
     assert sorted(drift) == ["drift/onnx-fp16", "drift/onnx-int8-dynamic", "drift/onnx-int8-static",
-                             "drift/openvino-bf16", "drift/openvino-int8", "drift/openvino-int8-aa", "drift/openvino-int8-wo",
+                             "drift/openvino-bf16", "drift/openvino-int8", "drift/openvino-int8-wo",
                              "drift/torch-bf16", "drift/torch-bf16-autocast", "drift/torch-int8-dynamic"]
     # a torch runtime mode is the source run in that mode, compared with the source run eagerly
     cast = drift["drift/torch-bf16"]
