@@ -114,7 +114,8 @@ def main() -> None:
                 kept = search.get("kept_fp32")
                 trials = search.get("trials")
                 spent = None if trials is None else len(trials)
-                print(f"  {name}: {row['verdict']}; kept in fp32: "
+                kept_as = "bf16" if formats.variant(name).mode == "bf16" else "fp32"
+                print(f"  {name}: {row['verdict']}; kept out of int8 (run in {kept_as}): "
                       f"{'-' if kept is None else (', '.join(kept) or 'none')} ({len(kept or [])} layer(s)); "
                       f"trials spent: {spent if spent is not None else '-'}"
                       + ("" if row["verdict"] == "pass" else f"; {row.get('reason', '')[:160]}"))
