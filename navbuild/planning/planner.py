@@ -45,6 +45,7 @@ def expand(recipe: Recipe, cwd: Path) -> Graph:
     expand_reference(graph, recipe)
     variants = formats.selected(list(recipe.formats), list(recipe.precisions), list(recipe.variants),
                                 graph.device.kind)
+    note_formats_off_device(graph, recipe)
     rankers = search_rankers(graph, recipe, variants)
     searched: dict[str, tuple[Target, formats.AccuracySearch]] = {}
     models = expand_conversions(graph, recipe, variants + rankers, searched)
@@ -69,6 +70,19 @@ def expand_device(graph: Graph, recipe: Recipe) -> Device:
     if graph.device.kind == CUDA or read_machine().gpus:
         graph.notes.append(f"device: {graph.device.text} ({graph.device.why})")
     return graph.device
+
+
+def note_formats_off_device(graph: Graph, recipe: Recipe) -> None:
+    """A note naming the recipe's formats that have no variant on its device (OpenVINO on a GPU): the
+    device picks the variants, so those formats plan nothing there."""
+    if recipe.variants:
+        return
+    kind = graph.device.kind
+    idle = [f for f in recipe.formats if not any(v.format == f and v.device == kind for v in formats.catalogue())]
+    if idle and len(idle) < len(recipe.formats):
+        other = CPU if kind == CUDA else CUDA
+        graph.notes.append(f"device {graph.device.text}: format(s) {', '.join(idle)} have no {kind} variant, so "
+                           f"nothing of theirs is planned (write device: {other} for them)")
 
 
 def gpu_of(graph: Graph, device: str) -> int | None:

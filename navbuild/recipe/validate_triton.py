@@ -71,8 +71,12 @@ def _check_variants(recipe: Recipe, p: list[str]) -> None:
         elif (why := deployable(name)):
             p.append(f"{where}: {why}")
     if not recipe.triton.variants and not any(deployable(n) is None for n in built):
+        kinds = _device_kinds(recipe)
+        servable = [f for f in formats.recipe_formats() if any(
+            v.format == f and v.device in kinds and deployable(v.name) is None for v in formats.catalogue())]
         p.append("triton: none of this recipe's variants has a native Triton backend "
-                 f"(built: {', '.join(built)}); add onnx, torchscript or openvino to formats")
+                 f"(built: {', '.join(built)}); add one of {', '.join(servable)} to formats, "
+                 "or set triton.enabled: false")
 
 
 def _check_search(s: schema.TritonSearchConfig, p: list[str]) -> None:

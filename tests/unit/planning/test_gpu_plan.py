@@ -232,3 +232,13 @@ def test_gpu_targets_are_unavailable_where_cuda_visible_devices_hides_every_gpu(
     assert plan["profile/torch-cuda"].label == ("unavailable: no CUDA GPU (CUDA_VISIBLE_DEVICES='' leaves torch no GPU "
                                                 "of the 1 here; unset it, or write device: cuda:N)")
     assert plan["onnx"].status == "missing"
+
+
+def test_a_format_with_no_variant_on_the_device_is_named_in_a_note(on_machine) -> None:
+    on_machine(Machine((H200,), "nvidia-smi", CUDA_TORCH))
+    graph = expand(mlp_recipe(formats=["torch", "openvino"], precisions=["fp32"], device="cuda"), Path("."))
+    assert graph.variants() == ["torch-cuda"]
+    assert ("device cuda:0: format(s) openvino have no cuda variant, so nothing of theirs is planned "
+            "(write device: cpu for them)") in graph.notes
+    cpu = expand(mlp_recipe(formats=["torch", "openvino"], precisions=["fp32"], device="cpu"), Path("."))
+    assert cpu.variants() == ["torch", "openvino"] and not any("have no" in n for n in cpu.notes)
