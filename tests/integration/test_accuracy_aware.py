@@ -39,9 +39,12 @@ def test_onnx_int8_aa_keeps_the_hostile_layer_in_fp32_and_reuses_its_trials(proj
     assert narrow.summary["variants"]["onnx-int8-aa"]["search"]["done"]
 
 
-def test_openvino_int8_aa_keeps_the_hostile_layer_in_float_and_meets_the_budget_full_int8_misses(project):
+def test_openvino_int8_aa_keeps_the_hostile_layer_in_float_and_its_bf16_twin_reuses_the_trials(project):
+    import openvino as ov
+
     _project(project)
-    result = navbuild.build("tiny", [*HOSTILE_RECIPE, "variants=[torch,openvino-int8,openvino-int8-aa]"])
+    result = navbuild.build("tiny", [*HOSTILE_RECIPE,
+                                     "variants=[torch,openvino-int8,openvino-int8-aa,openvino-int8-aa-bf16]"])
     table = result.summary["variants"]
     assert table["openvino-int8"]["verdict"] == "fail"
     row = table["openvino-int8-aa"]
@@ -57,19 +60,14 @@ def test_openvino_int8_aa_keeps_the_hostile_layer_in_float_and_meets_the_budget_
     assert statuses["openvino-int8-aa"] == "cached"  # the chosen trial's model: the same key
     assert statuses["correctness/openvino-int8-aa"] == "built"
 
-
-def test_openvino_int8_aa_bf16_runs_the_float_layers_in_bf16_where_the_cpu_has_it(project):
-    import openvino as ov
-
-    _project(project)
-    result = navbuild.build("tiny", [*HOSTILE_RECIPE, "variants=[torch,openvino-int8,openvino-int8-aa-bf16]"])
-    row = result.summary["variants"]["openvino-int8-aa-bf16"]
-    statuses = {o.id: o.status for o in result.outcomes.values()}
-    assert statuses["aa/openvino-int8-aa-bf16/keep-0"] == "cached"  # the trials are openvino-int8-aa's conversions
+    # the bf16 twin: its trials are openvino-int8-aa's conversions (the same keys), measured under the bf16 hint
+    twin = table["openvino-int8-aa-bf16"]
+    twin_trials = [tid for tid in statuses if tid.startswith("aa/openvino-int8-aa-bf16/") and "/accuracy" not in tid]
+    assert twin_trials and all(statuses[tid] == "cached" for tid in twin_trials), statuses
     if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-        assert row["verdict"] == "pass", row.get("reason")
-        assert row["search"]["kept_fp32"][0].startswith("/fc2/"), row["search"]
+        assert twin["verdict"] == "pass", twin.get("reason")
+        assert twin["search"]["kept_fp32"][0].startswith("/fc2/"), twin["search"]
         assert result.outcomes["profile/openvino-int8-aa-bf16"].payload["params"]["runtime"]["mode"] == "bf16"
     else:  # the first trial's measurement fails on the hint, and the search stops there with that reason
-        assert [t["keep"] for t in row["search"]["trials"]] == [0]
-        assert "native bf16" in row["search"]["message"], row["search"]
+        assert [t["keep"] for t in twin["search"]["trials"]] == [0]
+        assert "native bf16" in twin["search"]["message"], twin["search"]
