@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from navbuild.runners.device_timing import TorchDeviceRunner, reset_peak_memory
+from navbuild.runners.device_timing import ExportedCallRunner
 from navbuild.runners.torch_export_runner import import_load_modules
 from navbuild.runners.torch_runner import serialized_model_path
 
@@ -21,7 +21,7 @@ AOTI_LOAD = ("import torch._inductor, torch.utils._pytree as pytree\n"
              "for spec in torch._inductor.aoti_load_package(path).loader.get_call_spec(): pytree.treespec_loads(spec)")
 
 
-class AotiRunner(TorchDeviceRunner):
+class AotiRunner(ExportedCallRunner):
     """The compiled model of an AOTInductor package, called as it was exported: by input name, or
     positionally in forward's order; inputs go to the package's device (``aoti.json``). The
     modules ``imports.json`` beside it names are imported first (as for an exported program)."""
@@ -32,16 +32,7 @@ class AotiRunner(TorchDeviceRunner):
         call = json.loads((Path(path).parent / CALL_FILE).read_text())
         import_load_modules(Path(path).parent)  # output classes the package's output spec names
         compiled = torch._inductor.aoti_load_package(str(path))
-        super().__init__(compiled, input_names, threads, no_grad=True, device=call["device"])
-        self.path = Path(path)
-        self.by_name = bool(call["by_name"])
-        self.call_order: list[str] = list(call["inputs"])
-        reset_peak_memory(self.device)  # the peak counts from the loaded package, not the loading
-
-    def _call(self, tensors: dict[str, Any]) -> Any:
-        if self.by_name:
-            return self.model(**tensors)
-        return self.model(*(tensors[n] for n in self.call_order))
+        super().__init__(compiled, Path(path), call, input_names, threads, device=call["device"])
 
 
 def make(model_path: Path | None, factory: Any, input_names: Sequence[str], options: Any,

@@ -124,5 +124,25 @@ class TorchDeviceRunner(TorchRunner):
         return peak_memory_mb(self.device)
 
 
-__all__ = ["is_cuda", "timer", "Bound", "reset_peak_memory", "peak_memory_mb", "device_used_mb", "grown_mb",
+
+class ExportedCallRunner(TorchDeviceRunner):
+    """A compiled torch program (an AOTInductor package, a Torch-TensorRT program) on its device, called as
+    it was exported: by input name, or positionally in forward's order, as the call description its
+    conversion wrote beside it says (``{"device", "inputs", "by_name"}``); the peak memory counts from
+    the loaded program, not its loading."""
+
+    def __init__(self, program: Any, path: Any, call: Mapping[str, Any], input_names: Sequence[str],
+                 threads: int, device: str) -> None:
+        super().__init__(program, input_names, threads, no_grad=True, device=device)
+        self.path = path
+        self.by_name = bool(call["by_name"])
+        self.call_order: list[str] = list(call["inputs"])
+        reset_peak_memory(self.device)
+
+    def _call(self, tensors: dict[str, Any]) -> Any:
+        if self.by_name:
+            return self.model(**tensors)
+        return self.model(*(tensors[n] for n in self.call_order))
+
+__all__ = ["ExportedCallRunner", "is_cuda", "timer", "Bound", "reset_peak_memory", "peak_memory_mb", "device_used_mb", "grown_mb",
            "TorchDeviceRunner"]

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from navbuild.runners.device_timing import TorchDeviceRunner, reset_peak_memory
+from navbuild.runners.device_timing import ExportedCallRunner
 from navbuild.runners.torch_runner import serialized_model_path
 
 #: the saved program and the call description beside it (written by navbuild/steps/torch_tensorrt_from_torch.py)
@@ -15,7 +15,7 @@ PROGRAM_FILE = "model.ep"
 CALL_FILE = "torch_tensorrt.json"
 
 
-class TorchTensorRtRunner(TorchDeviceRunner):
+class TorchTensorRtRunner(ExportedCallRunner):
     """The ExportedProgram Torch-TensorRT saved (its TensorRT engines inside), on ``cuda``, called as
     it was exported: by input name, or positionally in forward's order (``torch_tensorrt.json``)."""
 
@@ -25,16 +25,7 @@ class TorchTensorRtRunner(TorchDeviceRunner):
 
         call = json.loads((Path(path).parent / CALL_FILE).read_text())
         program = torch_tensorrt.load(str(path))
-        super().__init__(program.module(), input_names, threads, no_grad=True, device="cuda")
-        self.path = Path(path)
-        self.by_name = bool(call["by_name"])
-        self.call_order: list[str] = list(call["inputs"])
-        reset_peak_memory(self.device)  # the peak counts from the loaded program, not the loading
-
-    def _call(self, tensors: dict[str, Any]) -> Any:
-        if self.by_name:
-            return self.model(**tensors)
-        return self.model(*(tensors[n] for n in self.call_order))
+        super().__init__(program.module(), Path(path), call, input_names, threads, device="cuda")
 
 
 def make(model_path: Path | None, factory: Any, input_names: Sequence[str], options: Any,
